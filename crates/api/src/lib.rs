@@ -1,0 +1,62 @@
+//! The StreamForge HTTP API.
+//!
+//! REST queries over the tick store and the latest-quote cache, the live
+//! tick stream (SSE), health, Prometheus metrics and the OpenAPI document.
+//! Every error is JSON `{"error": "...", "detail": "..."}` with the right
+//! status (see [`ApiError`]).
+//!
+//! # Layout
+//! - [`error`] — [`ApiError`], the one error type of every handler.
+//! - [`params`] — query-parameter parsing (times, limits, intervals, symbols).
+//! - [`live`] — [`LiveHub`], the fan-out of live ticks to stream clients.
+//! - [`routes`] — the handlers; [`router`] wires them with the metrics layer.
+
+pub mod error;
+pub mod live;
+pub mod params;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamforge_store::{Cache, TickStore};
+use streamforge_telemetry::{Health, Metrics};
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+pub use live::LiveHub;
+pub use routes::{ops_router, router};
+
+/// Limits and defaults of query endpoints.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    /// Rows returned when `limit` is not given.
+    pub default_limit: usize,
+    /// Largest `limit` honored; larger values are capped to it.
+    pub max_limit: usize,
+    /// Default look-back when `from` is not given.
+    pub default_window: Duration,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            default_limit: 1_000,
+            max_limit: 10_000,
+            default_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn TickStore>,
+    pub cache: Arc<dyn Cache>,
+    pub live: LiveHub,
+    pub metrics: Metrics,
+    pub health: Health,
+    pub limits: ApiLimits,
+    /// Fires at shutdown: live streams end so the server can drain.
+    pub shutdown: CancellationToken,
+}

@@ -1,0 +1,153 @@
+//! Market data queries: symbols, latest quotes, ticks and candles.
+
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use streamforge_model::Symbol;
+use streamforge_store::{CandleQuery, SymbolInfo, TickQuery};
+
+use crate::params::{Params, PathSymbol, RawQuery};
+use crate::{ApiError, AppState};
+
+/// 404 unless the store has ticks of `symbol`.
+async fn known(state: &AppState, symbol: &Symbol) -> Result<SymbolInfo, ApiError> {
+    state
+        .store
+        .symbol(symbol)
+        .await?
+        .ok_or_else(|| ApiError::UnknownSymbol(symbol.to_string()))
+}
+
+/// `GET /api/v1/symbols`
+pub async fn symbols(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::new(raw, &[])?;
+    let infos = state.store.symbols().await?;
+    let mut out = Vec::with_capacity(infos.len());
+    for info in infos {
+        // The cache is optional here: a cache outage must not hide the list.
+        let last = state.cache.latest(&info.symbol).await.ok().flatten();
+        out.push(json!({
+            "symbol": info.symbol,
+            "first_ts": info.first_ts,
+            "last_ts": info.last_ts,
+            "ticks": info.ticks,
+            "last_price": last.as_ref().map(|t| t.price()),
+        }));
+    }
+    Ok(Json(json!({ "symbols": out })).into_response())
+}
+
+/// `GET /api/v1/quotes/{symbol}/latest`: from the cache, else the store.
+pub async fn latest_quote(
+    State(state): State<AppState>,
+    PathSymbol(symbol): PathSymbol,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::new(raw, &[])?;
+    let cached = match state.cache.latest(&symbol).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cache read failed; answering from the store");
+            None
+        }
+    };
+    let (tick, source) = match cached {
+        Some(t) => (t, "cache"),
+        None => match state.store.latest(&symbol).await? {
+            Some(t) => (t, "store"),
+            None => return Err(ApiError::UnknownSymbol(symbol.to_string())),
+        },
+    };
+    let mut response = Json(tick).into_response();
+    response
+        .headers_mut()
+        .insert("x-streamforge-source", HeaderValue::from_static(source));
+    Ok(response)
+}
+
+/// `GET /api/v1/ticks/{symbol}?from&to&limit&order`
+pub async fn ticks(
+    State(state): State<AppState>,
+    PathSymbol(symbol): PathSymbol,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::new(raw, &["from", "to", "limit", "order"])?;
+    let (from, to) = params.range(&state.limits)?;
+    let limit = params.limit(&state.limits)?;
+    let order = params.order()?;
+    known(&state, &symbol).await?;
+    let ticks = state
+        .store
+        .ticks(TickQuery {
+            symbol: symbol.clone(),
+            from,
+            to,
+            limit,
+            order,
+        })
+        .await?;
+    Ok(Json(json!({
+        "symbol": symbol,
+        "from": from,
+        "to": to,
+        "limit": limit,
+        "count": ticks.len(),
+        "ticks": ticks,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/candles/{symbol}?interval&from&to&limit`
+pub async fn candles(
+    State(state): State<AppState>,
+    PathSymbol(symbol): PathSymbol,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::new(raw, &["interval", "from", "to", "limit"])?;
+    let interval = params.interval()?;
+    let (from, to) = params.range(&state.limits)?;
+    let limit = params.limit(&state.limits)?;
+    known(&state, &symbol).await?;
+    let candles = state
+        .store
+        .candles(CandleQuery {
+            symbol: symbol.clone(),
+            interval,
+            from,
+            to,
+            limit,
+        })
+        .await?;
+    let rows: Vec<_> = candles
+        .iter()
+        .map(|c| {
+            json!({
+                "start": c.start,
+                "open": c.open,
+                "high": c.high,
+                "low": c.low,
+                "close": c.close,
+                "volume": c.volume,
+                "vwap": c.vwap,
+                "trades": c.trades,
+                "first_ts": c.first_ts,
+                "last_ts": c.last_ts,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "symbol": symbol,
+        "interval": interval,
+        "from": from,
+        "to": to,
+        "limit": limit,
+        "count": rows.len(),
+        "candles": rows,
+    }))
+    .into_response())
+}

@@ -1,0 +1,79 @@
+//! The router: every route, and the layer that counts requests.
+
+mod market;
+mod ops;
+mod stream;
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+
+use crate::AppState;
+
+/// Every path the router serves, as written in the OpenAPI document.
+pub const PATHS: &[&str] = &[
+    "/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api/openapi.json",
+    "/api/v1/symbols",
+    "/api/v1/quotes/{symbol}/latest",
+    "/api/v1/ticks/{symbol}",
+    "/api/v1/candles/{symbol}",
+    "/api/v1/stream",
+];
+
+/// Health and metrics only, for roles without a store (`ingest`).
+pub fn ops_router(
+    metrics: streamforge_telemetry::Metrics,
+    health: streamforge_telemetry::Health,
+) -> Router {
+    let state = ops::OpsState { metrics, health };
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::ops_readyz))
+        .route("/metrics", get(ops::ops_metrics))
+        .fallback(ops::not_found)
+        .with_state(state)
+}
+
+/// The full API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(ops::index))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(ops::openapi))
+        .route("/api/v1/symbols", get(market::symbols))
+        .route("/api/v1/quotes/{symbol}/latest", get(market::latest_quote))
+        .route("/api/v1/ticks/{symbol}", get(market::ticks))
+        .route("/api/v1/candles/{symbol}", get(market::candles))
+        .route("/api/v1/stream", get(stream::sse))
+        .fallback(ops::not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Counts every request by route template (a fixed label set) and status.
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .api_request(&route, response.status().as_u16(), started.elapsed());
+    response
+}

@@ -1,0 +1,99 @@
+//! Operations endpoints: index, health, readiness, metrics, OpenAPI.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::routes::PATHS;
+use crate::{ApiError, AppState};
+
+/// The OpenAPI 3.1 document of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /`: what this server offers.
+pub async fn index() -> Json<serde_json::Value> {
+    Json(json!({
+        "service": "streamforge",
+        "version": env!("CARGO_PKG_VERSION"),
+        "endpoints": PATHS,
+    }))
+}
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: backends reachable and feeds fresh; 503 with the failing
+/// checks otherwise.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => state.health.set("store", true, state.store.kind()),
+        Err(e) => state.health.set("store", false, e.to_string()),
+    }
+    match state.cache.ping().await {
+        Ok(()) => state.health.set("cache", true, state.cache.kind()),
+        Err(e) => state.health.set("cache", false, e.to_string()),
+    }
+    let report = state.health.report();
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
+}
+
+/// What the health-and-metrics router needs.
+#[derive(Clone)]
+pub struct OpsState {
+    pub metrics: streamforge_telemetry::Metrics,
+    pub health: streamforge_telemetry::Health,
+}
+
+/// `GET /readyz` of a role without a store: the stages' own checks.
+pub async fn ops_readyz(State(state): State<OpsState>) -> Response {
+    let report = state.health.report();
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
+}
+
+/// `GET /metrics` of a role without a store.
+pub async fn ops_metrics(State(state): State<OpsState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /api/openapi.json`
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Any other path.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}

@@ -1,0 +1,186 @@
+//! Component tests of the router: an in-memory store and cache behind the
+//! real handlers, requests sent with `tower::ServiceExt::oneshot`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use streamforge_api::{router, ApiLimits, AppState, LiveHub};
+use streamforge_model::Tick;
+use streamforge_store::{Cache, MemoryCache, SqliteStore, TickStore};
+use streamforge_telemetry::{Health, Metrics};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const T0: i64 = 1_756_325_700_000;
+
+fn tick(symbol: &str, ms: i64, price: f64) -> Tick {
+    streamforge_testkit::tick(symbol, ms, price, 10.0)
+}
+
+async fn app() -> (tempfile::TempDir, axum::Router, AppState) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).await.unwrap();
+    let ticks: Vec<Tick> = (0..120)
+        .map(|i| tick("AAPL", T0 + i * 1000, 100.0 + i as f64))
+        .collect();
+    store.write_batch(Arc::from(ticks.clone())).await.unwrap();
+    let cache = MemoryCache::new();
+    cache.update_latest(&ticks).await.unwrap();
+    let state = AppState {
+        store: Arc::new(store),
+        cache: Arc::new(cache),
+        live: LiveHub::default(),
+        metrics: Metrics::new(),
+        health: Health::new(),
+        limits: ApiLimits::default(),
+        shutdown: CancellationToken::new(),
+    };
+    (dir, router(state.clone()), state)
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, serde_json::Value) {
+    let res = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+#[tokio::test]
+async fn queries_answer_from_the_store_and_cache() {
+    let (_d, app, _) = app().await;
+    let (s, v) = get(&app, "/api/v1/symbols").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["symbols"][0]["symbol"], "AAPL");
+    assert_eq!(v["symbols"][0]["ticks"], 120);
+    assert_eq!(v["symbols"][0]["last_price"], 219.0);
+
+    let (s, v) = get(&app, "/api/v1/quotes/aapl/latest").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["price"], 219.0);
+
+    let uri = format!(
+        "/api/v1/ticks/AAPL?from={}&to=2025-08-27T20:15:10Z&limit=5",
+        T0
+    );
+    let (s, v) = get(&app, &uri).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["count"], 5);
+    assert_eq!(v["ticks"][0]["price"], 100.0);
+
+    let uri = format!(
+        "/api/v1/candles/AAPL?interval=1m&from={}&to={}",
+        T0,
+        T0 + 120_000
+    );
+    let (s, v) = get(&app, &uri).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["count"], 2);
+    let c = &v["candles"][0];
+    assert_eq!(
+        (
+            c["open"].as_f64(),
+            c["close"].as_f64(),
+            c["trades"].as_u64()
+        ),
+        (Some(100.0), Some(159.0), Some(60))
+    );
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_naming_the_parameter() {
+    let (_d, app, _) = app().await;
+    for (uri, param) in [
+        ("/api/v1/ticks/AAPL?from=yesterday", "from"),
+        ("/api/v1/ticks/AAPL?to=soon", "to"),
+        ("/api/v1/ticks/AAPL?limit=abc", "limit"),
+        ("/api/v1/ticks/AAPL?order=sideways", "order"),
+        ("/api/v1/ticks/AAPL?from=2000&to=1000", "from"),
+        ("/api/v1/candles/AAPL?interval=7m", "interval"),
+        ("/api/v1/ticks/AA%20PL", "symbol"),
+        ("/api/v1/stream?symbols=A%20B", "symbols"),
+        ("/api/v1/ticks/AAPL?frm=1", "query"),
+        ("/api/v1/ticks/AAPL?from=%ZZ", "from"),
+        ("/api/v1/ticks/%FF", "symbol"),
+    ] {
+        let (s, v) = get(&app, uri).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        assert_eq!(v["parameter"], param, "{uri}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap().starts_with(param),
+            "{uri}: {v}"
+        );
+        assert_eq!(v["error"], "invalid parameter");
+    }
+}
+
+#[tokio::test]
+async fn unknown_symbols_and_paths_are_404() {
+    let (_d, app, _) = app().await;
+    for uri in [
+        "/api/v1/quotes/NOPE/latest",
+        "/api/v1/ticks/NOPE",
+        "/api/v1/candles/NOPE",
+        "/nowhere",
+    ] {
+        let (s, v) = get(&app, uri).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{uri}");
+        assert!(
+            v["error"].is_string() && v["detail"].is_string(),
+            "{uri}: {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ops_endpoints_answer() {
+    let (_d, app, state) = app().await;
+    assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK);
+    let (s, v) = get(&app, "/readyz").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["checks"]["store"]["ok"], true);
+    state.health.set("bus", false, "broker unreachable");
+    let (s, v) = get(&app, "/readyz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["checks"]["bus"]["detail"], "broker unreachable");
+
+    let res = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("streamforge_api_requests_total{route=\"/readyz\",status=\"503\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_documents_every_route() {
+    let (_d, app, _) = app().await;
+    let (s, doc) = get(&app, "/api/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    for p in streamforge_api::routes::PATHS {
+        assert!(paths.contains_key(*p), "{p} missing from openapi.json");
+    }
+    assert_eq!(
+        paths.len(),
+        streamforge_api::routes::PATHS.len(),
+        "openapi.json documents a route that does not exist"
+    );
+}

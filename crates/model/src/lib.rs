@@ -1,0 +1,27 @@
+//! The StreamForge domain model.
+//!
+//! Everything that flows through the pipeline is described here: a validated
+//! [`Tick`], its [`Symbol`], its deterministic [`TickId`], the [`Candle`]s
+//! built from ticks, and the JSON wire form used on the bus. This crate does
+//! no I/O and knows nothing of tokio, Kafka or SQL.
+//!
+//! # Layout
+//! - [`time`] — [`Timestamp`], microseconds since the Unix epoch, UTC.
+//! - [`symbol`] — [`Symbol`], an upper-case instrument name.
+//! - [`tick`] — [`Tick`], [`TickInput`], [`TickRules`] and [`TickError`].
+//! - [`tick_id`] — the deterministic id and the per-frame occurrence counter.
+//! - [`candle`] — [`Candle`], [`Interval`] and a brute-force [`CandleBuilder`].
+//! - [`wire`] — the JSON codec, which also reads the original tick format.
+
+pub mod candle;
+pub mod symbol;
+pub mod tick;
+pub mod tick_id;
+pub mod time;
+pub mod wire;
+
+pub use candle::{Candle, CandleBuilder, Interval, IntervalError};
+pub use symbol::Symbol;
+pub use tick::{Tick, TickError, TickInput, TickRules};
+pub use tick_id::{OccurrenceCounter, TickId};
+pub use time::{Timestamp, TimestampError};

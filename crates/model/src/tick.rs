@@ -1,0 +1,420 @@
+//! [`Tick`]: one trade, validated.
+//!
+//! The only way to make a `Tick` is [`Tick::new`] (or [`TickRules::check`]),
+//! which validates every field, so the rest of StreamForge trusts a `Tick`
+//! without checking it again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Symbol, TickId, Timestamp};
+
+/// Longest exchange code and provider id accepted.
+pub const MAX_TAG_LEN: usize = 32;
+/// Most condition codes on one trade, and the longest code.
+pub const MAX_CONDITIONS: usize = 16;
+pub const MAX_CONDITION_LEN: usize = 16;
+
+/// 1990-01-01T00:00:00Z: nothing older is a plausible live or recorded trade.
+pub const MIN_TICK_TIME: Timestamp = Timestamp::from_micros(631_152_000_000_000);
+
+/// A validated trade. Fields are read through accessors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tick {
+    symbol: Symbol,
+    ts: Timestamp,
+    price: f64,
+    size: f64,
+    exchange: Arc<str>,
+    src_id: Arc<str>,
+    conditions: Vec<String>,
+    tick_id: TickId,
+    ingested_at: Timestamp,
+}
+
+/// The raw parts of a trade, before validation.
+#[derive(Clone, Debug)]
+pub struct TickInput {
+    pub symbol: Symbol,
+    /// Exchange event time.
+    pub ts: Timestamp,
+    pub price: f64,
+    /// 0 when the provider has no size.
+    pub size: f64,
+    /// Empty when unknown.
+    pub exchange: Arc<str>,
+    /// Provider id, e.g. `finnhub`.
+    pub src_id: Arc<str>,
+    pub conditions: Vec<String>,
+    /// Index of this trade among identical trades in the same provider frame.
+    pub occurrence: u32,
+    /// An id already assigned at ingest (decoding from the bus); computed when `None`.
+    pub tick_id: Option<TickId>,
+    /// When StreamForge received the trade.
+    pub ingested_at: Timestamp,
+}
+
+/// What is wrong with a trade; each variant names the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TickError {
+    #[error("symbol: {reason} (got {value:?})")]
+    Symbol { value: String, reason: &'static str },
+    #[error("price: must be a finite number greater than 0 (got {0})")]
+    Price(f64),
+    #[error("size: must be a finite number of at least 0 (got {0})")]
+    Size(f64),
+    #[error("ts: {0} is before 1990-01-01")]
+    TooOld(Timestamp),
+    #[error("ts: {ts} is more than {skew:?} ahead of the clock ({now})")]
+    InFuture {
+        ts: Timestamp,
+        now: Timestamp,
+        skew: Duration,
+    },
+    #[error("exchange: must be at most 32 printable ASCII characters (got {0:?})")]
+    Exchange(String),
+    #[error("src_id: must be 1 to 32 characters of a-z 0-9 _ - (got {0:?})")]
+    SrcId(String),
+    #[error("conditions: at most 16 codes of at most 16 printable ASCII characters each")]
+    Conditions,
+}
+
+impl TickError {
+    /// The field that failed validation.
+    pub fn field(&self) -> &'static str {
+        match self {
+            TickError::Symbol { .. } => "symbol",
+            TickError::Price(_) => "price",
+            TickError::Size(_) => "size",
+            TickError::TooOld(_) | TickError::InFuture { .. } => "ts",
+            TickError::Exchange(_) => "exchange",
+            TickError::SrcId(_) => "src_id",
+            TickError::Conditions => "conditions",
+        }
+    }
+
+    /// A short fixed reason code, used as a metric label and DLQ header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TickError::Symbol { .. } => "invalid_symbol",
+            TickError::Price(_) => "invalid_price",
+            TickError::Size(_) => "invalid_size",
+            TickError::TooOld(_) => "ts_too_old",
+            TickError::InFuture { .. } => "ts_in_future",
+            TickError::Exchange(_) => "invalid_exchange",
+            TickError::SrcId(_) => "invalid_src_id",
+            TickError::Conditions => "invalid_conditions",
+        }
+    }
+}
+
+/// Validation settings that are configurable.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TickRules {
+    /// How far ahead of the wall clock an event time may be (clock skew).
+    pub max_future_skew: Duration,
+}
+
+impl Default for TickRules {
+    fn default() -> Self {
+        TickRules {
+            max_future_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+fn printable(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+impl TickRules {
+    /// Validates `input` against these rules with `now` as the wall clock.
+    pub fn check(&self, input: TickInput, now: Timestamp) -> Result<Tick, TickError> {
+        let TickInput {
+            symbol,
+            ts,
+            price,
+            size,
+            exchange,
+            src_id,
+            conditions,
+            occurrence,
+            tick_id,
+            ingested_at,
+        } = input;
+        if !(price.is_finite() && price > 0.0) {
+            return Err(TickError::Price(price));
+        }
+        if !(size.is_finite() && size >= 0.0) {
+            return Err(TickError::Size(size));
+        }
+        let size = if size == 0.0 { 0.0 } else { size };
+        if ts < MIN_TICK_TIME {
+            return Err(TickError::TooOld(ts));
+        }
+        let skew_micros = i64::try_from(self.max_future_skew.as_micros()).unwrap_or(i64::MAX);
+        if ts > now.saturating_add_micros(skew_micros) {
+            return Err(TickError::InFuture {
+                ts,
+                now,
+                skew: self.max_future_skew,
+            });
+        }
+        if exchange.len() > MAX_TAG_LEN || !printable(&exchange) {
+            return Err(TickError::Exchange(exchange.chars().take(64).collect()));
+        }
+        if src_id.is_empty()
+            || src_id.len() > MAX_TAG_LEN
+            || !src_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(TickError::SrcId(src_id.chars().take(64).collect()));
+        }
+        if conditions.len() > MAX_CONDITIONS
+            || conditions
+                .iter()
+                .any(|c| c.is_empty() || c.len() > MAX_CONDITION_LEN || !printable(c))
+        {
+            return Err(TickError::Conditions);
+        }
+        let tick_id = tick_id.unwrap_or_else(|| {
+            TickId::compute(&src_id, &symbol, ts, price, size, &conditions, occurrence)
+        });
+        Ok(Tick {
+            symbol,
+            ts,
+            price,
+            size,
+            exchange,
+            src_id,
+            conditions,
+            tick_id,
+            ingested_at,
+        })
+    }
+}
+
+impl Tick {
+    /// Validates `input` with the given rules against the current wall clock.
+    pub fn new(input: TickInput, rules: &TickRules) -> Result<Tick, TickError> {
+        rules.check(input, Timestamp::now())
+    }
+
+    pub fn symbol(&self) -> &Symbol {
+        &self.symbol
+    }
+    /// Exchange event time.
+    pub fn ts(&self) -> Timestamp {
+        self.ts
+    }
+    pub fn price(&self) -> f64 {
+        self.price
+    }
+    pub fn size(&self) -> f64 {
+        self.size
+    }
+    pub fn exchange(&self) -> &str {
+        &self.exchange
+    }
+    pub fn src_id(&self) -> &str {
+        &self.src_id
+    }
+    pub fn conditions(&self) -> &[String] {
+        &self.conditions
+    }
+    pub fn tick_id(&self) -> TickId {
+        self.tick_id
+    }
+    /// When StreamForge received the trade.
+    pub fn ingested_at(&self) -> Timestamp {
+        self.ingested_at
+    }
+
+    /// Gives this trade its occurrence index within its frame, which changes
+    /// its id. Only meaningful for ticks whose id was computed (not decoded).
+    pub fn set_occurrence(&mut self, occurrence: u32) {
+        self.tick_id = TickId::compute(
+            &self.src_id,
+            &self.symbol,
+            self.ts,
+            self.price,
+            self.size,
+            &self.conditions,
+            occurrence,
+        );
+    }
+
+    /// Assigns occurrence indexes to a frame of freshly built ticks, so that
+    /// identical trades in one frame keep distinct ids.
+    pub fn number_identical(frame: &mut [Tick], counter: &mut crate::OccurrenceCounter) {
+        if frame.len() < 2 {
+            return;
+        }
+        counter.reset();
+        for tick in frame.iter_mut() {
+            let n = counter.next(tick.tick_id);
+            if n > 0 {
+                tick.set_occurrence(n);
+            }
+        }
+    }
+
+    /// Orders ticks as candles and the cache do: by event time, then by the
+    /// id as a signed integer (the order SQL `BIGINT` columns sort in).
+    pub fn sort_key(&self) -> (Timestamp, i64) {
+        (self.ts, self.tick_id.as_i64())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn input() -> TickInput {
+        TickInput {
+            symbol: Symbol::parse("AAPL").unwrap(),
+            ts: Timestamp::from_millis(1_756_325_731_134),
+            price: 231.42,
+            size: 100.0,
+            exchange: Arc::from(""),
+            src_id: Arc::from("finnhub"),
+            conditions: vec![],
+            occurrence: 0,
+            tick_id: None,
+            ingested_at: Timestamp::from_millis(1_756_325_731_200),
+        }
+    }
+
+    fn check(i: TickInput) -> Result<Tick, TickError> {
+        TickRules::default().check(i, Timestamp::from_millis(1_756_325_731_200))
+    }
+
+    #[test]
+    fn valid_input_makes_a_tick() {
+        let t = check(input()).unwrap();
+        assert_eq!(t.symbol().as_str(), "AAPL");
+        assert_eq!(t.price(), 231.42);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(TickInput, &str)> = vec![
+            (
+                TickInput {
+                    price: 0.0,
+                    ..input()
+                },
+                "price",
+            ),
+            (
+                TickInput {
+                    price: -1.0,
+                    ..input()
+                },
+                "price",
+            ),
+            (
+                TickInput {
+                    price: f64::NAN,
+                    ..input()
+                },
+                "price",
+            ),
+            (
+                TickInput {
+                    price: f64::INFINITY,
+                    ..input()
+                },
+                "price",
+            ),
+            (
+                TickInput {
+                    size: -0.5,
+                    ..input()
+                },
+                "size",
+            ),
+            (
+                TickInput {
+                    size: f64::NAN,
+                    ..input()
+                },
+                "size",
+            ),
+            (
+                TickInput {
+                    ts: Timestamp::from_millis(0),
+                    ..input()
+                },
+                "ts",
+            ),
+            (
+                TickInput {
+                    ts: Timestamp::from_millis(1_756_325_731_200 + 301_000),
+                    ..input()
+                },
+                "ts",
+            ),
+            (
+                TickInput {
+                    exchange: Arc::from("x\n"),
+                    ..input()
+                },
+                "exchange",
+            ),
+            (
+                TickInput {
+                    src_id: Arc::from(""),
+                    ..input()
+                },
+                "src_id",
+            ),
+            (
+                TickInput {
+                    src_id: Arc::from("Finnhub"),
+                    ..input()
+                },
+                "src_id",
+            ),
+            (
+                TickInput {
+                    conditions: vec!["".into()],
+                    ..input()
+                },
+                "conditions",
+            ),
+        ];
+        for (i, field) in cases {
+            let err = check(i.clone()).unwrap_err();
+            assert_eq!(err.field(), field, "{i:?}");
+            assert!(err.to_string().starts_with(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn skew_is_configurable() {
+        let now = Timestamp::from_millis(1_756_325_731_200);
+        let ahead = TickInput {
+            ts: now.saturating_add_micros(60_000_000),
+            ..input()
+        };
+        let strict = TickRules {
+            max_future_skew: Duration::from_secs(30),
+        };
+        assert!(strict.check(ahead.clone(), now).is_err());
+        assert!(TickRules::default().check(ahead, now).is_ok());
+    }
+
+    #[test]
+    fn identical_trades_in_a_frame_get_distinct_ids() {
+        let mut frame = vec![check(input()).unwrap(), check(input()).unwrap()];
+        let mut counter = crate::OccurrenceCounter::default();
+        Tick::number_identical(&mut frame, &mut counter);
+        assert_ne!(frame[0].tick_id(), frame[1].tick_id());
+        // The same frame numbered again gives the same ids: redelivery-safe.
+        let mut again = vec![check(input()).unwrap(), check(input()).unwrap()];
+        Tick::number_identical(&mut again, &mut counter);
+        assert_eq!(frame, again);
+    }
+}

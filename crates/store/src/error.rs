@@ -1,0 +1,87 @@
+//! Errors of the tick store and the cache.
+
+/// A tick store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("store at {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store query failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored row is not a valid tick: {0}")]
+    Corrupt(String),
+    #[error("store worker stopped: {0}")]
+    Worker(String),
+    #[error("postgres: {}", pg_detail(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("postgres connection pool: {0}")]
+    Pool(String),
+}
+
+/// The server's message and SQLSTATE when there is one ("db error" alone
+/// says nothing).
+fn pg_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}: {})", db.message(), db.severity(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(e),
+            other => StoreError::Pool(other.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (busy or locked database, I/O).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DiskFull
+            ),
+            StoreError::Pool(_) => true,
+            StoreError::Postgres(e) => {
+                if e.is_closed() {
+                    return true;
+                }
+                match e.code() {
+                    // No SQL state: the connection or I/O failed.
+                    None => true,
+                    Some(code) => {
+                        let c = code.code();
+                        // connection exceptions, resources, operator intervention,
+                        // serialization failures and deadlocks
+                        c.starts_with("08")
+                            || c.starts_with("53")
+                            || c.starts_with("57")
+                            || c == "40001"
+                            || c == "40P01"
+                    }
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A cache failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+}

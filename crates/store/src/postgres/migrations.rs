@@ -1,0 +1,363 @@
+//! Schema migrations of the PostgreSQL store, embedded in the binary.
+//!
+//! Two modes, chosen once when the schema is first created:
+//! - `timescaledb` when the extension can be created: `ticks` is a
+//!   hypertable on `ts` with compression and retention policies, and
+//!   continuous aggregates hold 1m and 1h candles;
+//! - `postgres` otherwise (PostgreSQL ≥ 14): `ticks` is range-partitioned
+//!   by day; partitions are created ahead and dropped past retention by
+//!   [`super::PostgresStore::housekeeping`].
+//!
+//! The mode is recorded in `streamforge_schema`; queries work the same in
+//! both.
+
+use std::fmt;
+
+use deadpool_postgres::Client;
+
+use crate::StoreError;
+
+/// Settings that shape the schema.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PgSchemaOptions {
+    /// Chunk (TimescaleDB) or partition (plain) width, in days.
+    pub chunk_days: u32,
+    /// TimescaleDB: compress chunks older than this many days.
+    pub compress_after_days: u32,
+    /// Drop ticks older than this many days (0 keeps everything).
+    pub retention_days: u32,
+    /// Plain mode: daily partitions kept ready ahead of today.
+    pub partitions_ahead: u32,
+    /// The mode of a new schema; `None` picks TimescaleDB when available.
+    pub mode: Option<Mode>,
+}
+
+impl Default for PgSchemaOptions {
+    fn default() -> Self {
+        PgSchemaOptions {
+            chunk_days: 1,
+            compress_after_days: 7,
+            retention_days: 30,
+            partitions_ahead: 2,
+            mode: None,
+        }
+    }
+}
+
+/// Which engine features the schema uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    TimescaleDb,
+    Postgres,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::TimescaleDb => "timescaledb",
+            Mode::Postgres => "postgres",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "timescaledb" => Some(Mode::TimescaleDb),
+            "postgres" => Some(Mode::Postgres),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `migrate status` reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchemaStatus {
+    /// `None` before the first migration.
+    pub mode: Option<Mode>,
+    pub version: u32,
+    pub latest: u32,
+}
+
+impl fmt::Display for SchemaStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mode {
+            None => write!(f, "no schema yet (latest version {})", self.latest),
+            Some(m) => write!(
+                f,
+                "mode {m}, schema version {} of {}{}",
+                self.version,
+                self.latest,
+                if self.version == self.latest {
+                    " (up to date)"
+                } else {
+                    " (migrations pending)"
+                }
+            ),
+        }
+    }
+}
+
+/// One step; `up` and `down` are SQL for the mode.
+struct Migration {
+    name: &'static str,
+    up: fn(Mode, &PgSchemaOptions) -> String,
+    down: fn(Mode) -> String,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "ticks and symbols",
+        up: ticks_up,
+        down: |_| "DROP TABLE IF EXISTS ticks CASCADE; DROP TABLE IF EXISTS symbols;".into(),
+    },
+    Migration {
+        name: "candle aggregates",
+        up: candles_up,
+        down: |mode| match mode {
+            Mode::TimescaleDb => "DROP MATERIALIZED VIEW IF EXISTS candles_1h CASCADE; \
+                                  DROP MATERIALIZED VIEW IF EXISTS candles_1m CASCADE;"
+                .into(),
+            Mode::Postgres => String::new(),
+        },
+    },
+];
+
+fn ticks_up(mode: Mode, o: &PgSchemaOptions) -> String {
+    let columns = "
+        symbol      TEXT COLLATE \"C\" NOT NULL,
+        ts          TIMESTAMPTZ      NOT NULL,
+        tick_id     BIGINT           NOT NULL,
+        price       DOUBLE PRECISION NOT NULL,
+        size        DOUBLE PRECISION NOT NULL,
+        exchange    TEXT             NOT NULL,
+        src_id      TEXT             NOT NULL,
+        conditions  TEXT[]           NOT NULL,
+        ingested_at TIMESTAMPTZ      NOT NULL,
+        PRIMARY KEY (symbol, ts, tick_id)";
+    let symbols = "CREATE TABLE symbols (
+        symbol   TEXT COLLATE \"C\" PRIMARY KEY,
+        first_ts TIMESTAMPTZ NOT NULL,
+        last_ts  TIMESTAMPTZ NOT NULL,
+        ticks    BIGINT      NOT NULL);";
+    match mode {
+        Mode::Postgres => {
+            format!("CREATE TABLE ticks ({columns}) PARTITION BY RANGE (ts); {symbols}")
+        }
+        Mode::TimescaleDb => {
+            let mut sql = format!(
+                "CREATE TABLE ticks ({columns}); {symbols}
+                 SELECT create_hypertable('ticks', 'ts', chunk_time_interval => INTERVAL '{} days');
+                 ALTER TABLE ticks SET (timescaledb.compress,
+                     timescaledb.compress_segmentby = 'symbol',
+                     timescaledb.compress_orderby = 'ts DESC, tick_id DESC');
+                 SELECT add_compression_policy('ticks', INTERVAL '{} days');",
+                o.chunk_days.max(1),
+                o.compress_after_days.max(1)
+            );
+            if o.retention_days > 0 {
+                sql.push_str(&format!(
+                    "SELECT add_retention_policy('ticks', INTERVAL '{} days');",
+                    o.retention_days
+                ));
+            }
+            sql
+        }
+    }
+}
+
+fn candles_up(mode: Mode, _o: &PgSchemaOptions) -> String {
+    match mode {
+        Mode::Postgres => String::new(),
+        Mode::TimescaleDb => ["1m", "1h"]
+            .iter()
+            .map(|iv| {
+                let (width, start, end, every) = match *iv {
+                    "1m" => ("1 minute", "2 hours", "1 minute", "1 minute"),
+                    _ => ("1 hour", "2 days", "1 hour", "30 minutes"),
+                };
+                format!(
+                    "CREATE MATERIALIZED VIEW candles_{iv} WITH (timescaledb.continuous) AS
+                     SELECT symbol, time_bucket(INTERVAL '{width}', ts) AS bucket,
+                            first(price, ts) AS open, max(price) AS high, min(price) AS low,
+                            last(price, ts) AS close, sum(size) AS volume,
+                            sum(price * size) AS notional, count(*) AS trades,
+                            min(ts) AS first_ts, max(ts) AS last_ts
+                       FROM ticks GROUP BY symbol, bucket WITH NO DATA;
+                     ALTER MATERIALIZED VIEW candles_{iv} SET (timescaledb.materialized_only = false);
+                     SELECT add_continuous_aggregate_policy('candles_{iv}',
+                         start_offset => INTERVAL '{start}', end_offset => INTERVAL '{end}',
+                         schedule_interval => INTERVAL '{every}');"
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The latest schema version.
+pub fn latest() -> u32 {
+    MIGRATIONS.len() as u32
+}
+
+async fn ensure_bookkeeping(client: &Client) -> Result<(), StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS streamforge_schema (
+                 version    INTEGER     PRIMARY KEY,
+                 name       TEXT        NOT NULL,
+                 mode       TEXT        NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+    Ok(())
+}
+
+/// The schema's mode and version.
+pub async fn status(client: &Client) -> Result<SchemaStatus, StoreError> {
+    ensure_bookkeeping(client).await?;
+    let row = client
+        .query_opt(
+            "SELECT version, mode FROM streamforge_schema ORDER BY version DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(match row {
+        None => SchemaStatus {
+            mode: None,
+            version: 0,
+            latest: latest(),
+        },
+        Some(r) => SchemaStatus {
+            mode: Mode::parse(r.get::<_, &str>(1)),
+            version: r.get::<_, i32>(0) as u32,
+            latest: latest(),
+        },
+    })
+}
+
+/// Picks the mode for a new schema: the one asked for, else TimescaleDB
+/// when its extension can be created in this database.
+async fn choose_mode(client: &Client, wanted: Option<Mode>) -> Result<Mode, StoreError> {
+    match wanted {
+        Some(Mode::Postgres) => Ok(Mode::Postgres),
+        Some(Mode::TimescaleDb) => {
+            client
+                .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                .await?;
+            Ok(Mode::TimescaleDb)
+        }
+        None => Ok(detect_mode(client).await),
+    }
+}
+
+async fn detect_mode(client: &Client) -> Mode {
+    let available = client
+        .query_opt(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'",
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    if !available {
+        return Mode::Postgres;
+    }
+    // Creating the extension without it being preloaded ends the session
+    // with a FATAL error, so check first.
+    let preloaded = client
+        .query_one("SELECT current_setting('shared_preload_libraries')", &[])
+        .await
+        .map(|r| r.get::<_, String>(0).contains("timescaledb"))
+        .unwrap_or(false);
+    if !preloaded {
+        tracing::warn!(
+            "timescaledb is installed but not in shared_preload_libraries; using plain PostgreSQL"
+        );
+        return Mode::Postgres;
+    }
+    match client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        .await
+    {
+        Ok(()) => Mode::TimescaleDb,
+        Err(e) => {
+            let detail = e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string());
+            tracing::warn!(error = %detail, "cannot create the timescaledb extension; using plain PostgreSQL");
+            Mode::Postgres
+        }
+    }
+}
+
+/// Applies every pending migration, each in its own transaction, holding
+/// an advisory lock so concurrent `migrate`/`persist` processes take turns.
+pub async fn up(
+    client: &mut Client,
+    options: &PgSchemaOptions,
+) -> Result<SchemaStatus, StoreError> {
+    ensure_bookkeeping(client).await?;
+    client
+        .batch_execute("SELECT pg_advisory_lock(727274)")
+        .await?;
+    let result = async {
+        let current = status(client).await?;
+        let mode = match current.mode {
+            Some(m) => m,
+            None => choose_mode(client, options.mode).await?,
+        };
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(current.version as usize) {
+            let version = i as i32 + 1;
+            let tx = client.transaction().await?;
+            let sql = (m.up)(mode, options);
+            if !sql.trim().is_empty() {
+                tx.batch_execute(&sql).await?;
+            }
+            tx.execute(
+                "INSERT INTO streamforge_schema (version, name, mode) VALUES ($1, $2, $3)",
+                &[&version, &m.name, &mode.as_str()],
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(version, name = m.name, %mode, "postgres store migrated");
+        }
+        status(client).await
+    }
+    .await;
+    client
+        .batch_execute("SELECT pg_advisory_unlock(727274)")
+        .await?;
+    result
+}
+
+/// Reverts the latest migration.
+pub async fn down(client: &mut Client) -> Result<SchemaStatus, StoreError> {
+    let current = status(client).await?;
+    let Some(mode) = current.mode else {
+        return Ok(current);
+    };
+    let m = &MIGRATIONS[current.version as usize - 1];
+    let tx = client.transaction().await?;
+    let sql = (m.down)(mode);
+    if !sql.trim().is_empty() {
+        tx.batch_execute(&sql).await?;
+    }
+    tx.execute(
+        "DELETE FROM streamforge_schema WHERE version = $1",
+        &[&(current.version as i32)],
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        version = current.version,
+        name = m.name,
+        "postgres migration reverted"
+    );
+    status(client).await
+}

@@ -1,0 +1,465 @@
+//! [`PostgresStore`]: the production tick store (`postgres://...`),
+//! TimescaleDB when the extension exists, plain PostgreSQL (≥ 14) otherwise.
+//!
+//! A batch is written in one transaction: binary `COPY` into a temporary
+//! staging table, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING` on the
+//! key `(symbol, ts, tick_id)`, with the per-symbol summary in `symbols`
+//! updated from the rows actually inserted. Candles are computed with
+//! `date_bin`, which both modes support. Schema and modes: [`migrations`].
+
+pub mod migrations;
+mod types;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::pin_mut;
+use parking_lot::Mutex;
+use streamforge_model::{Candle, Symbol, Tick, TickId, TickInput, TickRules, Timestamp};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use tokio_postgres::{NoTls, Row};
+
+pub use migrations::{Mode, PgSchemaOptions, SchemaStatus};
+use types::PgTime;
+
+use crate::{
+    CandleQuery, Order, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore, WriteOutcome,
+};
+
+/// Connections in the pool.
+const POOL_SIZE: usize = 8;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// The PostgreSQL tick store. Cloning shares the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    options: PgSchemaOptions,
+    mode: Mode,
+    /// Plain mode: day partitions known to exist (days since the epoch).
+    partitions: Arc<Mutex<HashSet<i64>>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// The pool for `url`, without touching the schema.
+fn pool(url: &str) -> Result<Pool, StoreError> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
+        url: crate::redact_url(url),
+        reason: format!("{e}"),
+    })?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .build()
+        .map_err(|e| StoreError::Pool(e.to_string()))
+}
+
+/// Runs `up`, `down` or `status` on the database at `url`.
+pub async fn migrate(
+    url: &str,
+    action: MigrateAction,
+    options: &PgSchemaOptions,
+) -> Result<SchemaStatus, StoreError> {
+    let pool = pool(url)?;
+    let mut client = pool.get().await?;
+    match action {
+        MigrateAction::Up => migrations::up(&mut client, options).await,
+        MigrateAction::Down => migrations::down(&mut client).await,
+        MigrateAction::Status => migrations::status(&client).await,
+    }
+}
+
+/// What [`migrate`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MigrateAction {
+    Up,
+    Down,
+    Status,
+}
+
+fn day_of(ts: Timestamp) -> i64 {
+    ts.as_micros().div_euclid(MICROS_PER_DAY)
+}
+
+fn partition_name(day: i64) -> String {
+    let start = Timestamp::from_micros(day * MICROS_PER_DAY).to_string();
+    format!("ticks_p{}", start[..10].replace('-', ""))
+}
+
+impl PostgresStore {
+    /// Connects and brings the schema up to date (the same as `migrate up`).
+    pub async fn open(url: &str, options: PgSchemaOptions) -> Result<Self, StoreError> {
+        let pool = pool(url)?;
+        let status = {
+            let mut client = pool.get().await?;
+            migrations::up(&mut client, &options).await?
+        };
+        let mode = status.mode.unwrap_or(Mode::Postgres);
+        let store = PostgresStore {
+            pool,
+            options,
+            mode,
+            partitions: Arc::default(),
+        };
+        store.partitions_housekeeping().await?;
+        Ok(store)
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Plain mode: creates the partitions of the days ahead and drops those
+    /// past retention. TimescaleDB runs its own policies.
+    async fn partitions_housekeeping(&self) -> Result<(), StoreError> {
+        if self.mode != Mode::Postgres {
+            return Ok(());
+        }
+        let today = day_of(Timestamp::now());
+        let days: Vec<i64> = (today..=today + i64::from(self.options.partitions_ahead)).collect();
+        self.ensure_partitions(&days).await?;
+        if self.options.retention_days > 0 {
+            let cutoff = today - i64::from(self.options.retention_days);
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT c.relname FROM pg_inherits i
+                       JOIN pg_class c ON c.oid = i.inhrelid
+                       JOIN pg_class p ON p.oid = i.inhparent
+                      WHERE p.relname = 'ticks' AND c.relname LIKE 'ticks_p%'",
+                    &[],
+                )
+                .await?;
+            let keep_from = partition_name(cutoff);
+            for r in rows {
+                let name: String = r.get(0);
+                if name.len() == keep_from.len() && name < keep_from {
+                    client
+                        .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+                        .await?;
+                    tracing::info!(partition = %name, "dropped partition past retention");
+                }
+            }
+            self.partitions.lock().retain(|d| *d >= cutoff);
+        }
+        Ok(())
+    }
+
+    /// Plain mode: makes sure a partition exists for each day.
+    async fn ensure_partitions(&self, days: &[i64]) -> Result<(), StoreError> {
+        let missing: Vec<i64> = {
+            let known = self.partitions.lock();
+            days.iter()
+                .copied()
+                .filter(|d| !known.contains(d))
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let client = self.pool.get().await?;
+        for day in missing {
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF ticks FOR VALUES FROM ('{}') TO ('{}')",
+                partition_name(day),
+                Timestamp::from_micros(day * MICROS_PER_DAY),
+                Timestamp::from_micros((day + 1) * MICROS_PER_DAY),
+            );
+            if let Err(e) = client.batch_execute(&sql).await {
+                // Another process may have created it at the same moment.
+                let exists = client
+                    .query_opt(
+                        "SELECT 1 FROM pg_class WHERE relname = $1",
+                        &[&partition_name(day)],
+                    )
+                    .await?
+                    .is_some();
+                if !exists {
+                    return Err(e.into());
+                }
+            }
+            self.partitions.lock().insert(day);
+        }
+        Ok(())
+    }
+
+    async fn write(&self, batch: &[Tick]) -> Result<WriteOutcome, StoreError> {
+        if self.mode == Mode::Postgres {
+            let mut days: Vec<i64> = batch.iter().map(|t| day_of(t.ts())).collect();
+            days.sort_unstable();
+            days.dedup();
+            self.ensure_partitions(&days).await?;
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS ticks_stage
+                 (LIKE ticks INCLUDING DEFAULTS EXCLUDING CONSTRAINTS EXCLUDING INDEXES)
+                 ON COMMIT DELETE ROWS",
+        )
+        .await?;
+        let sink = tx
+            .copy_in(
+                "COPY ticks_stage (symbol, ts, tick_id, price, size, exchange, src_id, conditions, ingested_at) \
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let writer = BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::TEXT,
+                Type::TIMESTAMPTZ,
+                Type::INT8,
+                Type::FLOAT8,
+                Type::FLOAT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT_ARRAY,
+                Type::TIMESTAMPTZ,
+            ],
+        );
+        pin_mut!(writer);
+        for t in batch {
+            let conditions: &[String] = t.conditions();
+            writer
+                .as_mut()
+                .write(&[
+                    &t.symbol().as_str(),
+                    &PgTime(t.ts()),
+                    &t.tick_id().as_i64(),
+                    &t.price(),
+                    &t.size(),
+                    &t.exchange(),
+                    &t.src_id(),
+                    &conditions,
+                    &PgTime(t.ingested_at()),
+                ])
+                .await?;
+        }
+        writer.finish().await?;
+        let inserted: i64 = tx
+            .query_one(
+                "WITH ins AS (
+                     INSERT INTO ticks SELECT * FROM ticks_stage
+                     ON CONFLICT (symbol, ts, tick_id) DO NOTHING
+                     RETURNING symbol, ts),
+                 agg AS (
+                     SELECT symbol, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n
+                       FROM ins GROUP BY symbol),
+                 up AS (
+                     INSERT INTO symbols (symbol, first_ts, last_ts, ticks)
+                     SELECT symbol, first_ts, last_ts, n FROM agg
+                     ON CONFLICT (symbol) DO UPDATE SET
+                         first_ts = LEAST(symbols.first_ts, EXCLUDED.first_ts),
+                         last_ts = GREATEST(symbols.last_ts, EXCLUDED.last_ts),
+                         ticks = symbols.ticks + EXCLUDED.ticks
+                     RETURNING 1)
+                 SELECT coalesce(sum(n), 0)::BIGINT FROM agg",
+                &[],
+            )
+            .await?
+            .get(0);
+        tx.commit().await?;
+        let inserted = inserted as usize;
+        Ok(WriteOutcome {
+            inserted,
+            duplicates: batch.len().saturating_sub(inserted),
+        })
+    }
+}
+
+const TICK_COLUMNS: &str = "ts, tick_id, price, size, exchange, src_id, conditions, ingested_at";
+
+fn tick_from_row(symbol: &Symbol, row: &Row) -> Result<Tick, StoreError> {
+    let input = TickInput {
+        symbol: symbol.clone(),
+        ts: row.try_get::<_, PgTime>(0)?.0,
+        tick_id: Some(TickId::from_i64(row.try_get(1)?)),
+        price: row.try_get(2)?,
+        size: row.try_get(3)?,
+        exchange: Arc::from(row.try_get::<_, &str>(4)?),
+        src_id: Arc::from(row.try_get::<_, &str>(5)?),
+        conditions: row.try_get(6)?,
+        occurrence: 0,
+        ingested_at: row.try_get::<_, PgTime>(7)?.0,
+    };
+    TickRules::default()
+        .check(input, Timestamp::MAX)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[async_trait]
+impl TickStore for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn write_batch(&self, batch: TickBatch) -> Result<WriteOutcome, StoreError> {
+        if batch.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        self.write(&batch).await
+    }
+
+    async fn ticks(&self, q: TickQuery) -> Result<Vec<Tick>, StoreError> {
+        let order = match q.order {
+            Order::Asc => "ASC",
+            Order::Desc => "DESC",
+        };
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {TICK_COLUMNS} FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
+                     ORDER BY ts {order}, tick_id {order} LIMIT $4"
+                ),
+                &[
+                    &q.symbol.as_str(),
+                    &PgTime(q.from),
+                    &PgTime(q.to),
+                    &(q.limit as i64),
+                ],
+            )
+            .await?;
+        rows.iter().map(|r| tick_from_row(&q.symbol, r)).collect()
+    }
+
+    async fn candles(&self, q: CandleQuery) -> Result<Vec<Candle>, StoreError> {
+        let width = q.interval.micros();
+        let (from, to) = (
+            q.interval.first_start_from(q.from),
+            q.interval.first_start_from(q.to),
+        );
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT date_bin(make_interval(secs => $2), ts, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket,
+                        (array_agg(price ORDER BY ts, tick_id))[1],
+                        max(price), min(price),
+                        (array_agg(price ORDER BY ts DESC, tick_id DESC))[1],
+                        sum(size), sum(price * size), count(*), min(ts), max(ts)
+                   FROM ticks
+                  WHERE symbol = $1 AND ts >= $3 AND ts < $4
+                  GROUP BY bucket ORDER BY bucket LIMIT $5",
+                &[
+                    &q.symbol.as_str(),
+                    &(width as f64 / 1e6),
+                    &PgTime(from),
+                    &PgTime(to),
+                    &(q.limit as i64),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let volume: f64 = r.try_get(5)?;
+                let notional: f64 = r.try_get(6)?;
+                Ok(Candle {
+                    symbol: q.symbol.clone(),
+                    interval: q.interval,
+                    start: r.try_get::<_, PgTime>(0)?.0,
+                    open: r.try_get(1)?,
+                    high: r.try_get(2)?,
+                    low: r.try_get(3)?,
+                    close: r.try_get(4)?,
+                    volume,
+                    vwap: (volume > 0.0).then(|| notional / volume),
+                    trades: r.try_get::<_, i64>(7)? as u64,
+                    first_ts: r.try_get::<_, PgTime>(8)?.0,
+                    last_ts: r.try_get::<_, PgTime>(9)?.0,
+                })
+            })
+            .collect()
+    }
+
+    async fn symbols(&self) -> Result<Vec<SymbolInfo>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT symbol, first_ts, last_ts, ticks FROM symbols WHERE ticks > 0 ORDER BY symbol", &[])
+            .await?;
+        rows.iter().map(symbol_info).collect()
+    }
+
+    async fn symbol(&self, symbol: &Symbol) -> Result<Option<SymbolInfo>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT symbol, first_ts, last_ts, ticks FROM symbols WHERE symbol = $1 AND ticks > 0",
+                &[&symbol.as_str()],
+            )
+            .await?;
+        row.as_ref().map(symbol_info).transpose()
+    }
+
+    async fn latest(&self, symbol: &Symbol) -> Result<Option<Tick>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {TICK_COLUMNS} FROM ticks WHERE symbol = $1 \
+                     ORDER BY ts DESC, tick_id DESC LIMIT 1"
+                ),
+                &[&symbol.as_str()],
+            )
+            .await?;
+        row.as_ref().map(|r| tick_from_row(symbol, r)).transpose()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    async fn housekeeping(&self) -> Result<(), StoreError> {
+        self.partitions_housekeeping().await
+    }
+}
+
+fn symbol_info(r: &Row) -> Result<SymbolInfo, StoreError> {
+    Ok(SymbolInfo {
+        symbol: Symbol::parse(r.try_get(0)?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        first_ts: r.try_get::<_, PgTime>(1)?.0,
+        last_ts: r.try_get::<_, PgTime>(2)?.0,
+        ticks: r.try_get::<_, i64>(3)? as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_and_partitions_named_by_day() {
+        assert_eq!(
+            crate::redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            crate::redact_url("postgres://app@db/x"),
+            "postgres://app@db/x"
+        );
+        assert_eq!(
+            crate::redact_url("redis://:pw@cache:6379/"),
+            "redis://:***@cache:6379/"
+        );
+        let day = day_of(Timestamp::parse("2026-11-28T13:00:00Z").unwrap());
+        assert_eq!(partition_name(day), "ticks_p20261128");
+    }
+}

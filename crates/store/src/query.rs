@@ -1,0 +1,53 @@
+//! Query and result types shared by every store.
+
+use serde::Serialize;
+use streamforge_model::{Interval, Symbol, Timestamp};
+
+/// Sort order of a tick query.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// Ticks of `symbol` with `from <= ts < to`, at most `limit`.
+#[derive(Clone, Debug)]
+pub struct TickQuery {
+    pub symbol: Symbol,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub limit: usize,
+    pub order: Order,
+}
+
+/// Candles of `symbol` whose bucket starts in `[from, to)`, at most `limit`,
+/// oldest first.
+#[derive(Clone, Debug)]
+pub struct CandleQuery {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub limit: usize,
+}
+
+/// What the store knows of a symbol.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SymbolInfo {
+    pub symbol: Symbol,
+    /// Event time of the oldest and newest stored tick.
+    pub first_ts: Timestamp,
+    pub last_ts: Timestamp,
+    /// Number of stored ticks.
+    pub ticks: u64,
+}
+
+/// Result of writing one batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Ticks newly stored.
+    pub inserted: usize,
+    /// Ticks that were already stored (redeliveries).
+    pub duplicates: usize,
+}

@@ -1,0 +1,510 @@
+//! [`SqliteStore`]: the embedded tick store (`sqlite://path/to/file.db`).
+//!
+//! One file in WAL mode: a single writer connection commits each batch in
+//! one transaction (`INSERT OR IGNORE` on the primary key
+//! `(symbol, ts, tick_id)`), while a small pool of reader connections serves
+//! queries concurrently. Candles are computed in SQL by time bucket. The
+//! schema is migrated on open (`PRAGMA user_version` records the version).
+//!
+//! `synchronous=NORMAL` in WAL mode: a committed batch survives a crash of
+//! the process; a power loss may lose the last transactions, never corrupt
+//! the file. Checkpoints run on a background thread, off the write path.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use streamforge_model::{Candle, Symbol, Tick, TickId, TickInput, TickRules, Timestamp};
+
+use crate::{
+    CandleQuery, Order, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore, WriteOutcome,
+};
+
+/// Schema migrations, applied in order; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[include_str!("0001_ticks.sql")];
+
+/// Reader connections kept open between queries.
+const MAX_IDLE_READERS: usize = 4;
+
+/// The SQLite tick store. Cloning shares it.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    readers: Mutex<Vec<Connection>>,
+    /// Dropping it stops the checkpoint thread.
+    _stop_checkpoints: std::sync::mpsc::SyncSender<()>,
+}
+
+/// How often the background thread checkpoints the WAL into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Copies the WAL into the database file off the write path.
+///
+/// The writer connection has automatic checkpoints turned off: a checkpoint
+/// ends with an fsync, and doing it inside a batch commit would add its
+/// duration to that batch's latency. A PASSIVE checkpoint from this thread
+/// never blocks the writer; once it has copied everything, the next write
+/// transaction starts the WAL over, so it does not grow without bound.
+fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "sqlite checkpoint failed; will retry");
+        }
+    }
+}
+
+/// The single writer connection and the symbol ids it has committed.
+struct Writer {
+    conn: Connection,
+    ids: HashMap<Symbol, i64>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let open_err = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(open_err)?;
+    if write {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+    }
+    conn.pragma_update(None, "cache_size", -65_536)
+        .map_err(open_err)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
+/// Applies pending migrations; returns the schema version.
+fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "sqlite store migrated");
+    }
+    Ok(MIGRATIONS.len().max(current))
+}
+
+impl SqliteStore {
+    /// Opens (creating directories and the file if needed) and migrates.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
+        if path.as_os_str().is_empty() {
+            return Err(StoreError::Url {
+                url: "sqlite://".into(),
+                reason: "no file path after sqlite://".into(),
+            });
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: dir.display().to_string(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        }
+        let mut conn = open_connection(&path, true)?;
+        migrate(&mut conn)?;
+        let ids = {
+            let mut stmt = conn.prepare("SELECT symbol, id FROM symbols")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut ids = HashMap::new();
+            for row in rows {
+                let (symbol, id) = row?;
+                let symbol =
+                    Symbol::parse(&symbol).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                ids.insert(symbol, id);
+            }
+            ids
+        };
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = open_connection(&path, true)?;
+        let (stop_tx, stop_rx) = std::sync::mpsc::sync_channel(0);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, stop_rx))
+            .map_err(|e| StoreError::Worker(format!("starting the checkpoint thread: {e}")))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                _stop_checkpoints: stop_tx,
+                writer: Mutex::new(Writer { conn, ids }),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The schema version in the file.
+    pub async fn schema_version(&self) -> Result<usize, StoreError> {
+        self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+            .await
+    }
+
+    /// Runs `f` with a reader connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(&inner.path, false)?,
+            };
+            let result = f(&conn);
+            let mut idle = inner.readers.lock();
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+}
+
+/// Per-symbol bookkeeping of one batch.
+struct SymbolAcc {
+    id: i64,
+    first_ts: i64,
+    last_ts: i64,
+    inserted: u64,
+}
+
+fn write_batch_blocking(writer: &mut Writer, batch: &[Tick]) -> Result<WriteOutcome, StoreError> {
+    let Writer { conn, ids } = writer;
+    let tx = conn.transaction()?;
+    let mut per_symbol: HashMap<&Symbol, SymbolAcc> = HashMap::new();
+    let mut new_symbols: Vec<(Symbol, i64)> = Vec::new();
+    for t in batch {
+        if per_symbol.contains_key(t.symbol()) {
+            continue;
+        }
+        let id = match ids.get(t.symbol()) {
+            Some(id) => *id,
+            None => {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO symbols (symbol, first_ts, last_ts, ticks) \
+                     VALUES (?1, 9223372036854775807, -9223372036854775808, 0)",
+                )?
+                .execute([t.symbol().as_str()])?;
+                let id: i64 = tx
+                    .prepare_cached("SELECT id FROM symbols WHERE symbol = ?1")?
+                    .query_row([t.symbol().as_str()], |r| r.get(0))?;
+                new_symbols.push((t.symbol().clone(), id));
+                id
+            }
+        };
+        per_symbol.insert(
+            t.symbol(),
+            SymbolAcc {
+                id,
+                first_ts: i64::MAX,
+                last_ts: i64::MIN,
+                inserted: 0,
+            },
+        );
+    }
+    let mut inserted = 0usize;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR IGNORE INTO ticks \
+             (symbol_id, ts, tick_id, price, size, exchange, src_id, conditions, ingested_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut conditions = String::new();
+        for t in batch {
+            conditions.clear();
+            if !t.conditions().is_empty() {
+                conditions = serde_json::to_string(t.conditions()).unwrap_or_default();
+            }
+            let acc = per_symbol
+                .get_mut(t.symbol())
+                .expect("every symbol of the batch has an id");
+            let ts = t.ts().as_micros();
+            let n = stmt.execute(params![
+                acc.id,
+                ts,
+                t.tick_id().as_i64(),
+                t.price(),
+                t.size(),
+                t.exchange(),
+                t.src_id(),
+                conditions,
+                t.ingested_at().as_micros(),
+            ])?;
+            if n == 1 {
+                inserted += 1;
+                acc.first_ts = acc.first_ts.min(ts);
+                acc.last_ts = acc.last_ts.max(ts);
+                acc.inserted += 1;
+            }
+        }
+    }
+    {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE symbols SET first_ts = min(first_ts, ?2), last_ts = max(last_ts, ?3), \
+             ticks = ticks + ?4 WHERE id = ?1",
+        )?;
+        for acc in per_symbol.values().filter(|a| a.inserted > 0) {
+            stmt.execute(params![
+                acc.id,
+                acc.first_ts,
+                acc.last_ts,
+                acc.inserted as i64
+            ])?;
+        }
+    }
+    tx.commit()?;
+    // Only ids that are now durable are remembered.
+    ids.extend(new_symbols);
+    Ok(WriteOutcome {
+        inserted,
+        duplicates: batch.len() - inserted,
+    })
+}
+
+/// Columns of a tick row, after the symbol (known from the query).
+const TICK_COLUMNS: &str = "ts, tick_id, price, size, exchange, src_id, conditions, ingested_at";
+
+/// `symbol_id` of the symbol bound as `?1`.
+const SYMBOL_ID: &str = "(SELECT id FROM symbols WHERE symbol = ?1)";
+
+/// Rebuilds a tick of `symbol` from a row selected with [`TICK_COLUMNS`].
+fn tick_from_row(symbol: &Symbol, row: &Row<'_>) -> Result<Tick, StoreError> {
+    let conditions: String = row.get(6)?;
+    let conditions: Vec<String> = if conditions.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(&conditions)
+            .map_err(|e| StoreError::Corrupt(format!("conditions {conditions:?}: {e}")))?
+    };
+    let exchange: String = row.get(4)?;
+    let src_id: String = row.get(5)?;
+    let input = TickInput {
+        symbol: symbol.clone(),
+        ts: Timestamp::from_micros(row.get(0)?),
+        tick_id: Some(TickId::from_i64(row.get(1)?)),
+        price: row.get(2)?,
+        size: row.get(3)?,
+        exchange: Arc::from(exchange),
+        src_id: Arc::from(src_id),
+        conditions,
+        occurrence: 0,
+        ingested_at: Timestamp::from_micros(row.get(7)?),
+    };
+    // Stored ticks were validated on the way in; the clock check does not apply.
+    TickRules::default()
+        .check(input, Timestamp::MAX)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn symbol_info_from_row(row: &Row<'_>) -> Result<SymbolInfo, StoreError> {
+    let symbol: String = row.get(0)?;
+    Ok(SymbolInfo {
+        symbol: Symbol::parse(&symbol).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        first_ts: Timestamp::from_micros(row.get(1)?),
+        last_ts: Timestamp::from_micros(row.get(2)?),
+        ticks: row.get::<_, i64>(3)? as u64,
+    })
+}
+
+/// Candles by bucket: aggregates per bucket, then open and close looked up by
+/// the primary key at the bucket's first and last (ts, tick_id).
+const CANDLES_SQL: &str = "
+WITH s AS (SELECT id FROM symbols WHERE symbol = ?1),
+g AS (
+    SELECT (ts / ?2) * ?2 AS bucket,
+           min(ts) AS first_ts, max(ts) AS last_ts,
+           max(price) AS high, min(price) AS low,
+           sum(size) AS volume, sum(price * size) AS notional, count(*) AS trades
+      FROM ticks
+     WHERE symbol_id = (SELECT id FROM s) AND ts >= ?3 AND ts < ?4
+     GROUP BY bucket
+     ORDER BY bucket
+     LIMIT ?5
+)
+SELECT g.bucket,
+       (SELECT price FROM ticks
+         WHERE symbol_id = (SELECT id FROM s) AND ts = g.first_ts ORDER BY tick_id ASC LIMIT 1),
+       g.high, g.low,
+       (SELECT price FROM ticks
+         WHERE symbol_id = (SELECT id FROM s) AND ts = g.last_ts ORDER BY tick_id DESC LIMIT 1),
+       g.volume, g.notional, g.trades, g.first_ts, g.last_ts
+  FROM g
+ ORDER BY g.bucket";
+
+#[async_trait]
+impl TickStore for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn write_batch(&self, batch: TickBatch) -> Result<WriteOutcome, StoreError> {
+        if batch.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || write_batch_blocking(&mut inner.writer.lock(), &batch))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    async fn ticks(&self, q: TickQuery) -> Result<Vec<Tick>, StoreError> {
+        self.read(move |c| {
+            let order = match q.order {
+                Order::Asc => "ASC",
+                Order::Desc => "DESC",
+            };
+            let sql = format!(
+                "SELECT {TICK_COLUMNS} FROM ticks \
+                 WHERE symbol_id = {SYMBOL_ID} AND ts >= ?2 AND ts < ?3 \
+                 ORDER BY ts {order}, tick_id {order} LIMIT ?4"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![
+                q.symbol.as_str(),
+                q.from.as_micros(),
+                q.to.as_micros(),
+                q.limit as i64
+            ])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(tick_from_row(&q.symbol, row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn candles(&self, q: CandleQuery) -> Result<Vec<Candle>, StoreError> {
+        self.read(move |c| {
+            let width = q.interval.micros();
+            let (from, to) = (
+                q.interval.first_start_from(q.from).as_micros(),
+                q.interval.first_start_from(q.to).as_micros(),
+            );
+            let mut stmt = c.prepare_cached(CANDLES_SQL)?;
+            let mut rows =
+                stmt.query(params![q.symbol.as_str(), width, from, to, q.limit as i64])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let bucket: i64 = r.get(0)?;
+                let volume: f64 = r.get(5)?;
+                let notional: f64 = r.get(6)?;
+                out.push(Candle {
+                    symbol: q.symbol.clone(),
+                    interval: q.interval,
+                    start: Timestamp::from_micros(bucket),
+                    open: r.get(1)?,
+                    high: r.get(2)?,
+                    low: r.get(3)?,
+                    close: r.get(4)?,
+                    volume,
+                    vwap: (volume > 0.0).then(|| notional / volume),
+                    trades: r.get::<_, i64>(7)? as u64,
+                    first_ts: Timestamp::from_micros(r.get(8)?),
+                    last_ts: Timestamp::from_micros(r.get(9)?),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn symbols(&self) -> Result<Vec<SymbolInfo>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT symbol, first_ts, last_ts, ticks FROM symbols WHERE ticks > 0 \
+                 ORDER BY symbol",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(symbol_info_from_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn symbol(&self, symbol: &Symbol) -> Result<Option<SymbolInfo>, StoreError> {
+        let symbol = symbol.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT symbol, first_ts, last_ts, ticks FROM symbols \
+                 WHERE symbol = ?1 AND ticks > 0",
+            )?;
+            let mut rows = stmt.query([symbol.as_str()])?;
+            rows.next()?.map(symbol_info_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn latest(&self, symbol: &Symbol) -> Result<Option<Tick>, StoreError> {
+        let symbol = symbol.clone();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {TICK_COLUMNS} FROM ticks WHERE symbol_id = {SYMBOL_ID} \
+                 ORDER BY ts DESC, tick_id DESC LIMIT 1"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query([symbol.as_str()])?;
+            rows.next()?.map(|r| tick_from_row(&symbol, r)).transpose()
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .optional()
+                .map(|_| ())
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+//! `streamforge bench`: the embedded pipeline under load.
+//!
+//! Two scenarios, each on a fresh SQLite store in a temporary directory, or
+//! on the store and cache given with `--store` / `--cache` (PostgreSQL,
+//! Redis):
+//! - `throughput`: the synthetic market as fast as the pipeline takes it;
+//!   reports sustained ticks/s committed to the store.
+//! - `latency`: the synthetic market at a fixed rate (default 10,000/s);
+//!   reports p50/p90/p99/max from ingest to store commit.
+//!
+//! A warm-up period is excluded from each measurement.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{parse_rate, Cli, PipelineArgs};
+use crate::config::parse_duration;
+use crate::pipeline::{self, LatencyProbe, ProbeReport, Roles};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Throughput,
+    Latency,
+    /// The store alone: pre-generated batches written back to back.
+    Sink,
+    /// Throughput and latency.
+    All,
+}
+
+/// Flags of `streamforge bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Which measurement to run.
+    #[arg(long, value_enum, default_value = "all")]
+    pub scenario: Scenario,
+    /// Measured time per scenario.
+    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    pub duration: Duration,
+    /// Unmeasured time before each measurement.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub warmup: Duration,
+    /// Sink scenario: ticks written in all.
+    #[arg(long, default_value = "1000000")]
+    pub sink_ticks: usize,
+    /// Rate of the latency scenario, ticks per second.
+    #[arg(long, value_parser = parse_rate, default_value = "10000")]
+    pub latency_rate: f64,
+    /// Other pipeline settings (symbols, batch size...). `--rate` sets the
+    /// throughput scenario's rate [default: max].
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+async fn scenario(
+    cli: &Cli,
+    args: &BenchArgs,
+    name: &str,
+    rate: f64,
+) -> anyhow::Result<ProbeReport> {
+    let dir = tempfile::tempdir().context("creating a temporary data directory")?;
+    let mut pargs = args.pipeline.clone();
+    pargs.rate = Some(rate);
+    pargs.data_dir = Some(dir.path().to_path_buf());
+    // A fresh SQLite file per scenario unless a store was given (e.g. PostgreSQL).
+    pargs.http_addr = Some("127.0.0.1:0".parse().expect("valid address"));
+    let config = cli.load_config(&pargs)?;
+    let probe = Arc::new(LatencyProbe::default());
+    let shutdown = CancellationToken::new();
+    let running =
+        pipeline::start(&config, Roles::ALL, shutdown.clone(), Some(probe.clone())).await?;
+    eprintln!(
+        "bench {name}: rate {}, batch {} / {:?}, warm-up {:?}, measuring {:?}...",
+        if rate == 0.0 {
+            "max".to_string()
+        } else {
+            format!("{rate}/s")
+        },
+        config.persist.batch_size,
+        config.persist.batch_timeout,
+        args.warmup,
+        args.duration
+    );
+    tokio::time::sleep(args.warmup).await;
+    probe.reset();
+    tokio::time::sleep(args.duration).await;
+    let report = probe.report();
+    shutdown.cancel();
+    running.wait().await?;
+    Ok(report)
+}
+
+/// What the sink scenario measured: rows and time of new rows, of
+/// redelivered rows, and of ticks offered to the cache.
+type SinkReport = (usize, Duration, usize, Duration, (usize, Duration));
+
+/// Writes pre-generated batches to the store back to back: new rows, then
+/// the first tenth again (all duplicates); then offers every batch to the
+/// cache (latest per symbol, coalesced per batch).
+async fn sink(cli: &Cli, args: &BenchArgs) -> anyhow::Result<SinkReport> {
+    use streamforge_model::{Symbol, Tick, TickRules, Timestamp};
+    use streamforge_providers::synthetic::Market;
+
+    let dir = tempfile::tempdir().context("creating a temporary data directory")?;
+    let mut pargs = args.pipeline.clone();
+    pargs.data_dir = Some(dir.path().to_path_buf());
+    let config = cli.load_config(&pargs)?;
+    config.validate()?;
+    let store = streamforge_store::open_store_with(
+        &config.store_url(),
+        &streamforge_store::StoreOptions {
+            postgres: config.postgres.schema_options(),
+        },
+    )
+    .await
+    .context("opening the store")?;
+    let symbols: Vec<Symbol> = config
+        .synthetic
+        .symbols
+        .iter()
+        .map(|s| Symbol::parse(s))
+        .collect::<Result<_, _>>()?;
+    let mut market = Market::new(&symbols, config.synthetic.seed, "synthetic".into());
+    let rules = TickRules::default();
+    let batch_size = config.persist.batch_size;
+    // One hour of simulated trades ending now, so they fall in recent partitions.
+    let now = Timestamp::now();
+    let start = now.saturating_sub_micros(3_600_000_000);
+    let mut inputs = Vec::new();
+    market.trades(args.sink_ticks, start, now, now, &mut inputs);
+    let mut ticks: Vec<Tick> = inputs
+        .into_iter()
+        .map(|i| rules.check(i, now))
+        .collect::<Result<_, _>>()?;
+    // Identical trades keep distinct ids, as a provider's frame would give them.
+    Tick::number_identical(&mut ticks, &mut Default::default());
+    let batches: Vec<streamforge_store::TickBatch> = ticks
+        .chunks(batch_size)
+        .map(|c| Arc::from(c.to_vec()))
+        .collect();
+    eprintln!(
+        "bench sink: {} ticks in batches of {batch_size} into {}",
+        ticks.len(),
+        store.kind()
+    );
+    let started = std::time::Instant::now();
+    let mut inserted = 0;
+    for b in &batches {
+        inserted += store.write_batch(b.clone()).await?.inserted;
+    }
+    let elapsed = started.elapsed();
+    let again = &batches[..batches.len().div_ceil(10)];
+    let started = std::time::Instant::now();
+    let mut dup_rows = 0;
+    for b in again {
+        let w = store.write_batch(b.clone()).await?;
+        anyhow::ensure!(w.inserted == 0, "redelivered rows were inserted again");
+        dup_rows += w.duplicates;
+    }
+    let dup_elapsed = started.elapsed();
+    let cache = streamforge_store::open_cache(&config.cache)
+        .await
+        .context("opening the cache")?;
+    let started = std::time::Instant::now();
+    for b in &batches {
+        cache.update_latest(b).await?;
+    }
+    Ok((
+        inserted,
+        elapsed,
+        dup_rows,
+        dup_elapsed,
+        (ticks.len(), started.elapsed()),
+    ))
+}
+
+fn print(name: &str, r: &ProbeReport) {
+    println!(
+        "| {name:<10} | {:>12.0} | {:>9} | {:>9.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8.2} |",
+        r.ticks_per_second(),
+        r.ticks,
+        r.ticks as f64 / r.batches.max(1) as f64,
+        r.p50.as_secs_f64() * 1e3,
+        r.p90.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3,
+        r.max.as_secs_f64() * 1e3,
+    );
+}
+
+/// Runs the chosen scenarios and prints a Markdown table.
+pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    // Benchmarks log warnings only, so logging does not skew the numbers.
+    streamforge_telemetry::logging::init(
+        streamforge_telemetry::LogFormat::Console,
+        cli.log_level.as_deref().unwrap_or("warn"),
+    )?;
+    let mut rows = Vec::new();
+    if matches!(args.scenario, Scenario::Throughput | Scenario::All) {
+        let rate = args.pipeline.rate.unwrap_or(0.0);
+        rows.push(("throughput", scenario(cli, args, "throughput", rate).await?));
+    }
+    if args.scenario == Scenario::Sink {
+        let (rows, elapsed, dup_rows, dup_elapsed, cache) = sink(cli, args).await?;
+        println!("| sink       |    rows/s |   rows | batch |");
+        println!("|------------|-----------|--------|-------|");
+        println!(
+            "| new rows   | {:>9.0} | {rows:>6} | {:>5} |",
+            rows as f64 / elapsed.as_secs_f64(),
+            args.pipeline.batch_size.unwrap_or(5_000)
+        );
+        println!(
+            "| redelivery | {:>9.0} | {dup_rows:>6} | {:>5} |",
+            dup_rows as f64 / dup_elapsed.as_secs_f64(),
+            args.pipeline.batch_size.unwrap_or(5_000)
+        );
+        println!(
+            "| cache      | {:>9.0} | {:>6} | {:>5} |",
+            cache.0 as f64 / cache.1.as_secs_f64(),
+            cache.0,
+            args.pipeline.batch_size.unwrap_or(5_000)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if matches!(args.scenario, Scenario::Latency | Scenario::All) {
+        rows.push((
+            "latency",
+            scenario(cli, args, "latency", args.latency_rate).await?,
+        ));
+    }
+    println!("| scenario   |     ticks/s |    stored | per batch |  p50 ms |  p90 ms |  p99 ms |  max ms |");
+    println!("|------------|-------------|-----------|-----------|---------|---------|---------|---------|");
+    for (name, r) in &rows {
+        print(name, r);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,286 @@
+//! The `streamforge` command line.
+//!
+//! Every flag that sets configuration also reads a `STREAMFORGE_*`
+//! variable (shown in `--help`); flags win over variables, variables over
+//! `.env`, `.env` over `streamforge.toml`, the file over defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use streamforge_telemetry::LogFormat;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{parse_duration, Config, Overrides};
+use crate::pipeline::{self, Roles};
+
+/// StreamForge: real-time market data pipeline.
+///
+/// Takes trade ticks from providers, normalizes them, moves them through a
+/// bus, stores them for time-series queries, keeps the latest quotes in a
+/// cache, and serves it all over HTTP and live streams.
+#[derive(Debug, Parser)]
+#[command(name = "streamforge", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: ./streamforge.toml when present].
+    #[arg(long, global = true, env = "STREAMFORGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log level filter, e.g. `info` or `debug,hyper=info`.
+    #[arg(long, global = true, env = "STREAMFORGE_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Log line format.
+    #[arg(long, global = true, env = "STREAMFORGE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Console,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Console => LogFormat::Console,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole pipeline in one process: providers, ingest, persist and the API.
+    Run(PipelineArgs),
+    /// Providers → validate/normalize → the bus (`--bus kafka://...`).
+    Ingest(PipelineArgs),
+    /// The bus → the store and cache, committing offsets after each stored batch.
+    Persist(PipelineArgs),
+    /// Serve the API (queries, live stream, health, metrics) over the store, cache and bus.
+    Serve(PipelineArgs),
+    /// Create or inspect the store schema.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Show or check the effective configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Measure sustained throughput and ingest→stored latency of the embedded pipeline.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply pending migrations.
+    Up(PipelineArgs),
+    /// Revert the latest migration (PostgreSQL).
+    Down(PipelineArgs),
+    /// Show the schema version and mode of the store.
+    Status(PipelineArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the effective configuration as TOML.
+    Print(PipelineArgs),
+    /// Validate the configuration; exit 1 with the bad field named if it is wrong.
+    Check(PipelineArgs),
+}
+
+/// Flags shared by the commands that build a pipeline.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PipelineArgs {
+    /// Address of the HTTP API [default: 127.0.0.1:8080].
+    #[arg(long, env = "STREAMFORGE_HTTP_ADDR", value_name = "ADDR")]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Directory of the default SQLite store [default: ./data].
+    #[arg(long, env = "STREAMFORGE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Bus URL [default: memory://].
+    #[arg(long, env = "STREAMFORGE_BUS", value_name = "URL")]
+    pub bus: Option<String>,
+
+    /// Store URL [default: sqlite://<data-dir>/streamforge.db].
+    #[arg(long, env = "STREAMFORGE_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Cache URL [default: memory://].
+    #[arg(long, env = "STREAMFORGE_CACHE", value_name = "URL")]
+    pub cache: Option<String>,
+
+    /// Symbols of the synthetic market, comma-separated.
+    #[arg(
+        long,
+        env = "STREAMFORGE_SYMBOLS",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    pub symbols: Option<Vec<String>>,
+
+    /// Synthetic trades per second across all symbols, or `max` [default: 300].
+    #[arg(long, env = "STREAMFORGE_RATE", value_parser = parse_rate, value_name = "N|max")]
+    pub rate: Option<f64>,
+
+    /// Seed of the synthetic market, for a reproducible run.
+    #[arg(long, env = "STREAMFORGE_SEED")]
+    pub seed: Option<u64>,
+
+    /// Most ticks per store transaction [default: 5000].
+    #[arg(long, env = "STREAMFORGE_PERSIST_BATCH_SIZE", value_name = "N")]
+    pub batch_size: Option<usize>,
+
+    /// Longest wait for a store batch to fill, e.g. `10ms` [default: 10ms].
+    #[arg(long, env = "STREAMFORGE_PERSIST_BATCH_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub batch_timeout: Option<Duration>,
+
+    /// How far ahead of the clock a tick's time may be, e.g. `5m` [default: 5m].
+    #[arg(long, env = "STREAMFORGE_MAX_FUTURE_SKEW", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_future_skew: Option<Duration>,
+}
+
+/// `max` or a number of trades per second.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    if text.eq_ignore_ascii_case("max") {
+        return Ok(0.0);
+    }
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "expected a number of ticks per second > 0 or `max`, got {text:?}"
+        )),
+    }
+}
+
+impl Cli {
+    /// The configuration these flags and the environment describe.
+    pub fn load_config(&self, args: &PipelineArgs) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        config.apply(Overrides {
+            data_dir: args.data_dir.clone(),
+            bus: args.bus.clone(),
+            store: args.store.clone(),
+            cache: args.cache.clone(),
+            http_addr: args.http_addr,
+            log_level: self.log_level.clone(),
+            log_format: self.log_format.map(Into::into),
+            symbols: args.symbols.clone(),
+            rate: args.rate,
+            seed: args.seed,
+            batch_size: args.batch_size,
+            batch_timeout: args.batch_timeout,
+            max_future_skew: args.max_future_skew,
+        });
+        Ok(config)
+    }
+}
+
+/// Runs the parsed command; the exit code on success.
+pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Run(args) => run_roles(&cli, args, Roles::ALL).await,
+        Command::Ingest(args) => run_roles(&cli, args, Roles::INGEST).await,
+        Command::Persist(args) => run_roles(&cli, args, Roles::PERSIST).await,
+        Command::Serve(args) => run_roles(&cli, args, Roles::SERVE).await,
+        Command::Migrate { action } => {
+            let (MigrateAction::Up(args) | MigrateAction::Down(args) | MigrateAction::Status(args)) =
+                action;
+            let config = cli.load_config(args)?;
+            config.validate()?;
+            init_logging(&config)?;
+            migrate(&config, action).await
+        }
+        Command::Config { action } => {
+            let (ConfigAction::Print(args) | ConfigAction::Check(args)) = action;
+            let config = cli.load_config(args)?;
+            match action {
+                ConfigAction::Print(_) => {
+                    print!("{}", config.to_toml());
+                    Ok(ExitCode::SUCCESS)
+                }
+                ConfigAction::Check(_) => match config.validate() {
+                    Ok(()) => {
+                        println!("configuration OK");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("configuration error: {e}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                },
+            }
+        }
+        Command::Bench(args) => crate::bench::run(&cli, args).await,
+    }
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    streamforge_telemetry::logging::init(config.log.format, &config.log.level)?;
+    Ok(())
+}
+
+async fn run_roles(cli: &Cli, args: &PipelineArgs, roles: Roles) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config(args)?;
+    config.validate().context("invalid configuration")?;
+    if (roles == Roles::INGEST || roles == Roles::PERSIST) && !config.bus.starts_with("kafka://") {
+        anyhow::bail!(
+            "bus: the ingest and persist roles run as separate processes and need a shared bus \
+             (--bus kafka://HOST:PORT); {} only works inside one `streamforge run`",
+            config.bus
+        );
+    }
+    init_logging(&config)?;
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signal(shutdown.clone());
+    let running = pipeline::start(&config, roles, shutdown, None).await?;
+    println!(
+        "StreamForge is running at http://{} (Ctrl-C to stop)",
+        running.http_addr
+    );
+    running.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(config: &Config, action: &MigrateAction) -> anyhow::Result<ExitCode> {
+    use streamforge_store::postgres::{self, MigrateAction as Pg};
+    let url = config.store_url();
+    let shown = streamforge_store::redact_url(&url);
+    match url.split_once("://") {
+        Some(("postgres" | "postgresql", _)) => {
+            let pg_action = match action {
+                MigrateAction::Up(_) => Pg::Up,
+                MigrateAction::Down(_) => Pg::Down,
+                MigrateAction::Status(_) => Pg::Status,
+            };
+            let status = postgres::migrate(&url, pg_action, &config.postgres.schema_options())
+                .await
+                .with_context(|| format!("migrating {shown}"))?;
+            println!("{shown}: {status}");
+        }
+        Some(("sqlite", path)) => {
+            if let MigrateAction::Down(_) = action {
+                anyhow::bail!("{shown}: a SQLite store cannot be migrated down; remove the file to start over");
+            }
+            // Opening a SQLite store applies pending migrations.
+            let store = streamforge_store::SqliteStore::open(path)
+                .await
+                .with_context(|| format!("opening the store {shown}"))?;
+            let version = store.schema_version().await?;
+            println!("{shown}: mode sqlite, schema version {version} (up to date)");
+        }
+        _ => anyhow::bail!("store: cannot migrate {shown}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,148 @@
+//! The ingest stage: provider frames → validated ticks on the bus.
+//!
+//! Reads frames from the providers' bounded channel, encodes each tick in
+//! the wire form keyed by symbol, and publishes them to the ticks topic;
+//! rejected input goes to the dead-letter topic with its reason. Returns
+//! when every provider has stopped and its last frame is published.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use streamforge_bus::{Bus, Headers, Message};
+use streamforge_model::{wire, Symbol};
+use streamforge_providers::ProviderFrame;
+use streamforge_telemetry::{Health, Metrics};
+
+use super::publish_counted;
+use tokio::sync::mpsc;
+
+/// Frames coalesced into one publish when they queue up.
+const MAX_FRAMES_PER_PUBLISH: usize = 32;
+
+/// Header names shared with every other bus client.
+pub mod headers {
+    pub const CONTENT_TYPE: &str = "content-type";
+    pub const SCHEMA_VERSION: &str = "schema-version";
+    pub const SRC_ID: &str = "src_id";
+    /// W3C trace context of the provider frame the message came from.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// Dead-letter headers.
+    pub const DLQ_REASON: &str = "dlq-reason";
+    pub const DLQ_ERROR: &str = "dlq-error";
+    pub const DLQ_STAGE: &str = "dlq-stage";
+    pub const DLQ_SOURCE_TOPIC: &str = "dlq-source-topic";
+    pub const DLQ_SOURCE_PARTITION: &str = "dlq-source-partition";
+    pub const DLQ_SOURCE_OFFSET: &str = "dlq-source-offset";
+}
+
+/// Everything the stage needs.
+pub struct Ingest {
+    pub bus: std::sync::Arc<dyn Bus>,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub metrics: Metrics,
+    pub health: Health,
+}
+
+impl Ingest {
+    pub async fn run(self, mut frames: mpsc::Receiver<ProviderFrame>) -> anyhow::Result<()> {
+        let mut keys: HashMap<Symbol, Bytes> = HashMap::new();
+        let mut batch: Vec<Message> = Vec::new();
+        let mut dead: Vec<Message> = Vec::new();
+        while let Some(first) = frames.recv().await {
+            let mut frame = Some(first);
+            let mut taken = 0;
+            while let Some(f) = frame.take() {
+                self.add_frame(f, &mut keys, &mut batch, &mut dead);
+                taken += 1;
+                if taken < MAX_FRAMES_PER_PUBLISH {
+                    frame = frames.try_recv().ok();
+                }
+            }
+            self.publish(&mut batch, &mut dead).await?;
+        }
+        Ok(())
+    }
+
+    fn add_frame(
+        &self,
+        frame: ProviderFrame,
+        keys: &mut HashMap<Symbol, Bytes>,
+        batch: &mut Vec<Message>,
+        dead: &mut Vec<Message>,
+    ) {
+        let provider = frame.provider;
+        self.health.seen(&feed_check(provider));
+        self.metrics.provider_ticks(provider, frame.ticks.len());
+        let src = Bytes::from_static(provider.as_bytes());
+        let trace = traceparent();
+        let mut h = Headers::with_capacity(4);
+        h.insert(
+            headers::CONTENT_TYPE,
+            Bytes::from_static(wire::CONTENT_TYPE.as_bytes()),
+        );
+        h.insert(
+            headers::SCHEMA_VERSION,
+            Bytes::from_static(wire::SCHEMA_VERSION.as_bytes()),
+        );
+        h.insert(headers::SRC_ID, src.clone());
+        h.insert(headers::TRACEPARENT, trace.clone());
+        batch.reserve(frame.ticks.len());
+        for tick in &frame.ticks {
+            let key = keys
+                .entry(tick.symbol().clone())
+                .or_insert_with(|| Bytes::copy_from_slice(tick.symbol().as_str().as_bytes()))
+                .clone();
+            let mut payload = Vec::with_capacity(224);
+            wire::encode_into(tick, &mut payload);
+            // Every message of the frame shares one set of headers.
+            batch.push(Message {
+                key,
+                payload: payload.into(),
+                headers: h.clone(),
+            });
+        }
+        if let Some(first) = frame.rejects.first() {
+            // One line per frame, not per tick: the first error stands for the rest.
+            tracing::warn!(provider, rejected = frame.rejects.len(), reason = first.reason, error = %first.error, "provider input rejected to the dead-letter topic");
+        }
+        for r in frame.rejects {
+            self.metrics.ticks_rejected("ingest", r.reason, 1);
+            let mut h = Headers::with_capacity(5);
+            h.insert(headers::SRC_ID, src.clone());
+            h.insert(headers::TRACEPARENT, trace.clone());
+            h.insert(headers::DLQ_STAGE, Bytes::from_static(b"ingest"));
+            h.insert(headers::DLQ_REASON, Bytes::from_static(r.reason.as_bytes()));
+            h.insert(headers::DLQ_ERROR, Bytes::from(r.error.into_bytes()));
+            dead.push(Message {
+                key: Bytes::new(),
+                payload: r.raw.into(),
+                headers: h,
+            });
+        }
+    }
+
+    async fn publish(
+        &self,
+        batch: &mut Vec<Message>,
+        dead: &mut Vec<Message>,
+    ) -> anyhow::Result<()> {
+        let bus = &*self.bus;
+        publish_counted(bus, &self.metrics, &self.topic, std::mem::take(batch)).await?;
+        publish_counted(bus, &self.metrics, &self.dlq_topic, std::mem::take(dead)).await
+    }
+}
+
+/// A fresh W3C `traceparent` for one provider frame: every message of the
+/// frame carries it, so the frame can be followed across processes
+/// (`00-<trace id>-<span id>-00`, not sampled).
+fn traceparent() -> Bytes {
+    let trace: u128 = rand::random::<u128>().max(1);
+    let span: u64 = rand::random::<u64>().max(1);
+    Bytes::from(format!("00-{trace:032x}-{span:016x}-00"))
+}
+
+/// Name of a provider's freshness check in `/readyz`.
+pub fn feed_check(provider: &str) -> String {
+    format!("feed:{provider}")
+}

@@ -1,0 +1,482 @@
+//! Wiring of the pipeline roles, and its orderly shutdown.
+//!
+//! `run` starts every stage in one process:
+//!
+//! ```text
+//! providers ─frames─> ingest ─> bus [ticks] ─┬─> persist ─> store, cache, commit
+//!                        └────> bus [ticks.dlq]   └─> live tail ─> LiveHub ─> SSE clients
+//!                                          HTTP API (store, cache, LiveHub)
+//! ```
+//!
+//! Every task hangs off one [`CancellationToken`]. A task that fails cancels
+//! it, so the others stop too. At shutdown the stages drain in data order:
+//! providers stop, ingest publishes what it holds, the ticks topic is
+//! closed, persist writes and commits the rest, then the process exits.
+
+mod ingest;
+mod live;
+mod persist;
+mod probe;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use streamforge_api::{ApiLimits, AppState, LiveHub};
+use streamforge_bus::{Bus, BusOptions, ConsumerOptions, StartFrom};
+use streamforge_model::TickRules;
+use streamforge_providers::{build_providers, ProvidersConfig, SyntheticConfig};
+use streamforge_store::{Cache, StoreOptions, TickStore};
+use streamforge_telemetry::{Health, Metrics};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use ingest::{feed_check, headers};
+pub use probe::{LatencyProbe, ProbeReport};
+
+use crate::config::Config;
+
+/// Which stages a process runs. Every role serves `/healthz`, `/readyz`
+/// and `/metrics` on its HTTP address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// Providers and the ingest stage.
+    pub ingest: bool,
+    /// The persist stage.
+    pub persist: bool,
+    /// The query API and live streams (`serve`).
+    pub api: bool,
+}
+
+impl Roles {
+    /// `streamforge run`: everything in one process.
+    pub const ALL: Roles = Roles {
+        ingest: true,
+        persist: true,
+        api: true,
+    };
+    /// `streamforge ingest`: providers to the bus.
+    pub const INGEST: Roles = Roles {
+        ingest: true,
+        persist: false,
+        api: false,
+    };
+    /// `streamforge persist`: the bus to the store and cache.
+    pub const PERSIST: Roles = Roles {
+        ingest: false,
+        persist: true,
+        api: false,
+    };
+    /// `streamforge serve`: the API over the store, cache and bus.
+    pub const SERVE: Roles = Roles {
+        ingest: false,
+        persist: false,
+        api: true,
+    };
+
+    fn needs_store(self) -> bool {
+        self.persist || self.api
+    }
+}
+
+/// A started pipeline.
+pub struct Running {
+    /// Where the HTTP API listens (useful with port 0).
+    pub http_addr: SocketAddr,
+    pub metrics: Metrics,
+    pub health: Health,
+    /// The store, for roles that have one.
+    pub store: Option<Arc<dyn TickStore>>,
+    shutdown: CancellationToken,
+    bus: Arc<dyn Bus>,
+    topic: String,
+    drain_timeout: std::time::Duration,
+    providers: Vec<JoinHandle<anyhow::Result<()>>>,
+    ingest: Option<JoinHandle<anyhow::Result<()>>>,
+    persist: Option<JoinHandle<anyhow::Result<()>>>,
+    live: Option<JoinHandle<anyhow::Result<()>>>,
+    http: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Publishes `messages` (if any) to `topic` and counts them.
+async fn publish_counted(
+    bus: &dyn Bus,
+    metrics: &Metrics,
+    topic: &str,
+    messages: Vec<streamforge_bus::Message>,
+) -> anyhow::Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let (n, bytes) = (
+        messages.len(),
+        messages.iter().map(|m| m.payload.len()).sum(),
+    );
+    bus.publish(topic, messages)
+        .await
+        .with_context(|| format!("publishing {n} messages to {topic}"))?;
+    metrics.bus_published(topic, n, bytes);
+    Ok(())
+}
+
+/// Store upkeep (partitions ahead, retention) every `every` until shutdown;
+/// failures are logged and retried at the next round.
+async fn housekeeping(
+    store: Arc<dyn TickStore>,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await; // opening the store already did the first round
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(e) = store.housekeeping().await {
+            tracing::warn!(error = %e, "store housekeeping failed; retrying next round");
+        }
+    }
+}
+
+/// Spawns a named stage; when it fails, the whole pipeline is told to stop.
+fn spawn_stage<F>(
+    name: &'static str,
+    shutdown: &CancellationToken,
+    unblock: Option<(Arc<dyn Bus>, String)>,
+    stage: F,
+) -> JoinHandle<anyhow::Result<()>>
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let result = stage.await.with_context(|| format!("{name} stage"));
+        if let Err(e) = &result {
+            tracing::error!(
+                stage = name,
+                error = format!("{e:#}"),
+                "stage failed; shutting down"
+            );
+            shutdown.cancel();
+            // A publisher waiting for room must not wait for a consumer that died.
+            if let Some((bus, topic)) = unblock {
+                bus.close_topic(&topic).await;
+            }
+        }
+        result
+    })
+}
+
+/// Opens the backends and starts the stages of `roles`.
+pub async fn start(
+    config: &Config,
+    roles: Roles,
+    shutdown: CancellationToken,
+    probe: Option<Arc<LatencyProbe>>,
+) -> anyhow::Result<Running> {
+    config.validate().context("invalid configuration")?;
+    let metrics = Metrics::new();
+    let health = Health::new();
+    let rules = TickRules {
+        max_future_skew: config.ingest.max_future_skew,
+    };
+
+    let store_url = config.store_url();
+    let store_shown = streamforge_store::redact_url(&store_url);
+    let backends = if roles.needs_store() {
+        let store_options = StoreOptions {
+            postgres: config.postgres.schema_options(),
+        };
+        let store: Arc<dyn TickStore> =
+            streamforge_store::open_store_with(&store_url, &store_options)
+                .await
+                .with_context(|| format!("opening the store {store_shown}"))?;
+        health.set("store", true, store.kind());
+        let cache: Arc<dyn Cache> = streamforge_store::open_cache(&config.cache)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the cache {}",
+                    streamforge_store::redact_url(&config.cache)
+                )
+            })?;
+        Some((store, cache))
+    } else {
+        None
+    };
+    let bus = streamforge_bus::connect(
+        &config.bus,
+        &BusOptions {
+            memory_capacity: config.memory_bus.capacity,
+            kafka: config.kafka.options(),
+        },
+    )
+    .await
+    .with_context(|| format!("connecting to the bus {}", config.bus))?;
+    let topic = config.ingest.topic.clone();
+
+    // Consumers first, so nothing published is missed.
+    let persist_consumer = if roles.persist {
+        let c = bus
+            .consumer(
+                &topic,
+                ConsumerOptions {
+                    group: config.persist.group.clone(),
+                    start: StartFrom::Earliest,
+                    durable: true,
+                },
+            )
+            .await
+            .context("joining the persist consumer group")?;
+        Some(c)
+    } else {
+        None
+    };
+    let live_consumer = if roles.api {
+        let c = bus
+            .consumer(
+                &topic,
+                ConsumerOptions {
+                    group: format!("streamforge-live-{}", std::process::id()),
+                    start: StartFrom::Latest,
+                    durable: false,
+                },
+            )
+            .await
+            .context("creating the live-stream consumer")?;
+        Some(c)
+    } else {
+        None
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.http.addr)
+        .await
+        .with_context(|| format!("binding http.addr {}", config.http.addr))?;
+    let http_addr = listener.local_addr()?;
+
+    let providers = if !roles.ingest {
+        Vec::new()
+    } else {
+        build_providers(
+            &ProvidersConfig {
+                synthetic: SyntheticConfig {
+                    symbols: config.synthetic.symbols.clone(),
+                    rate: config.synthetic.rate,
+                    seed: config.synthetic.seed,
+                    slice: config.synthetic.slice,
+                },
+            },
+            rules,
+        )
+        .context("configuring providers")?
+    };
+
+    let hub = LiveHub::default();
+    let unblock = Some((bus.clone(), topic.clone()));
+
+    let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(config.ingest.channel_frames);
+    let mut provider_tasks = Vec::new();
+    for p in providers {
+        let name = p.id();
+        health.expect_fresh(&feed_check(name), config.ingest.max_feed_silence);
+        let (tx, token) = (frames_tx.clone(), shutdown.clone());
+        provider_tasks.push(spawn_stage("provider", &shutdown, None, async move {
+            p.run(tx, token)
+                .await
+                .with_context(|| format!("provider {name}"))
+        }));
+    }
+    drop(frames_tx);
+
+    let ingest = roles.ingest.then(|| {
+        spawn_stage(
+            "ingest",
+            &shutdown,
+            None,
+            ingest::Ingest {
+                bus: bus.clone(),
+                topic: topic.clone(),
+                dlq_topic: config.ingest.dlq_topic.clone(),
+                metrics: metrics.clone(),
+                health: health.clone(),
+            }
+            .run(frames_rx),
+        )
+    });
+    let persist = persist_consumer
+        .zip(backends.clone())
+        .map(|(consumer, (store, cache))| {
+            spawn_stage(
+                "persist",
+                &shutdown,
+                unblock.clone(),
+                persist::Persist {
+                    bus: bus.clone(),
+                    store,
+                    cache,
+                    dlq_topic: config.ingest.dlq_topic.clone(),
+                    batch_size: config.persist.batch_size,
+                    batch_timeout: config.persist.batch_timeout,
+                    retry_backoff: config.persist.retry_backoff,
+                    rules,
+                    metrics: metrics.clone(),
+                    health: health.clone(),
+                    shutdown: shutdown.clone(),
+                    probe,
+                }
+                .run(consumer),
+            )
+        });
+    if let (true, Some((store, _))) = (roles.persist, &backends) {
+        tokio::spawn(housekeeping(
+            store.clone(),
+            config.postgres.housekeeping_every,
+            shutdown.clone(),
+        ));
+    }
+    let live = live_consumer.map(|consumer| {
+        spawn_stage(
+            "live",
+            &shutdown,
+            None,
+            live::run(
+                consumer,
+                hub.clone(),
+                rules,
+                metrics.clone(),
+                shutdown.clone(),
+            ),
+        )
+    });
+
+    let router = match (&backends, roles.api) {
+        (Some((store, cache)), true) => streamforge_api::router(AppState {
+            store: store.clone(),
+            cache: cache.clone(),
+            live: hub,
+            metrics: metrics.clone(),
+            health: health.clone(),
+            limits: ApiLimits {
+                default_limit: config.api.default_limit,
+                max_limit: config.api.max_limit,
+                default_window: config.api.default_window,
+            },
+            shutdown: shutdown.clone(),
+        }),
+        _ => streamforge_api::ops_router(metrics.clone(), health.clone()),
+    };
+    let token = shutdown.clone();
+    let http = spawn_stage("http", &shutdown, None, async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await
+            .context("serving HTTP")
+    });
+
+    tracing::info!(
+        url = %format!("http://{http_addr}"),
+        bus = %config.bus,
+        roles = ?roles,
+        store = %if roles.needs_store() { store_shown.as_str() } else { "-" },
+        cache = %streamforge_store::redact_url(&config.cache),
+        "streamforge is running"
+    );
+    Ok(Running {
+        http_addr,
+        metrics,
+        health,
+        store: backends.map(|(store, _)| store),
+        shutdown,
+        bus,
+        topic,
+        drain_timeout: config.shutdown.timeout,
+        providers: provider_tasks,
+        ingest,
+        persist,
+        live,
+        http,
+    })
+}
+
+/// Waits for a stage (at most `deadline`) and records how it ended.
+async fn join(
+    failures: &mut Vec<anyhow::Error>,
+    name: &str,
+    task: JoinHandle<anyhow::Result<()>>,
+    deadline: Option<std::time::Duration>,
+) {
+    let result = match deadline {
+        None => task.await,
+        Some(d) => match tokio::time::timeout(d, task).await {
+            Ok(r) => r,
+            Err(_) => {
+                failures.push(anyhow::anyhow!(
+                    "{name} did not finish within shutdown.timeout ({d:?}); what it held was not stored"
+                ));
+                return;
+            }
+        },
+    };
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => failures.push(e),
+        Err(e) => failures.push(anyhow::anyhow!("{name} task panicked or was aborted: {e}")),
+    }
+}
+
+impl Running {
+    /// The bus the stages talk through (tests publish to it directly).
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        self.bus.clone()
+    }
+
+    /// The token that stops the pipeline.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits for shutdown (or a failure) and drains every stage in data
+    /// order. `Ok` means everything ingested was stored and committed.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let mut failures: Vec<anyhow::Error> = Vec::new();
+        for p in self.providers {
+            join(&mut failures, "provider", p, None).await;
+        }
+        match self.ingest {
+            // Every provider returned, so ingest sees its channel close and ends.
+            Some(ingest) => {
+                join(&mut failures, "ingest", ingest, None).await;
+                // On a broker, everything acknowledged must really be out.
+                if let Err(e) = self.bus.flush(self.drain_timeout).await {
+                    failures.push(anyhow::anyhow!("flushing the producer at shutdown: {e}"));
+                }
+            }
+            None => self.shutdown.cancelled().await,
+        }
+        // If the input ended on its own (not a signal), stop the rest too.
+        self.shutdown.cancel();
+        self.bus.close_topic(&self.topic).await;
+        tracing::info!("ingest drained; waiting for persist to store the rest");
+        let deadline = Some(self.drain_timeout);
+        if let Some(persist) = self.persist {
+            join(&mut failures, "persist", persist, deadline).await;
+        }
+        if let Some(live) = self.live {
+            join(&mut failures, "live", live, deadline).await;
+        }
+        join(&mut failures, "http", self.http, deadline).await;
+        match failures.len() {
+            0 => {
+                tracing::info!("pipeline stopped cleanly");
+                Ok(())
+            }
+            1 => Err(failures.remove(0)),
+            n => {
+                let all: Vec<String> = failures.iter().map(|e| format!("{e:#}")).collect();
+                Err(anyhow::anyhow!("{n} stages failed: {}", all.join("; ")))
+            }
+        }
+    }
+}

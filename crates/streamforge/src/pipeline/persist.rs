@@ -1,0 +1,286 @@
+//! The persist stage: bus → store → cache → commit.
+//!
+//! Receives from the ticks topic in a durable consumer group, fills a batch
+//! by size or time, decodes it (undecodable messages go to the dead-letter
+//! topic with their partition, offset and error), writes it to the store in
+//! one transaction, offers it to the cache, and only then commits the
+//! offsets. A failed store write is retried with backoff; nothing is
+//! committed before it succeeds. Returns when the bus is closed and drained.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use streamforge_bus::message::last_offsets;
+use streamforge_bus::{Bus, Committer, Consumer, Delivery, Headers, Message, Offset, Polled};
+use streamforge_model::{wire, Tick, TickRules, Timestamp};
+use streamforge_store::{Cache, TickBatch, TickStore};
+use streamforge_telemetry::{Health, Metrics};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::ingest::headers;
+use super::{publish_counted, LatencyProbe};
+
+/// Longest pause between store retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Everything the stage needs.
+pub struct Persist {
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn TickStore>,
+    pub cache: Arc<dyn Cache>,
+    pub dlq_topic: String,
+    pub batch_size: usize,
+    pub batch_timeout: Duration,
+    pub retry_backoff: Duration,
+    pub rules: TickRules,
+    pub metrics: Metrics,
+    pub health: Health,
+    /// Fires when the pipeline shuts down: store retries give up then.
+    pub shutdown: CancellationToken,
+    /// Optional exact latency recording (benchmarks).
+    pub probe: Option<Arc<LatencyProbe>>,
+}
+
+/// A decoded batch on its way to the store.
+struct Prepared {
+    ticks: TickBatch,
+    dead: Vec<Message>,
+    /// What to commit once the batch is durable.
+    offsets: Vec<Offset>,
+}
+
+/// Decoded batches waiting for the writer; one in hand plus this many.
+const PREPARED_AHEAD: usize = 2;
+
+/// How long the fetcher waits for the writer before pausing the consumer.
+/// Longer than a healthy batch write, so normal backpressure never pauses.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+impl Persist {
+    /// Receiving and decoding the next batch overlaps with writing the
+    /// previous one; writes and commits stay in order.
+    pub async fn run(self, mut consumer: Box<dyn Consumer>) -> anyhow::Result<()> {
+        let committer = consumer.committer();
+        let (tx, mut rx) = mpsc::channel::<Prepared>(PREPARED_AHEAD);
+        let fetch = async {
+            let mut batch: Vec<Delivery> = Vec::with_capacity(self.batch_size);
+            let mut decoder = wire::Decoder::default();
+            loop {
+                let closed = self.fill(&mut *consumer, &mut batch).await?;
+                if !batch.is_empty() {
+                    let prepared = self.prepare(&mut decoder, &batch);
+                    batch.clear();
+                    let Some(permit) = self.reserve(&tx, &mut *consumer).await? else {
+                        // The writer failed; its error is the one reported.
+                        return Ok(());
+                    };
+                    permit.send(prepared);
+                }
+                if closed {
+                    drop(tx);
+                    return Ok::<(), anyhow::Error>(());
+                }
+            }
+        };
+        let write = async {
+            while let Some(p) = rx.recv().await {
+                self.store_batch(&*committer, p).await?;
+            }
+            Ok::<(), anyhow::Error>(())
+        };
+        tokio::try_join!(fetch, write)?;
+        Ok(())
+    }
+
+    /// A slot for the next batch. While the writer stays behind (the store
+    /// is down or slow) the consumer idles: a broker consumer pauses fetching
+    /// and keeps its group membership. `None` when the writer is gone.
+    async fn reserve<'a>(
+        &self,
+        tx: &'a mpsc::Sender<Prepared>,
+        consumer: &mut dyn Consumer,
+    ) -> anyhow::Result<Option<mpsc::Permit<'a, Prepared>>> {
+        if let Ok(permit) = tokio::time::timeout(PAUSE_AFTER, tx.reserve()).await {
+            return Ok(permit.ok());
+        }
+        self.metrics.persist_paused(true);
+        let permit = tokio::select! {
+            p = tx.reserve() => p.ok(),
+            r = consumer.idle() => {
+                self.metrics.persist_paused(false);
+                r.context("holding the consumer while the store is behind")?;
+                return Ok(None);
+            }
+        };
+        self.metrics.persist_paused(false);
+        Ok(permit)
+    }
+
+    /// Receives until the batch is full, the batch timeout after its first
+    /// message passes, or the bus closes (returns `true`).
+    async fn fill(
+        &self,
+        consumer: &mut dyn Consumer,
+        batch: &mut Vec<Delivery>,
+    ) -> anyhow::Result<bool> {
+        let mut deadline: Option<tokio::time::Instant> = None;
+        while batch.len() < self.batch_size {
+            let want = self.batch_size - batch.len();
+            let polled = match deadline {
+                // On a broker, shutdown stops consuming (the rest stays in the
+                // topic); an in-process bus is drained until it closes.
+                None if self.bus.is_durable() => tokio::select! {
+                    p = consumer.recv(want) => p,
+                    _ = self.shutdown.cancelled() => return Ok(true),
+                },
+                None => consumer.recv(want).await,
+                Some(d) => match tokio::time::timeout_at(d, consumer.recv(want)).await {
+                    Ok(p) => p,
+                    Err(_) => return Ok(false),
+                },
+            }
+            .context("receiving from the bus")?;
+            match polled {
+                Polled::Messages(m) => {
+                    if let Some(first) = m.first() {
+                        self.metrics.bus_consumed(&first.topic, m.len());
+                    }
+                    batch.extend(m);
+                    deadline
+                        .get_or_insert_with(|| tokio::time::Instant::now() + self.batch_timeout);
+                }
+                Polled::Lagged(n) => {
+                    // A durable group is never trimmed past; this would be a bus bug.
+                    anyhow::bail!(
+                        "persist consumer lost {n} messages: the bus trimmed uncommitted data"
+                    );
+                }
+                Polled::Closed => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Decodes a batch; what does not decode becomes a dead letter.
+    fn prepare(&self, decoder: &mut wire::Decoder, batch: &[Delivery]) -> Prepared {
+        let now = Timestamp::now();
+        let mut ticks = Vec::with_capacity(batch.len());
+        let mut dead = Vec::new();
+        for d in batch {
+            let decoded =
+                wire::check_schema_version(d.message.headers.get_str(headers::SCHEMA_VERSION))
+                    .and_then(|()| decoder.decode(&d.message.payload, &self.rules, now));
+            match decoded {
+                Ok(t) => ticks.push(t),
+                Err(e) => {
+                    self.metrics.ticks_rejected("persist", e.reason(), 1);
+                    if dead.is_empty() {
+                        // One line per batch, not per message.
+                        tracing::warn!(partition = d.partition, offset = d.offset, reason = e.reason(), error = %e, "undecodable message sent to the dead-letter topic (first of this batch)");
+                    }
+                    dead.push(dead_letter(d, e.reason(), &e.to_string()));
+                }
+            }
+        }
+        Prepared {
+            ticks: Arc::from(ticks),
+            dead,
+            offsets: last_offsets(batch),
+        }
+    }
+
+    /// Store, then cache, then dead letters, then the commit.
+    async fn store_batch(&self, committer: &dyn Committer, p: Prepared) -> anyhow::Result<()> {
+        self.write(&p.ticks).await?;
+        if !p.ticks.is_empty() {
+            match self.cache.update_latest(&p.ticks).await {
+                Ok(n) => self.metrics.cache_updated(n),
+                Err(e) => self.metrics.cache_failed(&e),
+            }
+        }
+        publish_counted(&*self.bus, &self.metrics, &self.dlq_topic, p.dead).await?;
+        committer
+            .commit(&p.offsets)
+            .await
+            .context("committing offsets")?;
+        Ok(())
+    }
+
+    /// Writes with retries; `Ok` only once the batch is durable.
+    async fn write(&self, ticks: &TickBatch) -> anyhow::Result<()> {
+        if ticks.is_empty() {
+            return Ok(());
+        }
+        let mut backoff = self.retry_backoff;
+        loop {
+            let started = Instant::now();
+            match self.store.write_batch(ticks.clone()).await {
+                Ok(outcome) => {
+                    let stored_at = Timestamp::now();
+                    self.health.set("store", true, self.store.kind());
+                    self.metrics.batch_stored(
+                        ticks.len(),
+                        outcome.inserted,
+                        started.elapsed(),
+                        ticks.iter().map(|t| seconds_between(t, stored_at)),
+                    );
+                    if let Some(p) = &self.probe {
+                        p.record(ticks, stored_at);
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.metrics.store_write_failed(&e);
+                    self.health.set("store", false, e.to_string());
+                    if !e.is_retryable() {
+                        return Err(e).context("writing a batch to the store");
+                    }
+                    if self.shutdown.is_cancelled() {
+                        return Err(e).context(format!(
+                            "shutting down with {} ticks not written to the store",
+                            ticks.len()
+                        ));
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.shutdown.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+fn seconds_between(t: &Tick, stored_at: Timestamp) -> f64 {
+    (stored_at.as_micros() - t.ingested_at().as_micros()).max(0) as f64 / 1e6
+}
+
+/// The dead-letter form of an undecodable delivery: the original payload
+/// and key, the original headers, and where and why it failed.
+fn dead_letter(d: &Delivery, reason: &'static str, error: &str) -> Message {
+    let mut h = Headers::with_capacity(8);
+    for (name, value) in d.message.headers.iter() {
+        h.insert(name.to_string(), Bytes::copy_from_slice(value));
+    }
+    h.insert(headers::DLQ_STAGE, Bytes::from_static(b"persist"));
+    h.insert(headers::DLQ_REASON, Bytes::from_static(reason.as_bytes()));
+    h.insert(headers::DLQ_ERROR, Bytes::from(error.to_string()));
+    h.insert(headers::DLQ_SOURCE_TOPIC, Bytes::from(d.topic.to_string()));
+    h.insert(
+        headers::DLQ_SOURCE_PARTITION,
+        Bytes::from(d.partition.to_string()),
+    );
+    h.insert(
+        headers::DLQ_SOURCE_OFFSET,
+        Bytes::from(d.offset.to_string()),
+    );
+    Message {
+        key: d.message.key.clone(),
+        payload: d.message.payload.clone(),
+        headers: h,
+    }
+}

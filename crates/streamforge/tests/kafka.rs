@@ -1,0 +1,250 @@
+//! The production path: `ingest`, `persist` and `serve` as separate roles on a
+//! Kafka-compatible broker (tansu), PostgreSQL and Redis, all real servers.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use streamforge::config::Config;
+use streamforge::pipeline::{self, Roles, Running};
+use streamforge_testkit::engines::{psql, shared_broker, shared_postgres, Redis};
+use streamforge_testkit::{get_json, metric, stored_ticks, wait_for};
+use tokio_util::sync::CancellationToken;
+
+/// Topics and groups unique to one test.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn config(bus: &str, store: &str, cache: &str, topic: &str) -> Config {
+    let mut c = Config {
+        bus: bus.to_string(),
+        store: Some(store.to_string()),
+        cache: cache.to_string(),
+        ..Config::default()
+    };
+    c.http.addr = "127.0.0.1:0".parse().unwrap();
+    c.ingest.topic = topic.to_string();
+    c.ingest.dlq_topic = format!("{topic}.dlq");
+    c.persist.group = format!("{topic}-persist");
+    c.persist.batch_timeout = Duration::from_millis(20);
+    c.synthetic.symbols = vec!["AAPL".into(), "MSFT".into(), "BINANCE:BTCUSDT".into()];
+    c.synthetic.rate = 1_500.0;
+    c.synthetic.seed = Some(11);
+    c.kafka.partitions = 3;
+    c.log.level = "warn".into();
+    c
+}
+
+async fn start(c: &Config, roles: Roles) -> (Running, CancellationToken) {
+    let token = CancellationToken::new();
+    let running = pipeline::start(c, roles, token.clone(), None)
+        .await
+        .unwrap();
+    (running, token)
+}
+
+/// Runs ingest for `secs` and stops it; returns the ticks the broker acknowledged.
+async fn ingest_for(c: &Config, secs: u64) -> u64 {
+    let (ingest, token) = start(c, Roles::INGEST).await;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let metrics = ingest.metrics.clone();
+    token.cancel();
+    ingest.wait().await.expect("ingest drains and flushes");
+    let text = metrics.render();
+    let acked = metric(
+        &text,
+        &format!(
+            "streamforge_bus_published_messages_total{{topic=\"{}\"}}",
+            c.ingest.topic
+        ),
+    );
+    let produced = metric(
+        &text,
+        "streamforge_provider_ticks_total{provider=\"synthetic\"}",
+    );
+    assert_eq!(
+        acked, produced,
+        "every produced tick was acknowledged by the broker"
+    );
+    assert!(acked > 0.0);
+    acked as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_persist_serve_as_separate_roles_store_each_tick_once() {
+    let broker = shared_broker();
+    let db = shared_postgres().create_database().unwrap();
+    let redis = Redis::start().unwrap();
+    let c = config(&broker.url(), &db, &redis.url(), &unique("ticks"));
+
+    let (persist, persist_token) = start(&c, Roles::PERSIST).await;
+    let (serve, serve_token) = start(&c, Roles::SERVE).await;
+    let base = format!("http://{}", serve.http_addr);
+    // The persist role answers health and metrics only.
+    let (status, _) = get_json(&format!("http://{}/api/v1/symbols", persist.http_addr)).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        get_json(&format!("http://{}/healthz", persist.http_addr))
+            .await
+            .0,
+        200
+    );
+
+    // The live stream of serve is fed from the bus by its own consumer.
+    let mut sse =
+        streamforge_testkit::SseClient::connect(&format!("{base}/api/v1/stream?symbols=AAPL"))
+            .await;
+    let ingest_config = c.clone();
+    let ingest = tokio::spawn(async move { ingest_for(&ingest_config, 5).await });
+    let ev = sse
+        .next(Duration::from_secs(30))
+        .await
+        .expect("stream open");
+    assert_eq!(ev.event, "tick");
+    let live: serde_json::Value = serde_json::from_str(&ev.data).unwrap();
+    assert_eq!(live["symbol"], "AAPL");
+    let acked = ingest.await.unwrap();
+    let total = wait_for(
+        "persist to store every acknowledged tick",
+        Duration::from_secs(60),
+        || {
+            let base = base.clone();
+            async move { stored_ticks(&base).await.filter(|n| *n >= acked) }
+        },
+    )
+    .await;
+    assert_eq!(total, acked, "stored = acknowledged");
+    assert_eq!(psql(&db, "SELECT count(*) FROM ticks"), acked.to_string());
+    assert_eq!(
+        psql(
+            &db,
+            "SELECT count(DISTINCT (symbol, ts, tick_id)) FROM ticks"
+        ),
+        acked.to_string()
+    );
+
+    let res = reqwest::get(format!("{base}/api/v1/quotes/AAPL/latest"))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["x-streamforge-source"], "cache");
+    let (status, ticks) = get_json(&format!("{base}/api/v1/ticks/MSFT?from=0&limit=10")).await;
+    assert_eq!(status, 200, "{ticks}");
+    assert_eq!(ticks["count"], 10);
+
+    serve_token.cancel();
+    serve.wait().await.unwrap();
+    persist_token.cancel();
+    persist.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_on_kafka_go_to_the_dead_letter_topic_with_their_source() {
+    use bytes::Bytes;
+    use streamforge_bus::{ConsumerOptions, Headers, Message, Polled, StartFrom};
+
+    let broker = shared_broker();
+    let db = shared_postgres().create_database().unwrap();
+    let c = config(&broker.url(), &db, "memory://", &unique("poison"));
+    let (persist, token) = start(&c, Roles::PERSIST).await;
+    let bus = persist.bus();
+
+    let now = streamforge_model::Timestamp::now().to_string();
+    let valid = |price: u32| {
+        format!(
+            r#"{{"symbol":"POIS","ts":"{now}","price":{price},"size":1,"exchange":"","src_id":"test"}}"#
+        )
+    };
+    let msg = |payload: Vec<u8>, version: &'static str| {
+        let mut headers = Headers::default();
+        headers.insert("schema-version", Bytes::from_static(version.as_bytes()));
+        Message {
+            key: Bytes::from_static(b"POIS"),
+            payload: payload.into(),
+            headers,
+        }
+    };
+    bus.publish(
+        &c.ingest.topic,
+        vec![
+            msg(valid(1).into_bytes(), "1"),
+            msg(b"not json".to_vec(), "1"),
+            msg(
+                valid(2)
+                    .replace("\"price\":2", "\"price\":NaN")
+                    .into_bytes(),
+                "1",
+            ),
+            msg(
+                valid(3).replace("\"size\":1", "\"size\":-5").into_bytes(),
+                "1",
+            ),
+            msg(vec![b'x'; 1000 * 1000], "1"),
+            msg(valid(4).into_bytes(), "99"),
+            msg(valid(5).into_bytes(), "1"),
+        ],
+    )
+    .await
+    .unwrap();
+
+    let mut dlq = bus
+        .consumer(
+            &c.ingest.dlq_topic,
+            ConsumerOptions {
+                group: unique("dlq-reader"),
+                start: StartFrom::Earliest,
+                durable: true,
+            },
+        )
+        .await
+        .unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < 5 {
+        let polled = tokio::time::timeout(Duration::from_secs(60), dlq.recv(10))
+            .await
+            .expect("dead letters arrive")
+            .unwrap();
+        let Polled::Messages(m) = polled else {
+            panic!("{polled:?}")
+        };
+        for d in m {
+            let h = &d.message.headers;
+            assert_eq!(h.get_str("dlq-source-topic"), Some(c.ingest.topic.as_str()));
+            assert!(h
+                .get_str("dlq-source-partition")
+                .unwrap()
+                .parse::<i32>()
+                .is_ok());
+            assert!(h
+                .get_str("dlq-source-offset")
+                .unwrap()
+                .parse::<i64>()
+                .is_ok());
+            reasons.push(h.get_str("dlq-reason").unwrap().to_string());
+        }
+    }
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "invalid_size",
+            "malformed_json",
+            "malformed_json",
+            "too_large",
+            "unknown_schema_version"
+        ]
+    );
+    let prices = wait_for("the valid ticks to be stored", Duration::from_secs(30), || async {
+        let p = psql(&db, "SELECT string_agg(price::text, ',' ORDER BY price) FROM ticks WHERE symbol = 'POIS'");
+        (p.split(',').count() >= 2).then_some(p)
+    })
+    .await;
+    assert_eq!(prices, "1,5");
+    token.cancel();
+    persist.wait().await.unwrap();
+}

@@ -1,0 +1,379 @@
+//! The all-in-one pipeline, in process, on a free port with a fast
+//! synthetic feed: everything checked through HTTP, then a restart.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use streamforge::config::Config;
+use streamforge::pipeline::{self, Roles, Running};
+use streamforge_model::{CandleBuilder, Interval, Tick, TickRules, Timestamp};
+use streamforge_testkit::{get_json, metric, stored_ticks, wait_for, SseClient};
+use tokio_util::sync::CancellationToken;
+
+const SYMBOLS: &[&str] = &["AAPL", "MSFT", "BINANCE:BTCUSDT"];
+
+fn config(dir: &std::path::Path, seed: u64) -> Config {
+    let mut c = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    c.http.addr = "127.0.0.1:0".parse().unwrap();
+    c.synthetic.symbols = SYMBOLS.iter().map(|s| s.to_string()).collect();
+    c.synthetic.rate = 3_000.0;
+    c.synthetic.seed = Some(seed);
+    c.persist.batch_timeout = Duration::from_millis(5);
+    c.log.level = "warn".into();
+    c
+}
+
+async fn start(c: &Config) -> (Running, CancellationToken, String) {
+    let token = CancellationToken::new();
+    let running = pipeline::start(c, Roles::ALL, token.clone(), None)
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.http_addr);
+    (running, token, base)
+}
+
+/// Stops the pipeline and checks that every produced tick was stored.
+async fn stop_and_check_drained(running: Running, token: CancellationToken) -> f64 {
+    let metrics = running.metrics.clone();
+    token.cancel();
+    running.wait().await.expect("clean shutdown");
+    let text = metrics.render();
+    let produced = metric(
+        &text,
+        "streamforge_provider_ticks_total{provider=\"synthetic\"}",
+    );
+    let written = metric(&text, "streamforge_store_rows_written_total");
+    let dedup = metric(&text, "streamforge_store_rows_deduplicated_total");
+    assert!(produced > 0.0);
+    assert_eq!(
+        produced,
+        written + dedup,
+        "every received tick was written at shutdown"
+    );
+    assert_eq!(dedup, 0.0, "fresh synthetic ticks are never duplicates");
+    written
+}
+
+fn ticks_of(v: &Value) -> Vec<Tick> {
+    v["ticks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            streamforge_model::wire::decode(
+                t.to_string().as_bytes(),
+                &TickRules::default(),
+                Timestamp::now(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_pipeline_end_to_end_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, token, base) = start(&config(dir.path(), 1)).await;
+
+    // The live stream delivers only the requested symbols.
+    let mut sse = SseClient::connect(&format!("{base}/api/v1/stream?symbols=AAPL,MSFT")).await;
+    let mut seen = HashSet::new();
+    for _ in 0..50 {
+        let ev = sse
+            .next(Duration::from_secs(10))
+            .await
+            .expect("stream open");
+        assert_eq!(ev.event, "tick");
+        let t: Value = serde_json::from_str(&ev.data).unwrap();
+        let symbol = t["symbol"].as_str().unwrap().to_string();
+        assert!(symbol == "AAPL" || symbol == "MSFT", "unexpected {symbol}");
+        assert!(t["price"].as_f64().unwrap() > 0.0);
+        seen.insert(symbol);
+    }
+    assert_eq!(seen.len(), 2, "both requested symbols stream");
+
+    // A fixed window that is fully stored: wait until ticks well after its end are stored.
+    let from = Interval::S1.bucket_start(Timestamp::now());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let to = Interval::S1.bucket_start(Timestamp::now());
+    wait_for(
+        "ticks after the window to be stored",
+        Duration::from_secs(10),
+        || {
+            let base = base.clone();
+            async move {
+                let (_, v) = get_json(&format!("{base}/api/v1/symbols")).await;
+                let all = v["symbols"].as_array()?;
+                let stored_past = all.len() == SYMBOLS.len()
+                    && all.iter().all(|s| {
+                        Timestamp::parse(s["last_ts"].as_str().unwrap()).unwrap()
+                            > to.saturating_add_micros(500_000)
+                    });
+                stored_past.then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Latest quotes.
+    let (status, q) = get_json(&format!("{base}/api/v1/quotes/BINANCE:BTCUSDT/latest")).await;
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(q["symbol"], "BINANCE:BTCUSDT");
+    assert_eq!(q["src_id"], "synthetic");
+
+    // Ticks of the window, and candles that agree with them.
+    let window = format!("from={}&to={}", from.as_millis(), to.as_millis());
+    let (status, v) = get_json(&format!("{base}/api/v1/ticks/AAPL?{window}&limit=10000")).await;
+    assert_eq!(status, 200, "{v}");
+    let ticks = ticks_of(&v);
+    assert!(ticks.len() > 100, "only {} ticks", ticks.len());
+    assert!(ticks.len() < 10_000, "window too large for one page");
+    assert!(
+        ticks.windows(2).all(|w| w[0].sort_key() < w[1].sort_key()),
+        "ordered, no duplicates"
+    );
+    assert!(ticks.iter().all(|t| t.ts() >= from && t.ts() < to));
+    let (_, ev) = get_json(&format!(
+        "{base}/api/v1/ticks/AAPL?{window}&limit=10000&order=desc"
+    ))
+    .await;
+    assert_eq!(ticks_of(&ev).into_iter().rev().collect::<Vec<_>>(), ticks);
+
+    for interval in ["1s", "1m"] {
+        let iv: Interval = interval.parse().unwrap();
+        let (status, c) = get_json(&format!(
+            "{base}/api/v1/candles/AAPL?interval={interval}&{window}"
+        ))
+        .await;
+        assert_eq!(status, 200, "{c}");
+        let mut reference = CandleBuilder::new(iv);
+        // Buckets starting in [from, to) whose ticks all lie in the window.
+        for t in ticks.iter().filter(|t| iv.bucket_start(t.ts()) >= from) {
+            reference.push(t);
+        }
+        let expected: Vec<_> = reference
+            .finish()
+            .into_iter()
+            .filter(|k| k.start.saturating_add_micros(iv.micros()) <= to)
+            .collect();
+        let got: Vec<&Value> = c["candles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| {
+                let start = Timestamp::parse(k["start"].as_str().unwrap()).unwrap();
+                start.saturating_add_micros(iv.micros()) <= to
+            })
+            .collect();
+        assert_eq!(got.len(), expected.len(), "{interval} candles");
+        assert!(!expected.is_empty() || interval == "1m");
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!(g["open"].as_f64().unwrap(), e.open, "open = first tick");
+            assert_eq!(g["close"].as_f64().unwrap(), e.close, "close = last tick");
+            assert_eq!(g["high"].as_f64().unwrap(), e.high, "high = max");
+            assert_eq!(g["low"].as_f64().unwrap(), e.low, "low = min");
+            assert_eq!(g["trades"].as_u64().unwrap(), e.trades);
+            assert!(
+                (g["volume"].as_f64().unwrap() - e.volume).abs() < 1e-6,
+                "volume = sum"
+            );
+        }
+    }
+
+    // Ready, and metrics show every stage moving.
+    let (status, ready) = get_json(&format!("{base}/readyz")).await;
+    assert_eq!(status, 200, "{ready}");
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "streamforge_provider_ticks_total{provider=\"synthetic\"}",
+        "streamforge_bus_published_messages_total{topic=\"ticks\"}",
+        "streamforge_bus_consumed_messages_total{topic=\"ticks\"}",
+        "streamforge_store_rows_written_total",
+        "streamforge_pipeline_ingest_to_stored_seconds_count",
+    ] {
+        assert!(metric(&text, series) > 0.0, "{series} in\n{text}");
+    }
+
+    let store_before = running.store.clone().unwrap();
+    let written_first = stop_and_check_drained(running, token).await;
+    drop(store_before);
+
+    // Restart on the same data directory: history is kept, nothing doubles.
+    let (running, token, base) = start(&config(dir.path(), 2)).await;
+    let (_, again) = get_json(&format!("{base}/api/v1/ticks/AAPL?{window}&limit=10000")).await;
+    assert_eq!(
+        ticks_of(&again),
+        ticks,
+        "the old window is unchanged after a restart"
+    );
+    wait_for(
+        "new ticks after the restart",
+        Duration::from_secs(10),
+        || {
+            let base = base.clone();
+            async move {
+                let total = stored_ticks(&base).await?;
+                (total as f64 > written_first).then_some(())
+            }
+        },
+    )
+    .await;
+    // Redelivering old ticks stores nothing.
+    let outcome = running
+        .store
+        .as_ref()
+        .unwrap()
+        .write_batch(Arc::from(ticks.clone()))
+        .await
+        .unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (0, ticks.len()));
+    let store = running.store.clone().unwrap();
+    let written_second = stop_and_check_drained(running, token).await;
+    let total: u64 = store.symbols().await.unwrap().iter().map(|s| s.ticks).sum();
+    assert_eq!(
+        total as f64,
+        written_first + written_second,
+        "symbol counts = every tick once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dead_letter_topic_and_valid_ticks_around_them_are_stored() {
+    use bytes::Bytes;
+    use streamforge_bus::{ConsumerOptions, Headers, Message, Polled, StartFrom};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 3);
+    // Only the messages of this test: no provider traffic to wait behind.
+    c.synthetic.symbols = vec!["ZZZZ".into()];
+    c.synthetic.rate = 1.0;
+    let (running, token, base) = start(&c).await;
+    let bus = running.bus();
+    let mut dlq = bus
+        .consumer(
+            "ticks.dlq",
+            ConsumerOptions {
+                group: "test".into(),
+                start: StartFrom::Earliest,
+                durable: true,
+            },
+        )
+        .await
+        .unwrap();
+
+    let now = Timestamp::now().to_string();
+    let valid = |price: f64| {
+        format!(
+            r#"{{"symbol":"POIS","ts":"{now}","price":{price},"size":1,"exchange":"","src_id":"test"}}"#
+        )
+    };
+    let headers = |version: &str| {
+        let mut h = Headers::default();
+        h.insert("schema-version", Bytes::from(version.to_string()));
+        h
+    };
+    let msg = |payload: Vec<u8>, version: &str| Message {
+        key: Bytes::from_static(b"POIS"),
+        payload: payload.into(),
+        headers: headers(version),
+    };
+    let batch = vec![
+        msg(valid(1.0).into_bytes(), "1"),
+        msg(b"not json at all".to_vec(), "1"),
+        msg(
+            valid(2.0)
+                .replace("\"price\":2", "\"price\":NaN")
+                .into_bytes(),
+            "1",
+        ),
+        msg(
+            valid(3.0).replace("\"size\":1", "\"size\":-5").into_bytes(),
+            "1",
+        ),
+        msg(vec![b'x'; 1 << 20], "1"),
+        msg(valid(4.0).into_bytes(), "99"),
+        msg(valid(5.0).into_bytes(), "1"),
+    ];
+    bus.publish("ticks", batch).await.unwrap();
+
+    let mut reasons = Vec::new();
+    while reasons.len() < 5 {
+        let polled = tokio::time::timeout(Duration::from_secs(10), dlq.recv(10))
+            .await
+            .expect("dead letters arrive")
+            .unwrap();
+        let Polled::Messages(m) = polled else {
+            panic!("{polled:?}")
+        };
+        for d in m {
+            let h = &d.message.headers;
+            assert_eq!(h.get_str("dlq-stage"), Some("persist"));
+            assert_eq!(h.get_str("dlq-source-topic"), Some("ticks"));
+            assert!(h
+                .get_str("dlq-source-offset")
+                .unwrap()
+                .parse::<i64>()
+                .is_ok());
+            assert!(!h.get_str("dlq-error").unwrap().is_empty());
+            reasons.push(h.get_str("dlq-reason").unwrap().to_string());
+        }
+    }
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "invalid_size",
+            "malformed_json",
+            "malformed_json",
+            "too_large",
+            "unknown_schema_version"
+        ]
+    );
+
+    let prices = wait_for(
+        "the valid ticks around the poison to be stored",
+        Duration::from_secs(10),
+        || {
+            let base = base.clone();
+            async move {
+                let (_, v) = get_json(&format!("{base}/api/v1/ticks/POIS?limit=100&from=0")).await;
+                let mut prices: Vec<f64> = v["ticks"]
+                    .as_array()?
+                    .iter()
+                    .map(|t| t["price"].as_f64().unwrap())
+                    .collect();
+                prices.sort_by(f64::total_cmp);
+                (prices.len() >= 2).then_some(prices)
+            }
+        },
+    )
+    .await;
+    assert_eq!(prices, [1.0, 5.0], "exactly the valid ticks are stored");
+
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric(&text, "streamforge_pipeline_rejected_ticks_total{reason=\"malformed_json\",stage=\"persist\"}"), 2.0, "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            "streamforge_bus_dlq_messages_total{reason=\"too_large\"}"
+        ),
+        1.0
+    );
+    token.cancel();
+    running.wait().await.unwrap();
+}

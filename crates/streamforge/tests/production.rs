@@ -1,0 +1,161 @@
+//! The pipeline on PostgreSQL and Redis (real servers from testkit), with
+//! those servers failing under load.
+
+use std::time::Duration;
+
+use streamforge::config::Config;
+use streamforge::pipeline::{self, Roles, Running};
+use streamforge_testkit::engines::{Postgres, Redis};
+use streamforge_testkit::{get_json, metric, stored_ticks, wait_for};
+use tokio_util::sync::CancellationToken;
+
+const SYMBOLS: &[&str] = &["AAPL", "MSFT", "BINANCE:BTCUSDT"];
+
+fn config(store: &str, cache: &str) -> Config {
+    let mut c = Config {
+        store: Some(store.to_string()),
+        cache: cache.to_string(),
+        ..Config::default()
+    };
+    c.http.addr = "127.0.0.1:0".parse().unwrap();
+    c.synthetic.symbols = SYMBOLS.iter().map(|s| s.to_string()).collect();
+    c.synthetic.rate = 2_000.0;
+    c.synthetic.seed = Some(7);
+    c.persist.batch_timeout = Duration::from_millis(5);
+    c.persist.retry_backoff = Duration::from_millis(50);
+    c.log.level = "warn".into();
+    c
+}
+
+async fn wait_stored_beyond(base: &str, n: u64) -> u64 {
+    wait_for(
+        &format!("more than {n} ticks stored"),
+        Duration::from_secs(30),
+        || async move { stored_ticks(base).await.filter(|t| *t > n) },
+    )
+    .await
+}
+
+/// Stops the pipeline; every produced tick must be stored exactly once.
+async fn stop_and_check(running: Running, token: CancellationToken) {
+    let metrics = running.metrics.clone();
+    let store = running.store.clone().unwrap();
+    token.cancel();
+    running.wait().await.expect("clean shutdown");
+    let text = metrics.render();
+    let produced = metric(
+        &text,
+        "streamforge_provider_ticks_total{provider=\"synthetic\"}",
+    );
+    let written = metric(&text, "streamforge_store_rows_written_total");
+    assert!(produced > 0.0);
+    assert_eq!(produced, written, "every produced tick was stored once");
+    let counted: u64 = store.symbols().await.unwrap().iter().map(|s| s.ticks).sum();
+    assert_eq!(counted as f64, written);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_on_postgres_and_redis_and_serves_quotes_from_redis() {
+    let pg = streamforge_testkit::engines::shared_postgres();
+    let redis = Redis::start().unwrap();
+    let db = pg.create_database().unwrap();
+    let token = CancellationToken::new();
+    let running = pipeline::start(&config(&db, &redis.url()), Roles::ALL, token.clone(), None)
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.http_addr);
+    wait_stored_beyond(&base, 500).await;
+
+    let res = reqwest::get(format!("{base}/api/v1/quotes/AAPL/latest"))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["x-streamforge-source"], "cache");
+    let (status, c) = get_json(&format!("{base}/api/v1/candles/MSFT?interval=1s")).await;
+    assert_eq!(status, 200, "{c}");
+    assert!(c["count"].as_u64().unwrap() >= 1);
+    let (status, ready) = get_json(&format!("{base}/readyz")).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["store"]["detail"], "postgres");
+    assert_eq!(ready["checks"]["cache"]["detail"], "redis");
+    stop_and_check(running, token).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_under_load_pauses_persist_and_loses_nothing() {
+    let mut pg = Postgres::start().unwrap();
+    let db = pg.create_database().unwrap();
+    let token = CancellationToken::new();
+    let running = pipeline::start(&config(&db, "memory://"), Roles::ALL, token.clone(), None)
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.http_addr);
+    wait_stored_beyond(&base, 300).await;
+
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, ready) = get_json(&format!("{base}/readyz")).await;
+    assert_eq!(status, 503, "not ready while PostgreSQL is down: {ready}");
+    assert_eq!(ready["checks"]["store"]["ok"], false);
+    pg.resume().unwrap();
+
+    let before = wait_stored_beyond(&base, 0).await;
+    wait_stored_beyond(&base, before + 500).await;
+    let text = running.metrics.render();
+    assert!(
+        metric(&text, "streamforge_store_write_errors_total") > 0.0,
+        "the outage was seen"
+    );
+    stop_and_check(running, token).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_under_load_the_api_answers_and_the_cache_catches_up() {
+    let pg = streamforge_testkit::engines::shared_postgres();
+    let mut redis = Redis::start().unwrap();
+    let db = pg.create_database().unwrap();
+    let token = CancellationToken::new();
+    let running = pipeline::start(&config(&db, &redis.url()), Roles::ALL, token.clone(), None)
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.http_addr);
+    wait_stored_beyond(&base, 300).await;
+
+    redis.stop();
+    let stored = stored_ticks(&base).await.unwrap();
+    wait_stored_beyond(&base, stored + 300).await; // ticks still get stored
+    let res = reqwest::get(format!("{base}/api/v1/quotes/MSFT/latest"))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status().as_u16(),
+        200,
+        "quotes come from PostgreSQL while Redis is down"
+    );
+    assert_eq!(res.headers()["x-streamforge-source"], "store");
+
+    redis.resume().unwrap(); // empty, like a flush
+    let store = running.store.clone().unwrap();
+    wait_for("the cache to catch up", Duration::from_secs(30), || {
+        let base = base.clone();
+        async move {
+            let res = reqwest::get(format!("{base}/api/v1/quotes/BINANCE:BTCUSDT/latest"))
+                .await
+                .ok()?;
+            (res.headers()["x-streamforge-source"] == "cache").then_some(())
+        }
+    })
+    .await;
+    stop_and_check(running, token).await;
+    // After the drain the cache holds exactly the store's newest tick.
+    let cache = streamforge_store::open_cache(&redis.url()).await.unwrap();
+    for s in SYMBOLS {
+        let symbol = streamforge_model::Symbol::parse(s).unwrap();
+        let cached = cache.latest(&symbol).await.unwrap().expect("cached again");
+        let stored = store.latest(&symbol).await.unwrap().unwrap();
+        assert_eq!(
+            cached, stored,
+            "{s}: the cache is never behind the store at rest"
+        );
+    }
+}

@@ -1,0 +1,444 @@
+//! [`Metrics`]: every StreamForge metric, registered in one place.
+//!
+//! Names follow `streamforge_<stage>_<noun>_<unit>[_total]`. Things that
+//! happen are recorded through the event methods below, which count and,
+//! where useful, log in the same place. Hot paths call them once per batch.
+//! `docs/metrics.md` lists every metric; a test keeps it in step with
+//! [`Metrics::describe`].
+
+use std::time::Duration;
+
+use prometheus::{
+    core::Collector, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Buckets for latencies from microseconds to tens of seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets for batch sizes in rows.
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0,
+];
+
+/// The registry and every metric in it. Cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    provider_ticks: IntCounterVec,
+    rejected_ticks: IntCounterVec,
+    bus_published_messages: IntCounterVec,
+    bus_published_bytes: IntCounterVec,
+    bus_consumed_messages: IntCounterVec,
+    bus_dlq_messages: IntCounterVec,
+    store_batches: IntCounter,
+    store_rows_written: IntCounter,
+    store_rows_deduplicated: IntCounter,
+    store_write_errors: IntCounter,
+    store_batch_rows: Histogram,
+    store_write_duration: Histogram,
+    cache_updates: IntCounter,
+    cache_errors: IntCounter,
+    ingest_to_stored: Histogram,
+    api_requests: IntCounterVec,
+    api_request_duration: HistogramVec,
+    stream_clients: IntGauge,
+    stream_lagged_batches: IntCounter,
+    bus_tail_skipped_messages: IntCounter,
+    persist_paused: IntGauge,
+    persist_pauses: IntCounter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric, plus process metrics on Linux.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = r.register(Box::new(pc));
+        }
+        let api_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "streamforge_api_request_duration_seconds",
+                "HTTP request duration by route.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(api_request_duration.clone()))
+            .expect("unique metric");
+        let stream_clients = IntGauge::new(
+            "streamforge_api_stream_clients",
+            "Live-stream clients connected now.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(stream_clients.clone()))
+            .expect("unique metric");
+        let persist_paused = IntGauge::new(
+            "streamforge_persist_paused",
+            "1 while persist holds its consumer paused because the store does not keep up or is down.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(persist_paused.clone()))
+            .expect("unique metric");
+        Metrics {
+            provider_ticks: counter_vec(
+                &r,
+                "streamforge_provider_ticks_total",
+                "Valid ticks produced by providers.",
+                &["provider"],
+            ),
+            rejected_ticks: counter_vec(
+                &r,
+                "streamforge_pipeline_rejected_ticks_total",
+                "Ticks or messages rejected, by stage and reason; each goes to the dead-letter topic.",
+                &["stage", "reason"],
+            ),
+            bus_published_messages: counter_vec(
+                &r,
+                "streamforge_bus_published_messages_total",
+                "Messages published to the bus, by topic.",
+                &["topic"],
+            ),
+            bus_published_bytes: counter_vec(
+                &r,
+                "streamforge_bus_published_bytes_total",
+                "Payload bytes published to the bus, by topic.",
+                &["topic"],
+            ),
+            bus_consumed_messages: counter_vec(
+                &r,
+                "streamforge_bus_consumed_messages_total",
+                "Messages consumed from the bus, by topic.",
+                &["topic"],
+            ),
+            bus_dlq_messages: counter_vec(
+                &r,
+                "streamforge_bus_dlq_messages_total",
+                "Messages written to the dead-letter topic, by reason.",
+                &["reason"],
+            ),
+            store_batches: counter(
+                &r,
+                "streamforge_store_batches_total",
+                "Batches committed to the tick store.",
+            ),
+            store_rows_written: counter(
+                &r,
+                "streamforge_store_rows_written_total",
+                "Tick rows inserted into the store (new ticks).",
+            ),
+            store_rows_deduplicated: counter(
+                &r,
+                "streamforge_store_rows_deduplicated_total",
+                "Ticks already in the store when written again (redeliveries).",
+            ),
+            store_write_errors: counter(
+                &r,
+                "streamforge_store_write_errors_total",
+                "Failed batch writes to the tick store.",
+            ),
+            store_batch_rows: histogram(
+                &r,
+                "streamforge_store_batch_rows",
+                "Rows per batch written to the tick store.",
+                BATCH_BUCKETS,
+            ),
+            store_write_duration: histogram(
+                &r,
+                "streamforge_store_write_duration_seconds",
+                "Time to write and commit one batch to the tick store.",
+                LATENCY_BUCKETS,
+            ),
+            cache_updates: counter(
+                &r,
+                "streamforge_cache_updates_total",
+                "Latest-quote entries replaced with newer ticks.",
+            ),
+            cache_errors: counter(
+                &r,
+                "streamforge_cache_errors_total",
+                "Failed cache updates.",
+            ),
+            ingest_to_stored: histogram(
+                &r,
+                "streamforge_pipeline_ingest_to_stored_seconds",
+                "Time from a tick's arrival in StreamForge to the commit of its store batch.",
+                LATENCY_BUCKETS,
+            ),
+            api_requests: counter_vec(
+                &r,
+                "streamforge_api_requests_total",
+                "HTTP requests by route and status code.",
+                &["route", "status"],
+            ),
+            api_request_duration,
+            stream_clients,
+            stream_lagged_batches: counter(
+                &r,
+                "streamforge_api_stream_lagged_batches_total",
+                "Live tick batches that slow stream clients missed.",
+            ),
+            bus_tail_skipped_messages: counter(
+                &r,
+                "streamforge_bus_tail_skipped_messages_total",
+                "Messages the live-stream tail of the bus skipped because it fell behind.",
+            ),
+            persist_paused,
+            persist_pauses: counter(
+                &r,
+                "streamforge_persist_pauses_total",
+                "Times persist paused consumption while the store was down or behind.",
+            ),
+            registry: r,
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding into a Vec");
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Name, type and help of every StreamForge metric (process metrics excluded).
+    pub fn describe(&self) -> Vec<(String, String, String)> {
+        let mut out: Vec<_> = self
+            .registry
+            .gather()
+            .into_iter()
+            .chain(self.unobserved_families())
+            .filter(|f| f.name().starts_with("streamforge_"))
+            .map(|f| {
+                (
+                    f.name().to_string(),
+                    format!("{:?}", f.get_field_type()).to_lowercase(),
+                    f.help().to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Label vectors without children do not show in `gather`; describe them too.
+    fn unobserved_families(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let vecs: [&dyn Collector; 7] = [
+            &self.provider_ticks,
+            &self.rejected_ticks,
+            &self.bus_published_messages,
+            &self.bus_published_bytes,
+            &self.bus_consumed_messages,
+            &self.bus_dlq_messages,
+            &self.api_requests,
+        ];
+        let mut out = Vec::new();
+        for c in vecs
+            .into_iter()
+            .chain([&self.api_request_duration as &dyn Collector])
+        {
+            for d in c.desc() {
+                let mut f = prometheus::proto::MetricFamily::default();
+                f.set_name(d.fq_name.clone());
+                f.set_help(d.help.clone());
+                let is_hist = d.fq_name.ends_with("_seconds");
+                f.set_field_type(if is_hist {
+                    prometheus::proto::MetricType::HISTOGRAM
+                } else {
+                    prometheus::proto::MetricType::COUNTER
+                });
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    // ---- named events ----
+
+    /// A provider emitted a frame's worth of valid ticks.
+    pub fn provider_ticks(&self, provider: &str, ticks: usize) {
+        self.provider_ticks
+            .with_label_values(&[provider])
+            .inc_by(ticks as u64);
+    }
+
+    /// Ticks were rejected at `stage` for `reason` and sent to the dead-letter topic.
+    pub fn ticks_rejected(&self, stage: &str, reason: &str, count: usize) {
+        self.rejected_ticks
+            .with_label_values(&[stage, reason])
+            .inc_by(count as u64);
+        self.bus_dlq_messages
+            .with_label_values(&[reason])
+            .inc_by(count as u64);
+        tracing::debug!(
+            stage,
+            reason,
+            count,
+            "ticks rejected to the dead-letter topic"
+        );
+    }
+
+    /// A batch was accepted by the bus.
+    pub fn bus_published(&self, topic: &str, messages: usize, bytes: usize) {
+        self.bus_published_messages
+            .with_label_values(&[topic])
+            .inc_by(messages as u64);
+        self.bus_published_bytes
+            .with_label_values(&[topic])
+            .inc_by(bytes as u64);
+    }
+
+    /// A batch was received from the bus.
+    pub fn bus_consumed(&self, topic: &str, messages: usize) {
+        self.bus_consumed_messages
+            .with_label_values(&[topic])
+            .inc_by(messages as u64);
+    }
+
+    /// A batch was committed to the store. `latencies` are the seconds from
+    /// ingest to commit of each tick in it.
+    pub fn batch_stored(
+        &self,
+        rows: usize,
+        inserted: usize,
+        duration: Duration,
+        latencies: impl Iterator<Item = f64>,
+    ) {
+        self.store_batches.inc();
+        self.store_rows_written.inc_by(inserted as u64);
+        self.store_rows_deduplicated
+            .inc_by(rows.saturating_sub(inserted) as u64);
+        self.store_batch_rows.observe(rows as f64);
+        self.store_write_duration.observe(duration.as_secs_f64());
+        let local = self.ingest_to_stored.local();
+        for l in latencies {
+            local.observe(l);
+        }
+        local.flush();
+        tracing::debug!(
+            rows,
+            inserted,
+            ms = duration.as_secs_f64() * 1e3,
+            "batch stored"
+        );
+    }
+
+    /// A store write failed; the batch will be retried.
+    pub fn store_write_failed(&self, error: &dyn std::fmt::Display) {
+        self.store_write_errors.inc();
+        tracing::warn!(%error, "store write failed; retrying");
+    }
+
+    /// Latest quotes were replaced by newer ticks.
+    pub fn cache_updated(&self, entries: usize) {
+        self.cache_updates.inc_by(entries as u64);
+    }
+
+    /// A cache update failed; the store still has the ticks.
+    pub fn cache_failed(&self, error: &dyn std::fmt::Display) {
+        self.cache_errors.inc();
+        tracing::warn!(%error, "cache update failed");
+    }
+
+    /// An HTTP request finished.
+    pub fn api_request(&self, route: &str, status: u16, duration: Duration) {
+        self.api_requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        self.api_request_duration
+            .with_label_values(&[route])
+            .observe(duration.as_secs_f64());
+    }
+
+    /// A live-stream client connected (+1) or left (-1).
+    pub fn stream_client(&self, delta: i64) {
+        self.stream_clients.add(delta);
+    }
+
+    /// A slow live-stream client missed `n` batches.
+    pub fn stream_lagged(&self, n: u64) {
+        self.stream_lagged_batches.inc_by(n);
+    }
+
+    /// Persist paused (`true`) or resumed (`false`) consumption.
+    pub fn persist_paused(&self, paused: bool) {
+        self.persist_paused.set(i64::from(paused));
+        if paused {
+            self.persist_pauses.inc();
+            tracing::warn!("store behind or down: persist paused consumption, keeping its group membership");
+        } else {
+            tracing::info!("persist resumed consumption");
+        }
+    }
+
+    /// The live tail of the bus fell behind and skipped `n` messages.
+    pub fn tail_skipped(&self, n: u64) {
+        self.bus_tail_skipped_messages.inc_by(n);
+        tracing::debug!(missed = n, "live tail fell behind the bus");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_events() {
+        let m = Metrics::new();
+        m.provider_ticks("synthetic", 5);
+        m.batch_stored(10, 8, Duration::from_millis(3), [0.001, 0.002].into_iter());
+        let text = m.render();
+        assert!(
+            text.contains("streamforge_provider_ticks_total{provider=\"synthetic\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains("streamforge_store_rows_written_total 8"));
+        assert!(text.contains("streamforge_store_rows_deduplicated_total 2"));
+        assert!(text.contains("streamforge_pipeline_ingest_to_stored_seconds_count 2"));
+    }
+
+    #[test]
+    fn describes_metrics_even_before_they_are_observed() {
+        let names: Vec<String> = Metrics::new().describe().into_iter().map(|d| d.0).collect();
+        assert!(names.contains(&"streamforge_bus_dlq_messages_total".to_string()));
+        assert!(names.contains(&"streamforge_api_request_duration_seconds".to_string()));
+        assert!(names.contains(&"streamforge_store_batches_total".to_string()));
+    }
+}

@@ -1,0 +1,576 @@
+//! Throwaway database engines for integration tests: PostgreSQL and Redis
+//! as real processes on free loopback ports, with their data in a temp dir.
+//!
+//! Each engine runs under a small shell supervisor that stops it when the
+//! test process is gone, so an engine shared through a `static` (one per
+//! test binary) never outlives the tests, and so that tests can stop,
+//! kill and restart an engine of their own for fault tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// What went wrong starting an engine; says what to install when a binary
+/// is missing.
+#[derive(Debug)]
+pub struct EngineError(pub String);
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+fn err(msg: impl Into<String>) -> EngineError {
+    EngineError(msg.into())
+}
+
+/// Runs `program args...` under `sh`, which stops it with `stop_signal`
+/// when the shell gets SIGTERM, or when this test process is gone, and then
+/// also removes `workdir` (an engine held in a `static` is never dropped).
+fn supervised(
+    program: &Path,
+    args: &[String],
+    stop_signal: &str,
+    log: &Path,
+    workdir: &Path,
+    cwd: Option<&Path>,
+) -> Result<Child, EngineError> {
+    let script = format!(
+        r#"
+"$@" &
+child=$!
+trap 'kill -{stop_signal} $child 2>/dev/null; wait $child; exit 0' TERM INT
+while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.2; done
+kill -{stop_signal} $child 2>/dev/null
+wait $child
+kill -0 {parent} 2>/dev/null || rm -rf '{workdir}'
+"#,
+        parent = std::process::id(),
+        workdir = workdir.display()
+    );
+    let log_file =
+        std::fs::File::create(log).map_err(|e| err(format!("creating {}: {e}", log.display())))?;
+    let log_err = log_file.try_clone().map_err(|e| err(e.to_string()))?;
+    let mut sh = Command::new("sh");
+    if let Some(dir) = cwd {
+        sh.current_dir(dir);
+    }
+    sh.arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|e| err(format!("starting {}: {e}", program.display())))
+}
+
+fn stop_supervised(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `program` run as `user` (via setpriv) when given.
+fn command_as(user: Option<&str>, program: &Path) -> Command {
+    match user {
+        Some(user) => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                &format!("--reuid={user}"),
+                &format!("--regid={user}"),
+                "--init-groups",
+                "--",
+            ])
+            .arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn wait_port(port: u16, what: &str, log: &Path, timeout: Duration) -> Result<(), EngineError> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    Err(err(format!(
+        "{what} did not listen on 127.0.0.1:{port} within {timeout:?}; its log:\n{tail}"
+    )))
+}
+
+/// The directory of PostgreSQL's server binaries (`initdb`, `postgres`).
+fn pg_bindir() -> Result<PathBuf, EngineError> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() && dir.join("postgres").exists() {
+            return Ok(dir);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|d| d.join("initdb").exists() && d.join("postgres").exists())
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| {
+        err(
+            "PostgreSQL server binaries (initdb, postgres) not found: install them \
+             (Debian: apt-get install postgresql; `make test` does this)",
+        )
+    })
+}
+
+/// A PostgreSQL server of its own.
+pub struct Postgres {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    bindir: PathBuf,
+    port: u16,
+    /// Runs the server as this user (PostgreSQL refuses to run as root).
+    run_as: Option<String>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Postgres {
+    /// initdb in a temp dir and start the server on a free port.
+    pub fn start() -> Result<Postgres, EngineError> {
+        let bindir = pg_bindir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("streamforge-pg-")
+            .tempdir()
+            .map_err(|e| err(e.to_string()))?;
+        let run_as = is_root().then(|| "postgres".to_string());
+        let data = dir.path().join("data");
+        if let Some(user) = &run_as {
+            let ok = Command::new("chown")
+                .args([&format!("{user}:"), &dir.path().display().to_string()])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !ok {
+                return Err(err(format!(
+                    "running as root, PostgreSQL needs the system user {user:?} to own its data: \
+                     install the postgresql package, which creates it"
+                )));
+            }
+        }
+        let mut cmd = command_as(run_as.as_deref(), &bindir.join("initdb"));
+        let out = cmd
+            .args([
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ])
+            .output()
+            .map_err(|e| err(format!("running initdb: {e}")))?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "initdb failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let mut pg = Postgres {
+            log: dir.path().join("postgres.log"),
+            _dir: dir,
+            data,
+            bindir,
+            port: crate::free_port(),
+            run_as,
+            child: None,
+        };
+        pg.resume()?;
+        Ok(pg)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// URL of database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates a fresh, uniquely named database and returns its URL.
+    pub fn create_database(&self) -> Result<String, EngineError> {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        let name = format!(
+            "test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new(self.bindir.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+            ])
+            .arg(format!("CREATE DATABASE {name}"))
+            .output()
+            .map_err(|e| err(format!("running psql: {e}")))?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "CREATE DATABASE failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(self.url(&name))
+    }
+
+    /// Whether the TimescaleDB library is installed for this PostgreSQL.
+    pub fn timescaledb_installed(&self) -> bool {
+        Command::new(self.bindir.join("pg_config"))
+            .arg("--pkglibdir")
+            .output()
+            .ok()
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .or_else(|| Some(PathBuf::from("/usr/lib/postgresql/lib")))
+            .is_some_and(|dir| {
+                std::fs::read_dir(dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("timescaledb"))
+            })
+    }
+
+    /// Whether `extension` can be created here (e.g. `timescaledb`).
+    pub fn has_extension(&self, extension: &str) -> bool {
+        Command::new(self.bindir.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-tAc",
+            ])
+            .arg(format!(
+                "SELECT 1 FROM pg_available_extensions WHERE name = '{extension}'"
+            ))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "1")
+            .unwrap_or(false)
+    }
+
+    /// Stops the server cleanly (fast shutdown); [`Postgres::resume`] starts it again.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_supervised(&mut c);
+        }
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn resume(&mut self) -> Result<(), EngineError> {
+        let postgres = self.bindir.join("postgres");
+        let mut args: Vec<String> = Vec::new();
+        let program = match &self.run_as {
+            Some(user) => {
+                args.extend([
+                    format!("--reuid={user}"),
+                    format!("--regid={user}"),
+                    "--init-groups".into(),
+                    "--".into(),
+                ]);
+                args.push(postgres.display().to_string());
+                PathBuf::from("setpriv")
+            }
+            None => postgres,
+        };
+        args.extend(
+            [
+                "-D",
+                &self.data.display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ]
+            .map(String::from),
+        );
+        if self.timescaledb_installed() {
+            args.extend(
+                [
+                    "-c",
+                    "shared_preload_libraries=timescaledb",
+                    "-c",
+                    "timescaledb.telemetry_level=off",
+                ]
+                .map(String::from),
+            );
+        }
+        let workdir = self._dir.path().to_path_buf();
+        let child = supervised(&program, &args, "INT", &self.log, &workdir, None)?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        wait_port(self.port, "postgres", &self.log, Duration::from_secs(30))?;
+        // Listening is not accepting: during recovery the server answers
+        // "the database system is starting up". Wait for a real query.
+        while Instant::now() < deadline {
+            if self.answers() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let tail = std::fs::read_to_string(&self.log).unwrap_or_default();
+        Err(err(format!(
+            "postgres on 127.0.0.1:{} listens but does not accept queries after 30s; its log:\n{tail}",
+            self.port
+        )))
+    }
+
+    /// Whether the server accepts connections and answers a query.
+    fn answers(&self) -> bool {
+        Command::new(self.bindir.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-tAc",
+                "SELECT 1",
+            ])
+            .output()
+            .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "1")
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What Redis and the broker have in common: a temp dir, a port, and the
+/// supervised process (stopped on drop).
+struct Server {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn new(prefix: &str) -> Result<Server, EngineError> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Server {
+            dir,
+            port: crate::free_port(),
+            child: None,
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_supervised(&mut c);
+        }
+    }
+
+    /// Starts `program args` (in the temp dir when `in_dir`) and waits for its port.
+    fn run(
+        &mut self,
+        program: &Path,
+        args: &[String],
+        what: &str,
+        in_dir: bool,
+    ) -> Result<(), EngineError> {
+        let log = self.dir.path().join(format!("{what}.log"));
+        let dir = self.dir.path().to_path_buf();
+        let cwd = in_dir.then_some(dir.as_path());
+        self.child = Some(supervised(program, args, "TERM", &log, &dir, cwd)?);
+        wait_port(self.port, what, &log, Duration::from_secs(30))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Redis server of its own.
+pub struct Redis(Server);
+
+impl Redis {
+    pub fn start() -> Result<Redis, EngineError> {
+        let mut r = Redis(Server::new("streamforge-redis-")?);
+        r.resume()?;
+        Ok(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.0.port)
+    }
+
+    /// Stops the server (its data is lost: it keeps nothing on disk).
+    pub fn stop(&mut self) {
+        self.0.stop();
+    }
+
+    /// Starts the server again on the same port, empty.
+    pub fn resume(&mut self) -> Result<(), EngineError> {
+        let program = which("redis-server").ok_or_else(|| {
+            err("redis-server not found: install it (Debian: apt-get install redis-server; `make test` does this)")
+        })?;
+        let args = [
+            "--port",
+            &self.0.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &self.0.dir.path().display().to_string(),
+        ]
+        .map(String::from);
+        self.0.run(&program, &args, "redis-server", false)
+    }
+}
+
+/// A Kafka-compatible broker of its own: tansu with its SQLite storage
+/// engine in a temp dir (its memory engine loses track of committed offsets
+/// inside record batches, so it is not used).
+pub struct Broker(Server);
+
+impl Broker {
+    pub fn start() -> Result<Broker, EngineError> {
+        let mut b = Broker(Server::new("streamforge-broker-")?);
+        b.resume()?;
+        Ok(b)
+    }
+
+    /// `kafka://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("kafka://127.0.0.1:{}", self.0.port)
+    }
+
+    pub fn stop(&mut self) {
+        self.0.stop();
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn resume(&mut self) -> Result<(), EngineError> {
+        let program = which("tansu").ok_or_else(|| {
+            err(
+                "tansu (a Kafka-compatible broker) not found: install it with \
+                 `cargo install tansu --locked --features libsql` (`make test` does this)",
+            )
+        })?;
+        let listener = format!("tcp://127.0.0.1:{}", self.0.port);
+        let args = [
+            "broker",
+            "--listener-url",
+            &listener,
+            "--advertised-listener-url",
+            &listener,
+            // Relative: tansu joins it to its working directory.
+            "--storage-engine",
+            "sqlite://tansu.db",
+        ]
+        .map(String::from);
+        self.0.run(&program, &args, "tansu", true)
+    }
+}
+
+/// One broker shared by every test of this test binary (use unique topics).
+pub fn shared_broker() -> &'static Broker {
+    static BROKER: std::sync::OnceLock<Broker> = std::sync::OnceLock::new();
+    BROKER.get_or_init(|| Broker::start().unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")))
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+}
+
+/// Runs one SQL statement with `psql` against `url`; its output, trimmed
+/// (`-tA`: values only). Panics with psql's error when it fails.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-tAc", sql])
+        .output()
+        .expect("psql runs (installed with PostgreSQL)");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One PostgreSQL server shared by every test of this test binary.
+pub fn shared_postgres() -> &'static Postgres {
+    static PG: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+    PG.get_or_init(|| Postgres::start().unwrap_or_else(|e| panic!("{e}")))
+}
