@@ -248,3 +248,166 @@ async fn poison_messages_on_kafka_go_to_the_dead_letter_topic_with_their_source(
     token.cancel();
     persist.wait().await.unwrap();
 }
+
+/// `streamforge persist` as a process of its own, so it can be killed hard.
+fn spawn_persist(config_file: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
+        .arg("--config")
+        .arg(config_file)
+        .arg("persist")
+        .env("STREAMFORGE_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting streamforge persist")
+}
+
+fn count_rows(db: &str) -> u64 {
+    psql(db, "SELECT count(*) FROM ticks").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persist_killed_hard_mid_batch_and_restarted_loses_and_duplicates_nothing() {
+    let broker = shared_broker();
+    let db = shared_postgres().create_database().unwrap();
+    let redis = Redis::start().unwrap();
+    let mut c = config(&broker.url(), &db, &redis.url(), &unique("crash"));
+    c.kafka.session_timeout = Duration::from_secs(6);
+    c.persist.batch_size = 2_000;
+    c.persist.batch_timeout = Duration::from_millis(50);
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("streamforge.toml");
+    std::fs::write(&config_file, c.to_toml()).unwrap();
+    let log = dir.path().join("persist.log");
+    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
+        .arg("--config")
+        .arg(&config_file)
+        .args(["migrate", "up"])
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+
+    let ingest_config = c.clone();
+    let ingest = tokio::spawn(async move { ingest_for(&ingest_config, 15).await });
+    let mut kills = 0;
+    while !ingest.is_finished() && kills < 4 {
+        let mut child = spawn_persist(&config_file, &log);
+        let before = count_rows(&db);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // It has joined the group and is storing when the row count grows.
+        while count_rows(&db) <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the persist process started after {kills} kills stored nothing in 60s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            if ingest.is_finished() && count_rows(&db) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Somewhere inside the stream of batches: receive, COPY, commit.
+        tokio::time::sleep(Duration::from_millis(150 + 170 * kills as u64)).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    assert!(kills >= 2, "persist was killed only {kills} times");
+    let acked = ingest.await.unwrap();
+
+    let mut last = spawn_persist(&config_file, &log);
+    let stored = wait_for(
+        "the restarted persist to store every acknowledged tick",
+        Duration::from_secs(90),
+        || {
+            let db = db.clone();
+            async move { Some(count_rows(&db)).filter(|n| *n >= acked) }
+        },
+    )
+    .await;
+    // Let it settle: redeliveries after the last kill must not add rows.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &last.id().to_string()])
+        .status();
+    let status = last.wait().unwrap();
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.success(),
+        "persist exits cleanly on SIGTERM:\n{log_text}"
+    );
+    assert_eq!(
+        stored, acked,
+        "stored = acknowledged after {kills} hard kills"
+    );
+    assert_eq!(count_rows(&db), acked, "no duplicates from redelivery");
+    assert_eq!(
+        psql(
+            &db,
+            "SELECT count(DISTINCT (symbol, ts, tick_id)) FROM ticks"
+        ),
+        acked.to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persist_pauses_while_postgres_is_down_and_resumes_without_losing_ticks() {
+    use streamforge_testkit::engines::Postgres;
+
+    let broker = shared_broker();
+    let mut pg = Postgres::start().unwrap();
+    let db = pg.create_database().unwrap();
+    let mut c = config(&broker.url(), &db, "memory://", &unique("outage"));
+    // An outage longer than the poll interval: without pausing, the consumer
+    // would be expelled from its group.
+    c.kafka.session_timeout = Duration::from_secs(6);
+    c.kafka.max_poll_interval = Duration::from_secs(6);
+    c.persist.retry_backoff = Duration::from_millis(100);
+    let (persist, token) = start(&c, Roles::PERSIST).await;
+    let metrics = persist.metrics.clone();
+
+    let ingest_config = c.clone();
+    let ingest = tokio::spawn(async move { ingest_for(&ingest_config, 20).await });
+    wait_for("ticks to be stored", Duration::from_secs(60), || {
+        let db = db.clone();
+        async move { (count_rows(&db) > 0).then_some(()) }
+    })
+    .await;
+    pg.stop();
+    wait_for("persist to pause", Duration::from_secs(30), || {
+        let metrics = metrics.clone();
+        async move { (metric(&metrics.render(), "streamforge_persist_paused") == 1.0).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    pg.resume().unwrap();
+    let acked = ingest.await.unwrap();
+    let stored = wait_for(
+        "persist to resume and store every acknowledged tick",
+        Duration::from_secs(90),
+        || {
+            let db = db.clone();
+            async move { Some(count_rows(&db)).filter(|n| *n >= acked) }
+        },
+    )
+    .await;
+    assert_eq!(stored, acked, "nothing lost across the outage");
+    assert_eq!(
+        psql(
+            &db,
+            "SELECT count(DISTINCT (symbol, ts, tick_id)) FROM ticks"
+        ),
+        acked.to_string()
+    );
+    let text = metrics.render();
+    assert!(metric(&text, "streamforge_persist_pauses_total") >= 1.0);
+    assert_eq!(metric(&text, "streamforge_persist_paused"), 0.0);
+    assert!(metric(&text, "streamforge_store_write_errors_total") >= 1.0);
+    token.cancel();
+    persist.wait().await.unwrap();
+}

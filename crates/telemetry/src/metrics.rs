@@ -402,7 +402,9 @@ impl Metrics {
         self.persist_paused.set(i64::from(paused));
         if paused {
             self.persist_pauses.inc();
-            tracing::warn!("store behind or down: persist paused consumption, keeping its group membership");
+            tracing::warn!(
+                "store behind or down: persist paused consumption, keeping its group membership"
+            );
         } else {
             tracing::info!("persist resumed consumption");
         }
