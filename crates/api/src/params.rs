@@ -34,7 +34,7 @@ impl Params {
         Ok(Params { raw })
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.raw
             .get(name)
             .map(String::as_str)

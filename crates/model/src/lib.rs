@@ -11,9 +11,11 @@
 //! - [`tick`] — [`Tick`], [`TickInput`], [`TickRules`] and [`TickError`].
 //! - [`tick_id`] — the deterministic id and the per-frame occurrence counter.
 //! - [`candle`] — [`Candle`], [`Interval`] and a brute-force [`CandleBuilder`].
+//! - [`gap`] — [`Gap`], a span in which a feed may have missed trades.
 //! - [`wire`] — the JSON codec, which also reads the original tick format.
 
 pub mod candle;
+pub mod gap;
 pub mod symbol;
 pub mod tick;
 pub mod tick_id;
@@ -21,6 +23,7 @@ pub mod time;
 pub mod wire;
 
 pub use candle::{Candle, CandleBuilder, Interval, IntervalError};
+pub use gap::{Gap, GapReason, GAP_CONTENT_TYPE};
 pub use symbol::Symbol;
 pub use tick::{Tick, TickError, TickInput, TickRules};
 pub use tick_id::{OccurrenceCounter, TickId};

@@ -9,19 +9,27 @@
 //!
 //! # Layout
 //! - [`error`] — [`ProviderError`].
+//! - [`finnhub`] — Finnhub's trade WebSocket, with reconnects, a silence
+//!   watchdog and gap records.
+//! - [`secret`] — [`Secret`], a credential that never prints.
 //! - [`synthetic`] — a simulated market (geometric Brownian motion prices,
 //!   Poisson trade arrivals) for any list of symbols.
 //! - [`build_providers`] — the registry, from configuration to providers.
 
 pub mod error;
+pub mod finnhub;
+pub mod secret;
 pub mod synthetic;
 
 use async_trait::async_trait;
-use streamforge_model::{Tick, TickRules};
+use streamforge_model::{Gap, Tick, TickRules};
+use streamforge_telemetry::{Health, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ProviderError;
+pub use finnhub::{FinnhubConfig, FinnhubProvider};
+pub use secret::Secret;
 pub use synthetic::{SyntheticConfig, SyntheticProvider};
 
 /// What a provider received in one frame (one message from its source).
@@ -31,6 +39,9 @@ pub struct ProviderFrame {
     pub provider: &'static str,
     pub ticks: Vec<Tick>,
     pub rejects: Vec<Rejected>,
+    /// Spans in which the provider may have missed trades (after a
+    /// reconnect), one per symbol.
+    pub gaps: Vec<Gap>,
 }
 
 /// Input that could not become a tick.
@@ -50,6 +61,13 @@ pub trait Provider: Send {
     /// Provider id, also each tick's `src_id`.
     fn id(&self) -> &'static str;
 
+    /// How long the provider may be silent before `/readyz` calls its feed
+    /// stale, when it knows better than the pipeline's default (a feed
+    /// with keep-alives).
+    fn max_silence(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Produces frames into `out` until `cancel` fires or the source ends.
     /// Returning `Err` is fatal for the pipeline; transient failures are
     /// retried inside.
@@ -64,18 +82,37 @@ pub trait Provider: Send {
 #[derive(Debug, Clone, Default)]
 pub struct ProvidersConfig {
     pub synthetic: SyntheticConfig,
+    /// Finnhub runs when set (a token is configured), instead of the
+    /// synthetic market.
+    pub finnhub: Option<FinnhubConfig>,
 }
 
 /// Provider ids [`build_providers`] knows.
-pub const PROVIDERS: &[&str] = &["synthetic"];
+pub const PROVIDERS: &[&str] = &["synthetic", "finnhub"];
 
-/// Builds the configured providers.
+/// Builds the configured providers: Finnhub when configured, the synthetic
+/// market otherwise.
 pub fn build_providers(
     config: &ProvidersConfig,
     rules: TickRules,
+    metrics: &Metrics,
+    health: &Health,
 ) -> Result<Vec<Box<dyn Provider>>, ProviderError> {
+    if let Some(f) = &config.finnhub {
+        return Ok(vec![Box::new(FinnhubProvider::new(
+            f.clone(),
+            rules,
+            metrics.clone(),
+            health.clone(),
+        )?)]);
+    }
     Ok(vec![Box::new(SyntheticProvider::new(
         config.synthetic.clone(),
         rules,
     )?)])
+}
+
+/// Name of a provider's freshness check in `/readyz`.
+pub fn feed_check(provider: &str) -> String {
+    format!("feed:{provider}")
 }

@@ -26,13 +26,13 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use streamforge_model::{Candle, Symbol, Tick};
+use streamforge_model::{Candle, Gap, Symbol, Tick};
 
 pub use error::{CacheError, StoreError};
 pub use memory_cache::MemoryCache;
 pub use postgres::{PgSchemaOptions, PostgresStore};
 
-pub use query::{CandleQuery, Order, SymbolInfo, TickQuery, WriteOutcome};
+pub use query::{CandleQuery, GapQuery, Order, SymbolInfo, TickQuery, WriteOutcome};
 pub use redis_cache::RedisCache;
 pub use sqlite::SqliteStore;
 
@@ -66,6 +66,13 @@ pub trait TickStore: Send + Sync {
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Records feed gaps; writing a gap again changes nothing (a replayed
+    /// one may only widen its end).
+    async fn write_gaps(&self, gaps: &[Gap]) -> Result<(), StoreError>;
+
+    /// Gaps overlapping `[from, to)`, of one symbol or all, oldest first.
+    async fn gaps(&self, query: GapQuery) -> Result<Vec<Gap>, StoreError>;
 
     /// Periodic upkeep (partitions ahead, retention); run by persist.
     async fn housekeeping(&self) -> Result<(), StoreError> {

@@ -21,6 +21,16 @@ pub struct TickQuery {
     pub order: Order,
 }
 
+/// Gaps overlapping `[from, to)`, of `symbol` or of every symbol, at most
+/// `limit`, oldest first.
+#[derive(Clone, Debug)]
+pub struct GapQuery {
+    pub symbol: Option<Symbol>,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub limit: usize,
+}
+
 /// Candles of `symbol` whose bucket starts in `[from, to)`, at most `limit`,
 /// oldest first.
 #[derive(Clone, Debug)]

@@ -149,6 +149,19 @@ pub struct PipelineArgs {
     /// How far ahead of the clock a tick's time may be, e.g. `5m` [default: 5m].
     #[arg(long, env = "STREAMFORGE_MAX_FUTURE_SKEW", value_parser = parse_duration, value_name = "DURATION")]
     pub max_future_skew: Option<Duration>,
+
+    /// Finnhub API token; when set, Finnhub replaces the synthetic market.
+    #[arg(
+        long,
+        env = "FINNHUB_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub finnhub_token: Option<String>,
+
+    /// Finnhub WebSocket endpoint [default: wss://ws.finnhub.io].
+    #[arg(long, env = "STREAMFORGE_FINNHUB_URL", value_name = "URL")]
+    pub finnhub_url: Option<String>,
 }
 
 /// `max` or a number of trades per second.
@@ -182,6 +195,8 @@ impl Cli {
             batch_size: args.batch_size,
             batch_timeout: args.batch_timeout,
             max_future_skew: args.max_future_skew,
+            finnhub_token: args.finnhub_token.clone(),
+            finnhub_url: args.finnhub_url.clone(),
         });
         Ok(config)
     }

@@ -32,6 +32,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub synthetic: SyntheticSection,
+    pub finnhub: FinnhubSection,
     pub ingest: IngestConfig,
     pub persist: PersistConfig,
     pub api: ApiSection,
@@ -165,6 +166,87 @@ pub struct SyntheticSection {
     pub slice: Duration,
 }
 
+/// The Finnhub provider: it runs, instead of the synthetic market, when a
+/// token is set (here or in `FINNHUB_TOKEN`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FinnhubSection {
+    /// API token (secret: `config print` shows `***`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// WebSocket endpoint (the simulator: `ws://127.0.0.1:9001`).
+    pub url: String,
+    /// Symbols in Finnhub's notation; empty = the `symbols` list of the
+    /// synthetic market (`--symbols`).
+    pub symbols: Vec<String>,
+    /// Symbols per connection (Finnhub's free tier: 50).
+    pub max_symbols_per_connection: usize,
+    /// Reconnect when nothing (trade or ping) arrived for this long.
+    #[serde(with = "duration_text")]
+    pub silence: Duration,
+    /// First reconnect pause; doubles up to `backoff_max`, with jitter.
+    #[serde(with = "duration_text")]
+    pub backoff_min: Duration,
+    #[serde(with = "duration_text")]
+    pub backoff_max: Duration,
+    /// Pause after the token was rejected (HTTP 401).
+    #[serde(with = "duration_text")]
+    pub unauthorized_retry: Duration,
+    /// A symbol without trades this long shows as silent in `/readyz`.
+    #[serde(with = "duration_text")]
+    pub symbol_silence: Duration,
+}
+
+impl std::fmt::Debug for FinnhubSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FinnhubSection")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("url", &self.url)
+            .field("symbols", &self.symbols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FinnhubSection {
+    fn default() -> Self {
+        let d = streamforge_providers::FinnhubConfig::default();
+        FinnhubSection {
+            token: None,
+            url: d.url,
+            symbols: Vec::new(),
+            max_symbols_per_connection: d.max_symbols_per_connection,
+            silence: d.silence,
+            backoff_min: d.backoff_min,
+            backoff_max: d.backoff_max,
+            unauthorized_retry: d.unauthorized_retry,
+            symbol_silence: d.symbol_silence,
+        }
+    }
+}
+
+impl Config {
+    /// The Finnhub provider's settings, when a token is configured.
+    pub fn finnhub(&self) -> Option<streamforge_providers::FinnhubConfig> {
+        let token = self.finnhub.token.as_deref().filter(|t| !t.is_empty())?;
+        let f = &self.finnhub;
+        Some(streamforge_providers::FinnhubConfig {
+            token: streamforge_providers::Secret::new(token),
+            symbols: if f.symbols.is_empty() {
+                self.synthetic.symbols.clone()
+            } else {
+                f.symbols.clone()
+            },
+            url: f.url.clone(),
+            max_symbols_per_connection: f.max_symbols_per_connection,
+            silence: f.silence,
+            backoff_min: f.backoff_min,
+            backoff_max: f.backoff_max,
+            unauthorized_retry: f.unauthorized_retry,
+            symbol_silence: f.symbol_silence,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
@@ -233,6 +315,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             log: LogConfig::default(),
             synthetic: SyntheticSection::default(),
+            finnhub: FinnhubSection::default(),
             ingest: IngestConfig::default(),
             persist: PersistConfig::default(),
             api: ApiSection::default(),
@@ -359,6 +442,8 @@ pub struct Overrides {
     pub batch_size: Option<usize>,
     pub batch_timeout: Option<Duration>,
     pub max_future_skew: Option<Duration>,
+    pub finnhub_token: Option<String>,
+    pub finnhub_url: Option<String>,
 }
 
 impl Config {
@@ -403,7 +488,14 @@ impl Config {
         set(&mut self.http.addr, o.http_addr);
         set(&mut self.log.level, o.log_level);
         set(&mut self.log.format, o.log_format);
-        set(&mut self.synthetic.symbols, o.symbols);
+        if let Some(symbols) = o.symbols {
+            self.finnhub.symbols.clone_from(&symbols);
+            self.synthetic.symbols = symbols;
+        }
+        if o.finnhub_token.is_some() {
+            self.finnhub.token = o.finnhub_token;
+        }
+        set(&mut self.finnhub.url, o.finnhub_url);
         set(&mut self.synthetic.rate, o.rate);
         if o.seed.is_some() {
             self.synthetic.seed = o.seed;
@@ -503,6 +595,24 @@ impl Config {
                 "kafka.partitions and kafka.replication must be at least 1",
             ));
         }
+        if !(self.finnhub.url.starts_with("ws://") || self.finnhub.url.starts_with("wss://")) {
+            return Err(invalid(
+                "finnhub.url",
+                format!("expected ws:// or wss://, got {:?}", self.finnhub.url),
+            ));
+        }
+        if self.finnhub.max_symbols_per_connection == 0 {
+            return Err(invalid(
+                "finnhub.max_symbols_per_connection",
+                "must be at least 1",
+            ));
+        }
+        if self.finnhub.silence.is_zero() || self.finnhub.backoff_min.is_zero() {
+            return Err(invalid(
+                "finnhub.silence",
+                "finnhub.silence and finnhub.backoff_min must be longer than 0",
+            ));
+        }
         if self.kafka.session_timeout < Duration::from_secs(1) {
             return Err(invalid("kafka.session_timeout", "must be at least 1s"));
         }
@@ -536,6 +646,9 @@ impl Config {
         shown.store = Some(streamforge_store::redact_url(&self.store_url()));
         shown.cache = streamforge_store::redact_url(&self.cache);
         shown.bus = streamforge_store::redact_url(&self.bus);
+        if shown.finnhub.token.is_some() {
+            shown.finnhub.token = Some("***".into());
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 }

@@ -18,6 +18,8 @@ struct Check {
     last_seen: Option<Instant>,
     /// For freshness checks: how long silence is tolerated.
     max_silence: Option<Duration>,
+    /// Shown in `/readyz` but does not decide readiness.
+    advisory: bool,
 }
 
 /// Shared readiness state. Cloning shares it.
@@ -31,6 +33,10 @@ pub struct Health {
 pub struct CheckReport {
     pub ok: bool,
     pub detail: String,
+    /// Informational: a failing advisory check does not make the process
+    /// unready (a symbol silent while its market is closed, say).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub advisory: bool,
 }
 
 /// Every check and the verdict.
@@ -53,6 +59,7 @@ impl Health {
             detail: String::new(),
             last_seen: None,
             max_silence: None,
+            advisory: false,
         });
         entry.ok = ok;
         entry.detail = detail.into();
@@ -61,6 +68,16 @@ impl Health {
     /// Declares a freshness check: not ready until [`Health::seen`] is called,
     /// and again not ready after `max_silence` without a call.
     pub fn expect_fresh(&self, name: &str, max_silence: Duration) {
+        self.insert_fresh(name, max_silence, false);
+    }
+
+    /// Like [`Health::expect_fresh`], but only shown: it does not decide
+    /// readiness.
+    pub fn expect_fresh_advisory(&self, name: &str, max_silence: Duration) {
+        self.insert_fresh(name, max_silence, true);
+    }
+
+    fn insert_fresh(&self, name: &str, max_silence: Duration, advisory: bool) {
         self.checks.write().insert(
             name.to_string(),
             Check {
@@ -68,6 +85,7 @@ impl Health {
                 detail: String::new(),
                 last_seen: None,
                 max_silence: Some(max_silence),
+                advisory,
             },
         );
     }
@@ -95,6 +113,7 @@ impl Health {
                     (Some(_), None) => CheckReport {
                         ok: false,
                         detail: "no data received yet".into(),
+                        advisory: c.advisory,
                     },
                     (Some(max), Some(seen)) if now.duration_since(seen) > max => CheckReport {
                         ok: false,
@@ -103,17 +122,19 @@ impl Health {
                             now.duration_since(seen).as_secs_f64(),
                             max.as_secs_f64()
                         ),
+                        advisory: c.advisory,
                     },
                     _ => CheckReport {
                         ok: c.ok,
                         detail: c.detail.clone(),
+                        advisory: c.advisory,
                     },
                 };
                 (name.clone(), report)
             })
             .collect();
         HealthReport {
-            ready: checks.values().all(|c| c.ok),
+            ready: checks.values().all(|c| c.ok || c.advisory),
             checks,
         }
     }
@@ -148,5 +169,15 @@ mod tests {
         let r = h.report();
         assert!(!r.ready);
         assert!(r.checks["feed:x"].detail.starts_with("silent for"));
+    }
+
+    #[test]
+    fn advisory_checks_show_but_do_not_decide() {
+        let h = Health::new();
+        h.expect_fresh_advisory("symbol:finnhub:AAPL", Duration::from_secs(60));
+        let r = h.report();
+        assert!(r.ready);
+        assert!(!r.checks["symbol:finnhub:AAPL"].ok);
+        assert!(r.checks["symbol:finnhub:AAPL"].advisory);
     }
 }

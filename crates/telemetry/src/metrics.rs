@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    core::Collector, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry, TextEncoder,
+    core::Collector, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets for latencies from microseconds to tens of seconds.
@@ -48,6 +48,14 @@ pub struct Metrics {
     bus_tail_skipped_messages: IntCounter,
     persist_paused: IntGauge,
     persist_pauses: IntCounter,
+    provider_connections: IntGaugeVec,
+    provider_reconnects: IntCounterVec,
+    provider_frames: IntCounterVec,
+    provider_errors: IntCounterVec,
+    provider_gaps: IntCounterVec,
+    provider_gap_seconds: CounterVec,
+    bus_gap_messages: IntCounter,
+    store_gaps_written: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,6 +115,26 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(stream_clients.clone()))
+            .expect("unique metric");
+        let provider_connections = IntGaugeVec::new(
+            Opts::new(
+                "streamforge_provider_connections",
+                "Provider connections up now (connected and subscribed).",
+            ),
+            &["provider"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(provider_connections.clone()))
+            .expect("unique metric");
+        let provider_gap_seconds = CounterVec::new(
+            Opts::new(
+                "streamforge_provider_gap_seconds_total",
+                "Seconds of feed outage recorded as gaps, by provider.",
+            ),
+            &["provider"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(provider_gap_seconds.clone()))
             .expect("unique metric");
         let persist_paused = IntGauge::new(
             "streamforge_persist_paused",
@@ -218,6 +246,42 @@ impl Metrics {
                 "streamforge_bus_tail_skipped_messages_total",
                 "Messages the live-stream tail of the bus skipped because it fell behind.",
             ),
+            provider_connections,
+            provider_gap_seconds,
+            provider_reconnects: counter_vec(
+                &r,
+                "streamforge_provider_reconnects_total",
+                "Connection attempts after the first, by provider.",
+                &["provider"],
+            ),
+            provider_frames: counter_vec(
+                &r,
+                "streamforge_provider_frames_total",
+                "Messages received from providers, by kind (trade, ping, error, malformed).",
+                &["provider", "kind"],
+            ),
+            provider_errors: counter_vec(
+                &r,
+                "streamforge_provider_errors_total",
+                "Provider failures by kind (connect, unauthorized, silent, too_many_symbols, invalid_symbol, server_error).",
+                &["provider", "kind"],
+            ),
+            provider_gaps: counter_vec(
+                &r,
+                "streamforge_provider_gaps_total",
+                "Feed outages recorded as gaps, by provider and reason (disconnected, silent).",
+                &["provider", "reason"],
+            ),
+            bus_gap_messages: counter(
+                &r,
+                "streamforge_bus_gap_messages_total",
+                "Gap records consumed from the bus by persist.",
+            ),
+            store_gaps_written: counter(
+                &r,
+                "streamforge_store_gaps_written_total",
+                "Gap records written to the store (one per symbol and outage).",
+            ),
             persist_paused,
             persist_pauses: counter(
                 &r,
@@ -260,30 +324,30 @@ impl Metrics {
 
     /// Label vectors without children do not show in `gather`; describe them too.
     fn unobserved_families(&self) -> Vec<prometheus::proto::MetricFamily> {
-        let vecs: [&dyn Collector; 7] = [
-            &self.provider_ticks,
-            &self.rejected_ticks,
-            &self.bus_published_messages,
-            &self.bus_published_bytes,
-            &self.bus_consumed_messages,
-            &self.bus_dlq_messages,
-            &self.api_requests,
+        use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
+        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 14] = [
+            (&self.provider_ticks, COUNTER),
+            (&self.rejected_ticks, COUNTER),
+            (&self.bus_published_messages, COUNTER),
+            (&self.bus_published_bytes, COUNTER),
+            (&self.bus_consumed_messages, COUNTER),
+            (&self.bus_dlq_messages, COUNTER),
+            (&self.api_requests, COUNTER),
+            (&self.api_request_duration, HISTOGRAM),
+            (&self.provider_connections, GAUGE),
+            (&self.provider_reconnects, COUNTER),
+            (&self.provider_frames, COUNTER),
+            (&self.provider_errors, COUNTER),
+            (&self.provider_gaps, COUNTER),
+            (&self.provider_gap_seconds, COUNTER),
         ];
         let mut out = Vec::new();
-        for c in vecs
-            .into_iter()
-            .chain([&self.api_request_duration as &dyn Collector])
-        {
+        for (c, kind) in vecs {
             for d in c.desc() {
                 let mut f = prometheus::proto::MetricFamily::default();
                 f.set_name(d.fq_name.clone());
                 f.set_help(d.help.clone());
-                let is_hist = d.fq_name.ends_with("_seconds");
-                f.set_field_type(if is_hist {
-                    prometheus::proto::MetricType::HISTOGRAM
-                } else {
-                    prometheus::proto::MetricType::COUNTER
-                });
+                f.set_field_type(kind);
                 out.push(f);
             }
         }
@@ -395,6 +459,53 @@ impl Metrics {
     /// A slow live-stream client missed `n` batches.
     pub fn stream_lagged(&self, n: u64) {
         self.stream_lagged_batches.inc_by(n);
+    }
+
+    /// A provider connection came up (`true`) or went down (`false`).
+    pub fn provider_connected(&self, provider: &str, up: bool) {
+        let g = self.provider_connections.with_label_values(&[provider]);
+        if up {
+            g.inc();
+        } else {
+            g.dec();
+        }
+    }
+
+    /// A provider tries to connect again.
+    pub fn provider_reconnect(&self, provider: &str) {
+        self.provider_reconnects
+            .with_label_values(&[provider])
+            .inc();
+    }
+
+    /// A provider received a message of `kind`.
+    pub fn provider_frame(&self, provider: &str, kind: &str) {
+        self.provider_frames
+            .with_label_values(&[provider, kind])
+            .inc();
+    }
+
+    /// A provider failed in a way of `kind` (the caller logs the details).
+    pub fn provider_error(&self, provider: &str, kind: &str) {
+        self.provider_errors
+            .with_label_values(&[provider, kind])
+            .inc();
+    }
+
+    /// A provider recorded an outage of `seconds`.
+    pub fn provider_gap(&self, provider: &str, reason: &str, seconds: f64) {
+        self.provider_gaps
+            .with_label_values(&[provider, reason])
+            .inc();
+        self.provider_gap_seconds
+            .with_label_values(&[provider])
+            .inc_by(seconds.max(0.0));
+    }
+
+    /// Persist stored `n` gap records.
+    pub fn gaps_stored(&self, n: usize) {
+        self.bus_gap_messages.inc_by(n as u64);
+        self.store_gaps_written.inc_by(n as u64);
     }
 
     /// Persist paused (`true`) or resumed (`false`) consumption.

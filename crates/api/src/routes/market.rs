@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use streamforge_model::Symbol;
-use streamforge_store::{CandleQuery, SymbolInfo, TickQuery};
+use streamforge_store::{CandleQuery, GapQuery, SymbolInfo, TickQuery};
 
 use crate::params::{Params, PathSymbol, RawQuery};
 use crate::{ApiError, AppState};
@@ -148,6 +148,53 @@ pub async fn candles(
         "limit": limit,
         "count": rows.len(),
         "candles": rows,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/gaps?symbol&from&to&limit`: recorded feed outages, of one
+/// symbol or all, oldest first.
+pub async fn gaps(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::new(raw, &["symbol", "from", "to", "limit"])?;
+    let symbol = params
+        .get("symbol")
+        .map(crate::params::path_symbol)
+        .transpose()?;
+    let (from, to) = params.range(&state.limits)?;
+    let limit = params.limit(&state.limits)?;
+    let gaps = state
+        .store
+        .gaps(GapQuery {
+            symbol: symbol.clone(),
+            from,
+            to,
+            limit,
+        })
+        .await?;
+    let rows: Vec<_> = gaps
+        .iter()
+        .map(|g| {
+            json!({
+                "provider": g.provider,
+                "connection": g.connection,
+                "symbol": g.symbol,
+                "from": g.from,
+                "to": g.to,
+                "seconds": g.seconds(),
+                "reason": g.reason,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "symbol": symbol,
+        "from": from,
+        "to": to,
+        "limit": limit,
+        "count": rows.len(),
+        "gaps": rows,
     }))
     .into_response())
 }

@@ -25,6 +25,7 @@ pub const PATHS: &[&str] = &[
     "/api/v1/quotes/{symbol}/latest",
     "/api/v1/ticks/{symbol}",
     "/api/v1/candles/{symbol}",
+    "/api/v1/gaps",
     "/api/v1/stream",
 ];
 
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/quotes/{symbol}/latest", get(market::latest_quote))
         .route("/api/v1/ticks/{symbol}", get(market::ticks))
         .route("/api/v1/candles/{symbol}", get(market::candles))
+        .route("/api/v1/gaps", get(market::gaps))
         .route("/api/v1/stream", get(stream::sse))
         .fallback(ops::not_found)
         .layer(middleware::from_fn_with_state(

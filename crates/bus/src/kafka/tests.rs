@@ -94,3 +94,45 @@ fn bad_urls_are_clear_errors() {
         assert!(err.contains(url), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_consumer_keeps_its_place_past_the_poll_interval() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("idle", 2, 1).unwrap();
+    let url = format!("kafka://{}", cluster.bootstrap_servers());
+    let bus = KafkaBus::connect(
+        &url,
+        KafkaOptions {
+            partitions: 2,
+            // The smallest session the mock cluster accepts.
+            session_timeout: Duration::from_secs(6),
+            max_poll_interval: Duration::from_secs(6),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    bus.publish("idle", (0..10).map(msg).collect())
+        .await
+        .unwrap();
+    let mut c = bus.consumer("idle", group("idler")).await.unwrap();
+    let first = recv_n(&mut c, 10).await;
+    // Nothing committed. Messages arrive while the consumer idles for longer
+    // than max.poll.interval: it must neither leave its group (which would
+    // redeliver the first ten) nor take what arrives meanwhile out of order.
+    bus.publish("idle", (10..30).map(msg).collect())
+        .await
+        .unwrap();
+    let idled = tokio::time::timeout(Duration::from_secs(9), c.idle()).await;
+    assert!(idled.is_err(), "idle returns only on error: {idled:?}");
+    let rest = recv_n(&mut c, 20).await;
+    let mut payloads: Vec<u32> = first
+        .iter()
+        .chain(&rest)
+        .map(|d| String::from_utf8_lossy(&d.message.payload).parse().unwrap())
+        .collect();
+    payloads.sort();
+    assert_eq!(payloads, (0..30).collect::<Vec<_>>(), "each message once");
+    // Nothing more: no redelivery after the pause.
+    let more = tokio::time::timeout(Duration::from_secs(3), c.recv(10)).await;
+    assert!(more.is_err(), "unexpected redelivery: {more:?}");
+}

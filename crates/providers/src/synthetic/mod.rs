@@ -99,6 +99,7 @@ impl SyntheticProvider {
             provider: ID,
             ticks: Vec::with_capacity(inputs.len()),
             rejects: Vec::new(),
+            gaps: Vec::new(),
         };
         for input in inputs.drain(..) {
             let (symbol, ts, price, size) =

@@ -125,6 +125,22 @@ const MIGRATIONS: &[Migration] = &[
             Mode::Postgres => String::new(),
         },
     },
+    Migration {
+        name: "feed gaps",
+        up: |_, _| {
+            "CREATE TABLE gaps (
+                 provider   TEXT        NOT NULL,
+                 symbol     TEXT COLLATE \"C\" NOT NULL,
+                 from_ts    TIMESTAMPTZ NOT NULL,
+                 to_ts      TIMESTAMPTZ NOT NULL,
+                 connection INTEGER     NOT NULL,
+                 reason     TEXT        NOT NULL,
+                 PRIMARY KEY (symbol, from_ts, provider));
+             CREATE INDEX gaps_by_time ON gaps (from_ts);"
+                .into()
+        },
+        down: |_| "DROP TABLE IF EXISTS gaps;".into(),
+    },
 ];
 
 fn ticks_up(mode: Mode, o: &PgSchemaOptions) -> String {

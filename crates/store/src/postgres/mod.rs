@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::pin_mut;
 use parking_lot::Mutex;
-use streamforge_model::{Candle, Symbol, Tick, TickId, TickInput, TickRules, Timestamp};
+use streamforge_model::{
+    Candle, Gap, GapReason, Symbol, Tick, TickId, TickInput, TickRules, Timestamp,
+};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row};
@@ -26,7 +28,8 @@ pub use migrations::{Mode, PgSchemaOptions, SchemaStatus};
 use types::PgTime;
 
 use crate::{
-    CandleQuery, Order, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore, WriteOutcome,
+    CandleQuery, GapQuery, Order, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore,
+    WriteOutcome,
 };
 
 /// Connections in the pool.
@@ -429,6 +432,68 @@ impl TickStore for PostgresStore {
 
     async fn housekeeping(&self) -> Result<(), StoreError> {
         self.partitions_housekeeping().await
+    }
+
+    async fn write_gaps(&self, gaps: &[Gap]) -> Result<(), StoreError> {
+        if gaps.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // A replayed gap keeps the widest end seen.
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO gaps (provider, symbol, from_ts, to_ts, connection, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (symbol, from_ts, provider) \
+                 DO UPDATE SET to_ts = GREATEST(gaps.to_ts, excluded.to_ts)",
+            )
+            .await?;
+        for g in gaps {
+            tx.execute(
+                &stmt,
+                &[
+                    &g.provider,
+                    &g.symbol.as_str(),
+                    &PgTime(g.from),
+                    &PgTime(g.to),
+                    &(g.connection as i32),
+                    &g.reason.as_str(),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn gaps(&self, q: GapQuery) -> Result<Vec<Gap>, StoreError> {
+        let client = self.pool.get().await?;
+        let symbol = q.symbol.as_ref().map(|s| s.as_str().to_string());
+        let rows = client
+            .query(
+                "SELECT provider, symbol, from_ts, to_ts, connection, reason FROM gaps \
+                 WHERE ($1::text IS NULL OR symbol = $1) AND to_ts > $2 AND from_ts < $3 \
+                 ORDER BY from_ts, symbol, provider LIMIT $4",
+                &[&symbol, &PgTime(q.from), &PgTime(q.to), &(q.limit as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let reason: &str = r.try_get(5)?;
+                Ok(Gap {
+                    provider: r.try_get(0)?,
+                    symbol: Symbol::parse(r.try_get(1)?)
+                        .map_err(|e| StoreError::Corrupt(format!("gaps.symbol: {e}")))?,
+                    from: r.try_get::<_, PgTime>(2)?.0,
+                    to: r.try_get::<_, PgTime>(3)?.0,
+                    connection: r.try_get::<_, i32>(4)? as u32,
+                    reason: GapReason::parse(reason).ok_or_else(|| {
+                        StoreError::Corrupt(format!("gaps.reason: unknown {reason:?}"))
+                    })?,
+                })
+            })
+            .collect()
     }
 }
 

@@ -17,14 +17,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
-use streamforge_model::{Candle, Symbol, Tick, TickId, TickInput, TickRules, Timestamp};
+use streamforge_model::{
+    Candle, Gap, GapReason, Symbol, Tick, TickId, TickInput, TickRules, Timestamp,
+};
 
 use crate::{
-    CandleQuery, Order, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore, WriteOutcome,
+    CandleQuery, GapQuery, Order, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore,
+    WriteOutcome,
 };
 
 /// Schema migrations, applied in order; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[include_str!("0001_ticks.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_ticks.sql"),
+    include_str!("0002_gaps.sql"),
+];
 
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 4;
@@ -491,6 +497,74 @@ impl TickStore for SqliteStore {
             let mut stmt = c.prepare_cached(&sql)?;
             let mut rows = stmt.query([symbol.as_str()])?;
             rows.next()?.map(|r| tick_from_row(&symbol, r)).transpose()
+        })
+        .await
+    }
+
+    async fn write_gaps(&self, gaps: &[Gap]) -> Result<(), StoreError> {
+        if gaps.is_empty() {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        let gaps = gaps.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = inner.writer.lock();
+            let tx = writer.conn.transaction()?;
+            {
+                // A replayed gap keeps the widest end seen.
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO gaps (provider, symbol, from_ts, to_ts, connection, reason) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (symbol, from_ts, provider) DO UPDATE SET to_ts = max(to_ts, excluded.to_ts)",
+                )?;
+                for g in &gaps {
+                    stmt.execute(params![
+                        g.provider,
+                        g.symbol.as_str(),
+                        g.from.as_micros(),
+                        g.to.as_micros(),
+                        g.connection,
+                        g.reason.as_str()
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    async fn gaps(&self, q: GapQuery) -> Result<Vec<Gap>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT provider, symbol, from_ts, to_ts, connection, reason FROM gaps \
+                 WHERE (?1 IS NULL OR symbol = ?1) AND to_ts > ?2 AND from_ts < ?3 \
+                 ORDER BY from_ts, symbol, provider LIMIT ?4",
+            )?;
+            let mut rows = stmt.query(params![
+                q.symbol.as_ref().map(|s| s.as_str()),
+                q.from.as_micros(),
+                q.to.as_micros(),
+                q.limit as i64
+            ])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let symbol: String = row.get(1)?;
+                let reason: String = row.get(5)?;
+                out.push(Gap {
+                    provider: row.get(0)?,
+                    symbol: Symbol::parse(&symbol)
+                        .map_err(|e| StoreError::Corrupt(format!("gaps.symbol: {e}")))?,
+                    from: Timestamp::from_micros(row.get(2)?),
+                    to: Timestamp::from_micros(row.get(3)?),
+                    connection: row.get(4)?,
+                    reason: GapReason::parse(&reason).ok_or_else(|| {
+                        StoreError::Corrupt(format!("gaps.reason: unknown {reason:?}"))
+                    })?,
+                });
+            }
+            Ok(out)
         })
         .await
     }

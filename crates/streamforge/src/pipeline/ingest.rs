@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use streamforge_bus::{Bus, Headers, Message};
-use streamforge_model::{wire, Symbol};
+use streamforge_model::{wire, Symbol, GAP_CONTENT_TYPE};
 use streamforge_providers::ProviderFrame;
 use streamforge_telemetry::{Health, Metrics};
 
@@ -102,6 +102,29 @@ impl Ingest {
                 headers: h.clone(),
             });
         }
+        for gap in &frame.gaps {
+            // Keyed by symbol: in the symbol's partition, in order with its ticks.
+            let key = keys
+                .entry(gap.symbol.clone())
+                .or_insert_with(|| Bytes::copy_from_slice(gap.symbol.as_str().as_bytes()))
+                .clone();
+            let mut h = Headers::with_capacity(4);
+            h.insert(
+                headers::CONTENT_TYPE,
+                Bytes::from_static(GAP_CONTENT_TYPE.as_bytes()),
+            );
+            h.insert(
+                headers::SCHEMA_VERSION,
+                Bytes::from_static(wire::SCHEMA_VERSION.as_bytes()),
+            );
+            h.insert(headers::SRC_ID, src.clone());
+            h.insert(headers::TRACEPARENT, trace.clone());
+            batch.push(Message {
+                key,
+                payload: gap.encode().into(),
+                headers: h,
+            });
+        }
         if let Some(first) = frame.rejects.first() {
             // One line per frame, not per tick: the first error stands for the rest.
             tracing::warn!(provider, rejected = frame.rejects.len(), reason = first.reason, error = %first.error, "provider input rejected to the dead-letter topic");
@@ -142,7 +165,4 @@ fn traceparent() -> Bytes {
     Bytes::from(format!("00-{trace:032x}-{span:016x}-00"))
 }
 
-/// Name of a provider's freshness check in `/readyz`.
-pub fn feed_check(provider: &str) -> String {
-    format!("feed:{provider}")
-}
+pub use streamforge_providers::feed_check;

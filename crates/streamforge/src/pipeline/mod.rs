@@ -267,8 +267,11 @@ pub async fn start(
                     seed: config.synthetic.seed,
                     slice: config.synthetic.slice,
                 },
+                finnhub: config.finnhub(),
             },
             rules,
+            &metrics,
+            &health,
         )
         .context("configuring providers")?
     };
@@ -280,7 +283,8 @@ pub async fn start(
     let mut provider_tasks = Vec::new();
     for p in providers {
         let name = p.id();
-        health.expect_fresh(&feed_check(name), config.ingest.max_feed_silence);
+        let silence = p.max_silence().unwrap_or(config.ingest.max_feed_silence);
+        health.expect_fresh(&feed_check(name), silence);
         let (tx, token) = (frames_tx.clone(), shutdown.clone());
         provider_tasks.push(spawn_stage("provider", &shutdown, None, async move {
             p.run(tx, token)

@@ -14,7 +14,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use streamforge_bus::message::last_offsets;
 use streamforge_bus::{Bus, Committer, Consumer, Delivery, Headers, Message, Offset, Polled};
-use streamforge_model::{wire, Tick, TickRules, Timestamp};
+use streamforge_model::{wire, Gap, Tick, TickRules, Timestamp, GAP_CONTENT_TYPE};
 use streamforge_store::{Cache, TickBatch, TickStore};
 use streamforge_telemetry::{Health, Metrics};
 use tokio::sync::mpsc;
@@ -47,6 +47,8 @@ pub struct Persist {
 /// A decoded batch on its way to the store.
 struct Prepared {
     ticks: TickBatch,
+    /// Feed gaps recorded by providers, stored with the ticks.
+    gaps: Vec<Gap>,
     dead: Vec<Message>,
     /// What to commit once the batch is durable.
     offsets: Vec<Offset>,
@@ -168,8 +170,20 @@ impl Persist {
     fn prepare(&self, decoder: &mut wire::Decoder, batch: &[Delivery]) -> Prepared {
         let now = Timestamp::now();
         let mut ticks = Vec::with_capacity(batch.len());
+        let mut gaps = Vec::new();
         let mut dead = Vec::new();
         for d in batch {
+            if d.message.headers.get_str(headers::CONTENT_TYPE) == Some(GAP_CONTENT_TYPE) {
+                match Gap::decode(&d.message.payload) {
+                    Ok(g) => gaps.push(g),
+                    Err(e) => {
+                        self.metrics.ticks_rejected("persist", "malformed_gap", 1);
+                        tracing::warn!(partition = d.partition, offset = d.offset, error = %e, "undecodable gap record sent to the dead-letter topic");
+                        dead.push(dead_letter(d, "malformed_gap", &e));
+                    }
+                }
+                continue;
+            }
             let decoded =
                 wire::check_schema_version(d.message.headers.get_str(headers::SCHEMA_VERSION))
                     .and_then(|()| decoder.decode(&d.message.payload, &self.rules, now));
@@ -187,6 +201,7 @@ impl Persist {
         }
         Prepared {
             ticks: Arc::from(ticks),
+            gaps,
             dead,
             offsets: last_offsets(batch),
         }
@@ -195,6 +210,7 @@ impl Persist {
     /// Store, then cache, then dead letters, then the commit.
     async fn store_batch(&self, committer: &dyn Committer, p: Prepared) -> anyhow::Result<()> {
         self.write(&p.ticks).await?;
+        self.write_gaps(&p.gaps).await?;
         if !p.ticks.is_empty() {
             match self.cache.update_latest(&p.ticks).await {
                 Ok(n) => self.metrics.cache_updated(n),
@@ -207,6 +223,34 @@ impl Persist {
             .await
             .context("committing offsets")?;
         Ok(())
+    }
+
+    /// Writes gap records with retries, like ticks.
+    async fn write_gaps(&self, gaps: &[Gap]) -> anyhow::Result<()> {
+        if gaps.is_empty() {
+            return Ok(());
+        }
+        let mut backoff = self.retry_backoff;
+        loop {
+            match self.store.write_gaps(gaps).await {
+                Ok(()) => {
+                    self.metrics.gaps_stored(gaps.len());
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.metrics.store_write_failed(&e);
+                    if !e.is_retryable() || self.shutdown.is_cancelled() {
+                        return Err(e)
+                            .context(format!("writing {} gap records to the store", gaps.len()));
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.shutdown.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
     }
 
     /// Writes with retries; `Ok` only once the batch is durable.

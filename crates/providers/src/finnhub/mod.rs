@@ -1,0 +1,515 @@
+//! The Finnhub trade WebSocket (`wss://ws.finnhub.io?token=KEY`).
+//!
+//! Symbols are spread over connections of at most
+//! [`FinnhubConfig::max_symbols_per_connection`] each. Every connection:
+//! - subscribes each of its symbols (again after every reconnect);
+//! - parses frames into ticks (see [`frame`]); malformed input goes to the
+//!   dead-letter path, never stops the feed;
+//! - reconnects when the socket closes or fails, or when nothing at all
+//!   (trade or ping) arrived for the silence window — the watchdog for
+//!   connections that stay open but go quiet;
+//! - backs off exponentially with jitter on failures; a rejected token
+//!   (HTTP 401) is a configuration error, logged as such and retried slowly;
+//! - records a [`Gap`] per symbol for every outage, from the last message
+//!   before it to the moment the symbol is subscribed again, because Finnhub
+//!   replays nothing.
+//!
+//! The token is a [`Secret`]: it is only written into the connect request.
+
+pub mod frame;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use streamforge_model::{Gap, GapReason, Symbol, TickRules, Timestamp};
+use streamforge_telemetry::{Health, Metrics};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_util::sync::CancellationToken;
+
+pub use frame::{FrameParser, Parsed, ID};
+
+use crate::{Provider, ProviderError, ProviderFrame, Secret};
+
+/// Finnhub's public endpoint.
+pub const DEFAULT_URL: &str = "wss://ws.finnhub.io";
+
+/// Longest wait for a connection (TCP, TLS and the upgrade).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of the Finnhub provider.
+#[derive(Clone, Debug)]
+pub struct FinnhubConfig {
+    pub token: Secret,
+    pub symbols: Vec<String>,
+    /// WebSocket endpoint, `ws://` or `wss://` (tests use the simulator).
+    pub url: String,
+    /// Finnhub's free tier allows 50 symbols per connection.
+    pub max_symbols_per_connection: usize,
+    /// Reconnect when nothing arrived for this long (Finnhub pings about
+    /// once a minute, also while markets are closed).
+    pub silence: Duration,
+    /// First pause after a failure; doubles up to `backoff_max`, with jitter.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Pause after the token was rejected (HTTP 401): long, not hammered.
+    pub unauthorized_retry: Duration,
+    /// A symbol without trades this long shows as silent in `/readyz`
+    /// (advisory: markets close).
+    pub symbol_silence: Duration,
+}
+
+impl Default for FinnhubConfig {
+    fn default() -> Self {
+        FinnhubConfig {
+            token: Secret::default(),
+            symbols: Vec::new(),
+            url: DEFAULT_URL.into(),
+            max_symbols_per_connection: 50,
+            silence: Duration::from_secs(90),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            unauthorized_retry: Duration::from_secs(300),
+            symbol_silence: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The provider: one task per connection.
+pub struct FinnhubProvider {
+    config: FinnhubConfig,
+    symbols: Vec<Symbol>,
+    rules: TickRules,
+    metrics: Metrics,
+    health: Health,
+}
+
+impl std::fmt::Debug for FinnhubProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FinnhubProvider")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn config_error(reason: impl Into<String>) -> ProviderError {
+    ProviderError::Config {
+        provider: ID,
+        reason: reason.into(),
+    }
+}
+
+impl FinnhubProvider {
+    pub fn new(
+        config: FinnhubConfig,
+        rules: TickRules,
+        metrics: Metrics,
+        health: Health,
+    ) -> Result<Self, ProviderError> {
+        if config.token.is_empty() {
+            return Err(config_error(
+                "token: not set (FINNHUB_TOKEN or [finnhub] token)",
+            ));
+        }
+        if !(config.url.starts_with("ws://") || config.url.starts_with("wss://")) {
+            return Err(config_error(format!(
+                "url: expected ws:// or wss://, got {:?}",
+                config.url
+            )));
+        }
+        if config.symbols.is_empty() {
+            return Err(config_error("symbols: at least one is needed"));
+        }
+        if config.max_symbols_per_connection == 0 {
+            return Err(config_error(
+                "max_symbols_per_connection: must be at least 1",
+            ));
+        }
+        if config.silence.is_zero() || config.backoff_min.is_zero() {
+            return Err(config_error(
+                "silence and backoff_min must be longer than 0",
+            ));
+        }
+        let mut symbols: Vec<Symbol> = Vec::new();
+        for s in &config.symbols {
+            let sym = Symbol::parse(s).map_err(|e| config_error(format!("symbols: {e}")))?;
+            if !symbols.contains(&sym) {
+                symbols.push(sym);
+            }
+        }
+        // wss:// needs a TLS crypto provider; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(FinnhubProvider {
+            config,
+            symbols,
+            rules,
+            metrics,
+            health,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for FinnhubProvider {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn max_silence(&self) -> Option<Duration> {
+        Some(self.config.silence)
+    }
+
+    async fn run(
+        self: Box<Self>,
+        out: mpsc::Sender<ProviderFrame>,
+        cancel: CancellationToken,
+    ) -> Result<(), ProviderError> {
+        let connections: Vec<Connection> = self
+            .symbols
+            .chunks(self.config.max_symbols_per_connection)
+            .enumerate()
+            .map(|(i, chunk)| Connection {
+                id: i as u32,
+                symbols: chunk.to_vec(),
+                config: self.config.clone(),
+                rules: self.rules,
+                metrics: self.metrics.clone(),
+                health: self.health.clone(),
+            })
+            .collect();
+        tracing::info!(
+            symbols = self.symbols.len(),
+            connections = connections.len(),
+            url = %self.config.url,
+            "finnhub provider started"
+        );
+        for c in &connections {
+            for s in &c.symbols {
+                self.health
+                    .expect_fresh_advisory(&symbol_check(s), self.config.symbol_silence);
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in connections {
+            let (out, cancel) = (out.clone(), cancel.clone());
+            tasks.spawn(async move { c.run(out, cancel).await });
+        }
+        drop(out);
+        let mut result = Ok(());
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    cancel.cancel();
+                    result = Err(e);
+                }
+                Err(e) => {
+                    cancel.cancel();
+                    result = Err(config_error(format!("a connection task failed: {e}")));
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Name of a symbol's advisory freshness check in `/readyz`.
+pub fn symbol_check(symbol: &Symbol) -> String {
+    format!("symbol:{ID}:{symbol}")
+}
+
+/// Why a connection ended.
+enum Ended {
+    /// Shutdown: no gap.
+    Cancelled,
+    /// The feed was down from `since` (the last message received).
+    Down { since: Timestamp, reason: GapReason },
+}
+
+enum ConnectError {
+    Unauthorized,
+    Other(String),
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One WebSocket connection and the symbols it carries.
+struct Connection {
+    id: u32,
+    symbols: Vec<Symbol>,
+    config: FinnhubConfig,
+    rules: TickRules,
+    metrics: Metrics,
+    health: Health,
+}
+
+impl Connection {
+    async fn run(
+        self,
+        out: mpsc::Sender<ProviderFrame>,
+        cancel: CancellationToken,
+    ) -> Result<(), ProviderError> {
+        let mut parser = FrameParser::default();
+        let mut backoff = self.config.backoff_min;
+        // Set while the feed is down: since when, and why.
+        let mut down: Option<(Timestamp, GapReason)> = None;
+        let mut attempts: u64 = 0;
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            if attempts > 0 {
+                self.metrics.provider_reconnect(ID);
+            }
+            attempts += 1;
+            let pause = match self.connect().await {
+                Ok(mut ws) => match self.subscribe(&mut ws).await {
+                    Ok(()) => {
+                        let subscribed = Timestamp::now();
+                        self.metrics.provider_connected(ID, true);
+                        tracing::info!(
+                            connection = self.id,
+                            symbols = self.symbols.len(),
+                            "finnhub connected and subscribed"
+                        );
+                        if let Some((from, reason)) = down.take() {
+                            self.send_gaps(&out, from, subscribed, reason).await?;
+                        }
+                        backoff = self.config.backoff_min;
+                        let ended = self.read(&mut ws, &mut parser, &out, &cancel).await;
+                        self.metrics.provider_connected(ID, false);
+                        match ended? {
+                            Ended::Cancelled => {
+                                let _ = ws.close(None).await;
+                                return Ok(());
+                            }
+                            Ended::Down { since, reason } => {
+                                tracing::warn!(
+                                    connection = self.id,
+                                    reason = reason.as_str(),
+                                    "finnhub feed lost; reconnecting"
+                                );
+                                down = Some((since, reason));
+                                Duration::ZERO
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        down.get_or_insert((Timestamp::now(), GapReason::Disconnected));
+                        self.metrics.provider_error(ID, "connect");
+                        tracing::warn!(connection = self.id, error = %e, "finnhub subscribe failed");
+                        next_backoff(&mut backoff, self.config.backoff_max)
+                    }
+                },
+                Err(ConnectError::Unauthorized) => {
+                    down.get_or_insert((Timestamp::now(), GapReason::Disconnected));
+                    self.metrics.provider_error(ID, "unauthorized");
+                    tracing::error!(
+                        connection = self.id,
+                        retry_in = ?self.config.unauthorized_retry,
+                        "finnhub rejected the token (HTTP 401): check FINNHUB_TOKEN / [finnhub] token"
+                    );
+                    self.health
+                        .set(&crate::feed_check(ID), false, "token rejected (HTTP 401)");
+                    self.config.unauthorized_retry
+                }
+                Err(ConnectError::Other(e)) => {
+                    down.get_or_insert((Timestamp::now(), GapReason::Disconnected));
+                    self.metrics.provider_error(ID, "connect");
+                    tracing::warn!(connection = self.id, error = %e, "finnhub connection failed");
+                    next_backoff(&mut backoff, self.config.backoff_max)
+                }
+            };
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Socket, ConnectError> {
+        let base = &self.config.url;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}token={}", self.config.token.expose());
+        let redact = |e: String| self.config.token.redact(&e);
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
+            Err(_) => Err(ConnectError::Other(format!(
+                "no connection to {base} within {CONNECT_TIMEOUT:?}"
+            ))),
+            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Err(tungstenite::Error::Http(res))) if res.status().as_u16() == 401 => {
+                Err(ConnectError::Unauthorized)
+            }
+            Ok(Err(tungstenite::Error::Http(res))) => Err(ConnectError::Other(format!(
+                "{base} answered HTTP {} to the upgrade",
+                res.status()
+            ))),
+            Ok(Err(e)) => Err(ConnectError::Other(redact(format!("{base}: {e}")))),
+        }
+    }
+
+    async fn subscribe(&self, ws: &mut Socket) -> Result<(), String> {
+        for s in &self.symbols {
+            let msg = serde_json::json!({"type": "subscribe", "symbol": s.as_str()}).to_string();
+            ws.feed(WsMessage::text(msg))
+                .await
+                .map_err(|e| self.config.token.redact(&e.to_string()))?;
+        }
+        ws.flush()
+            .await
+            .map_err(|e| self.config.token.redact(&e.to_string()))
+    }
+
+    /// Reads until the connection ends, goes silent, or shutdown.
+    async fn read(
+        &self,
+        ws: &mut Socket,
+        parser: &mut FrameParser,
+        out: &mpsc::Sender<ProviderFrame>,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, ProviderError> {
+        let feed = crate::feed_check(ID);
+        let mut last = Timestamp::now();
+        loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => return Ok(Ended::Cancelled),
+                n = tokio::time::timeout(self.config.silence, ws.next()) => n,
+            };
+            let msg = match next {
+                Err(_) => {
+                    self.metrics.provider_error(ID, "silent");
+                    return Ok(Ended::Down {
+                        since: last,
+                        reason: GapReason::Silent,
+                    });
+                }
+                Ok(None) => {
+                    return Ok(Ended::Down {
+                        since: last,
+                        reason: GapReason::Disconnected,
+                    })
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(connection = self.id, error = %self.config.token.redact(&e.to_string()), "finnhub read failed");
+                    return Ok(Ended::Down {
+                        since: last,
+                        reason: GapReason::Disconnected,
+                    });
+                }
+                Ok(Some(Ok(m))) => m,
+            };
+            let received = Timestamp::now();
+            last = received;
+            self.health.set(&feed, true, "");
+            self.health.seen(&feed);
+            let raw: &[u8] = match &msg {
+                WsMessage::Text(t) => t.as_bytes(),
+                WsMessage::Binary(b) => b,
+                // Protocol pings are answered by the library; they show the
+                // connection is alive.
+                _ => continue,
+            };
+            match parser.parse(raw, &self.rules, received, received) {
+                Parsed::Trades { ticks, rejects } => {
+                    self.metrics.provider_frame(ID, "trade");
+                    let mut seen: Vec<&Symbol> = Vec::new();
+                    for t in &ticks {
+                        if !seen.contains(&t.symbol()) {
+                            seen.push(t.symbol());
+                            self.health.seen(&symbol_check(t.symbol()));
+                        }
+                    }
+                    let frame = ProviderFrame {
+                        provider: ID,
+                        ticks,
+                        rejects,
+                        gaps: Vec::new(),
+                    };
+                    if out.send(frame).await.is_err() {
+                        return Err(ProviderError::OutputClosed { provider: ID });
+                    }
+                }
+                Parsed::Ping => self.metrics.provider_frame(ID, "ping"),
+                Parsed::Error(msg) => {
+                    self.metrics.provider_frame(ID, "error");
+                    let kind = if msg.contains("too many symbols") {
+                        "too_many_symbols"
+                    } else if msg.starts_with("Invalid symbol") {
+                        "invalid_symbol"
+                    } else {
+                        "server_error"
+                    };
+                    self.metrics.provider_error(ID, kind);
+                    tracing::error!(connection = self.id, kind, message = %msg, "finnhub reported an error");
+                }
+                Parsed::Malformed(r) => {
+                    self.metrics.provider_frame(ID, "malformed");
+                    let frame = ProviderFrame {
+                        provider: ID,
+                        rejects: vec![r],
+                        ..ProviderFrame::default()
+                    };
+                    if out.send(frame).await.is_err() {
+                        return Err(ProviderError::OutputClosed { provider: ID });
+                    }
+                }
+            }
+        }
+    }
+
+    /// One gap per symbol of this connection.
+    async fn send_gaps(
+        &self,
+        out: &mpsc::Sender<ProviderFrame>,
+        from: Timestamp,
+        to: Timestamp,
+        reason: GapReason,
+    ) -> Result<(), ProviderError> {
+        let gaps: Vec<Gap> = self
+            .symbols
+            .iter()
+            .map(|s| Gap {
+                provider: ID.to_string(),
+                connection: self.id,
+                symbol: s.clone(),
+                from,
+                to,
+                reason,
+            })
+            .collect();
+        self.metrics.provider_gap(
+            ID,
+            reason.as_str(),
+            (to.as_micros() - from.as_micros()) as f64 / 1e6,
+        );
+        tracing::warn!(
+            connection = self.id,
+            reason = reason.as_str(),
+            from = %from,
+            to = %to,
+            symbols = gaps.len(),
+            "finnhub feed gap recorded"
+        );
+        let frame = ProviderFrame {
+            provider: ID,
+            gaps,
+            ..ProviderFrame::default()
+        };
+        out.send(frame)
+            .await
+            .map_err(|_| ProviderError::OutputClosed { provider: ID })
+    }
+}
+
+/// The current backoff with ±25% jitter; doubles `backoff` for next time.
+fn next_backoff(backoff: &mut Duration, max: Duration) -> Duration {
+    let jitter = rand::thread_rng().gen_range(0.75..1.25);
+    let pause = backoff.mul_f64(jitter);
+    *backoff = (*backoff * 2).min(max);
+    pause
+}
