@@ -7,6 +7,8 @@
 //!   reports sustained ticks/s committed to the store.
 //! - `latency`: the synthetic market at a fixed rate (default 10,000/s);
 //!   reports p50/p90/p99/max from ingest to store commit.
+//! - `sink`: the store and cache alone, with pre-generated batches.
+//! - `bus`: the bus alone: publish pre-encoded ticks, then consume them.
 //!
 //! A warm-up period is excluded from each measurement.
 
@@ -28,6 +30,9 @@ pub enum Scenario {
     Latency,
     /// The store alone: pre-generated batches written back to back.
     Sink,
+    /// The bus alone (`--bus kafka://...`): pre-encoded ticks published in
+    /// batches, then consumed by a fresh group.
+    Bus,
     /// Throughput and latency.
     All,
 }
@@ -178,6 +183,102 @@ async fn sink(cli: &Cli, args: &BenchArgs) -> anyhow::Result<SinkReport> {
     ))
 }
 
+/// Publishes `--sink-ticks` encoded ticks to a fresh topic in batches of
+/// `--batch-size` (each publish waits for the broker's acknowledgements),
+/// then consumes them all with a fresh group.
+async fn bus(cli: &Cli, args: &BenchArgs) -> anyhow::Result<(usize, Duration, Duration)> {
+    use streamforge_bus::{ConsumerOptions, Headers, Message, Polled, StartFrom};
+    use streamforge_model::{Symbol, TickRules, Timestamp};
+    use streamforge_providers::synthetic::Market;
+
+    let config = cli.load_config(&args.pipeline)?;
+    anyhow::ensure!(
+        config.bus.starts_with("kafka://"),
+        "bus: the bus scenario measures a broker; give --bus kafka://HOST:PORT (got {})",
+        config.bus
+    );
+    let bus = streamforge_bus::connect(&config.bus, &config.bus_options())
+        .await
+        .context("connecting to the bus")?;
+    let symbols: Vec<Symbol> = config
+        .synthetic
+        .symbols
+        .iter()
+        .map(|s| Symbol::parse(s))
+        .collect::<Result<_, _>>()?;
+    let mut market = Market::new(&symbols, config.synthetic.seed, "synthetic".into());
+    let now = Timestamp::now();
+    let mut inputs = Vec::new();
+    market.trades(
+        args.sink_ticks,
+        now.saturating_sub_micros(60_000_000),
+        now,
+        now,
+        &mut inputs,
+    );
+    let rules = TickRules::default();
+    let mut headers = Headers::with_capacity(2);
+    headers.insert(
+        "content-type",
+        bytes::Bytes::from_static(streamforge_model::wire::CONTENT_TYPE.as_bytes()),
+    );
+    headers.insert(
+        "schema-version",
+        bytes::Bytes::from_static(streamforge_model::wire::SCHEMA_VERSION.as_bytes()),
+    );
+    let mut messages = Vec::with_capacity(inputs.len());
+    for i in inputs {
+        let t = rules.check(i, now)?;
+        messages.push(Message {
+            key: bytes::Bytes::copy_from_slice(t.symbol().as_str().as_bytes()),
+            payload: streamforge_model::wire::encode(&t).into(),
+            headers: headers.clone(),
+        });
+    }
+    let n = messages.len();
+    let topic = format!("bench-{}-{}", std::process::id(), now.as_micros());
+    let batch = config.persist.batch_size.max(1);
+    eprintln!(
+        "bench bus: {n} messages in batches of {batch} to {topic} on {}",
+        bus.kind()
+    );
+    // The topic exists before the clock starts.
+    bus.publish(&topic, messages[..1].to_vec()).await?;
+    let started = std::time::Instant::now();
+    let mut rest = messages.split_off(1);
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(batch));
+        bus.publish(&topic, rest).await?;
+        rest = tail;
+    }
+    let produce = started.elapsed();
+    eprintln!(
+        "bench bus: produced {n} in {produce:?} ({:.0} messages/s); consuming...",
+        n as f64 / produce.as_secs_f64()
+    );
+    let mut consumer = bus
+        .consumer(
+            &topic,
+            ConsumerOptions {
+                group: format!("{topic}-reader"),
+                start: StartFrom::Earliest,
+                durable: true,
+            },
+        )
+        .await?;
+    let started = std::time::Instant::now();
+    let mut got = 0;
+    while got < n {
+        match tokio::time::timeout(Duration::from_secs(60), consumer.recv(batch)).await {
+            Ok(Ok(Polled::Messages(m))) => got += m.len(),
+            Ok(Ok(other)) => anyhow::bail!("unexpected {other:?} after {got} of {n} messages"),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => anyhow::bail!("only {got} of {n} messages consumed within 60s"),
+        }
+    }
+    Ok((n, produce, started.elapsed()))
+}
+
 fn print(name: &str, r: &ProbeReport) {
     println!(
         "| {name:<10} | {:>12.0} | {:>9} | {:>9.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8.2} |",
@@ -223,6 +324,19 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             cache.0,
             args.pipeline.batch_size.unwrap_or(5_000)
         );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.scenario == Scenario::Bus {
+        let (n, produce, consume) = bus(cli, args).await?;
+        println!("| bus     | messages/s | messages | batch |");
+        println!("|---------|------------|----------|-------|");
+        for (name, d) in [("produce", produce), ("consume", consume)] {
+            println!(
+                "| {name} | {:>10.0} | {n:>8} | {:>5} |",
+                n as f64 / d.as_secs_f64(),
+                args.pipeline.batch_size.unwrap_or(5_000)
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if matches!(args.scenario, Scenario::Latency | Scenario::All) {

@@ -225,6 +225,14 @@ impl Default for FinnhubSection {
 }
 
 impl Config {
+    /// Settings of the bus implementations.
+    pub fn bus_options(&self) -> streamforge_bus::BusOptions {
+        streamforge_bus::BusOptions {
+            memory_capacity: self.memory_bus.capacity,
+            kafka: self.kafka.options(),
+        }
+    }
+
     /// The Finnhub provider's settings, when a token is configured.
     pub fn finnhub(&self) -> Option<streamforge_providers::FinnhubConfig> {
         let token = self.finnhub.token.as_deref().filter(|t| !t.is_empty())?;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use streamforge_api::{ApiLimits, AppState, LiveHub};
-use streamforge_bus::{Bus, BusOptions, ConsumerOptions, StartFrom};
+use streamforge_bus::{Bus, ConsumerOptions, StartFrom};
 use streamforge_model::TickRules;
 use streamforge_providers::{build_providers, ProvidersConfig, SyntheticConfig};
 use streamforge_store::{Cache, StoreOptions, TickStore};
@@ -206,15 +206,9 @@ pub async fn start(
     } else {
         None
     };
-    let bus = streamforge_bus::connect(
-        &config.bus,
-        &BusOptions {
-            memory_capacity: config.memory_bus.capacity,
-            kafka: config.kafka.options(),
-        },
-    )
-    .await
-    .with_context(|| format!("connecting to the bus {}", config.bus))?;
+    let bus = streamforge_bus::connect(&config.bus, &config.bus_options())
+        .await
+        .with_context(|| format!("connecting to the bus {}", config.bus))?;
     let topic = config.ingest.topic.clone();
 
     // Consumers first, so nothing published is missed.
