@@ -78,6 +78,54 @@ pub enum Command {
     },
     /// Measure sustained throughput and ingest→stored latency of the embedded pipeline.
     Bench(crate::bench::BenchArgs),
+    /// Serve a provider's protocol on loopback, driven by the synthetic market.
+    Simulate {
+        #[command(subcommand)]
+        provider: SimulateProvider,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimulateProvider {
+    /// Finnhub's trade WebSocket (point `--finnhub-url ws://127.0.0.1:PORT` at it).
+    Finnhub(SimulateFinnhubArgs),
+}
+
+/// Flags of `streamforge simulate finnhub`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateFinnhubArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value = "9001")]
+    pub port: u16,
+    /// The only token accepted; others get HTTP 401.
+    #[arg(long, default_value = "sandbox")]
+    pub token: String,
+    /// Trades per second per connection, across its subscribed symbols.
+    #[arg(long, default_value = "200", value_parser = parse_rate)]
+    pub rate: f64,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Symbols per connection before "Subscribing to too many symbols".
+    #[arg(long, default_value = "50")]
+    pub max_symbols: usize,
+    /// Keep-alive interval.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub ping_every: Duration,
+    /// Fault: drop every connection this long after it opened.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub drop_every: Option<Duration>,
+    /// Fault: go silent (TCP stays open) this long after a connection opened.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub silent_after: Option<Duration>,
+    /// Fault: never send pings.
+    #[arg(long)]
+    pub no_pings: bool,
+    /// Fault: every Nth frame is malformed.
+    #[arg(long, value_name = "N")]
+    pub malformed_every: Option<u64>,
+    /// Fault: every Nth frame repeats the previous one (duplicate trades).
+    #[arg(long, value_name = "N")]
+    pub duplicate_every: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,7 +286,47 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Bench(args) => crate::bench::run(&cli, args).await,
+        Command::Simulate {
+            provider: SimulateProvider::Finnhub(args),
+        } => simulate_finnhub(&cli, args).await,
     }
+}
+
+async fn simulate_finnhub(cli: &Cli, a: &SimulateFinnhubArgs) -> anyhow::Result<ExitCode> {
+    use streamforge_providers::finnhub::{Simulator, SimulatorConfig};
+
+    streamforge_telemetry::logging::init(
+        LogFormat::Console,
+        cli.log_level.as_deref().unwrap_or("info"),
+    )?;
+    let sim = Simulator::start(SimulatorConfig {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], a.port)),
+        token: a.token.clone(),
+        rate: a.rate,
+        seed: a.seed,
+        max_symbols: a.max_symbols,
+        ping_every: a.ping_every,
+        drop_every: a.drop_every,
+        silent_after: a.silent_after,
+        no_pings: a.no_pings,
+        malformed_every: a.malformed_every,
+        duplicate_every: a.duplicate_every,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .with_context(|| format!("listening on 127.0.0.1:{}", a.port))?;
+    println!(
+        "Finnhub simulator at {} (token {:?}); run: streamforge run --finnhub-url {} --finnhub-token {}",
+        sim.url(),
+        a.token,
+        sim.url(),
+        a.token
+    );
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signal(shutdown.clone());
+    shutdown.cancelled().await;
+    sim.stop();
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {

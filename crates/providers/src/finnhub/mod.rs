@@ -17,6 +17,7 @@
 //! The token is a [`Secret`]: it is only written into the connect request.
 
 pub mod frame;
+pub mod simulator;
 
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_util::sync::CancellationToken;
 
 pub use frame::{FrameParser, Parsed, ID};
+pub use simulator::{Simulator, SimulatorConfig};
 
 use crate::{Provider, ProviderError, ProviderFrame, Secret};
 
@@ -334,8 +336,7 @@ impl Connection {
 
     async fn connect(&self) -> Result<Socket, ConnectError> {
         let base = &self.config.url;
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}token={}", self.config.token.expose());
+        let url = format!("{}token={}", with_query(base), self.config.token.expose());
         let redact = |e: String| self.config.token.redact(&e);
         match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
             Err(_) => Err(ConnectError::Other(format!(
@@ -506,10 +507,51 @@ impl Connection {
     }
 }
 
+/// `url` ready for one more query parameter: a path of at least `/`
+/// (`wss://ws.finnhub.io` has none), then `?` or `&`.
+fn with_query(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority_and_path, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let path_sep = if authority_and_path.contains('/') {
+        ""
+    } else {
+        "/"
+    };
+    match query {
+        Some(q) if !q.is_empty() => format!("{scheme}://{authority_and_path}{path_sep}?{q}&"),
+        _ => format!("{scheme}://{authority_and_path}{path_sep}?"),
+    }
+}
+
 /// The current backoff with ±25% jitter; doubles `backoff` for next time.
 fn next_backoff(backoff: &mut Duration, max: Duration) -> Duration {
     let jitter = rand::thread_rng().gen_range(0.75..1.25);
     let pause = backoff.mul_f64(jitter);
     *backoff = (*backoff * 2).min(max);
     pause
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_goes_into_a_well_formed_query() {
+        assert_eq!(with_query("wss://ws.finnhub.io"), "wss://ws.finnhub.io/?");
+        assert_eq!(with_query("ws://127.0.0.1:9001/"), "ws://127.0.0.1:9001/?");
+        assert_eq!(with_query("ws://h:1/feed?x=1"), "ws://h:1/feed?x=1&");
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter() {
+        let mut b = Duration::from_millis(100);
+        let first = next_backoff(&mut b, Duration::from_millis(300));
+        assert!((75..=125).contains(&first.as_millis()));
+        assert_eq!(b, Duration::from_millis(200));
+        next_backoff(&mut b, Duration::from_millis(300));
+        assert_eq!(b, Duration::from_millis(300));
+    }
 }

@@ -1,0 +1,339 @@
+//! The Finnhub provider against the Finnhub simulator on loopback: ticks
+//! stored as sent, reconnects with resubscription, silence detection and
+//! gap records, malformed frames, the symbol cap, 401, and a canary token
+//! that must never show anywhere.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use streamforge::config::Config;
+use streamforge::pipeline::{self, Roles, Running};
+use streamforge_model::{Symbol, Timestamp};
+use streamforge_providers::finnhub::{Simulator, SimulatorConfig};
+use streamforge_store::{Order, TickQuery};
+use streamforge_testkit::{get_json, metric, wait_for};
+use tokio_util::sync::CancellationToken;
+
+const SYMBOLS: &[&str] = &["AAPL", "MSFT", "BINANCE:BTCUSDT"];
+
+async fn simulator(f: impl FnOnce(&mut SimulatorConfig)) -> Simulator {
+    let mut c = SimulatorConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        token: "right-token".into(),
+        rate: 300.0,
+        seed: Some(5),
+        ping_every: Duration::from_millis(300),
+        record: true,
+        ..SimulatorConfig::default()
+    };
+    f(&mut c);
+    Simulator::start(c).await.unwrap()
+}
+
+fn config(dir: &std::path::Path, sim: &Simulator) -> Config {
+    let mut c = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    c.http.addr = "127.0.0.1:0".parse().unwrap();
+    c.finnhub.token = Some("right-token".into());
+    c.finnhub.url = sim.url();
+    c.finnhub.symbols = SYMBOLS.iter().map(|s| s.to_string()).collect();
+    c.finnhub.silence = Duration::from_secs(1);
+    c.finnhub.backoff_min = Duration::from_millis(50);
+    c.finnhub.backoff_max = Duration::from_millis(200);
+    c.persist.batch_timeout = Duration::from_millis(5);
+    c.log.level = "warn".into();
+    c
+}
+
+async fn start(c: &Config) -> (Running, CancellationToken) {
+    let token = CancellationToken::new();
+    let running = pipeline::start(c, Roles::ALL, token.clone(), None)
+        .await
+        .unwrap();
+    (running, token)
+}
+
+type TradeKey = (String, i64, u64, u64);
+
+fn key(symbol: &str, ts_ms: i64, price: f64, size: f64) -> TradeKey {
+    (symbol.to_string(), ts_ms, price.to_bits(), size.to_bits())
+}
+
+async fn stored(running: &Running) -> BTreeSet<TradeKey> {
+    let store = running.store.clone().unwrap();
+    let mut out = BTreeSet::new();
+    for s in SYMBOLS {
+        let ticks = store
+            .ticks(TickQuery {
+                symbol: Symbol::parse(s).unwrap(),
+                from: Timestamp::from_micros(0),
+                to: Timestamp::now().saturating_add_micros(60_000_000),
+                limit: 1_000_000,
+                order: Order::Asc,
+            })
+            .await
+            .unwrap();
+        for t in ticks {
+            assert_eq!(t.src_id(), "finnhub");
+            out.insert(key(s, t.ts().as_millis(), t.price(), t.size()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_are_stored_as_sent_across_dropped_connections_with_gaps_recorded() {
+    let sim = simulator(|c| c.drop_every = Some(Duration::from_millis(1500))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, token) = start(&config(dir.path(), &sim)).await;
+    let base = format!("http://{}", running.http_addr);
+    wait_for("three connections", Duration::from_secs(30), || {
+        let log = sim.log.clone();
+        async move { (log.lock().connections >= 3).then_some(()) }
+    })
+    .await;
+    // Stop sending, then let the pipeline store what arrived.
+    sim.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent: BTreeSet<TradeKey> = sim
+        .log
+        .lock()
+        .sent
+        .iter()
+        .map(|t| key(&t.symbol, t.ts_ms, t.price, t.volume))
+        .collect();
+    assert!(sent.len() > 300, "the simulator sent {} trades", sent.len());
+    let got = wait_for(
+        "every sent trade to be stored",
+        Duration::from_secs(20),
+        || {
+            let (running, sent) = (&running, &sent);
+            async move {
+                let got = stored(running).await;
+                (got.len() >= sent.len()).then_some(got)
+            }
+        },
+    )
+    .await;
+    assert_eq!(got, sent, "stored exactly what was sent");
+
+    // Every connection subscribed every symbol.
+    let subs = sim.log.lock().subscriptions.clone();
+    let connections: BTreeSet<u64> = subs.iter().map(|(c, _)| *c).collect();
+    assert!(connections.len() >= 3);
+    for c in &connections {
+        let mine: BTreeSet<&str> = subs
+            .iter()
+            .filter(|(x, _)| x == c)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        assert_eq!(mine, SYMBOLS.iter().copied().collect(), "connection {c}");
+    }
+    // Each drop left a gap per symbol, with sane bounds.
+    let (status, gaps) = get_json(&format!("{base}/api/v1/gaps?symbol=AAPL&from=0")).await;
+    assert_eq!(status, 200, "{gaps}");
+    let list = gaps["gaps"].as_array().unwrap();
+    assert!(list.len() >= 2, "{gaps}");
+    for g in list {
+        assert_eq!(g["reason"], "disconnected");
+        assert_eq!(g["provider"], "finnhub");
+        assert!(g["seconds"].as_f64().unwrap() >= 0.0);
+        assert!(g["from"].as_str().unwrap() <= g["to"].as_str().unwrap());
+    }
+    let (_, all) = get_json(&format!("{base}/api/v1/gaps?from=0")).await;
+    assert_eq!(
+        all["count"].as_u64().unwrap(),
+        3 * list.len() as u64,
+        "{all}"
+    );
+    let text = running.metrics.render();
+    assert!(
+        metric(
+            &text,
+            "streamforge_provider_reconnects_total{provider=\"finnhub\"}"
+        ) >= 2.0
+    );
+    assert!(
+        metric(
+            &text,
+            "streamforge_provider_gaps_total{provider=\"finnhub\",reason=\"disconnected\"}"
+        ) >= 2.0
+    );
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_replaced_within_the_window_and_leaves_a_silent_gap() {
+    let sim = simulator(|c| c.silent_after = Some(Duration::from_millis(1200))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, token) = start(&config(dir.path(), &sim)).await;
+    let base = format!("http://{}", running.http_addr);
+    let gaps = wait_for("a silent gap", Duration::from_secs(30), || {
+        let base = base.clone();
+        async move {
+            let (_, g) = get_json(&format!("{base}/api/v1/gaps?symbol=MSFT&from=0")).await;
+            (g["count"].as_u64().unwrap_or(0) >= 1).then_some(g)
+        }
+    })
+    .await;
+    let g = &gaps["gaps"][0];
+    assert_eq!(g["reason"], "silent");
+    let from = Timestamp::parse(g["from"].as_str().unwrap()).unwrap();
+    let to = Timestamp::parse(g["to"].as_str().unwrap()).unwrap();
+    let went_silent = sim.log.lock().went_silent[0].1;
+    // The gap starts at the last message received, which the simulator sent
+    // just before going silent.
+    let lag = (from.as_micros() - went_silent.as_micros()).abs();
+    assert!(
+        lag < 300_000,
+        "gap starts {lag} µs from the last message sent"
+    );
+    let secs = (to.as_micros() - from.as_micros()) as f64 / 1e6;
+    assert!(
+        (1.0..5.0).contains(&secs),
+        "detected after the 1s window, replaced soon after: {secs}s"
+    );
+    let text = running.metrics.render();
+    assert!(
+        metric(
+            &text,
+            "streamforge_provider_errors_total{kind=\"silent\",provider=\"finnhub\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_are_counted_and_the_symbol_cap_is_reported() {
+    let sim = simulator(|c| {
+        c.malformed_every = Some(4);
+        c.max_symbols = 2;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, token) = start(&config(dir.path(), &sim)).await;
+    wait_for("malformed frames counted", Duration::from_secs(30), || {
+        let m = running.metrics.clone();
+        async move {
+            let text = m.render();
+            (metric(
+                &text,
+                "streamforge_pipeline_rejected_ticks_total{reason=\"malformed_frame\",stage=\"ingest\"}",
+            ) >= 3.0
+                && metric(&text, "streamforge_provider_ticks_total{provider=\"finnhub\"}") > 50.0)
+                .then_some(())
+        }
+    })
+    .await;
+    let text = running.metrics.render();
+    assert!(
+        metric(
+            &text,
+            "streamforge_provider_errors_total{kind=\"too_many_symbols\",provider=\"finnhub\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    // The capped symbol never got trades; the other two did.
+    let base = format!("http://{}", running.http_addr);
+    let (_, symbols) = get_json(&format!("{base}/api/v1/symbols")).await;
+    let names: Vec<&str> = symbols["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["AAPL", "MSFT"], "{symbols}");
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+/// Everything a user or operator could see of a run that failed with a
+/// canary token: logs (debug level), config print, metrics, readiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_shows_in_logs_errors_metrics_or_responses() {
+    const CANARY: &str = "canary-7f3a9c1e";
+    let sim = simulator(|_| {}).await;
+    let closed = streamforge_testkit::free_port();
+    let urls = [
+        sim.url(),                          // 401
+        format!("ws://127.0.0.1:{closed}"), // connection refused
+        format!("wss://{}", sim.addr),      // TLS handshake against plain TCP
+    ];
+    for url in urls {
+        let dir = tempfile::tempdir().unwrap();
+        let port = streamforge_testkit::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
+            .args(["--log-level", "debug", "run", "--http-addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--finnhub-url", &url])
+            .env("FINNHUB_TOKEN", CANARY)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let (_, ready) = wait_for("the API", Duration::from_secs(30), || {
+            let base = base.clone();
+            async move {
+                let r = reqwest::get(format!("{base}/readyz")).await.ok()?;
+                Some((r.status().as_u16(), r.text().await.ok()?))
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let (_, ready_later) = get_json(&format!("{base}/readyz")).await;
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let out = child.wait_with_output().unwrap();
+        let logs = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            logs.contains("finnhub"),
+            "{url}: the provider ran and logged:\n{logs}"
+        );
+        for (what, text) in [
+            ("logs", logs.as_str()),
+            ("metrics", metrics.as_str()),
+            ("readyz", ready.as_str()),
+            ("readyz later", &ready_later.to_string()),
+        ] {
+            assert!(
+                !text.contains(CANARY),
+                "{url}: the token shows in {what}:\n{text}"
+            );
+        }
+        assert!(
+            metrics.contains("streamforge_provider_errors_total"),
+            "{url}: failures counted"
+        );
+    }
+    assert!(
+        sim.log.lock().unauthorized >= 1,
+        "the simulator refused the token"
+    );
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
+        .args(["config", "print"])
+        .env("FINNHUB_TOKEN", CANARY)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.contains("token = \"***\""), "{printed}");
+    assert!(!printed.contains(CANARY));
+}
