@@ -17,7 +17,7 @@ fn frames(count: usize, per_frame: usize, now_ms: i64) -> Vec<String> {
                     let s = symbols[n % symbols.len()];
                     let p = 100.0 + (n % 997) as f64 * 0.01;
                     let t = now_ms - 60_000 + (n % 60_000) as i64;
-                    if n % 3 == 0 {
+                    if n.is_multiple_of(3) {
                         format!(
                             r#"{{"s":"{s}","p":{p},"t":{t},"v":{},"c":["1","12"]}}"#,
                             n % 500

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use streamforge_model::{CandleBuilder, Interval, Symbol, Tick, Timestamp};
+use streamforge_model::{CandleBuilder, Gap, GapReason, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::postgres::Mode;
 use streamforge_store::{
-    CandleQuery, Order, PgSchemaOptions, PostgresStore, SqliteStore, TickBatch, TickQuery,
-    TickStore, WriteOutcome,
+    CandleQuery, GapQuery, Order, PgSchemaOptions, PostgresStore, SqliteStore, TickBatch,
+    TickQuery, TickStore, WriteOutcome,
 };
 use streamforge_testkit::engines::shared_postgres;
 
@@ -180,9 +180,62 @@ async fn postgres_in(mode: Option<Mode>) -> PostgresStore {
     store
 }
 
+/// Gaps: written idempotently (a replay may only widen the end), listed by
+/// overlap with the range, per symbol or all, oldest first.
+pub async fn gaps_are_idempotent_and_found_by_overlap(s: &dyn TickStore) {
+    let gap = |symbol: &str, from_s: i64, to_s: i64, reason| Gap {
+        provider: "finnhub".into(),
+        connection: 0,
+        symbol: Symbol::parse(symbol).unwrap(),
+        from: Timestamp::from_millis(T0 + from_s * 1000),
+        to: Timestamp::from_millis(T0 + to_s * 1000),
+        reason,
+    };
+    let written = [
+        gap("AAPL", 0, 10, GapReason::Disconnected),
+        gap("MSFT", 0, 10, GapReason::Disconnected),
+        gap("AAPL", 60, 65, GapReason::Silent),
+    ];
+    s.write_gaps(&written).await.unwrap();
+    s.write_gaps(&written[..1]).await.unwrap();
+    // The same gap seen again with a later end keeps the later end.
+    s.write_gaps(&[gap("AAPL", 60, 70, GapReason::Silent)])
+        .await
+        .unwrap();
+    let query = |symbol: Option<&str>, from_s: i64, to_s: i64| GapQuery {
+        symbol: symbol.map(|x| Symbol::parse(x).unwrap()),
+        from: Timestamp::from_millis(T0 + from_s * 1000),
+        to: Timestamp::from_millis(T0 + to_s * 1000),
+        limit: 100,
+    };
+    let aapl = s.gaps(query(Some("AAPL"), -100, 100)).await.unwrap();
+    assert_eq!(aapl.len(), 2, "{aapl:?}");
+    assert_eq!(aapl[0], written[0]);
+    assert_eq!(aapl[1], gap("AAPL", 60, 70, GapReason::Silent));
+    // Overlap, not containment: [5, 6) touches the first gaps.
+    let all = s.gaps(query(None, 5, 6)).await.unwrap();
+    let symbols: Vec<&str> = all.iter().map(|g| g.symbol.as_str()).collect();
+    assert_eq!(symbols, ["AAPL", "MSFT"]);
+    assert!(s.gaps(query(None, 10, 60)).await.unwrap().is_empty());
+    let mut limited = query(None, -100, 100);
+    limited.limit = 1;
+    assert_eq!(s.gaps(limited).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_gaps_are_idempotent_and_found_by_overlap() {
+    gaps_are_idempotent_and_found_by_overlap(&sqlite().await.1).await;
+}
+
+#[tokio::test]
+async fn postgres_gaps_are_idempotent_and_found_by_overlap() {
+    gaps_are_idempotent_and_found_by_overlap(&postgres().await).await;
+}
+
 #[tokio::test]
 async fn plain_postgres_writes_queries_and_candles() {
     let s = postgres_in(Some(Mode::Postgres)).await;
+    gaps_are_idempotent_and_found_by_overlap(&s).await;
     writes_are_idempotent_and_round_trip(&s).await;
     tick_queries_honor_range_limit_and_order(&s).await;
     candles_match_a_brute_force_build_for_every_interval(&s).await;
