@@ -11,6 +11,7 @@
 //! - [`error`] — [`ProviderError`].
 //! - [`finnhub`] — Finnhub's trade WebSocket, with reconnects, a silence
 //!   watchdog and gap records.
+//! - [`recording`] — recordings of raw frames, and their replay.
 //! - [`secret`] — [`Secret`], a credential that never prints.
 //! - [`synthetic`] — a simulated market (geometric Brownian motion prices,
 //!   Poisson trade arrivals) for any list of symbols.
@@ -18,6 +19,7 @@
 
 pub mod error;
 pub mod finnhub;
+pub mod recording;
 pub mod secret;
 pub mod synthetic;
 

@@ -337,3 +337,159 @@ async fn the_token_never_shows_in_logs_errors_metrics_or_responses() {
     assert!(printed.contains("token = \"***\""), "{printed}");
     assert!(!printed.contains(CANARY));
 }
+
+const SESSION: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../test_data/finnhub/session.ndjson.zst"
+);
+
+fn replay(file: &str, data_dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
+        .args([
+            "--log-level",
+            "warn",
+            "replay",
+            file,
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn replaying_the_recorded_session_twice_stores_nothing_twice() {
+    use streamforge_providers::finnhub::FrameParser;
+    use streamforge_providers::recording;
+
+    // What the recording holds, parsed the way the provider parses it.
+    let mut parser = FrameParser::default();
+    let (mut ticks, mut malformed) = (0, 0);
+    for f in recording::read(std::path::Path::new(SESSION)).unwrap() {
+        let f = f.unwrap();
+        match parser.parse(
+            f.frame.as_bytes(),
+            &Default::default(),
+            f.received,
+            f.received,
+        ) {
+            streamforge_providers::finnhub::Parsed::Trades { ticks: t, .. } => ticks += t.len(),
+            streamforge_providers::finnhub::Parsed::Malformed(_) => malformed += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        ticks > 100 && malformed > 0,
+        "{ticks} ticks, {malformed} malformed"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let first = replay(SESSION, dir.path());
+    assert!(first.status.success(), "{first:?}");
+    let first = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.contains(&format!(
+            "{ticks} ticks, {ticks} new rows stored, 0 already stored"
+        )),
+        "{first}"
+    );
+    let again = replay(SESSION, dir.path());
+    let again = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.contains(&format!(
+            "{ticks} ticks, 0 new rows stored, {ticks} already stored"
+        )),
+        "{again}"
+    );
+}
+
+#[test]
+fn a_damaged_recording_is_refused_with_the_line_named() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.ndjson.zst");
+    let mut enc = zstd::Encoder::new(std::fs::File::create(&path).unwrap(), 3).unwrap();
+    enc.write_all(
+        b"{\"received\":\"2026-11-28T10:00:00Z\",\"connection\":0,\"frame\":\"{\\\"type\\\":\\\"ping\\\"}\"}\nnot a frame\n",
+    )
+    .unwrap();
+    enc.finish().unwrap();
+    let out = replay(path.to_str().unwrap(), &dir.path().join("data"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.ndjson.zst, line 2"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_writes_every_frame_received() {
+    use streamforge_providers::finnhub::{FrameParser, Parsed};
+    use streamforge_providers::recording;
+
+    let sim = simulator(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rec.ndjson.zst");
+    let mut record = std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"));
+    record
+        .args(["--log-level", "warn", "record", "--duration", "2s", "--out"])
+        .arg(&file)
+        .args([
+            "--finnhub-url",
+            &sim.url(),
+            "--finnhub-token",
+            "right-token",
+        ])
+        .args(["--symbols", "AAPL,MSFT"]);
+    let out = tokio::task::spawn_blocking(move || record.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    sim.stop();
+    let mut parser = FrameParser::default();
+    let mut got = BTreeSet::new();
+    let mut pings = 0;
+    for f in recording::read(&file).unwrap() {
+        let f = f.unwrap();
+        match parser.parse(
+            f.frame.as_bytes(),
+            &Default::default(),
+            f.received,
+            f.received,
+        ) {
+            Parsed::Trades { ticks, .. } => {
+                for t in ticks {
+                    got.insert(key(
+                        t.symbol().as_str(),
+                        t.ts().as_millis(),
+                        t.price(),
+                        t.size(),
+                    ));
+                }
+            }
+            Parsed::Ping => pings += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let sent: BTreeSet<TradeKey> = sim
+        .log
+        .lock()
+        .sent
+        .iter()
+        .map(|t| key(&t.symbol, t.ts_ms, t.price, t.volume))
+        .collect();
+    assert!(pings >= 1, "pings are recorded too");
+    assert!(!sent.is_empty());
+    // The recorder stops at its deadline; the simulator may have sent a
+    // frame or two after it. Everything recorded was sent, and everything
+    // sent before the last recorded trade was recorded.
+    assert!(got.is_subset(&sent));
+    let last = got.iter().map(|k| k.1).max().unwrap();
+    // (Strictly before: the next frame may start in the same millisecond.)
+    let before = |set: BTreeSet<TradeKey>| -> BTreeSet<TradeKey> {
+        set.into_iter().filter(|k| k.1 < last).collect()
+    };
+    assert_eq!(before(got), before(sent));
+}

@@ -81,6 +81,8 @@ impl Default for FinnhubConfig {
 
 /// The provider: one task per connection.
 pub struct FinnhubProvider {
+    /// Where raw frames are copied to (`streamforge record`).
+    tap: Option<mpsc::Sender<crate::recording::RecordedFrame>>,
     config: FinnhubConfig,
     symbols: Vec<Symbol>,
     rules: TickRules,
@@ -144,12 +146,22 @@ impl FinnhubProvider {
         // wss:// needs a TLS crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(FinnhubProvider {
+            tap: None,
             config,
             symbols,
             rules,
             metrics,
             health,
         })
+    }
+}
+
+impl FinnhubProvider {
+    /// Also sends every raw frame received, with its receive time and
+    /// connection, to `tap` (waiting when it is full: a recording is complete).
+    pub fn record_to(mut self, tap: mpsc::Sender<crate::recording::RecordedFrame>) -> Self {
+        self.tap = Some(tap);
+        self
     }
 }
 
@@ -173,6 +185,7 @@ impl Provider for FinnhubProvider {
             .chunks(self.config.max_symbols_per_connection)
             .enumerate()
             .map(|(i, chunk)| Connection {
+                tap: self.tap.clone(),
                 id: i as u32,
                 symbols: chunk.to_vec(),
                 config: self.config.clone(),
@@ -240,6 +253,7 @@ type Socket =
 
 /// One WebSocket connection and the symbols it carries.
 struct Connection {
+    tap: Option<mpsc::Sender<crate::recording::RecordedFrame>>,
     id: u32,
     symbols: Vec<Symbol>,
     config: FinnhubConfig,
@@ -415,6 +429,16 @@ impl Connection {
                 // connection is alive.
                 _ => continue,
             };
+            if let Some(tap) = &self.tap {
+                let recorded = crate::recording::RecordedFrame {
+                    received,
+                    connection: self.id,
+                    frame: String::from_utf8_lossy(raw).into_owned(),
+                };
+                if tap.send(recorded).await.is_err() {
+                    return Err(ProviderError::OutputClosed { provider: ID });
+                }
+            }
             match parser.parse(raw, &self.rules, received, received) {
                 Parsed::Trades { ticks, rejects } => {
                     self.metrics.provider_frame(ID, "trade");

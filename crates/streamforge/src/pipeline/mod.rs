@@ -176,6 +176,18 @@ pub async fn start(
     shutdown: CancellationToken,
     probe: Option<Arc<LatencyProbe>>,
 ) -> anyhow::Result<Running> {
+    start_with(config, roles, shutdown, probe, None).await
+}
+
+/// Like [`start`], with these providers instead of the configured ones
+/// (`replay`). When they all return, the pipeline drains and stops.
+pub async fn start_with(
+    config: &Config,
+    roles: Roles,
+    shutdown: CancellationToken,
+    probe: Option<Arc<LatencyProbe>>,
+    providers: Option<Vec<Box<dyn streamforge_providers::Provider>>>,
+) -> anyhow::Result<Running> {
     config.validate().context("invalid configuration")?;
     let metrics = Metrics::new();
     let health = Health::new();
@@ -252,6 +264,8 @@ pub async fn start(
 
     let providers = if !roles.ingest {
         Vec::new()
+    } else if let Some(p) = providers {
+        p
     } else {
         build_providers(
             &ProvidersConfig {

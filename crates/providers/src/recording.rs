@@ -1,0 +1,230 @@
+//! Recordings of raw provider frames, and their replay.
+//!
+//! A recording is zstd-compressed NDJSON, one line per frame received:
+//! `{"received":"2026-11-28T10:00:00.123456Z","connection":0,"frame":"..."}`
+//! (`frame` is the message exactly as the provider sent it). Replaying
+//! feeds the frames through the same parser, so the ticks get the same ids
+//! as live and a replay stores nothing twice.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use streamforge_model::{TickRules, Timestamp};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::finnhub::{FrameParser, Parsed, ID as FINNHUB};
+use crate::{Provider, ProviderError, ProviderFrame};
+
+/// One frame as received.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedFrame {
+    pub received: Timestamp,
+    pub connection: u32,
+    pub frame: String,
+}
+
+/// What went wrong with a recording; says where.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: not a recorded frame: {reason}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// Writes a recording; [`Recorder::finish`] completes the compressed file.
+pub struct Recorder {
+    path: PathBuf,
+    out: zstd::Encoder<'static, BufWriter<std::fs::File>>,
+    frames: u64,
+}
+
+impl Recorder {
+    pub fn create(path: &Path) -> Result<Recorder, RecordingError> {
+        let io = |source| RecordingError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::create(path).map_err(io)?;
+        let out = zstd::Encoder::new(BufWriter::new(file), 3).map_err(io)?;
+        Ok(Recorder {
+            path: path.to_path_buf(),
+            out,
+            frames: 0,
+        })
+    }
+
+    pub fn write(&mut self, frame: &RecordedFrame) -> Result<(), RecordingError> {
+        let mut line = serde_json::to_vec(frame).unwrap_or_default();
+        line.push(b'\n');
+        self.out
+            .write_all(&line)
+            .map_err(|source| RecordingError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Completes the file; returns how many frames it holds.
+    pub fn finish(self) -> Result<u64, RecordingError> {
+        let io = |source| RecordingError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut inner = self.out.finish().map_err(io)?;
+        inner.flush().map_err(io)?;
+        Ok(self.frames)
+    }
+}
+
+/// Reads a recording frame by frame (blocking I/O).
+pub fn read(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<RecordedFrame, RecordingError>>, RecordingError> {
+    let file = std::fs::File::open(path).map_err(|source| RecordingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let decoder = zstd::Decoder::new(file).map_err(|source| RecordingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let path = path.to_path_buf();
+    Ok(BufReader::new(decoder)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.as_ref().map(|l| !l.trim().is_empty()).unwrap_or(true))
+        .map(move |(i, line)| {
+            let line = line.map_err(|source| RecordingError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            serde_json::from_str(&line).map_err(|e| RecordingError::Line {
+                path: path.clone(),
+                line: i + 1,
+                reason: e.to_string(),
+            })
+        }))
+}
+
+/// Replays a Finnhub recording as a provider.
+pub struct ReplayProvider {
+    path: PathBuf,
+    /// `None`: as fast as the pipeline takes it; `Some(k)`: k times the
+    /// recorded pace.
+    speed: Option<f64>,
+    rules: TickRules,
+}
+
+impl ReplayProvider {
+    pub fn new(path: PathBuf, speed: Option<f64>, rules: TickRules) -> Result<Self, ProviderError> {
+        if let Some(s) = speed {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(ProviderError::Config {
+                    provider: FINNHUB,
+                    reason: format!("speed: must be greater than 0, got {s}"),
+                });
+            }
+        }
+        Ok(ReplayProvider { path, speed, rules })
+    }
+}
+
+#[async_trait]
+impl Provider for ReplayProvider {
+    fn id(&self) -> &'static str {
+        FINNHUB
+    }
+
+    fn max_silence(&self) -> Option<Duration> {
+        // A slow replay may pause as long as the recording did.
+        Some(Duration::from_secs(3600))
+    }
+
+    async fn run(
+        self: Box<Self>,
+        out: mpsc::Sender<ProviderFrame>,
+        cancel: CancellationToken,
+    ) -> Result<(), ProviderError> {
+        let (tx, mut rx) = mpsc::channel::<Result<RecordedFrame, RecordingError>>(256);
+        let path = self.path.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            let frames = match read(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            for f in frames {
+                let stop = f.is_err();
+                if tx.blocking_send(f).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let mut parser = FrameParser::default();
+        let started = tokio::time::Instant::now();
+        let mut first: Option<Timestamp> = None;
+        let mut frames = 0u64;
+        while let Some(next) = rx.recv().await {
+            let rec = next.map_err(|e| ProviderError::Config {
+                provider: FINNHUB,
+                reason: format!("replay: {e}"),
+            })?;
+            if let Some(speed) = self.speed {
+                let first = *first.get_or_insert(rec.received);
+                let offset = (rec.received.as_micros() - first.as_micros()).max(0) as f64 / speed;
+                let due = started + Duration::from_micros(offset as u64);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep_until(due) => {}
+                }
+            } else if cancel.is_cancelled() {
+                break;
+            }
+            // Validated against the time it was received, so an old
+            // recording's trades are not "in the future" of nothing.
+            let frame = match parser.parse(
+                rec.frame.as_bytes(),
+                &self.rules,
+                Timestamp::now(),
+                rec.received,
+            ) {
+                Parsed::Trades { ticks, rejects } => ProviderFrame {
+                    provider: FINNHUB,
+                    ticks,
+                    rejects,
+                    gaps: Vec::new(),
+                },
+                Parsed::Malformed(r) => ProviderFrame {
+                    provider: FINNHUB,
+                    rejects: vec![r],
+                    ..ProviderFrame::default()
+                },
+                Parsed::Ping | Parsed::Error(_) => continue,
+            };
+            frames += 1;
+            if out.send(frame).await.is_err() {
+                return Err(ProviderError::OutputClosed { provider: FINNHUB });
+            }
+        }
+        drop(rx);
+        let _ = reader.await;
+        tracing::info!(path = %self.path.display(), frames, "replay finished");
+        Ok(())
+    }
+}
