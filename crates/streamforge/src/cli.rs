@@ -174,6 +174,9 @@ pub struct SimulateFinnhubArgs {
     /// Fault: every Nth frame repeats the previous one (duplicate trades).
     #[arg(long, value_name = "N")]
     pub duplicate_every: Option<u64>,
+    /// Fault: every Nth frame carries its trades newest first.
+    #[arg(long, value_name = "N")]
+    pub out_of_order_every: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -440,6 +443,7 @@ async fn simulate_finnhub(cli: &Cli, a: &SimulateFinnhubArgs) -> anyhow::Result<
         no_pings: a.no_pings,
         malformed_every: a.malformed_every,
         duplicate_every: a.duplicate_every,
+        out_of_order_every: a.out_of_order_every,
         ..SimulatorConfig::default()
     })
     .await

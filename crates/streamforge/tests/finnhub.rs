@@ -85,7 +85,12 @@ async fn stored(running: &Running) -> BTreeSet<TradeKey> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ticks_are_stored_as_sent_across_dropped_connections_with_gaps_recorded() {
-    let sim = simulator(|c| c.drop_every = Some(Duration::from_millis(1500))).await;
+    let sim = simulator(|c| {
+        c.drop_every = Some(Duration::from_millis(1500));
+        c.duplicate_every = Some(5);
+        c.out_of_order_every = Some(3);
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let (running, token) = start(&config(dir.path(), &sim)).await;
     let base = format!("http://{}", running.http_addr);
@@ -118,6 +123,19 @@ async fn ticks_are_stored_as_sent_across_dropped_connections_with_gaps_recorded(
     )
     .await;
     assert_eq!(got, sent, "stored exactly what was sent");
+    assert!(sim.log.lock().duplicate_frames_sent > 0);
+    let text = running.metrics.render();
+    assert!(
+        metric(&text, "streamforge_store_rows_deduplicated_total") > 0.0,
+        "duplicated frames were stored once"
+    );
+    assert!(
+        metric(
+            &text,
+            "streamforge_provider_symbol_last_trade_timestamp_seconds{provider=\"finnhub\",symbol=\"AAPL\"}"
+        ) > 1.7e9,
+        "per-symbol freshness is exported"
+    );
 
     // Every connection subscribed every symbol.
     let subs = sim.log.lock().subscriptions.clone();

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    core::Collector, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    core::Collector, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets for latencies from microseconds to tens of seconds.
@@ -54,6 +54,7 @@ pub struct Metrics {
     provider_errors: IntCounterVec,
     provider_gaps: IntCounterVec,
     provider_gap_seconds: CounterVec,
+    provider_symbol_last_trade: GaugeVec,
     bus_gap_messages: IntCounter,
     store_gaps_written: IntCounter,
 }
@@ -135,6 +136,16 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(provider_gap_seconds.clone()))
+            .expect("unique metric");
+        let provider_symbol_last_trade = GaugeVec::new(
+            Opts::new(
+                "streamforge_provider_symbol_last_trade_timestamp_seconds",
+                "When a provider last received a trade of a symbol (Unix seconds); time() minus this is the symbol's silence.",
+            ),
+            &["provider", "symbol"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(provider_symbol_last_trade.clone()))
             .expect("unique metric");
         let persist_paused = IntGauge::new(
             "streamforge_persist_paused",
@@ -248,6 +259,7 @@ impl Metrics {
             ),
             provider_connections,
             provider_gap_seconds,
+            provider_symbol_last_trade,
             provider_reconnects: counter_vec(
                 &r,
                 "streamforge_provider_reconnects_total",
@@ -325,7 +337,8 @@ impl Metrics {
     /// Label vectors without children do not show in `gather`; describe them too.
     fn unobserved_families(&self) -> Vec<prometheus::proto::MetricFamily> {
         use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
-        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 14] = [
+        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 15] = [
+            (&self.provider_symbol_last_trade, GAUGE),
             (&self.provider_ticks, COUNTER),
             (&self.rejected_ticks, COUNTER),
             (&self.bus_published_messages, COUNTER),
@@ -490,6 +503,14 @@ impl Metrics {
         self.provider_errors
             .with_label_values(&[provider, kind])
             .inc();
+    }
+
+    /// A provider received a trade of `symbol` at `at` (Unix seconds).
+    /// Label values are the provider's configured symbols (a fixed set).
+    pub fn provider_symbol_trade(&self, provider: &str, symbol: &str, at: f64) {
+        self.provider_symbol_last_trade
+            .with_label_values(&[provider, symbol])
+            .set(at);
     }
 
     /// A provider recorded an outage of `seconds`.

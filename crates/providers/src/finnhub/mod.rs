@@ -443,10 +443,14 @@ impl Connection {
                 Parsed::Trades { ticks, rejects } => {
                     self.metrics.provider_frame(ID, "trade");
                     let mut seen: Vec<&Symbol> = Vec::new();
+                    let at = received.as_micros() as f64 / 1e6;
                     for t in &ticks {
-                        if !seen.contains(&t.symbol()) {
+                        // Only this connection's symbols: a fixed label set.
+                        if !seen.contains(&t.symbol()) && self.symbols.contains(t.symbol()) {
                             seen.push(t.symbol());
                             self.health.seen(&symbol_check(t.symbol()));
+                            self.metrics
+                                .provider_symbol_trade(ID, t.symbol().as_str(), at);
                         }
                     }
                     let frame = ProviderFrame {

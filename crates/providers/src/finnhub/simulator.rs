@@ -5,7 +5,7 @@
 //! connection with Finnhub's error text, sends batched trade frames of the
 //! subscribed symbols and `{"type":"ping"}` keep-alives, and injects faults
 //! on demand: dropped connections, silence with the TCP connection open, no
-//! pings, malformed frames, duplicated frames. It logs every trade it sent,
+//! pings, malformed frames, duplicated frames, trades out of order. It logs every trade it sent,
 //! so tests can compare with what was stored.
 
 use std::net::SocketAddr;
@@ -44,6 +44,8 @@ pub struct SimulatorConfig {
     pub no_pings: bool,
     pub malformed_every: Option<u64>,
     pub duplicate_every: Option<u64>,
+    /// Every Nth frame carries its trades newest first.
+    pub out_of_order_every: Option<u64>,
     /// Keep a log of every trade sent (tests).
     pub record: bool,
 }
@@ -63,6 +65,7 @@ impl Default for SimulatorConfig {
             no_pings: false,
             malformed_every: None,
             duplicate_every: None,
+            out_of_order_every: None,
             record: false,
         }
     }
@@ -313,6 +316,12 @@ fn trade_frame(
         now,
         &mut inputs,
     );
+    if config
+        .out_of_order_every
+        .is_some_and(|k| k > 0 && n.is_multiple_of(k))
+    {
+        inputs.reverse();
+    }
     let trades: Vec<SentTrade> = inputs
         .iter()
         .map(|i| SentTrade {
