@@ -428,3 +428,80 @@ async fn persist_pauses_while_postgres_is_down_and_resumes_without_losing_ticks(
     token.cancel();
     persist.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finnhub_ticks_and_gaps_cross_kafka_to_postgres() {
+    use streamforge_providers::finnhub::{Simulator, SimulatorConfig};
+
+    let sim = Simulator::start(SimulatorConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        token: "t".into(),
+        rate: 150.0,
+        seed: Some(9),
+        ping_every: Duration::from_millis(300),
+        drop_every: Some(Duration::from_millis(1500)),
+        record: true,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let broker = shared_broker();
+    let db = shared_postgres().create_database().unwrap();
+    let mut c = config(&broker.url(), &db, "memory://", &unique("finnhub"));
+    c.finnhub.token = Some("t".into());
+    c.finnhub.url = sim.url();
+    c.finnhub.symbols = vec!["AAPL".into(), "BINANCE:BTCUSDT".into()];
+    c.finnhub.backoff_min = Duration::from_millis(50);
+    let (persist, persist_token) = start(&c, Roles::PERSIST).await;
+    let (ingest, ingest_token) = start(&c, Roles::INGEST).await;
+    wait_for("two reconnects", Duration::from_secs(30), || {
+        let log = sim.log.clone();
+        async move { (log.lock().connections >= 3).then_some(()) }
+    })
+    .await;
+    sim.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ingest_token.cancel();
+    ingest.wait().await.expect("ingest drains and flushes");
+    let sent = sim
+        .log
+        .lock()
+        .sent
+        .iter()
+        .map(|t| {
+            (
+                t.symbol.clone(),
+                t.ts_ms,
+                t.price.to_bits(),
+                t.volume.to_bits(),
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
+    wait_for(
+        "every sent trade in PostgreSQL",
+        Duration::from_secs(60),
+        || {
+            let db = db.clone();
+            async move { (count_rows(&db) >= sent).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(count_rows(&db), sent);
+    let gaps: u64 = wait_for("gaps in PostgreSQL", Duration::from_secs(30), || {
+        let db = db.clone();
+        async move {
+            let n: u64 = psql(
+                &db,
+                "SELECT count(*) FROM gaps WHERE reason = 'disconnected'",
+            )
+            .parse()
+            .unwrap();
+            (n >= 4).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(gaps % 2, 0, "one gap per symbol and outage: {gaps}");
+    persist_token.cancel();
+    persist.wait().await.unwrap();
+}

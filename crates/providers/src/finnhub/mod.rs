@@ -11,8 +11,8 @@
 //! - backs off exponentially with jitter on failures; a rejected token
 //!   (HTTP 401) is a configuration error, logged as such and retried slowly;
 //! - records a [`Gap`] per symbol for every outage, from the last message
-//!   before it to the moment the symbol is subscribed again, because Finnhub
-//!   replays nothing.
+//!   before it to the moment the symbol is subscribed again (or to shutdown,
+//!   if that comes first), because Finnhub replays nothing.
 //!
 //! The token is a [`Secret`]: it is only written into the connect request.
 
@@ -275,7 +275,7 @@ impl Connection {
         let mut attempts: u64 = 0;
         loop {
             if cancel.is_cancelled() {
-                return Ok(());
+                return self.close_gap(&out, down).await;
             }
             if attempts > 0 {
                 self.metrics.provider_reconnect(ID);
@@ -341,7 +341,7 @@ impl Connection {
             };
             if !pause.is_zero() {
                 tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
+                    _ = cancel.cancelled() => return self.close_gap(&out, down).await,
                     _ = tokio::time::sleep(pause) => {}
                 }
             }
@@ -488,6 +488,18 @@ impl Connection {
                     }
                 }
             }
+        }
+    }
+
+    /// At shutdown during an outage: the outage so far is a gap too.
+    async fn close_gap(
+        &self,
+        out: &mpsc::Sender<ProviderFrame>,
+        down: Option<(Timestamp, GapReason)>,
+    ) -> Result<(), ProviderError> {
+        match down {
+            Some((from, reason)) => self.send_gaps(out, from, Timestamp::now(), reason).await,
+            None => Ok(()),
         }
     }
 
