@@ -24,7 +24,7 @@ pub mod wire;
 
 pub use candle::{Candle, CandleBuilder, Interval, IntervalError};
 pub use gap::{Gap, GapReason, GAP_CONTENT_TYPE};
-pub use symbol::Symbol;
+pub use symbol::{Symbol, SymbolInterner};
 pub use tick::{Tick, TickError, TickInput, TickRules};
 pub use tick_id::{OccurrenceCounter, TickId};
 pub use time::{Timestamp, TimestampError};

@@ -15,6 +15,31 @@ use crate::tick::TickError;
 /// Longest symbol accepted.
 pub const MAX_SYMBOL_LEN: usize = 32;
 
+/// Distinct symbols a [`SymbolInterner`] remembers before it starts over.
+const MAX_INTERNED: usize = 4_096;
+
+/// Parses symbols, validating and allocating each distinct text once:
+/// decoders of many ticks share one [`Symbol`] per instrument.
+#[derive(Debug, Default)]
+pub struct SymbolInterner {
+    seen: std::collections::HashMap<Box<str>, Symbol>,
+}
+
+impl SymbolInterner {
+    /// Like [`Symbol::parse`], reusing what earlier calls saw.
+    pub fn parse(&mut self, text: &str) -> Result<Symbol, TickError> {
+        if let Some(s) = self.seen.get(text) {
+            return Ok(s.clone());
+        }
+        let s = Symbol::parse(text)?;
+        if self.seen.len() >= MAX_INTERNED {
+            self.seen.clear();
+        }
+        self.seen.insert(text.into(), s.clone());
+        Ok(s)
+    }
+}
+
 /// A validated symbol. Cloning is cheap (shared string).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Symbol(Arc<str>);

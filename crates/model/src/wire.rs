@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Symbol, Tick, TickError, TickId, TickInput, TickRules, Timestamp};
+use crate::{Tick, TickError, TickId, TickInput, TickRules, Timestamp};
 
 /// Version of this wire form, carried in the `schema-version` header.
 pub const SCHEMA_VERSION: &str = "1";
@@ -135,7 +135,7 @@ const MAX_INTERNED: usize = 4_096;
 /// and provider id instead of allocating them for every tick.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    symbols: std::collections::HashMap<Box<str>, Symbol>,
+    symbols: crate::SymbolInterner,
     tags: std::collections::HashMap<Box<str>, Arc<str>>,
 }
 
@@ -152,7 +152,7 @@ impl Decoder {
         }
         let raw: In<'_> = serde_json::from_slice(bytes)?;
         let input = TickInput {
-            symbol: self.symbol(&raw.symbol)?,
+            symbol: self.symbols.parse(&raw.symbol)?,
             ts: raw.ts,
             price: raw.price,
             size: raw.size,
@@ -164,18 +164,6 @@ impl Decoder {
             ingested_at: raw.ingested_at.unwrap_or(now),
         };
         Ok(rules.check(input, now)?)
-    }
-
-    fn symbol(&mut self, text: &str) -> Result<Symbol, TickError> {
-        if let Some(s) = self.symbols.get(text) {
-            return Ok(s.clone());
-        }
-        let s = Symbol::parse(text)?;
-        if self.symbols.len() >= MAX_INTERNED {
-            self.symbols.clear();
-        }
-        self.symbols.insert(text.into(), s.clone());
-        Ok(s)
     }
 
     /// Exchange codes and provider ids; validated by `TickRules::check`.
@@ -207,6 +195,7 @@ pub fn check_schema_version(header: Option<&str>) -> Result<(), DecodeError> {
 mod tests {
     use super::*;
     use crate::tick::tests::input;
+    use crate::Symbol;
     use proptest::prelude::*;
 
     const ORIGINAL: &[u8] = br#"{"symbol":"AAPL","ts":"2025-08-27T20:15:31.134Z","price":231.42,"size":100,"exchange":"","src_id":"finnhub"}"#;

@@ -99,6 +99,23 @@ async fn scenario(
     Ok(report)
 }
 
+/// The synthetic market of the configured symbols and seed.
+fn market(
+    config: &crate::config::Config,
+) -> anyhow::Result<streamforge_providers::synthetic::Market> {
+    let symbols: Vec<streamforge_model::Symbol> = config
+        .synthetic
+        .symbols
+        .iter()
+        .map(|s| streamforge_model::Symbol::parse(s))
+        .collect::<Result<_, _>>()?;
+    Ok(streamforge_providers::synthetic::Market::new(
+        &symbols,
+        config.synthetic.seed,
+        "synthetic".into(),
+    ))
+}
+
 /// What the sink scenario measured: rows and time of new rows, of
 /// redelivered rows, and of ticks offered to the cache.
 type SinkReport = (usize, Duration, usize, Duration, (usize, Duration));
@@ -107,8 +124,7 @@ type SinkReport = (usize, Duration, usize, Duration, (usize, Duration));
 /// the first tenth again (all duplicates); then offers every batch to the
 /// cache (latest per symbol, coalesced per batch).
 async fn sink(cli: &Cli, args: &BenchArgs) -> anyhow::Result<SinkReport> {
-    use streamforge_model::{Symbol, Tick, TickRules, Timestamp};
-    use streamforge_providers::synthetic::Market;
+    use streamforge_model::{Tick, TickRules, Timestamp};
 
     let dir = tempfile::tempdir().context("creating a temporary data directory")?;
     let mut pargs = args.pipeline.clone();
@@ -123,13 +139,7 @@ async fn sink(cli: &Cli, args: &BenchArgs) -> anyhow::Result<SinkReport> {
     )
     .await
     .context("opening the store")?;
-    let symbols: Vec<Symbol> = config
-        .synthetic
-        .symbols
-        .iter()
-        .map(|s| Symbol::parse(s))
-        .collect::<Result<_, _>>()?;
-    let mut market = Market::new(&symbols, config.synthetic.seed, "synthetic".into());
+    let mut market = market(&config)?;
     let rules = TickRules::default();
     let batch_size = config.persist.batch_size;
     // One hour of simulated trades ending now, so they fall in recent partitions.
@@ -188,8 +198,7 @@ async fn sink(cli: &Cli, args: &BenchArgs) -> anyhow::Result<SinkReport> {
 /// then consumes them all with a fresh group.
 async fn bus(cli: &Cli, args: &BenchArgs) -> anyhow::Result<(usize, Duration, Duration)> {
     use streamforge_bus::{ConsumerOptions, Headers, Message, Polled, StartFrom};
-    use streamforge_model::{Symbol, TickRules, Timestamp};
-    use streamforge_providers::synthetic::Market;
+    use streamforge_model::{TickRules, Timestamp};
 
     let config = cli.load_config(&args.pipeline)?;
     anyhow::ensure!(
@@ -200,13 +209,7 @@ async fn bus(cli: &Cli, args: &BenchArgs) -> anyhow::Result<(usize, Duration, Du
     let bus = streamforge_bus::connect(&config.bus, &config.bus_options())
         .await
         .context("connecting to the bus")?;
-    let symbols: Vec<Symbol> = config
-        .synthetic
-        .symbols
-        .iter()
-        .map(|s| Symbol::parse(s))
-        .collect::<Result<_, _>>()?;
-    let mut market = Market::new(&symbols, config.synthetic.seed, "synthetic".into());
+    let mut market = market(&config)?;
     let now = Timestamp::now();
     let mut inputs = Vec::new();
     market.trades(

@@ -61,6 +61,16 @@ fn key(symbol: &str, ts_ms: i64, price: f64, size: f64) -> TradeKey {
     (symbol.to_string(), ts_ms, price.to_bits(), size.to_bits())
 }
 
+/// Every distinct trade the simulator sent.
+fn sent_trades(sim: &Simulator) -> BTreeSet<TradeKey> {
+    sim.log
+        .lock()
+        .sent
+        .iter()
+        .map(|t| key(&t.symbol, t.ts_ms, t.price, t.volume))
+        .collect()
+}
+
 async fn stored(running: &Running) -> BTreeSet<TradeKey> {
     let store = running.store.clone().unwrap();
     let mut out = BTreeSet::new();
@@ -102,13 +112,7 @@ async fn ticks_are_stored_as_sent_across_dropped_connections_with_gaps_recorded(
     // Stop sending, then let the pipeline store what arrived.
     sim.stop();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sent: BTreeSet<TradeKey> = sim
-        .log
-        .lock()
-        .sent
-        .iter()
-        .map(|t| key(&t.symbol, t.ts_ms, t.price, t.volume))
-        .collect();
+    let sent = sent_trades(&sim);
     assert!(sent.len() > 300, "the simulator sent {} trades", sent.len());
     let got = wait_for(
         "every sent trade to be stored",
@@ -491,13 +495,7 @@ async fn record_writes_every_frame_received() {
             other => panic!("{other:?}"),
         }
     }
-    let sent: BTreeSet<TradeKey> = sim
-        .log
-        .lock()
-        .sent
-        .iter()
-        .map(|t| key(&t.symbol, t.ts_ms, t.price, t.volume))
-        .collect();
+    let sent = sent_trades(&sim);
     assert!(pings >= 1, "pings are recorded too");
     assert!(!sent.is_empty());
     // The recorder stops at its deadline; the simulator may have sent a

@@ -8,20 +8,16 @@
 //! raw text, never an error that stops the feed.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use streamforge_model::{OccurrenceCounter, Symbol, Tick, TickInput, TickRules, Timestamp};
+use streamforge_model::{OccurrenceCounter, SymbolInterner, Tick, TickInput, TickRules, Timestamp};
 
 use crate::Rejected;
 
 /// Provider id, and each Finnhub tick's `src_id`.
 pub const ID: &str = "finnhub";
-
-/// Distinct symbols the parser remembers before it starts over.
-const MAX_INTERNED: usize = 4_096;
 
 /// What one server message was.
 #[derive(Debug)]
@@ -66,7 +62,7 @@ struct RawTrade<'a> {
 /// is validated and allocated once, not per trade.
 #[derive(Debug, Default)]
 pub struct FrameParser {
-    symbols: HashMap<Box<str>, Symbol>,
+    symbols: SymbolInterner,
     counter: OccurrenceCounter,
     src: Option<Arc<str>>,
     exchange: Option<Arc<str>>,
@@ -181,7 +177,7 @@ impl FrameParser {
             ));
             return;
         };
-        let symbol = match self.symbol(s) {
+        let symbol = match self.symbols.parse(s) {
             Ok(sym) => sym,
             Err(e) => {
                 rejects.push(reject(&trade, e.reason(), e.to_string()));
@@ -217,18 +213,6 @@ impl FrameParser {
             Ok(tick) => ticks.push(tick),
             Err(e) => rejects.push(reject(&trade, e.reason(), e.to_string())),
         }
-    }
-
-    fn symbol(&mut self, text: &str) -> Result<Symbol, streamforge_model::TickError> {
-        if let Some(s) = self.symbols.get(text) {
-            return Ok(s.clone());
-        }
-        let s = Symbol::parse(text)?;
-        if self.symbols.len() >= MAX_INTERNED {
-            self.symbols.clear();
-        }
-        self.symbols.insert(text.into(), s.clone());
-        Ok(s)
     }
 }
 
