@@ -148,6 +148,9 @@ pub struct SimulateFinnhubArgs {
     /// The only token accepted; others get HTTP 401.
     #[arg(long, default_value = "sandbox")]
     pub token: String,
+    /// The instruments it knows (others get "Invalid symbol"); any when omitted.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub symbols: Vec<String>,
     /// Trades per second per connection, across its subscribed symbols.
     #[arg(long, default_value = "200", value_parser = parse_rate)]
     pub rate: f64,
@@ -434,6 +437,7 @@ async fn simulate_finnhub(cli: &Cli, a: &SimulateFinnhubArgs) -> anyhow::Result<
     let sim = Simulator::start(SimulatorConfig {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], a.port)),
         token: a.token.clone(),
+        symbols: a.symbols.clone(),
         rate: a.rate,
         seed: a.seed,
         max_symbols: a.max_symbols,

@@ -235,10 +235,13 @@ async fn malformed_frames_are_counted_and_the_symbol_cap_is_reported() {
     let sim = simulator(|c| {
         c.malformed_every = Some(4);
         c.max_symbols = 2;
+        c.symbols = SYMBOLS.iter().map(|s| s.to_string()).collect();
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let (running, token) = start(&config(dir.path(), &sim)).await;
+    let mut c = config(dir.path(), &sim);
+    c.finnhub.symbols.push("NOPE".into());
+    let (running, token) = start(&c).await;
     wait_for("malformed frames counted", Duration::from_secs(30), || {
         let m = running.metrics.clone();
         async move {
@@ -257,6 +260,13 @@ async fn malformed_frames_are_counted_and_the_symbol_cap_is_reported() {
         metric(
             &text,
             "streamforge_provider_errors_total{kind=\"too_many_symbols\",provider=\"finnhub\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "streamforge_provider_errors_total{kind=\"invalid_symbol\",provider=\"finnhub\"}"
         ) >= 1.0,
         "{text}"
     );

@@ -30,6 +30,9 @@ pub struct SimulatorConfig {
     pub addr: SocketAddr,
     /// The only token accepted.
     pub token: String,
+    /// The instruments it knows; subscribing to another gets Finnhub's
+    /// "Invalid symbol" error. Empty: any well-formed symbol.
+    pub symbols: Vec<String>,
     /// Trades per second per connection, across its subscribed symbols.
     pub rate: f64,
     pub seed: Option<u64>,
@@ -55,6 +58,7 @@ impl Default for SimulatorConfig {
         SimulatorConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 9001)),
             token: "sandbox".into(),
+            symbols: Vec::new(),
             rate: 200.0,
             seed: None,
             max_symbols: 50,
@@ -225,8 +229,11 @@ async fn serve(
                     match msg.kind.as_str() {
                         "subscribe" => {
                             log.lock().subscriptions.push((id, symbol.clone()));
+                            let known = config.symbols.is_empty()
+                                || config.symbols.iter().any(|k| k.eq_ignore_ascii_case(&symbol));
                             match Symbol::parse(&symbol) {
                                 Err(_) => Some(format!(r#"{{"type":"error","msg":"Invalid symbol {symbol}"}}"#)),
+                                Ok(_) if !known => Some(format!(r#"{{"type":"error","msg":"Invalid symbol {symbol}"}}"#)),
                                 Ok(_) if subscribed.len() >= config.max_symbols => {
                                     Some(r#"{"type":"error","msg":"Subscribing to too many symbols"}"#.to_string())
                                 }
