@@ -55,7 +55,6 @@ pub struct Metrics {
     provider_gaps: IntCounterVec,
     provider_gap_seconds: CounterVec,
     provider_symbol_last_trade: GaugeVec,
-    bus_gap_messages: IntCounter,
     store_gaps_written: IntCounter,
 }
 
@@ -283,11 +282,6 @@ impl Metrics {
                 "streamforge_provider_gaps_total",
                 "Feed outages recorded as gaps, by provider and reason (disconnected, silent).",
                 &["provider", "reason"],
-            ),
-            bus_gap_messages: counter(
-                &r,
-                "streamforge_bus_gap_messages_total",
-                "Gap records consumed from the bus by persist.",
             ),
             store_gaps_written: counter(
                 &r,
@@ -525,7 +519,6 @@ impl Metrics {
 
     /// Persist stored `n` gap records.
     pub fn gaps_stored(&self, n: usize) {
-        self.bus_gap_messages.inc_by(n as u64);
         self.store_gaps_written.inc_by(n as u64);
     }
 
