@@ -135,6 +135,8 @@ pub struct BusOptions {
     pub memory_capacity: usize,
     /// `kafka://`: producer and topic settings.
     pub kafka: KafkaOptions,
+    /// Where bus clients report what only they know (consumer lag).
+    pub metrics: Option<streamforge_telemetry::Metrics>,
 }
 
 impl Default for BusOptions {
@@ -142,6 +144,7 @@ impl Default for BusOptions {
         BusOptions {
             memory_capacity: 100_000,
             kafka: KafkaOptions::default(),
+            metrics: None,
         }
     }
 }
@@ -157,7 +160,11 @@ pub async fn connect(url: &str, options: &BusOptions) -> Result<Arc<dyn Bus>, Bu
     })?;
     match scheme {
         "memory" => Ok(Arc::new(MemoryBus::new(options.memory_capacity))),
-        "kafka" => Ok(Arc::new(KafkaBus::connect(url, options.kafka.clone())?)),
+        "kafka" => Ok(Arc::new(KafkaBus::connect(
+            url,
+            options.kafka.clone(),
+            options.metrics.clone(),
+        )?)),
         other => Err(BusError::Url {
             url: url.to_string(),
             reason: format!(

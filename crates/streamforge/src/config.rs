@@ -230,6 +230,7 @@ impl Config {
         streamforge_bus::BusOptions {
             memory_capacity: self.memory_bus.capacity,
             kafka: self.kafka.options(),
+            metrics: None,
         }
     }
 

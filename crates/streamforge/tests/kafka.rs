@@ -137,6 +137,28 @@ async fn ingest_persist_serve_as_separate_roles_store_each_tick_once() {
     assert_eq!(status, 200, "{ticks}");
     assert_eq!(ticks["count"], 10);
 
+    // Persist reports its lag per partition (caught up by now: 0).
+    let lag = wait_for("persist to report its lag", Duration::from_secs(30), || {
+        let (m, topic) = (persist.metrics.clone(), c.ingest.topic.clone());
+        async move {
+            let text = m.render();
+            text.contains(&format!(
+                "streamforge_bus_consumer_lag{{partition=\"0\",topic=\"{topic}\"}}"
+            ))
+            .then_some(text)
+        }
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &lag,
+            &format!(
+                "streamforge_bus_consumer_lag{{partition=\"0\",topic=\"{}\"}}",
+                c.ingest.topic
+            )
+        ),
+        0.0
+    );
     serve_token.cancel();
     serve.wait().await.unwrap();
     persist_token.cancel();

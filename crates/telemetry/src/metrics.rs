@@ -55,6 +55,7 @@ pub struct Metrics {
     provider_gaps: IntCounterVec,
     provider_gap_seconds: CounterVec,
     provider_symbol_last_trade: GaugeVec,
+    bus_consumer_lag: IntGaugeVec,
     store_gaps_written: IntCounter,
 }
 
@@ -145,6 +146,16 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(provider_symbol_last_trade.clone()))
+            .expect("unique metric");
+        let bus_consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "streamforge_bus_consumer_lag",
+                "Messages in a partition not yet consumed by this process's durable group (high watermark minus position).",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(bus_consumer_lag.clone()))
             .expect("unique metric");
         let persist_paused = IntGauge::new(
             "streamforge_persist_paused",
@@ -259,6 +270,7 @@ impl Metrics {
             provider_connections,
             provider_gap_seconds,
             provider_symbol_last_trade,
+            bus_consumer_lag,
             provider_reconnects: counter_vec(
                 &r,
                 "streamforge_provider_reconnects_total",
@@ -331,7 +343,8 @@ impl Metrics {
     /// Label vectors without children do not show in `gather`; describe them too.
     fn unobserved_families(&self) -> Vec<prometheus::proto::MetricFamily> {
         use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
-        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 15] = [
+        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 16] = [
+            (&self.bus_consumer_lag, GAUGE),
             (&self.provider_symbol_last_trade, GAUGE),
             (&self.provider_ticks, COUNTER),
             (&self.rejected_ticks, COUNTER),
@@ -497,6 +510,13 @@ impl Metrics {
         self.provider_errors
             .with_label_values(&[provider, kind])
             .inc();
+    }
+
+    /// The durable consumer of `topic` is `lag` messages behind in `partition`.
+    pub fn bus_consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.bus_consumer_lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(lag);
     }
 
     /// A provider received a trade of `symbol` at `at` (Unix seconds).

@@ -11,8 +11,9 @@
 //!   the group (at least once).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,6 +27,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
+use streamforge_telemetry::Metrics;
 
 use crate::{
     Bus, BusError, Committer, Consumer, ConsumerOptions, Delivery, Headers, Message, Offset,
@@ -68,8 +70,12 @@ fn kafka_err(e: KafkaError) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
+/// How often a durable consumer reports its lag.
+const LAG_REPORT_EVERY: Duration = Duration::from_secs(5);
+
 /// The Kafka bus.
 pub struct KafkaBus {
+    metrics: Option<Metrics>,
     brokers: String,
     options: KafkaOptions,
     producer: FutureProducer,
@@ -87,8 +93,13 @@ impl std::fmt::Debug for KafkaBus {
 }
 
 impl KafkaBus {
-    /// `url` is `kafka://host:port[,host:port...]`.
-    pub fn connect(url: &str, options: KafkaOptions) -> Result<Self, BusError> {
+    /// `url` is `kafka://host:port[,host:port...]`. With `metrics`, durable
+    /// consumers report their lag per partition.
+    pub fn connect(
+        url: &str,
+        options: KafkaOptions,
+        metrics: Option<Metrics>,
+    ) -> Result<Self, BusError> {
         let bad = |reason: &str| BusError::Url {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -122,6 +133,7 @@ impl KafkaBus {
             .create()
             .map_err(kafka_err)?;
         Ok(KafkaBus {
+            metrics,
             brokers,
             options,
             producer,
@@ -295,6 +307,12 @@ impl Bus for KafkaBus {
             consumer,
             held: Vec::new(),
             paused: TopicPartitionList::new(),
+            lag: options
+                .durable
+                .then(|| self.metrics.clone())
+                .flatten()
+                .map(|m| (m, Instant::now())),
+            lag_busy: Arc::default(),
         }))
     }
 
@@ -328,6 +346,10 @@ struct KafkaConsumer {
     held: Vec<Delivery>,
     /// Partitions paused by `idle`, resumed by the next `recv`.
     paused: TopicPartitionList,
+    /// Durable consumers report their lag here, and when they last did.
+    lag: Option<(Metrics, Instant)>,
+    /// A lag report is under way.
+    lag_busy: Arc<AtomicBool>,
 }
 
 /// How often an idling consumer polls (well inside `max.poll.interval.ms`).
@@ -361,6 +383,42 @@ impl KafkaConsumer {
             "paused consumption until the consumer's owner takes messages again"
         );
         Ok(())
+    }
+
+    /// Every [`LAG_REPORT_EVERY`], in the background: per assigned
+    /// partition, the high watermark minus this consumer's position.
+    fn report_lag(&mut self) {
+        let Some((metrics, last)) = &mut self.lag else {
+            return;
+        };
+        if last.elapsed() < LAG_REPORT_EVERY || self.lag_busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        *last = Instant::now();
+        let (consumer, metrics, busy) = (
+            self.consumer.clone(),
+            metrics.clone(),
+            self.lag_busy.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            if let Ok(positions) = consumer.position() {
+                for e in positions.elements() {
+                    let KafkaOffset::Offset(position) = e.offset() else {
+                        continue;
+                    };
+                    if let Ok((_, high)) =
+                        consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
+                    {
+                        metrics.bus_consumer_lag(
+                            e.topic(),
+                            e.partition(),
+                            (high - position).max(0),
+                        );
+                    }
+                }
+            }
+            busy.store(false, Ordering::Release);
+        });
     }
 
     /// Resumes what `idle` paused (partitions revoked meanwhile are skipped).
@@ -418,6 +476,7 @@ fn to_delivery(m: &rdkafka::message::BorrowedMessage<'_>, topics: &mut Vec<Arc<s
 impl Consumer for KafkaConsumer {
     async fn recv(&mut self, max: usize) -> Result<Polled, BusError> {
         self.resume_paused()?;
+        self.report_lag();
         if !self.held.is_empty() {
             let n = self.held.len().min(max);
             return Ok(Polled::Messages(self.held.drain(..n).collect()));
@@ -442,6 +501,7 @@ impl Consumer for KafkaConsumer {
             // Each round also pauses partitions assigned by a rebalance
             // since the last one; polling keeps the membership alive.
             self.pause_assigned()?;
+            self.report_lag();
             match tokio::time::timeout(IDLE_POLL, self.consumer.recv()).await {
                 Ok(Ok(m)) => self.held.push(to_delivery(&m, &mut topics)),
                 Ok(Err(e)) => return Err(kafka_err(e)),

@@ -52,6 +52,7 @@ async fn publishes_consumes_commits_and_redelivers_the_rest() {
             partitions: 1,
             ..Default::default()
         },
+        None,
     )
     .unwrap();
     bus.publish("t", (0..10).map(msg).collect()).await.unwrap();
@@ -88,7 +89,7 @@ async fn publishes_consumes_commits_and_redelivers_the_rest() {
 #[test]
 fn bad_urls_are_clear_errors() {
     for url in ["kafka://", "kafka://nohostport", "kfk://x:1"] {
-        let err = KafkaBus::connect(url, KafkaOptions::default())
+        let err = KafkaBus::connect(url, KafkaOptions::default(), None)
             .unwrap_err()
             .to_string();
         assert!(err.contains(url), "{err}");
@@ -97,6 +98,7 @@ fn bad_urls_are_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_consumer_keeps_its_place_past_the_poll_interval() {
+    let metrics = streamforge_telemetry::Metrics::new();
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("idle", 2, 1).unwrap();
     let url = format!("kafka://{}", cluster.bootstrap_servers());
@@ -109,6 +111,7 @@ async fn an_idle_consumer_keeps_its_place_past_the_poll_interval() {
             max_poll_interval: Duration::from_secs(6),
             ..Default::default()
         },
+        Some(metrics.clone()),
     )
     .unwrap();
     bus.publish("idle", (0..10).map(msg).collect())
@@ -135,4 +138,10 @@ async fn an_idle_consumer_keeps_its_place_past_the_poll_interval() {
     // Nothing more: no redelivery after the pause.
     let more = tokio::time::timeout(Duration::from_secs(3), c.recv(10)).await;
     assert!(more.is_err(), "unexpected redelivery: {more:?}");
+    // The durable consumer reported its lag per partition meanwhile.
+    let text = metrics.render();
+    assert!(
+        text.contains("streamforge_bus_consumer_lag{partition=\"0\",topic=\"idle\"}"),
+        "{text}"
+    );
 }

@@ -218,7 +218,11 @@ pub async fn start_with(
     } else {
         None
     };
-    let bus = streamforge_bus::connect(&config.bus, &config.bus_options())
+    let bus_options = streamforge_bus::BusOptions {
+        metrics: Some(metrics.clone()),
+        ..config.bus_options()
+    };
+    let bus = streamforge_bus::connect(&config.bus, &bus_options)
         .await
         .with_context(|| format!("connecting to the bus {}", config.bus))?;
     let topic = config.ingest.topic.clone();
