@@ -78,6 +78,17 @@ async fn runs_on_postgres_and_redis_and_serves_quotes_from_redis() {
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["checks"]["store"]["detail"], "postgres");
     assert_eq!(ready["checks"]["cache"]["detail"], "redis");
+    // Every stage reports what it did.
+    let text = running.metrics.render();
+    for series in [
+        "streamforge_cache_reads_total{result=\"hit\"}",
+        "streamforge_pipeline_exchange_to_ingested_seconds_count",
+        "streamforge_pipeline_ingested_to_cached_seconds_count",
+        "streamforge_bus_publish_duration_seconds_count{topic=\"ticks\"}",
+        "streamforge_bus_consumed_bytes_total{topic=\"ticks\"}",
+    ] {
+        assert!(metric(&text, series) > 0.0, "{series} in\n{text}");
+    }
     stop_and_check(running, token).await;
 }
 

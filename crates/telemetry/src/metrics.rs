@@ -56,6 +56,12 @@ pub struct Metrics {
     provider_gap_seconds: CounterVec,
     provider_symbol_last_trade: GaugeVec,
     bus_consumer_lag: IntGaugeVec,
+    bus_publish_errors: IntCounterVec,
+    bus_publish_duration: HistogramVec,
+    bus_consumed_bytes: IntCounterVec,
+    cache_reads: IntCounterVec,
+    exchange_to_ingested: Histogram,
+    ingested_to_cached: Histogram,
     store_gaps_written: IntCounter,
 }
 
@@ -156,6 +162,17 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(bus_consumer_lag.clone()))
+            .expect("unique metric");
+        let bus_publish_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "streamforge_bus_publish_duration_seconds",
+                "Time from publishing a batch to the bus until it held (acknowledged) every message, by topic.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["topic"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(bus_publish_duration.clone()))
             .expect("unique metric");
         let persist_paused = IntGauge::new(
             "streamforge_persist_paused",
@@ -271,6 +288,37 @@ impl Metrics {
             provider_gap_seconds,
             provider_symbol_last_trade,
             bus_consumer_lag,
+            bus_publish_duration,
+            bus_publish_errors: counter_vec(
+                &r,
+                "streamforge_bus_publish_errors_total",
+                "Batches the bus did not take (not acknowledged in time, broker down), by topic.",
+                &["topic"],
+            ),
+            bus_consumed_bytes: counter_vec(
+                &r,
+                "streamforge_bus_consumed_bytes_total",
+                "Payload bytes consumed from the bus by persist, by topic.",
+                &["topic"],
+            ),
+            cache_reads: counter_vec(
+                &r,
+                "streamforge_cache_reads_total",
+                "Latest-quote reads from the cache by result (hit, miss, error).",
+                &["result"],
+            ),
+            exchange_to_ingested: histogram(
+                &r,
+                "streamforge_pipeline_exchange_to_ingested_seconds",
+                "Time from a trade's exchange time to its arrival in StreamForge (negative clock skew counts as 0).",
+                LATENCY_BUCKETS,
+            ),
+            ingested_to_cached: histogram(
+                &r,
+                "streamforge_pipeline_ingested_to_cached_seconds",
+                "Time from a tick's arrival in StreamForge to the cache update of its batch.",
+                LATENCY_BUCKETS,
+            ),
             provider_reconnects: counter_vec(
                 &r,
                 "streamforge_provider_reconnects_total",
@@ -343,7 +391,11 @@ impl Metrics {
     /// Label vectors without children do not show in `gather`; describe them too.
     fn unobserved_families(&self) -> Vec<prometheus::proto::MetricFamily> {
         use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
-        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 16] = [
+        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 20] = [
+            (&self.bus_publish_errors, COUNTER),
+            (&self.bus_publish_duration, HISTOGRAM),
+            (&self.bus_consumed_bytes, COUNTER),
+            (&self.cache_reads, COUNTER),
             (&self.bus_consumer_lag, GAUGE),
             (&self.provider_symbol_last_trade, GAUGE),
             (&self.provider_ticks, COUNTER),
@@ -410,10 +462,46 @@ impl Metrics {
     }
 
     /// A batch was received from the bus.
-    pub fn bus_consumed(&self, topic: &str, messages: usize) {
+    pub fn bus_consumed(&self, topic: &str, messages: usize, bytes: usize) {
         self.bus_consumed_messages
             .with_label_values(&[topic])
             .inc_by(messages as u64);
+        self.bus_consumed_bytes
+            .with_label_values(&[topic])
+            .inc_by(bytes as u64);
+    }
+
+    /// A publish to `topic` was acknowledged after `duration`.
+    pub fn bus_publish_took(&self, topic: &str, duration: Duration) {
+        self.bus_publish_duration
+            .with_label_values(&[topic])
+            .observe(duration.as_secs_f64());
+    }
+
+    /// A publish to `topic` failed (the caller reports the error).
+    pub fn bus_publish_failed(&self, topic: &str) {
+        self.bus_publish_errors.with_label_values(&[topic]).inc();
+    }
+
+    /// Seconds from exchange time to arrival, one per tick of a frame.
+    pub fn exchange_to_ingested(&self, seconds: impl Iterator<Item = f64>) {
+        let local = self.exchange_to_ingested.local();
+        for s in seconds {
+            local.observe(s.max(0.0));
+        }
+    }
+
+    /// Seconds from arrival to the cache update, one per tick of a batch.
+    pub fn ingested_to_cached(&self, seconds: impl Iterator<Item = f64>) {
+        let local = self.ingested_to_cached.local();
+        for s in seconds {
+            local.observe(s.max(0.0));
+        }
+    }
+
+    /// A latest-quote read from the cache: `hit`, `miss` or `error`.
+    pub fn cache_read(&self, result: &'static str) {
+        self.cache_reads.with_label_values(&[result]).inc();
     }
 
     /// A batch was committed to the store. `latencies` are the seconds from

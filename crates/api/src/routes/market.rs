@@ -50,8 +50,14 @@ pub async fn latest_quote(
 ) -> Result<Response, ApiError> {
     Params::new(raw, &[])?;
     let cached = match state.cache.latest(&symbol).await {
-        Ok(t) => t,
+        Ok(t) => {
+            state
+                .metrics
+                .cache_read(if t.is_some() { "hit" } else { "miss" });
+            t
+        }
         Err(e) => {
+            state.metrics.cache_read("error");
             tracing::warn!(error = %e, "cache read failed; answering from the store");
             None
         }

@@ -74,6 +74,12 @@ impl Ingest {
         let provider = frame.provider;
         self.health.seen(&feed_check(provider));
         self.metrics.provider_ticks(provider, frame.ticks.len());
+        self.metrics.exchange_to_ingested(
+            frame
+                .ticks
+                .iter()
+                .map(|t| (t.ingested_at().as_micros() - t.ts().as_micros()) as f64 / 1e6),
+        );
         let src = Bytes::from_static(provider.as_bytes());
         let trace = traceparent();
         let mut h = Headers::with_capacity(4);

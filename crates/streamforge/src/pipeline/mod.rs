@@ -113,9 +113,12 @@ async fn publish_counted(
         messages.len(),
         messages.iter().map(|m| m.payload.len()).sum(),
     );
-    bus.publish(topic, messages)
-        .await
-        .with_context(|| format!("publishing {n} messages to {topic}"))?;
+    let started = std::time::Instant::now();
+    if let Err(e) = bus.publish(topic, messages).await {
+        metrics.bus_publish_failed(topic);
+        return Err(e).with_context(|| format!("publishing {n} messages to {topic}"));
+    }
+    metrics.bus_publish_took(topic, started.elapsed());
     metrics.bus_published(topic, n, bytes);
     Ok(())
 }

@@ -148,7 +148,8 @@ impl Persist {
             match polled {
                 Polled::Messages(m) => {
                     if let Some(first) = m.first() {
-                        self.metrics.bus_consumed(&first.topic, m.len());
+                        let bytes = m.iter().map(|d| d.message.payload.len()).sum();
+                        self.metrics.bus_consumed(&first.topic, m.len(), bytes);
                     }
                     batch.extend(m);
                     deadline
@@ -213,7 +214,12 @@ impl Persist {
         self.write_gaps(&p.gaps).await?;
         if !p.ticks.is_empty() {
             match self.cache.update_latest(&p.ticks).await {
-                Ok(n) => self.metrics.cache_updated(n),
+                Ok(n) => {
+                    self.metrics.cache_updated(n);
+                    let cached_at = Timestamp::now();
+                    self.metrics
+                        .ingested_to_cached(p.ticks.iter().map(|t| seconds_between(t, cached_at)));
+                }
                 Err(e) => self.metrics.cache_failed(&e),
             }
         }
