@@ -21,6 +21,12 @@ pub enum ApiError {
     UnknownSymbol(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The resource is in use (one CPU profile at a time).
+    #[error("busy: {0}")]
+    Busy(String),
+    /// Something failed inside the process.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -39,6 +45,8 @@ impl ApiError {
         match self {
             ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnknownSymbol(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Busy(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Cache(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -60,6 +68,11 @@ impl IntoResponse for ApiError {
                 "detail": format!("no ticks are stored for {s}"),
             }),
             ApiError::NotFound(what) => json!({"error": "not found", "detail": what}),
+            ApiError::Busy(what) => json!({"error": "busy", "detail": what}),
+            ApiError::Internal(what) => {
+                tracing::error!(error = %what, "request failed inside the process");
+                json!({"error": "internal error", "detail": what})
+            }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store query failed");
                 json!({"error": "store error", "detail": e.to_string()})

@@ -143,6 +143,8 @@ impl PostgresConfig {
 pub struct HttpConfig {
     /// Address of the HTTP API, metrics and health endpoints.
     pub addr: SocketAddr,
+    /// Serve `/debug/pprof/profile?seconds=N` (a CPU flame graph).
+    pub pprof: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,6 +342,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            pprof: false,
         }
     }
 }

@@ -377,3 +377,32 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_valid_ticks_around_them
     token.cancel();
     running.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_profile_is_served_only_when_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, token, base) = start(&config(dir.path(), 21)).await;
+    let res = reqwest::get(format!("{base}/debug/pprof/profile?seconds=1"))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404, "off by default");
+    token.cancel();
+    running.wait().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 22);
+    c.http.pprof = true;
+    let (running, token, base) = start(&c).await;
+    let (status, err) = get_json(&format!("{base}/debug/pprof/profile?seconds=0")).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["parameter"], "seconds");
+    let res = reqwest::get(format!("{base}/debug/pprof/profile?seconds=1"))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "image/svg+xml");
+    let svg = res.text().await.unwrap();
+    assert!(svg.contains("<svg"), "{}", &svg[..svg.len().min(200)]);
+    token.cancel();
+    running.wait().await.unwrap();
+}

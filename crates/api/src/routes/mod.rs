@@ -2,6 +2,7 @@
 
 mod market;
 mod ops;
+pub mod profile;
 mod stream;
 
 use std::time::Instant;

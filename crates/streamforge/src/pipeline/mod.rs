@@ -386,6 +386,11 @@ pub async fn start_with(
         }),
         _ => streamforge_api::ops_router(metrics.clone(), health.clone()),
     };
+    let router = if config.http.pprof {
+        router.merge(streamforge_api::routes::profile::router())
+    } else {
+        router
+    };
     let token = shutdown.clone();
     let http = spawn_stage("http", &shutdown, None, async move {
         axum::serve(listener, router)
