@@ -82,54 +82,28 @@ impl Ingest {
         );
         let src = Bytes::from_static(provider.as_bytes());
         let trace = traceparent();
-        let mut h = Headers::with_capacity(4);
-        h.insert(
-            headers::CONTENT_TYPE,
-            Bytes::from_static(wire::CONTENT_TYPE.as_bytes()),
-        );
-        h.insert(
-            headers::SCHEMA_VERSION,
-            Bytes::from_static(wire::SCHEMA_VERSION.as_bytes()),
-        );
-        h.insert(headers::SRC_ID, src.clone());
-        h.insert(headers::TRACEPARENT, trace.clone());
-        batch.reserve(frame.ticks.len());
+        // Every message of the frame shares one set of headers per kind.
+        let h = message_headers(wire::CONTENT_TYPE, &src, &trace);
+        batch.reserve(frame.ticks.len() + frame.gaps.len());
         for tick in &frame.ticks {
-            let key = keys
-                .entry(tick.symbol().clone())
-                .or_insert_with(|| Bytes::copy_from_slice(tick.symbol().as_str().as_bytes()))
-                .clone();
             let mut payload = Vec::with_capacity(224);
             wire::encode_into(tick, &mut payload);
-            // Every message of the frame shares one set of headers.
             batch.push(Message {
-                key,
+                key: symbol_key(keys, tick.symbol()),
                 payload: payload.into(),
                 headers: h.clone(),
             });
         }
-        for gap in &frame.gaps {
+        if !frame.gaps.is_empty() {
             // Keyed by symbol: in the symbol's partition, in order with its ticks.
-            let key = keys
-                .entry(gap.symbol.clone())
-                .or_insert_with(|| Bytes::copy_from_slice(gap.symbol.as_str().as_bytes()))
-                .clone();
-            let mut h = Headers::with_capacity(4);
-            h.insert(
-                headers::CONTENT_TYPE,
-                Bytes::from_static(GAP_CONTENT_TYPE.as_bytes()),
-            );
-            h.insert(
-                headers::SCHEMA_VERSION,
-                Bytes::from_static(wire::SCHEMA_VERSION.as_bytes()),
-            );
-            h.insert(headers::SRC_ID, src.clone());
-            h.insert(headers::TRACEPARENT, trace.clone());
-            batch.push(Message {
-                key,
-                payload: gap.encode().into(),
-                headers: h,
-            });
+            let h = message_headers(GAP_CONTENT_TYPE, &src, &trace);
+            for gap in &frame.gaps {
+                batch.push(Message {
+                    key: symbol_key(keys, &gap.symbol),
+                    payload: gap.encode().into(),
+                    headers: h.clone(),
+                });
+            }
         }
         if let Some(first) = frame.rejects.first() {
             // One line per frame, not per tick: the first error stands for the rest.
@@ -160,6 +134,32 @@ impl Ingest {
         publish_counted(bus, &self.metrics, &self.topic, std::mem::take(batch)).await?;
         publish_counted(bus, &self.metrics, &self.dlq_topic, std::mem::take(dead)).await
     }
+}
+
+/// The headers of a frame's messages of one content type.
+fn message_headers(content_type: &'static str, src: &Bytes, trace: &Bytes) -> Headers {
+    let mut h = Headers::with_capacity(4);
+    h.insert(
+        headers::CONTENT_TYPE,
+        Bytes::from_static(content_type.as_bytes()),
+    );
+    h.insert(
+        headers::SCHEMA_VERSION,
+        Bytes::from_static(wire::SCHEMA_VERSION.as_bytes()),
+    );
+    h.insert(headers::SRC_ID, src.clone());
+    h.insert(headers::TRACEPARENT, trace.clone());
+    h
+}
+
+/// The message key of `symbol`, allocated once per symbol.
+fn symbol_key(keys: &mut HashMap<Symbol, Bytes>, symbol: &Symbol) -> Bytes {
+    if let Some(k) = keys.get(symbol) {
+        return k.clone();
+    }
+    let k = Bytes::copy_from_slice(symbol.as_str().as_bytes());
+    keys.insert(symbol.clone(), k.clone());
+    k
 }
 
 /// A fresh W3C `traceparent` for one provider frame: every message of the
