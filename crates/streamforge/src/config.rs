@@ -63,6 +63,10 @@ pub struct KafkaConfig {
     /// Consumers that neither receive nor idle this long leave their group.
     #[serde(with = "duration_text")]
     pub max_poll_interval: Duration,
+    /// How often persist reports its consumer lag (a watermark query per
+    /// partition to the broker).
+    #[serde(with = "duration_text")]
+    pub lag_report_every: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -75,6 +79,7 @@ impl Default for KafkaConfig {
             delivery_timeout: d.delivery_timeout,
             session_timeout: d.session_timeout,
             max_poll_interval: d.max_poll_interval,
+            lag_report_every: d.lag_report_every,
         }
     }
 }
@@ -88,6 +93,7 @@ impl KafkaConfig {
             delivery_timeout: self.delivery_timeout,
             session_timeout: self.session_timeout,
             max_poll_interval: self.max_poll_interval,
+            lag_report_every: self.lag_report_every,
         }
     }
 }
@@ -624,6 +630,9 @@ impl Config {
                 "finnhub.silence",
                 "finnhub.silence and finnhub.backoff_min must be longer than 0",
             ));
+        }
+        if self.kafka.lag_report_every < Duration::from_secs(1) {
+            return Err(invalid("kafka.lag_report_every", "must be at least 1s"));
         }
         if self.kafka.session_timeout < Duration::from_secs(1) {
             return Err(invalid("kafka.session_timeout", "must be at least 1s"));

@@ -11,9 +11,8 @@
 //!   the group (at least once).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -51,6 +50,9 @@ pub struct KafkaOptions {
     /// A consumer that neither receives nor idles this long leaves its group
     /// (`max.poll.interval.ms`).
     pub max_poll_interval: Duration,
+    /// How often durable consumers report their lag (one watermark query per
+    /// assigned partition to the broker).
+    pub lag_report_every: Duration,
 }
 
 impl Default for KafkaOptions {
@@ -62,6 +64,7 @@ impl Default for KafkaOptions {
             delivery_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(300),
+            lag_report_every: Duration::from_secs(30),
         }
     }
 }
@@ -70,8 +73,39 @@ fn kafka_err(e: KafkaError) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
-/// How often a durable consumer reports its lag.
-const LAG_REPORT_EVERY: Duration = Duration::from_secs(5);
+/// Until the consumer is dropped, every `every`: per assigned
+/// partition, the high watermark minus the consumer's position. On its own
+/// timer, so a caught-up consumer waiting for messages reports 0, not the
+/// last backlog it saw.
+async fn report_lag(consumer: std::sync::Weak<StreamConsumer>, metrics: Metrics, every: Duration) {
+    let mut every = tokio::time::interval(every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(consumer) = consumer.upgrade() else {
+            return;
+        };
+        let metrics = metrics.clone();
+        // Position is local; the watermarks are a broker round trip.
+        let _ = tokio::task::spawn_blocking(move || {
+            let Ok(positions) = consumer.position() else {
+                return;
+            };
+            for e in positions.elements() {
+                let KafkaOffset::Offset(position) = e.offset() else {
+                    continue;
+                };
+                if let Ok((_, high)) =
+                    consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
+                {
+                    metrics.bus_consumer_lag(e.topic(), e.partition(), (high - position).max(0));
+                }
+            }
+        })
+        .await;
+    }
+}
 
 /// The Kafka bus.
 pub struct KafkaBus {
@@ -300,6 +334,13 @@ impl Bus for KafkaBus {
             .map_err(kafka_err)?;
         consumer.subscribe(&[topic]).map_err(kafka_err)?;
         let consumer = Arc::new(consumer);
+        if let Some(metrics) = self.metrics.clone().filter(|_| options.durable) {
+            tokio::spawn(report_lag(
+                Arc::downgrade(&consumer),
+                metrics,
+                self.options.lag_report_every,
+            ));
+        }
         Ok(Box::new(KafkaConsumer {
             committer: Arc::new(KafkaCommitter {
                 consumer: consumer.clone(),
@@ -307,12 +348,6 @@ impl Bus for KafkaBus {
             consumer,
             held: Vec::new(),
             paused: TopicPartitionList::new(),
-            lag: options
-                .durable
-                .then(|| self.metrics.clone())
-                .flatten()
-                .map(|m| (m, Instant::now())),
-            lag_busy: Arc::default(),
         }))
     }
 
@@ -346,10 +381,6 @@ struct KafkaConsumer {
     held: Vec<Delivery>,
     /// Partitions paused by `idle`, resumed by the next `recv`.
     paused: TopicPartitionList,
-    /// Durable consumers report their lag here, and when they last did.
-    lag: Option<(Metrics, Instant)>,
-    /// A lag report is under way.
-    lag_busy: Arc<AtomicBool>,
 }
 
 /// How often an idling consumer polls (well inside `max.poll.interval.ms`).
@@ -383,42 +414,6 @@ impl KafkaConsumer {
             "paused consumption until the consumer's owner takes messages again"
         );
         Ok(())
-    }
-
-    /// Every [`LAG_REPORT_EVERY`], in the background: per assigned
-    /// partition, the high watermark minus this consumer's position.
-    fn report_lag(&mut self) {
-        let Some((metrics, last)) = &mut self.lag else {
-            return;
-        };
-        if last.elapsed() < LAG_REPORT_EVERY || self.lag_busy.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        *last = Instant::now();
-        let (consumer, metrics, busy) = (
-            self.consumer.clone(),
-            metrics.clone(),
-            self.lag_busy.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            if let Ok(positions) = consumer.position() {
-                for e in positions.elements() {
-                    let KafkaOffset::Offset(position) = e.offset() else {
-                        continue;
-                    };
-                    if let Ok((_, high)) =
-                        consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
-                    {
-                        metrics.bus_consumer_lag(
-                            e.topic(),
-                            e.partition(),
-                            (high - position).max(0),
-                        );
-                    }
-                }
-            }
-            busy.store(false, Ordering::Release);
-        });
     }
 
     /// Resumes what `idle` paused (partitions revoked meanwhile are skipped).
@@ -476,7 +471,6 @@ fn to_delivery(m: &rdkafka::message::BorrowedMessage<'_>, topics: &mut Vec<Arc<s
 impl Consumer for KafkaConsumer {
     async fn recv(&mut self, max: usize) -> Result<Polled, BusError> {
         self.resume_paused()?;
-        self.report_lag();
         if !self.held.is_empty() {
             let n = self.held.len().min(max);
             return Ok(Polled::Messages(self.held.drain(..n).collect()));
@@ -501,7 +495,6 @@ impl Consumer for KafkaConsumer {
             // Each round also pauses partitions assigned by a rebalance
             // since the last one; polling keeps the membership alive.
             self.pause_assigned()?;
-            self.report_lag();
             match tokio::time::timeout(IDLE_POLL, self.consumer.recv()).await {
                 Ok(Ok(m)) => self.held.push(to_delivery(&m, &mut topics)),
                 Ok(Err(e)) => return Err(kafka_err(e)),

@@ -109,6 +109,7 @@ async fn an_idle_consumer_keeps_its_place_past_the_poll_interval() {
             // The smallest session the mock cluster accepts.
             session_timeout: Duration::from_secs(6),
             max_poll_interval: Duration::from_secs(6),
+            lag_report_every: Duration::from_secs(2),
             ..Default::default()
         },
         Some(metrics.clone()),
