@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need and the machine lacks: PostgreSQL server
-# binaries (initdb, postgres, psql), Redis (redis-server, redis-cli) and
-# tansu, a Kafka-compatible broker (from crates.io; about 10 minutes to
+# binaries (initdb, postgres, psql), Redis (redis-server, redis-cli),
+# Prometheus (it scrapes a running pipeline in a test) and tansu, a
+# Kafka-compatible broker (from crates.io; about 10 minutes to
 # build on 2 cores). The tests start their own throwaway servers from these.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ fi
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

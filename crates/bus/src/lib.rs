@@ -137,6 +137,8 @@ pub struct BusOptions {
     pub kafka: KafkaOptions,
     /// Where bus clients report what only they know (consumer lag).
     pub metrics: Option<streamforge_telemetry::Metrics>,
+    /// Where durable consumers report whether they have partitions.
+    pub health: Option<streamforge_telemetry::Health>,
 }
 
 impl Default for BusOptions {
@@ -145,6 +147,7 @@ impl Default for BusOptions {
             memory_capacity: 100_000,
             kafka: KafkaOptions::default(),
             metrics: None,
+            health: None,
         }
     }
 }
@@ -160,11 +163,13 @@ pub async fn connect(url: &str, options: &BusOptions) -> Result<Arc<dyn Bus>, Bu
     })?;
     match scheme {
         "memory" => Ok(Arc::new(MemoryBus::new(options.memory_capacity))),
-        "kafka" => Ok(Arc::new(KafkaBus::connect(
-            url,
-            options.kafka.clone(),
-            options.metrics.clone(),
-        )?)),
+        "kafka" => {
+            let bus = KafkaBus::connect(url, options.kafka.clone(), options.metrics.clone())?;
+            Ok(Arc::new(match &options.health {
+                Some(h) => bus.with_health(h.clone()),
+                None => bus,
+            }))
+        }
         other => Err(BusError::Url {
             url: url.to_string(),
             reason: format!(

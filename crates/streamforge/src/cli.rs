@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use streamforge_telemetry::LogFormat;
+use streamforge_telemetry::{LogFormat, TraceSettings, Tracing};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{parse_duration, Config, Overrides};
@@ -316,8 +316,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 action;
             let config = cli.load_config(args)?;
             config.validate()?;
-            init_logging(&config)?;
-            migrate(&config, action).await
+            let tracing = init_logging(&config, "migrate")?;
+            finish(tracing, migrate(&config, action).await).await
         }
         Command::Config { action } => {
             let (ConfigAction::Print(args) | ConfigAction::Check(args)) = action;
@@ -349,12 +349,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn record(cli: &Cli, args: &RecordArgs) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config(&args.pipeline)?;
+    config.validate().context("invalid configuration")?;
+    let tracing = init_logging(&config, "record")?;
+    finish(tracing, record_with(&config, args).await).await
+}
+
+async fn record_with(config: &Config, args: &RecordArgs) -> anyhow::Result<ExitCode> {
     use streamforge_providers::recording::Recorder;
     use streamforge_providers::{FinnhubProvider, Provider};
 
-    let config = cli.load_config(&args.pipeline)?;
-    config.validate().context("invalid configuration")?;
-    init_logging(&config)?;
     let finnhub = config
         .finnhub()
         .context("record: the Finnhub feed needs a token (--finnhub-token or FINNHUB_TOKEN)")?;
@@ -390,11 +394,15 @@ async fn record(cli: &Cli, args: &RecordArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    use streamforge_providers::recording::ReplayProvider;
-
     let config = cli.load_config(&args.pipeline)?;
     config.validate().context("invalid configuration")?;
-    init_logging(&config)?;
+    let tracing = init_logging(&config, "replay")?;
+    finish(tracing, replay_with(&config, args).await).await
+}
+
+async fn replay_with(config: &Config, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    use streamforge_providers::recording::ReplayProvider;
+
     let rules = streamforge_model::TickRules {
         max_future_skew: config.ingest.max_future_skew,
     };
@@ -402,7 +410,7 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
     let running = pipeline::start_with(
-        &config,
+        config,
         Roles::ALL,
         shutdown,
         None,
@@ -466,9 +474,33 @@ async fn simulate_finnhub(cli: &Cli, a: &SimulateFinnhubArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(config: &Config) -> anyhow::Result<()> {
-    streamforge_telemetry::logging::init(config.log.format, &config.log.level)?;
-    Ok(())
+/// Logs and traces of a process in `role`.
+fn init_logging(config: &Config, role: &str) -> anyhow::Result<Option<Tracing>> {
+    let settings = TraceSettings::resolve(&config.otel, role)?;
+    let tracing = streamforge_telemetry::logging::init_with_traces(
+        config.log.format,
+        &config.log.level,
+        &settings,
+    )?;
+    if let (Some(t), Some(endpoint)) = (&tracing, &settings.endpoint) {
+        debug_assert!(t.is_exporting());
+        tracing::info!(
+            endpoint,
+            ratio = settings.sample_ratio,
+            service = settings.service_name,
+            "exporting traces over OTLP"
+        );
+    }
+    Ok(tracing)
+}
+
+/// Flushes the traces, then passes on the command's result.
+async fn finish<T>(tracing: Option<Tracing>, result: anyhow::Result<T>) -> anyhow::Result<T> {
+    if let Some(t) = tracing {
+        // Blocks on the exporter's last request.
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
+    result
 }
 
 async fn run_roles(cli: &Cli, args: &PipelineArgs, roles: Roles) -> anyhow::Result<ExitCode> {
@@ -481,16 +513,19 @@ async fn run_roles(cli: &Cli, args: &PipelineArgs, roles: Roles) -> anyhow::Resu
             config.bus
         );
     }
-    init_logging(&config)?;
-    let shutdown = CancellationToken::new();
-    crate::shutdown::on_signal(shutdown.clone());
-    let running = pipeline::start(&config, roles, shutdown, None).await?;
-    println!(
-        "StreamForge is running at http://{} (Ctrl-C to stop)",
-        running.http_addr
-    );
-    running.wait().await?;
-    Ok(ExitCode::SUCCESS)
+    let tracing = init_logging(&config, roles.name())?;
+    let run = async {
+        let shutdown = CancellationToken::new();
+        crate::shutdown::on_signal(shutdown.clone());
+        let running = pipeline::start(&config, roles, shutdown, None).await?;
+        println!(
+            "StreamForge is running at http://{} (Ctrl-C to stop)",
+            running.http_addr
+        );
+        running.wait().await?;
+        Ok(ExitCode::SUCCESS)
+    };
+    finish(tracing, run.await).await
 }
 
 async fn migrate(config: &Config, action: &MigrateAction) -> anyhow::Result<ExitCode> {

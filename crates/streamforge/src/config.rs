@@ -31,6 +31,8 @@ pub struct Config {
     pub cache: String,
     pub http: HttpConfig,
     pub log: LogConfig,
+    /// OpenTelemetry traces; the standard `OTEL_*` variables override it.
+    pub otel: streamforge_telemetry::OtelConfig,
     pub synthetic: SyntheticSection,
     pub finnhub: FinnhubSection,
     pub ingest: IngestConfig,
@@ -239,6 +241,7 @@ impl Config {
             memory_capacity: self.memory_bus.capacity,
             kafka: self.kafka.options(),
             metrics: None,
+            health: None,
         }
     }
 
@@ -331,6 +334,7 @@ impl Default for Config {
             cache: "memory://".into(),
             http: HttpConfig::default(),
             log: LogConfig::default(),
+            otel: streamforge_telemetry::OtelConfig::default(),
             synthetic: SyntheticSection::default(),
             finnhub: FinnhubSection::default(),
             ingest: IngestConfig::default(),
@@ -540,6 +544,8 @@ impl Config {
         check_url("cache", &self.cache, streamforge_store::CACHE_SCHEMES)?;
         streamforge_telemetry::logging::parse_filter(&self.log.level)
             .map_err(|e| invalid("log.level", e.to_string()))?;
+        streamforge_telemetry::TraceSettings::resolve(&self.otel, "run")
+            .map_err(|e| invalid(e.field, e.message))?;
         if self.synthetic.symbols.is_empty() {
             return Err(invalid(
                 "synthetic.symbols",

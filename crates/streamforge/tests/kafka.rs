@@ -119,6 +119,16 @@ async fn ingest_persist_serve_as_separate_roles_store_each_tick_once() {
     )
     .await;
     assert_eq!(total, acked, "stored = acknowledged");
+    // Persist is ready only with partitions assigned, and says so.
+    let (status, ready) = get_json(&format!("http://{}/readyz", persist.http_addr)).await;
+    assert_eq!(status, 200, "{ready}");
+    let check = format!("consumer {}", c.ingest.topic);
+    let found = &ready["checks"][&check];
+    assert_eq!(found["ok"], true, "{ready}");
+    assert!(
+        found["detail"].as_str().unwrap().contains("3 partitions"),
+        "{ready}"
+    );
     assert_eq!(psql(&db, "SELECT count(*) FROM ticks"), acked.to_string());
     assert_eq!(
         psql(

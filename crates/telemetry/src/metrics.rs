@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use crate::exposition::{encode_openmetrics, Exposition};
+
 use prometheus::{
     core::Collector, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec,
     IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -358,13 +360,47 @@ impl Metrics {
         }
     }
 
+    /// Every metric in `format` (see [`Exposition::negotiate`]). Labelled
+    /// metrics with no series yet are listed by their `# HELP` and `# TYPE`
+    /// lines, so a scrape shows every metric the process can export.
+    pub fn render_as(&self, format: Exposition) -> String {
+        let mut families = self.registry.gather();
+        let present: std::collections::HashSet<String> =
+            families.iter().map(|f| f.name().to_string()).collect();
+        let unobserved: Vec<_> = self
+            .unobserved_families()
+            .into_iter()
+            .filter(|f| !present.contains(f.name()))
+            .collect();
+        match format {
+            Exposition::Prometheus => {
+                let mut buf = Vec::new();
+                TextEncoder::new()
+                    .encode(&families, &mut buf)
+                    .expect("text encoding into a Vec");
+                let mut text = String::from_utf8(buf).unwrap_or_default();
+                for f in &unobserved {
+                    let kind = format!("{:?}", f.get_field_type()).to_lowercase();
+                    let help = f.help().replace('\\', "\\\\").replace('\n', "\\n");
+                    text.push_str(&format!(
+                        "# HELP {} {help}\n# TYPE {} {kind}\n",
+                        f.name(),
+                        f.name()
+                    ));
+                }
+                text
+            }
+            Exposition::OpenMetrics => {
+                families.extend(unobserved);
+                families.sort_by(|a, b| a.name().cmp(b.name()));
+                encode_openmetrics(&families)
+            }
+        }
+    }
+
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding into a Vec");
-        String::from_utf8(buf).unwrap_or_default()
+        self.render_as(Exposition::Prometheus)
     }
 
     /// Name, type and help of every StreamForge metric (process metrics excluded).

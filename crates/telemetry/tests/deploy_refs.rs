@@ -123,3 +123,152 @@ fn the_compose_file_keeps_its_services_ports_and_health_gates() {
     let env = read(&deploy().join(".env.example"));
     assert!(env.contains("FINNHUB_TOKEN="));
 }
+
+/// Resolves a path inside a container to the host file mounted there.
+fn host_path(mounts: &[(PathBuf, String)], container: &str) -> Option<PathBuf> {
+    mounts.iter().find_map(|(host, target)| {
+        let rest = container
+            .strip_prefix(target.as_str())?
+            .trim_start_matches('/');
+        Some(if rest.is_empty() {
+            host.clone()
+        } else {
+            host.join(rest)
+        })
+    })
+}
+
+fn yaml(path: &Path) -> serde_yaml::Value {
+    serde_yaml::from_str(&read(path))
+        .unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()))
+}
+
+#[test]
+fn the_compose_file_parses_and_references_only_files_that_exist() {
+    let compose = yaml(&deploy().join("docker-compose.yml"));
+    let services = compose["services"].as_mapping().expect("services");
+    let named_volumes = compose["volumes"].as_mapping().cloned().unwrap_or_default();
+    let mut checked = 0;
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        // `<<: *anchor` merges are resolved by Compose; read them here too.
+        let merged = |key: &str| {
+            service
+                .get(key)
+                .cloned()
+                .or_else(|| service.get("<<").and_then(|base| base.get(key)).cloned())
+        };
+        assert!(
+            merged("image").is_some() || merged("build").is_some(),
+            "{name}: neither image nor build"
+        );
+        if let Some(build) = merged("build") {
+            let context = deploy().join(build["context"].as_str().unwrap_or("."));
+            let dockerfile = context.join(build["dockerfile"].as_str().unwrap_or("Dockerfile"));
+            assert!(
+                dockerfile.is_file(),
+                "{name}: {} is missing",
+                dockerfile.display()
+            );
+        }
+        let mut mounts = Vec::new();
+        for v in merged("volumes")
+            .and_then(|v| v.as_sequence().cloned())
+            .unwrap_or_default()
+        {
+            let spec = v.as_str().expect("short volume syntax");
+            let mut parts = spec.split(':');
+            let (source, target) = (parts.next().unwrap(), parts.next().expect(spec));
+            if source.starts_with('.') || source.starts_with('/') {
+                let host = deploy().join(source);
+                assert!(
+                    host.exists(),
+                    "{name}: mounts {} which does not exist",
+                    host.display()
+                );
+                mounts.push((host, target.to_string()));
+                checked += 1;
+            } else {
+                assert!(
+                    named_volumes.contains_key(source),
+                    "{name}: volume {source} is not declared"
+                );
+            }
+        }
+        // Files the service's command reads must be among its mounts.
+        for arg in merged("command")
+            .and_then(|c| c.as_sequence().cloned())
+            .unwrap_or_default()
+        {
+            let arg = arg.as_str().unwrap_or_default();
+            if let Some((_, path)) = arg.split_once("=/") {
+                let path = format!("/{path}");
+                if let Some(host) = host_path(&mounts, &path) {
+                    assert!(host.is_file(), "{name}: {arg} is not a mounted file");
+                    checked += 1;
+                }
+            }
+        }
+        for dep in merged("depends_on")
+            .and_then(|d| d.as_mapping().cloned())
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let dep = dep.as_str().unwrap();
+            assert!(
+                services.contains_key(dep),
+                "{name} depends on unknown service {dep}"
+            );
+        }
+    }
+    assert!(checked >= 5, "only {checked} file references checked");
+
+    // Prometheus: its rule files are mounted, and parse.
+    let prometheus = deploy().join("prometheus");
+    let config = yaml(&prometheus.join("prometheus.yml"));
+    let mounts = vec![(prometheus.clone(), "/etc/prometheus".to_string())];
+    for rule_file in config["rule_files"].as_sequence().unwrap() {
+        let host = host_path(&mounts, rule_file.as_str().unwrap()).unwrap();
+        let rules = yaml(&host);
+        assert!(!rules["groups"][0]["rules"]
+            .as_sequence()
+            .unwrap()
+            .is_empty());
+    }
+    // Grafana: provisioning parses and points at the mounted dashboards.
+    let provisioning = deploy().join("grafana/provisioning");
+    let providers = yaml(&provisioning.join("dashboards/dashboards.yml"));
+    assert_eq!(
+        providers["providers"][0]["options"]["path"].as_str(),
+        Some("/var/lib/grafana/dashboards")
+    );
+    let datasources = yaml(&provisioning.join("datasources/datasources.yml"));
+    let kinds: Vec<&str> = datasources["datasources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["type"].as_str())
+        .collect();
+    for kind in ["prometheus", "jaeger", "postgres"] {
+        assert!(
+            kinds.iter().any(|k| k.contains(kind)),
+            "datasource {kind} in {kinds:?}"
+        );
+    }
+    // Traces: StreamForge exports OTLP/HTTP to the collector's HTTP receiver.
+    let collector = yaml(&deploy().join("otel/collector.yaml"));
+    let http = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+        .as_str()
+        .unwrap();
+    let env = &compose["x-streamforge"]["environment"];
+    let endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].as_str().unwrap();
+    let port = http.rsplit(':').next().unwrap();
+    assert!(
+        endpoint.ends_with(&format!(":{port}")),
+        "OTLP endpoint {endpoint} is not the collector's HTTP receiver ({http})"
+    );
+    assert_eq!(
+        env["OTEL_EXPORTER_OTLP_PROTOCOL"].as_str(),
+        Some("http/protobuf")
+    );
+}

@@ -574,3 +574,54 @@ pub fn shared_postgres() -> &'static Postgres {
     static PG: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
     PG.get_or_init(|| Postgres::start().unwrap_or_else(|e| panic!("{e}")))
 }
+
+/// A Prometheus server of its own, scraping the given targets every second
+/// (with the rule files given, so they are loaded and evaluated too).
+pub struct Prometheus(Server);
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` (`host:port`) at `/metrics`,
+    /// job `streamforge`, and evaluating `rule_files` every second.
+    pub fn start(targets: &[String], rule_files: &[PathBuf]) -> Result<Prometheus, EngineError> {
+        let program = which("prometheus").ok_or_else(|| {
+            err("prometheus not found: install it (Debian: apt-get install prometheus; `make test` does this)")
+        })?;
+        let mut p = Prometheus(Server::new("streamforge-prometheus-")?);
+        let quoted = |items: Vec<String>| {
+            items
+                .iter()
+                .map(|t| format!("'{t}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             rule_files: [{}]\n\
+             scrape_configs:\n  - job_name: streamforge\n    static_configs:\n      - targets: [{}]\n",
+            quoted(rule_files.iter().map(|p| p.display().to_string()).collect()),
+            quoted(targets.to_vec()),
+        );
+        let config_file = p.0.dir.path().join("prometheus.yml");
+        std::fs::write(&config_file, config).map_err(|e| err(e.to_string()))?;
+        let args = [
+            format!("--config.file={}", config_file.display()),
+            format!(
+                "--storage.tsdb.path={}",
+                p.0.dir.path().join("data").display()
+            ),
+            format!("--web.listen-address=127.0.0.1:{}", p.0.port),
+        ];
+        p.0.run(&program, &args, "prometheus", true)?;
+        Ok(p)
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.0.port)
+    }
+
+    /// Its log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.0.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+}

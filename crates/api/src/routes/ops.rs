@@ -1,10 +1,11 @@
 //! Operations endpoints: index, health, readiness, metrics, OpenAPI.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use streamforge_telemetry::Exposition;
 
 use crate::routes::PATHS;
 use crate::{ApiError, AppState};
@@ -65,25 +66,22 @@ pub async fn ops_readyz(State(state): State<OpsState>) -> Response {
 }
 
 /// `GET /metrics` of a role without a store.
-pub async fn ops_metrics(State(state): State<OpsState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+pub async fn ops_metrics(State(state): State<OpsState>, headers: HeaderMap) -> Response {
+    exposition(&state.metrics, &headers)
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: Prometheus text format, or OpenMetrics when the scraper
+/// asks for it in `Accept`.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    exposition(&state.metrics, &headers)
+}
+
+fn exposition(metrics: &streamforge_telemetry::Metrics, headers: &HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Exposition::negotiate(accept);
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        metrics.render_as(format),
     )
         .into_response()
 }

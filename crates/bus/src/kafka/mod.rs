@@ -26,7 +26,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
-use streamforge_telemetry::Metrics;
+use streamforge_telemetry::{Health, Metrics};
 
 use crate::{
     Bus, BusError, Committer, Consumer, ConsumerOptions, Delivery, Headers, Message, Offset,
@@ -107,9 +107,45 @@ async fn report_lag(consumer: std::sync::Weak<StreamConsumer>, metrics: Metrics,
     }
 }
 
+/// Keeps the readiness check `consumer <topic>` up to date: ready while
+/// the group has assigned this consumer at least one partition.
+async fn report_assignment(
+    consumer: std::sync::Weak<StreamConsumer>,
+    health: Health,
+    topic: String,
+) {
+    let check = format!("consumer {topic}");
+    health.set(&check, false, "waiting for the group to assign partitions");
+    let mut every = tokio::time::interval(ASSIGNMENT_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(consumer) = consumer.upgrade() else {
+            health.remove(&check);
+            return;
+        };
+        // The assignment is local state: no broker round trip.
+        match consumer.assignment() {
+            Ok(a) if a.count() > 0 => {
+                health.set(&check, true, format!("{} partitions assigned", a.count()))
+            }
+            Ok(_) => health.set(
+                &check,
+                false,
+                "no partitions assigned (joining the group, or more members than partitions)",
+            ),
+            Err(e) => health.set(&check, false, e.to_string()),
+        }
+    }
+}
+
+/// How often a durable consumer's assignment is checked for `/readyz`.
+const ASSIGNMENT_CHECK: Duration = Duration::from_secs(1);
+
 /// The Kafka bus.
 pub struct KafkaBus {
     metrics: Option<Metrics>,
+    health: Option<Health>,
     brokers: String,
     options: KafkaOptions,
     producer: FutureProducer,
@@ -127,6 +163,13 @@ impl std::fmt::Debug for KafkaBus {
 }
 
 impl KafkaBus {
+    /// Durable consumers keep a `consumer <topic>` readiness check in
+    /// `health`: ready once the group assigned them partitions.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = Some(health);
+        self
+    }
+
     /// `url` is `kafka://host:port[,host:port...]`. With `metrics`, durable
     /// consumers report their lag per partition.
     pub fn connect(
@@ -168,6 +211,7 @@ impl KafkaBus {
             .map_err(kafka_err)?;
         Ok(KafkaBus {
             metrics,
+            health: None,
             brokers,
             options,
             producer,
@@ -334,6 +378,13 @@ impl Bus for KafkaBus {
             .map_err(kafka_err)?;
         consumer.subscribe(&[topic]).map_err(kafka_err)?;
         let consumer = Arc::new(consumer);
+        if let Some(health) = self.health.clone().filter(|_| options.durable) {
+            tokio::spawn(report_assignment(
+                Arc::downgrade(&consumer),
+                health,
+                topic.to_string(),
+            ));
+        }
         if let Some(metrics) = self.metrics.clone().filter(|_| options.durable) {
             tokio::spawn(report_lag(
                 Arc::downgrade(&consumer),

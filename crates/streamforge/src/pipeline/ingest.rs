@@ -11,7 +11,8 @@ use bytes::Bytes;
 use streamforge_bus::{Bus, Headers, Message};
 use streamforge_model::{wire, Symbol, GAP_CONTENT_TYPE};
 use streamforge_providers::ProviderFrame;
-use streamforge_telemetry::{Health, Metrics};
+use streamforge_telemetry::{traces, Health, Metrics};
+use tracing::Instrument;
 
 use super::publish_counted;
 use tokio::sync::mpsc;
@@ -49,29 +50,55 @@ impl Ingest {
         let mut keys: HashMap<Symbol, Bytes> = HashMap::new();
         let mut batch: Vec<Message> = Vec::new();
         let mut dead: Vec<Message> = Vec::new();
+        let mut spans: Vec<tracing::Span> = Vec::new();
         while let Some(first) = frames.recv().await {
             let mut frame = Some(first);
-            let mut taken = 0;
             while let Some(f) = frame.take() {
-                self.add_frame(f, &mut keys, &mut batch, &mut dead);
-                taken += 1;
-                if taken < MAX_FRAMES_PER_PUBLISH {
+                spans.push(self.add_frame(f, &mut keys, &mut batch, &mut dead));
+                if spans.len() < MAX_FRAMES_PER_PUBLISH {
                     frame = frames.try_recv().ok();
                 }
             }
-            self.publish(&mut batch, &mut dead).await?;
+            // One publish for the frames that queued up: a child of the
+            // first frame's span, following from the others.
+            let publish = tracing::info_span!(
+                parent: &spans[0],
+                "bus.publish",
+                topic = %self.topic,
+                frames = spans.len(),
+                messages = batch.len(),
+            );
+            for s in &spans[1..] {
+                publish.follows_from(s);
+            }
+            self.publish(&mut batch, &mut dead)
+                .instrument(publish)
+                .await?;
+            // The frames' spans end once their messages are on the bus.
+            spans.clear();
         }
         Ok(())
     }
 
+    /// Encodes one frame's messages; returns the frame's span, the root of
+    /// its trace, which its messages carry in `traceparent`.
     fn add_frame(
         &self,
         frame: ProviderFrame,
         keys: &mut HashMap<Symbol, Bytes>,
         batch: &mut Vec<Message>,
         dead: &mut Vec<Message>,
-    ) {
+    ) -> tracing::Span {
         let provider = frame.provider;
+        let span = tracing::info_span!(
+            parent: None,
+            "ingest.frame",
+            provider,
+            ticks = frame.ticks.len(),
+            gaps = frame.gaps.len(),
+            rejected = frame.rejects.len(),
+        );
+        let entered = span.enter();
         self.health.seen(&feed_check(provider));
         self.metrics.provider_ticks(provider, frame.ticks.len());
         self.metrics.exchange_to_ingested(
@@ -81,7 +108,10 @@ impl Ingest {
                 .map(|t| (t.ingested_at().as_micros() - t.ts().as_micros()) as f64 / 1e6),
         );
         let src = Bytes::from_static(provider.as_bytes());
-        let trace = traceparent();
+        let trace = match traces::span_traceparent(&span) {
+            Some(t) => Bytes::from(t),
+            None => untraced_traceparent(),
+        };
         // Every message of the frame shares one set of headers per kind.
         let h = message_headers(wire::CONTENT_TYPE, &src, &trace);
         batch.reserve(frame.ticks.len() + frame.gaps.len());
@@ -123,6 +153,8 @@ impl Ingest {
                 headers: h,
             });
         }
+        drop(entered);
+        span
     }
 
     async fn publish(
@@ -162,10 +194,10 @@ fn symbol_key(keys: &mut HashMap<Symbol, Bytes>, symbol: &Symbol) -> Bytes {
     k
 }
 
-/// A fresh W3C `traceparent` for one provider frame: every message of the
-/// frame carries it, so the frame can be followed across processes
-/// (`00-<trace id>-<span id>-00`, not sampled).
-fn traceparent() -> Bytes {
+/// A W3C `traceparent` for a frame when no tracer is installed (tools,
+/// tests): every message of the frame still carries one id, so the frame
+/// can be followed across processes (`00-<trace id>-<span id>-00`, not sampled).
+fn untraced_traceparent() -> Bytes {
     let trace: u128 = rand::random::<u128>().max(1);
     let span: u64 = rand::random::<u64>().max(1);
     Bytes::from(format!("00-{trace:032x}-{span:016x}-00"))

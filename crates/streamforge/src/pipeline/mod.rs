@@ -75,6 +75,17 @@ impl Roles {
         api: true,
     };
 
+    /// The role's name in traces (`service.name` is `streamforge-<name>`).
+    pub fn name(self) -> &'static str {
+        match (self.ingest, self.persist, self.api) {
+            (true, true, true) => "run",
+            (true, false, false) => "ingest",
+            (false, true, false) => "persist",
+            (false, false, true) => "serve",
+            _ => "custom",
+        }
+    }
+
     fn needs_store(self) -> bool {
         self.persist || self.api
     }
@@ -223,6 +234,7 @@ pub async fn start_with(
     };
     let bus_options = streamforge_bus::BusOptions {
         metrics: Some(metrics.clone()),
+        health: Some(health.clone()),
         ..config.bus_options()
     };
     let bus = streamforge_bus::connect(&config.bus, &bus_options)

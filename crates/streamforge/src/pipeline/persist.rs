@@ -16,9 +16,11 @@ use streamforge_bus::message::last_offsets;
 use streamforge_bus::{Bus, Committer, Consumer, Delivery, Headers, Message, Offset, Polled};
 use streamforge_model::{wire, Gap, Tick, TickRules, Timestamp, GAP_CONTENT_TYPE};
 use streamforge_store::{Cache, TickBatch, TickStore};
+use streamforge_telemetry::traces::{self, SpanContext};
 use streamforge_telemetry::{Health, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::ingest::headers;
 use super::{publish_counted, LatencyProbe};
@@ -52,6 +54,9 @@ struct Prepared {
     dead: Vec<Message>,
     /// What to commit once the batch is durable.
     offsets: Vec<Offset>,
+    /// The batch's span: a child of the first sampled provider frame among
+    /// its messages, linked to the other frames.
+    span: tracing::Span,
 }
 
 /// Decoded batches waiting for the writer; one in hand plus this many.
@@ -169,6 +174,8 @@ impl Persist {
 
     /// Decodes a batch; what does not decode becomes a dead letter.
     fn prepare(&self, decoder: &mut wire::Decoder, batch: &[Delivery]) -> Prepared {
+        let span = batch_span(batch);
+        let _entered = span.enter();
         let now = Timestamp::now();
         let mut ticks = Vec::with_capacity(batch.len());
         let mut gaps = Vec::new();
@@ -200,20 +207,44 @@ impl Persist {
                 }
             }
         }
+        drop(_entered);
         Prepared {
             ticks: Arc::from(ticks),
             gaps,
             dead,
             offsets: last_offsets(batch),
+            span,
         }
     }
 
     /// Store, then cache, then dead letters, then the commit.
     async fn store_batch(&self, committer: &dyn Committer, p: Prepared) -> anyhow::Result<()> {
-        self.write(&p.ticks).await?;
-        self.write_gaps(&p.gaps).await?;
+        let span = p.span.clone();
+        self.store_prepared(committer, p).instrument(span).await
+    }
+
+    async fn store_prepared(&self, committer: &dyn Committer, p: Prepared) -> anyhow::Result<()> {
+        let rows = p.ticks.len();
+        self.write(&p.ticks)
+            .instrument(tracing::info_span!(
+                "store.write",
+                rows,
+                store = self.store.kind()
+            ))
+            .await?;
+        self.write_gaps(&p.gaps)
+            .instrument(tracing::info_span!("store.write_gaps", gaps = p.gaps.len()))
+            .await?;
         if !p.ticks.is_empty() {
-            match self.cache.update_latest(&p.ticks).await {
+            let update = self
+                .cache
+                .update_latest(&p.ticks)
+                .instrument(tracing::info_span!(
+                    "cache.update",
+                    ticks = rows,
+                    cache = self.cache.kind()
+                ));
+            match update.await {
                 Ok(n) => {
                     self.metrics.cache_updated(n);
                     let cached_at = Timestamp::now();
@@ -223,9 +254,20 @@ impl Persist {
                 Err(e) => self.metrics.cache_failed(&e),
             }
         }
-        publish_counted(&*self.bus, &self.metrics, &self.dlq_topic, p.dead).await?;
+        if !p.dead.is_empty() {
+            let dead = p.dead.len();
+            publish_counted(&*self.bus, &self.metrics, &self.dlq_topic, p.dead)
+                .instrument(
+                    tracing::info_span!("bus.publish", topic = %self.dlq_topic, messages = dead),
+                )
+                .await?;
+        }
         committer
             .commit(&p.offsets)
+            .instrument(tracing::info_span!(
+                "bus.commit",
+                partitions = p.offsets.len()
+            ))
             .await
             .context("committing offsets")?;
         Ok(())
@@ -303,6 +345,51 @@ impl Persist {
             }
         }
     }
+}
+
+/// Most frames a batch span links to besides its parent.
+const MAX_LINKS: usize = 16;
+
+/// The span of a batch of deliveries, continuing the trace of the first
+/// sampled provider frame among them (or, when none is sampled, of the first
+/// frame, so the batch is not sampled either).
+fn batch_span(batch: &[Delivery]) -> tracing::Span {
+    let span = tracing::info_span!(parent: None, "persist.batch", messages = batch.len());
+    let mut first: Option<SpanContext> = None;
+    let mut sampled = false;
+    let mut links = Vec::new();
+    let mut previous: &[u8] = &[];
+    for d in batch {
+        // Messages of one frame share one header: parse each value once.
+        let Some(value) = d.message.headers.get(headers::TRACEPARENT) else {
+            continue;
+        };
+        if value == previous {
+            continue;
+        }
+        previous = value;
+        let Some(sc) = std::str::from_utf8(value)
+            .ok()
+            .and_then(traces::parse_traceparent)
+        else {
+            continue;
+        };
+        if first.is_none() || (!sampled && sc.is_sampled()) {
+            if let Some(replaced) = first.replace(sc.clone()) {
+                links.push(replaced);
+            }
+            sampled = sc.is_sampled();
+        } else if links.len() < MAX_LINKS && !links.contains(&sc) {
+            links.push(sc);
+        }
+    }
+    if let Some(parent) = first {
+        traces::continue_trace(&span, parent);
+    }
+    for l in links.into_iter().take(MAX_LINKS) {
+        traces::link(&span, l);
+    }
+    span
 }
 
 fn seconds_between(t: &Tick, stored_at: Timestamp) -> f64 {
