@@ -297,11 +297,26 @@ fn print(name: &str, r: &ProbeReport) {
 
 /// Runs the chosen scenarios and prints a Markdown table.
 pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    // Benchmarks log warnings only, so logging does not skew the numbers.
-    streamforge_telemetry::logging::init(
+    // Benchmarks log warnings only, so logging does not skew the numbers;
+    // spans are created and sampled as in `streamforge run` (exported only
+    // when an OTLP endpoint is set in the environment).
+    let traces = streamforge_telemetry::TraceSettings::resolve(
+        &streamforge_telemetry::OtelConfig::default(),
+        "bench",
+    )?;
+    let tracing = streamforge_telemetry::logging::init_with_traces(
         streamforge_telemetry::LogFormat::Console,
         cli.log_level.as_deref().unwrap_or("warn"),
+        &traces,
     )?;
+    let result = run_scenarios(cli, args).await;
+    if let Some(t) = tracing {
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
+    result
+}
+
+async fn run_scenarios(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     if matches!(args.scenario, Scenario::Throughput | Scenario::All) {
         let rate = args.pipeline.rate.unwrap_or(0.0);

@@ -468,6 +468,8 @@ fn spawn_role(role: &str, config: &Path, otlp: &str, log: &Path) -> std::process
         // Export only when the batch is full or at shutdown: the test then
         // also shows that shutdown flushes.
         .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .env("OTEL_BSP_MAX_QUEUE_SIZE", "100000")
+        .env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100000")
         .env_remove("OTEL_SERVICE_NAME")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -564,7 +566,7 @@ async fn one_trace_follows_a_frame_from_ingest_through_persist_and_logs_carry_it
     .await;
     assert!(
         receiver.spans().is_empty(),
-        "with a 10-minute export delay nothing is sent before shutdown"
+        "with a 10-minute export delay and no batch limit nothing is sent before shutdown"
     );
 
     // Shutdown flushes both processes' spans.

@@ -232,9 +232,11 @@ impl Persist {
                 store = self.store.kind()
             ))
             .await?;
-        self.write_gaps(&p.gaps)
-            .instrument(tracing::info_span!("store.write_gaps", gaps = p.gaps.len()))
-            .await?;
+        if !p.gaps.is_empty() {
+            self.write_gaps(&p.gaps)
+                .instrument(tracing::info_span!("store.write_gaps", gaps = p.gaps.len()))
+                .await?;
+        }
         if !p.ticks.is_empty() {
             let update = self
                 .cache
