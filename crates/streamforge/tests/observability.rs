@@ -155,15 +155,21 @@ fn shipped_promql() -> Vec<(String, String)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_scrapes_the_pipeline_and_promql_sees_what_went_through() {
-    let dir = tempfile::tempdir().unwrap();
+/// `run` on embedded defaults, its store in `dir`, HTTP on a free port.
+fn embedded(dir: &Path) -> Config {
     let mut c = Config {
-        store: Some(format!("sqlite://{}", dir.path().join("s.db").display())),
+        store: Some(format!("sqlite://{}", dir.join("s.db").display())),
         ..Config::default()
     };
     c.http.addr = "127.0.0.1:0".parse().unwrap();
     c.log.level = "warn".into();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_pipeline_and_promql_sees_what_went_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = embedded(dir.path());
     let token = CancellationToken::new();
     let running = pipeline::start_with(
         &c,
@@ -330,12 +336,7 @@ async fn prometheus_scrapes_the_pipeline_and_promql_sees_what_went_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_speak_openmetrics_when_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Config {
-        store: Some(format!("sqlite://{}", dir.path().join("s.db").display())),
-        ..Config::default()
-    };
-    c.http.addr = "127.0.0.1:0".parse().unwrap();
-    c.log.level = "warn".into();
+    let mut c = embedded(dir.path());
     c.synthetic.rate = 200.0;
     let token = CancellationToken::new();
     let running = pipeline::start(&c, Roles::ALL, token.clone(), None)
