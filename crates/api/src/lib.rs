@@ -1,14 +1,16 @@
 //! The StreamForge HTTP API.
 //!
-//! REST queries over the tick store and the latest-quote cache, the live
-//! tick stream (SSE), health, Prometheus metrics and the OpenAPI document.
+//! REST queries over the tick store and the latest-quote cache, live ticks
+//! and candle updates (SSE and WebSocket), the web dashboard, health,
+//! Prometheus metrics and the OpenAPI document.
 //! Every error is JSON `{"error": "...", "detail": "..."}` with the right
 //! status (see [`ApiError`]).
 //!
 //! # Layout
 //! - [`error`] — [`ApiError`], the one error type of every handler.
 //! - [`params`] — query-parameter parsing (times, limits, intervals, symbols).
-//! - [`live`] — [`LiveHub`], the fan-out of live ticks to stream clients.
+//! - [`live`] — [`LiveHub`], the fan-out of live ticks and candle updates to
+//!   stream clients, with a resume window; [`live::CandleTracker`].
 //! - [`routes`] — the handlers; [`router`] wires them with the metrics layer.
 
 pub mod error;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub health: Health,
     pub limits: ApiLimits,
+    /// Timers of WebSocket connections.
+    pub ws: routes::ws::WsOptions,
     /// Fires at shutdown: live streams end so the server can drain.
     pub shutdown: CancellationToken,
 }

@@ -1,50 +1,305 @@
-//! [`LiveHub`]: one upstream feed of live ticks, fanned out to every
-//! stream client.
+//! [`LiveHub`]: one upstream feed of live ticks and candle updates, fanned
+//! out to every stream client (SSE and WebSocket).
 //!
-//! The pipeline publishes each batch once; every client holds a receiver of
-//! a bounded broadcast channel. A client too slow to keep up does not slow
-//! the pipeline or other clients: it misses the oldest batches and is told
-//! how many ticks it missed.
+//! The pipeline's live stage publishes each batch once; the hub numbers it
+//! (the SSE event id), keeps the most recent batches for `Last-Event-ID`
+//! resume, and broadcasts it on a bounded channel that every client holds a
+//! receiver of. A client too slow to keep up does not slow the pipeline or
+//! other clients: it misses the oldest batches and is told so (SSE), or is
+//! told and disconnected (WebSocket).
+//!
+//! [`CandleTracker`] turns the live ticks into candle updates: the current
+//! candle of each symbol and interval, seeded from the store's rollup the
+//! first time the bucket is seen, then merged with every newer live tick.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use streamforge_model::Tick;
+use parking_lot::Mutex;
+use streamforge_model::{Candle, CandlePart, Interval, Symbol, Tick, Timestamp};
+use streamforge_store::{CandleQuery, TickStore};
 use tokio::sync::broadcast;
 
-/// Batches a client may fall behind before it starts missing ticks.
+/// Batches a client may fall behind before it starts missing them.
 pub const LIVE_BUFFER_BATCHES: usize = 1_024;
 
-/// The live tick fan-out. Cloning shares it.
-#[derive(Clone, Debug)]
+/// How far back `Last-Event-ID` can resume.
+#[derive(Clone, Copy, Debug)]
+pub struct ResumeWindow {
+    pub batches: usize,
+    pub age: Duration,
+}
+
+impl Default for ResumeWindow {
+    fn default() -> Self {
+        ResumeWindow {
+            batches: 4_096,
+            age: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One published batch: its sequence number, ticks and candle updates.
+#[derive(Debug)]
+pub struct LiveBatch {
+    pub seq: u64,
+    pub ticks: Arc<[Tick]>,
+    pub candles: Vec<Candle>,
+    pub published: Instant,
+    /// Each tick's JSON, made once for every client that wants it.
+    tick_json: OnceLock<Vec<String>>,
+}
+
+impl LiveBatch {
+    /// The JSON of tick `i`.
+    pub fn tick_json(&self) -> &[String] {
+        self.tick_json.get_or_init(|| {
+            self.ticks
+                .iter()
+                .map(|t| serde_json::to_string(t).unwrap_or_default())
+                .collect()
+        })
+    }
+}
+
+struct Shared {
+    tx: broadcast::Sender<Arc<LiveBatch>>,
+    recent: Mutex<Recent>,
+    window: ResumeWindow,
+}
+
+#[derive(Default)]
+struct Recent {
+    next_seq: u64,
+    batches: VecDeque<Arc<LiveBatch>>,
+}
+
+/// The live fan-out. Cloning shares it.
+#[derive(Clone)]
 pub struct LiveHub {
-    tx: broadcast::Sender<Arc<[Tick]>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for LiveHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveHub")
+            .field("clients", &self.clients())
+            .finish()
+    }
 }
 
 impl Default for LiveHub {
     fn default() -> Self {
-        Self::new(LIVE_BUFFER_BATCHES)
+        Self::new(LIVE_BUFFER_BATCHES, ResumeWindow::default())
     }
 }
 
+/// Where a resuming client stands.
+pub enum Resume {
+    /// The batches after its last event, still held.
+    Replay(Vec<Arc<LiveBatch>>),
+    /// Its last event is older than the window: it missed data.
+    TooOld,
+}
+
 impl LiveHub {
-    pub fn new(buffer_batches: usize) -> Self {
+    pub fn new(buffer_batches: usize, window: ResumeWindow) -> Self {
         LiveHub {
-            tx: broadcast::channel(buffer_batches.max(1)).0,
+            shared: Arc::new(Shared {
+                tx: broadcast::channel(buffer_batches.max(1)).0,
+                recent: Mutex::new(Recent {
+                    next_seq: 1,
+                    batches: VecDeque::new(),
+                }),
+                window,
+            }),
         }
     }
 
-    /// Hands a batch to every connected client; never waits.
-    pub fn publish(&self, batch: Arc<[Tick]>) {
+    /// Numbers the batch, keeps it for resume and hands it to every
+    /// connected client; never waits.
+    pub fn publish(&self, ticks: Arc<[Tick]>, candles: Vec<Candle>) {
+        let mut recent = self.shared.recent.lock();
+        let batch = Arc::new(LiveBatch {
+            seq: recent.next_seq,
+            ticks,
+            candles,
+            published: Instant::now(),
+            tick_json: OnceLock::new(),
+        });
+        recent.next_seq += 1;
+        let window = self.shared.window;
+        while recent.batches.len() >= window.batches.max(1)
+            || recent
+                .batches
+                .front()
+                .is_some_and(|b| b.published.elapsed() > window.age)
+        {
+            recent.batches.pop_front();
+        }
+        recent.batches.push_back(batch.clone());
+        // Sent under the lock, so receivers see batches in sequence order.
         // No receivers is normal (no client connected).
-        let _ = self.tx.send(batch);
+        let _ = self.shared.tx.send(batch);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Tick]>> {
-        self.tx.subscribe()
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveBatch>> {
+        self.shared.tx.subscribe()
+    }
+
+    /// The batches after `last_seq` (subscribe first, then ask, and skip
+    /// received batches whose `seq` was replayed).
+    pub fn resume(&self, last_seq: u64) -> Resume {
+        let recent = self.shared.recent.lock();
+        let oldest = recent.batches.front().map_or(recent.next_seq, |b| b.seq);
+        if last_seq + 1 < oldest || last_seq >= recent.next_seq {
+            return Resume::TooOld;
+        }
+        Resume::Replay(
+            recent
+                .batches
+                .iter()
+                .filter(|b| b.seq > last_seq)
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Clients connected now.
     pub fn clients(&self) -> usize {
-        self.tx.receiver_count()
+        self.shared.tx.receiver_count()
+    }
+}
+
+/// The current candle of one symbol and interval.
+#[derive(Clone, Copy, Debug)]
+struct Current {
+    start: Timestamp,
+    part: CandlePart,
+    /// Ticks at or before this time were in the seed from the store.
+    seeded_through: Option<Timestamp>,
+}
+
+/// Candle updates from live ticks, for every interval.
+///
+/// A bucket first seen mid-way (the server started, or the live tail
+/// skipped data) is seeded from the store's rollup; live ticks not newer
+/// than the seed's last trade are taken as already in it. From then on
+/// every live tick of the bucket is merged, and a tick of a later bucket
+/// starts it afresh. A late tick of an earlier bucket is not streamed: the
+/// store corrects that candle, and `GET /api/v1/candles` serves it.
+#[derive(Default)]
+pub struct CandleTracker {
+    current: HashMap<(Symbol, Interval), Current>,
+}
+
+impl CandleTracker {
+    /// Forgets everything: after missed ticks, buckets are seeded again.
+    pub fn reset(&mut self) {
+        self.current.clear();
+    }
+
+    /// Symbols and intervals tracked now.
+    pub fn len(&self) -> usize {
+        self.current.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.current.is_empty()
+    }
+
+    /// Merges a batch of live ticks; returns the candles it changed, one per
+    /// symbol and interval. Seeds read `store`; a seed that fails leaves the
+    /// bucket unseeded (the candle then covers the live ticks only).
+    pub async fn update(&mut self, ticks: &[Tick], store: &dyn TickStore) -> Vec<Candle> {
+        let mut changed: HashSet<(Symbol, Interval)> = HashSet::new();
+        for tick in ticks {
+            for interval in Interval::ALL {
+                let start = interval.bucket_start(tick.ts());
+                let key = (tick.symbol().clone(), interval);
+                if !self.current.contains_key(&key) {
+                    let current = match seed(store, tick.symbol(), interval, start).await {
+                        Some(part) => Current {
+                            start,
+                            seeded_through: Some(part.close.0 .0),
+                            part,
+                        },
+                        None => Current {
+                            start,
+                            part: CandlePart::of(tick),
+                            seeded_through: None,
+                        },
+                    };
+                    let seeded = current.seeded_through.is_some();
+                    self.current.insert(key.clone(), current);
+                    if !seeded {
+                        changed.insert(key);
+                        continue;
+                    }
+                }
+                let Some(entry) = self.current.get_mut(&key) else {
+                    continue;
+                };
+                if start < entry.start {
+                    continue;
+                }
+                if start > entry.start {
+                    // A new bucket: it began after the one tracked.
+                    *entry = Current {
+                        start,
+                        part: CandlePart::of(tick),
+                        seeded_through: None,
+                    };
+                    changed.insert(key);
+                    continue;
+                }
+                if entry.seeded_through.is_some_and(|s| tick.ts() <= s) {
+                    continue;
+                }
+                entry.part.push(tick);
+                changed.insert(key);
+            }
+        }
+        let mut out: Vec<Candle> = changed
+            .into_iter()
+            .filter_map(|key| {
+                let c = self.current.get(&key)?;
+                Some(c.part.into_candle(key.0, key.1, c.start))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.symbol, a.interval).cmp(&(&b.symbol, b.interval)));
+        out
+    }
+}
+
+/// The stored candle of one bucket, as a part.
+async fn seed(
+    store: &dyn TickStore,
+    symbol: &Symbol,
+    interval: Interval,
+    start: Timestamp,
+) -> Option<CandlePart> {
+    let query = CandleQuery {
+        symbol: symbol.clone(),
+        interval,
+        from: start,
+        to: start.saturating_add_micros(interval.micros()),
+        limit: 1,
+    };
+    match store.candles(query).await {
+        Ok(c) => c.into_iter().next().map(|c| CandlePart {
+            open: ((c.first_ts, i64::MIN), c.open),
+            close: ((c.last_ts, i64::MAX), c.close),
+            high: c.high,
+            low: c.low,
+            volume: c.volume,
+            notional: c.vwap.unwrap_or(0.0) * c.volume,
+            trades: c.trades,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, %symbol, %interval, "cannot seed a live candle from the store");
+            None
+        }
     }
 }

@@ -34,6 +34,7 @@ async fn app() -> (tempfile::TempDir, axum::Router, AppState) {
         metrics: Metrics::new(),
         health: Health::new(),
         limits: ApiLimits::default(),
+        ws: Default::default(),
         shutdown: CancellationToken::new(),
     };
     (dir, router(state.clone()), state)

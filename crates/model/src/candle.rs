@@ -66,10 +66,25 @@ impl Interval {
         }
     }
 
-    /// Start of the bucket holding `ts`.
+    /// The widths kept as materialized rollups by the stores; the others
+    /// are folded from the coarsest of these that divides them.
+    pub const ROLLUPS: [Interval; 4] = [Interval::S1, Interval::M1, Interval::H1, Interval::D1];
+
+    /// The coarsest rollup whose buckets tile this interval's: `5m` and
+    /// `15m` come from `1m`, the others are stored as they are.
+    pub fn rollup(self) -> Interval {
+        Interval::ROLLUPS
+            .into_iter()
+            .rev()
+            .find(|r| self.micros() % r.micros() == 0)
+            .unwrap_or(Interval::S1)
+    }
+
+    /// Start of the bucket holding `ts` ([`Timestamp::MIN`], an open
+    /// bound, for the first bucket, which starts before it).
     pub fn bucket_start(self, ts: Timestamp) -> Timestamp {
-        let w = self.micros();
-        Timestamp::from_micros(ts.as_micros().div_euclid(w) * w)
+        let t = ts.as_micros();
+        Timestamp::from_micros(t.saturating_sub(t.rem_euclid(self.micros())))
     }
 
     /// The first bucket start at or after `ts`. Buckets starting in
@@ -123,23 +138,120 @@ pub struct Candle {
     pub last_ts: Timestamp,
 }
 
-/// Builds candles from ticks one at a time: the reference the SQL stores are
+/// Where a trade sits in a bucket's order: event time, then tick id (the
+/// same order as [`Tick::sort_key`]).
+pub type TradeKey = (Timestamp, i64);
+
+/// A mergeable partial candle: the aggregate of some of a bucket's trades.
+///
+/// Merging two parts gives the part of the union of their trades, in any
+/// order, so rollups can be kept incrementally (each newly stored tick
+/// merged into its bucket's row) and coarse candles built from finer ones.
+/// The open and close remember the key of the trade they came from, so a
+/// late trade that is earlier than the stored open replaces it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CandlePart {
+    pub open: (TradeKey, f64),
+    pub close: (TradeKey, f64),
+    pub high: f64,
+    pub low: f64,
+    pub volume: f64,
+    /// Sum of price × size (VWAP numerator).
+    pub notional: f64,
+    pub trades: u64,
+}
+
+impl CandlePart {
+    /// The part holding one trade.
+    pub fn of(tick: &Tick) -> Self {
+        let point = (tick.sort_key(), tick.price());
+        CandlePart {
+            open: point,
+            close: point,
+            high: tick.price(),
+            low: tick.price(),
+            volume: tick.size(),
+            notional: tick.size() * tick.price(),
+            trades: 1,
+        }
+    }
+
+    pub fn push(&mut self, tick: &Tick) {
+        self.merge(&CandlePart::of(tick));
+    }
+
+    /// Adds the trades of `other`.
+    pub fn merge(&mut self, other: &CandlePart) {
+        if other.open.0 < self.open.0 {
+            self.open = other.open;
+        }
+        if other.close.0 > self.close.0 {
+            self.close = other.close;
+        }
+        self.high = self.high.max(other.high);
+        self.low = self.low.min(other.low);
+        self.volume += other.volume;
+        self.notional += other.notional;
+        self.trades += other.trades;
+    }
+
+    pub fn into_candle(self, symbol: Symbol, interval: Interval, start: Timestamp) -> Candle {
+        Candle {
+            symbol,
+            interval,
+            start,
+            open: self.open.1,
+            high: self.high,
+            low: self.low,
+            close: self.close.1,
+            volume: self.volume,
+            vwap: (self.volume > 0.0).then(|| self.notional / self.volume),
+            trades: self.trades,
+            first_ts: self.open.0 .0,
+            last_ts: self.close.0 .0,
+        }
+    }
+}
+
+/// Folds parts keyed by bucket start (in ascending order, any width that
+/// divides `interval`) into candles of `interval`, stopping after `limit`.
+pub fn rebucket(
+    symbol: &Symbol,
+    interval: Interval,
+    parts: impl IntoIterator<Item = (Timestamp, CandlePart)>,
+    limit: usize,
+) -> Vec<Candle> {
+    let mut out = Vec::new();
+    let mut current: Option<(Timestamp, CandlePart)> = None;
+    for (start, part) in parts {
+        let bucket = interval.bucket_start(start);
+        match &mut current {
+            Some((b, acc)) if *b == bucket => acc.merge(&part),
+            _ => {
+                if let Some((b, acc)) = current.take() {
+                    out.push(acc.into_candle(symbol.clone(), interval, b));
+                    if out.len() >= limit {
+                        return out;
+                    }
+                }
+                current = Some((bucket, part));
+            }
+        }
+    }
+    if let Some((b, acc)) = current {
+        if out.len() < limit {
+            out.push(acc.into_candle(symbol.clone(), interval, b));
+        }
+    }
+    out
+}
+
+/// Builds candles from ticks one at a time: the reference the stores are
 /// checked against. Ticks may come in any order.
 #[derive(Debug)]
 pub struct CandleBuilder {
     interval: Interval,
-    candles: std::collections::BTreeMap<(Symbol, Timestamp), Acc>,
-}
-
-#[derive(Debug)]
-struct Acc {
-    first: ((Timestamp, i64), f64),
-    last: ((Timestamp, i64), f64),
-    high: f64,
-    low: f64,
-    volume: f64,
-    notional: f64,
-    trades: u64,
+    candles: std::collections::BTreeMap<(Symbol, Timestamp), CandlePart>,
 }
 
 impl CandleBuilder {
@@ -152,27 +264,17 @@ impl CandleBuilder {
 
     pub fn push(&mut self, tick: &Tick) {
         let key = (tick.symbol().clone(), self.interval.bucket_start(tick.ts()));
-        let point = (tick.sort_key(), tick.price());
-        let acc = self.candles.entry(key).or_insert(Acc {
-            first: point,
-            last: point,
-            high: tick.price(),
-            low: tick.price(),
-            volume: 0.0,
-            notional: 0.0,
-            trades: 0,
-        });
-        if point.0 < acc.first.0 {
-            acc.first = point;
+        match self.candles.entry(key) {
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().push(tick),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(CandlePart::of(tick));
+            }
         }
-        if point.0 > acc.last.0 {
-            acc.last = point;
-        }
-        acc.high = acc.high.max(tick.price());
-        acc.low = acc.low.min(tick.price());
-        acc.volume += tick.size();
-        acc.notional += tick.size() * tick.price();
-        acc.trades += 1;
+    }
+
+    /// The parts so far, by symbol and bucket start.
+    pub fn parts(&self) -> impl Iterator<Item = (&(Symbol, Timestamp), &CandlePart)> {
+        self.candles.iter()
     }
 
     /// The candles, ordered by symbol and bucket start.
@@ -180,20 +282,7 @@ impl CandleBuilder {
         let interval = self.interval;
         self.candles
             .into_iter()
-            .map(|((symbol, start), a)| Candle {
-                symbol,
-                interval,
-                start,
-                open: a.first.1,
-                high: a.high,
-                low: a.low,
-                close: a.last.1,
-                volume: a.volume,
-                vwap: (a.volume > 0.0).then(|| a.notional / a.volume),
-                trades: a.trades,
-                first_ts: a.first.0 .0,
-                last_ts: a.last.0 .0,
-            })
+            .map(|((symbol, start), part)| part.into_candle(symbol, interval, start))
             .collect()
     }
 }
@@ -210,6 +299,8 @@ mod tests {
             assert_eq!(i.as_str().parse::<Interval>().unwrap(), i);
         }
         assert!("2m".parse::<Interval>().is_err());
+        let rollups: Vec<_> = Interval::ALL.iter().map(|i| i.rollup().as_str()).collect();
+        assert_eq!(rollups, ["1s", "1m", "1m", "1m", "1h", "1d"]);
         let ts = Timestamp::parse("2025-08-27T20:15:31.134Z").unwrap();
         assert_eq!(
             Interval::M1.bucket_start(ts).to_string(),

@@ -10,7 +10,8 @@
 //! - [`symbol`] — [`Symbol`], an upper-case instrument name.
 //! - [`tick`] — [`Tick`], [`TickInput`], [`TickRules`] and [`TickError`].
 //! - [`tick_id`] — the deterministic id and the per-frame occurrence counter.
-//! - [`candle`] — [`Candle`], [`Interval`] and a brute-force [`CandleBuilder`].
+//! - [`candle`] — [`Candle`], [`Interval`], the mergeable [`CandlePart`] that
+//!   rollups are kept in, and a brute-force [`CandleBuilder`].
 //! - [`gap`] — [`Gap`], a span in which a feed may have missed trades.
 //! - [`wire`] — the JSON codec, which also reads the original tick format.
 
@@ -22,7 +23,7 @@ pub mod tick_id;
 pub mod time;
 pub mod wire;
 
-pub use candle::{Candle, CandleBuilder, Interval, IntervalError};
+pub use candle::{rebucket, Candle, CandleBuilder, CandlePart, Interval, IntervalError, TradeKey};
 pub use gap::{Gap, GapReason, GAP_CONTENT_TYPE};
 pub use symbol::{Symbol, SymbolInterner};
 pub use tick::{Tick, TickError, TickInput, TickRules};

@@ -47,6 +47,7 @@ pub struct Metrics {
     api_request_duration: HistogramVec,
     stream_clients: IntGauge,
     stream_lagged_batches: IntCounter,
+    stream_slow_disconnects: IntCounter,
     bus_tail_skipped_messages: IntCounter,
     persist_paused: IntGauge,
     persist_pauses: IntCounter,
@@ -280,6 +281,11 @@ impl Metrics {
                 &r,
                 "streamforge_api_stream_lagged_batches_total",
                 "Live tick batches that slow stream clients missed.",
+            ),
+            stream_slow_disconnects: counter(
+                &r,
+                "streamforge_api_stream_slow_disconnects_total",
+                "WebSocket clients disconnected because they could not keep up.",
             ),
             bus_tail_skipped_messages: counter(
                 &r,
@@ -598,6 +604,11 @@ impl Metrics {
     /// A live-stream client connected (+1) or left (-1).
     pub fn stream_client(&self, delta: i64) {
         self.stream_clients.add(delta);
+    }
+
+    /// A WebSocket client was disconnected for being too slow.
+    pub fn stream_slow_disconnect(&self) {
+        self.stream_slow_disconnects.inc();
     }
 
     /// A slow live-stream client missed `n` batches.

@@ -134,7 +134,17 @@ pub struct SseClient {
 impl SseClient {
     /// Connects and checks the answer is an event stream.
     pub async fn connect(url: &str) -> SseClient {
-        let res = reqwest::get(url)
+        Self::resume(url, None).await
+    }
+
+    /// Connects with a `Last-Event-ID`, as a browser does when it reconnects.
+    pub async fn resume(url: &str, last_event_id: Option<&str>) -> SseClient {
+        let mut req = reqwest::Client::new().get(url);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let res = req
+            .send()
             .await
             .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         assert_eq!(res.status().as_u16(), 200, "GET {url}");

@@ -5,7 +5,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use streamforge_model::Symbol;
+use streamforge_model::{Candle, Gap, Symbol};
 use streamforge_store::{CandleQuery, GapQuery, SymbolInfo, TickQuery};
 
 use crate::params::{Params, PathSymbol, RawQuery};
@@ -108,16 +108,122 @@ pub async fn ticks(
     .into_response())
 }
 
-/// `GET /api/v1/candles/{symbol}?interval&from&to&limit`
+/// How intervals with no trades are answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fill {
+    /// Absent (the default): a missing candle means no trade was stored.
+    None,
+    /// Present with open = high = low = close = the previous close, no
+    /// volume, and `"filled": true`.
+    Previous,
+}
+
+fn fill_param(params: &Params) -> Result<Fill, ApiError> {
+    match params.get("fill") {
+        None | Some("none") => Ok(Fill::None),
+        Some("previous") => Ok(Fill::Previous),
+        Some(other) => Err(ApiError::bad(
+            "fill",
+            format!("expected none or previous, got {other:?}"),
+        )),
+    }
+}
+
+/// Most gaps looked up for one candle request.
+const MAX_GAPS: usize = 10_000;
+
+fn gap_json(g: &Gap) -> serde_json::Value {
+    json!({
+        "provider": g.provider,
+        "connection": g.connection,
+        "from": g.from,
+        "to": g.to,
+        "seconds": g.seconds(),
+        "reason": g.reason,
+    })
+}
+
+/// One candle as answered: complete unless a recorded gap overlaps it.
+fn candle_json(c: &Candle, filled: bool, gaps: &[Gap]) -> serde_json::Value {
+    let end = c.start.saturating_add_micros(c.interval.micros());
+    let overlapping: Vec<_> = gaps
+        .iter()
+        .filter(|g| g.from < end && g.to > c.start)
+        .map(gap_json)
+        .collect();
+    let mut row = json!({
+        "start": c.start,
+        "open": c.open,
+        "high": c.high,
+        "low": c.low,
+        "close": c.close,
+        "volume": c.volume,
+        "vwap": c.vwap,
+        "trades": c.trades,
+        "first_ts": c.first_ts,
+        "last_ts": c.last_ts,
+        "complete": overlapping.is_empty(),
+    });
+    if !overlapping.is_empty() {
+        row["gaps"] = overlapping.into();
+    }
+    if filled {
+        row["filled"] = true.into();
+    }
+    row
+}
+
+/// The candles with every empty interval between two of them filled from
+/// the previous close, at most `limit` in all.
+fn fill_previous(candles: Vec<Candle>, limit: usize) -> Vec<(Candle, bool)> {
+    let mut out: Vec<(Candle, bool)> = Vec::with_capacity(candles.len());
+    for c in candles {
+        if let Some((prev, _)) = out.last() {
+            let step = prev.interval.micros();
+            let mut start = prev.start.saturating_add_micros(step);
+            let prev = prev.clone();
+            while start < c.start && out.len() < limit {
+                out.push((
+                    Candle {
+                        start,
+                        open: prev.close,
+                        high: prev.close,
+                        low: prev.close,
+                        volume: 0.0,
+                        vwap: None,
+                        trades: 0,
+                        first_ts: start,
+                        last_ts: start,
+                        ..prev.clone()
+                    },
+                    true,
+                ));
+                start = start.saturating_add_micros(step);
+            }
+        }
+        if out.len() >= limit {
+            break;
+        }
+        out.push((c, false));
+    }
+    out
+}
+
+/// `GET /api/v1/candles/{symbol}?interval&from&to&limit&fill`
+///
+/// Served from the store's rollups. A candle overlapping a recorded feed
+/// gap says `"complete": false` and lists the gaps; the answer also lists
+/// every gap in the range, so a chart can show outages with no candle.
 pub async fn candles(
     State(state): State<AppState>,
     PathSymbol(symbol): PathSymbol,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::new(raw, &["interval", "from", "to", "limit"])?;
+    let params = Params::new(raw, &["interval", "from", "to", "limit", "fill"])?;
     let interval = params.interval()?;
     let (from, to) = params.range(&state.limits)?;
     let limit = params.limit(&state.limits)?;
+    let fill = fill_param(&params)?;
     known(&state, &symbol).await?;
     let candles = state
         .store
@@ -129,22 +235,22 @@ pub async fn candles(
             limit,
         })
         .await?;
+    let gaps = state
+        .store
+        .gaps(GapQuery {
+            symbol: Some(symbol.clone()),
+            from: interval.bucket_start(from),
+            to: interval.first_start_from(to),
+            limit: MAX_GAPS,
+        })
+        .await?;
+    let candles = match fill {
+        Fill::None => candles.into_iter().map(|c| (c, false)).collect(),
+        Fill::Previous => fill_previous(candles, limit),
+    };
     let rows: Vec<_> = candles
         .iter()
-        .map(|c| {
-            json!({
-                "start": c.start,
-                "open": c.open,
-                "high": c.high,
-                "low": c.low,
-                "close": c.close,
-                "volume": c.volume,
-                "vwap": c.vwap,
-                "trades": c.trades,
-                "first_ts": c.first_ts,
-                "last_ts": c.last_ts,
-            })
-        })
+        .map(|(c, filled)| candle_json(c, *filled, &gaps))
         .collect();
     Ok(Json(json!({
         "symbol": symbol,
@@ -152,8 +258,10 @@ pub async fn candles(
         "from": from,
         "to": to,
         "limit": limit,
+        "fill": match fill { Fill::None => "none", Fill::Previous => "previous" },
         "count": rows.len(),
         "candles": rows,
+        "gaps": gaps.iter().map(gap_json).collect::<Vec<_>>(),
     }))
     .into_response())
 }

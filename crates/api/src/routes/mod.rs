@@ -4,6 +4,8 @@ mod market;
 mod ops;
 pub mod profile;
 mod stream;
+pub mod web;
+pub mod ws;
 
 use std::time::Instant;
 
@@ -18,6 +20,7 @@ use crate::AppState;
 /// Every path the router serves, as written in the OpenAPI document.
 pub const PATHS: &[&str] = &[
     "/",
+    "/api",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -28,6 +31,7 @@ pub const PATHS: &[&str] = &[
     "/api/v1/candles/{symbol}",
     "/api/v1/gaps",
     "/api/v1/stream",
+    "/api/v1/ws",
 ];
 
 /// Health and metrics only, for roles without a store (`ingest`).
@@ -47,7 +51,9 @@ pub fn ops_router(
 /// The full API.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(ops::index))
+        .route("/", get(web::index))
+        .route("/assets/{*path}", get(web::asset))
+        .route("/api", get(ops::index))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -58,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/candles/{symbol}", get(market::candles))
         .route("/api/v1/gaps", get(market::gaps))
         .route("/api/v1/stream", get(stream::sse))
+        .route("/api/v1/ws", get(ws::upgrade))
         .fallback(ops::not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

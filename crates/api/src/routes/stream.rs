@@ -1,28 +1,34 @@
-//! `GET /api/v1/stream`: live ticks as Server-Sent Events.
+//! `GET /api/v1/stream`: live ticks and candle updates as Server-Sent Events.
 //!
-//! Each tick is an event `tick` whose data is the tick's JSON. A client that
-//! falls too far behind receives an event `lagged` saying how many batches
-//! it missed, then continues with current data. Streams end at shutdown.
+//! Each tick is an event `tick` whose data is the tick's JSON; each candle
+//! update (with `candles=1m,...`) an event `candle`. Event ids are
+//! `<batch>:<index>`; a client reconnecting with `Last-Event-ID` gets what
+//! it missed if that is still within the hub's resume window, else an event
+//! `reset` saying data was missed, then live data. A client that falls too
+//! far behind receives an event `lagged` saying how many batches it missed,
+//! then continues with current data. Streams end at shutdown.
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use streamforge_model::{Symbol, Tick};
+use streamforge_model::{Interval, Symbol};
 use streamforge_telemetry::Metrics;
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use crate::live::{LiveBatch, Resume};
 use crate::params::{Params, RawQuery};
 use crate::{ApiError, AppState};
 
 /// Counts the client while its stream lives.
-struct ClientGuard(Metrics);
+pub(crate) struct ClientGuard(pub(crate) Metrics);
 
 impl ClientGuard {
-    fn new(metrics: Metrics) -> Self {
+    pub(crate) fn new(metrics: Metrics) -> Self {
         metrics.stream_client(1);
         ClientGuard(metrics)
     }
@@ -34,49 +40,162 @@ impl Drop for ClientGuard {
     }
 }
 
+/// What one SSE client asked for.
+struct Wants {
+    /// Symbols; `None` for all.
+    symbols: Option<HashSet<Symbol>>,
+    candles: Vec<Interval>,
+}
+
+impl Wants {
+    fn symbol(&self, s: &Symbol) -> bool {
+        self.symbols.as_ref().is_none_or(|f| f.contains(s))
+    }
+
+    /// The events of `batch` after item `after` (ticks first, then candles).
+    fn events(&self, batch: &LiveBatch, after: Option<usize>, out: &mut VecDeque<Event>) {
+        let first = after.map_or(0, |i| i + 1);
+        let ticks = batch.ticks.len();
+        let json = batch.tick_json();
+        for (i, tick) in batch.ticks.iter().enumerate().skip(first) {
+            if self.symbol(tick.symbol()) {
+                out.push_back(
+                    Event::default()
+                        .event("tick")
+                        .id(format!("{}:{i}", batch.seq))
+                        .data(&json[i]),
+                );
+            }
+        }
+        for (j, candle) in batch.candles.iter().enumerate() {
+            let i = ticks + j;
+            if i < first || !self.candles.contains(&candle.interval) || !self.symbol(&candle.symbol)
+            {
+                continue;
+            }
+            if let Ok(event) = Event::default()
+                .event("candle")
+                .id(format!("{}:{i}", batch.seq))
+                .json_data(candle)
+            {
+                out.push_back(event);
+            }
+        }
+    }
+}
+
 struct Client {
-    rx: broadcast::Receiver<Arc<[Tick]>>,
-    /// Symbols asked for; `None` for all.
-    filter: Option<HashSet<Symbol>>,
-    /// Events of the current batch not yet sent (at most one batch).
+    rx: broadcast::Receiver<Arc<LiveBatch>>,
+    wants: Wants,
+    /// Batches to send before live ones (a resume).
+    replay: VecDeque<Arc<LiveBatch>>,
+    /// Resume point inside the first replayed batch.
+    resume_after: Option<(u64, usize)>,
+    /// The newest batch sent; live batches up to it were replayed.
+    sent_through: u64,
     pending: VecDeque<Event>,
     guard: ClientGuard,
 }
 
-fn wanted(filter: &Option<HashSet<Symbol>>, tick: &Tick) -> bool {
-    filter.as_ref().is_none_or(|f| f.contains(tick.symbol()))
+/// `<batch>:<index>` from a `Last-Event-ID` header.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<(u64, usize)>, ApiError> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad(
+            "Last-Event-ID",
+            format!("expected <batch>:<index> as sent in an event id, got {v:?}"),
+        )
+    };
+    let (seq, i) = v
+        .to_str()
+        .map_err(|_| bad())?
+        .split_once(':')
+        .ok_or_else(bad)?;
+    Ok(Some((
+        seq.parse().map_err(|_| bad())?,
+        i.parse().map_err(|_| bad())?,
+    )))
 }
 
-/// `GET /api/v1/stream?symbols=AAPL,MSFT` (all symbols when omitted).
+/// Comma-separated intervals of the `candles` parameter.
+fn intervals(params: &Params) -> Result<Vec<Interval>, ApiError> {
+    params.get("candles").map_or(Ok(Vec::new()), |v| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse().map_err(|e: streamforge_model::IntervalError| {
+                    ApiError::bad("candles", e.to_string())
+                })
+            })
+            .collect()
+    })
+}
+
+/// `GET /api/v1/stream?symbols=AAPL,MSFT&candles=1m` (all symbols when
+/// `symbols` is omitted; candle updates only when `candles` is given).
 pub async fn sse(
     State(state): State<AppState>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let params = Params::new(raw, &["symbols"])?;
-    let filter = params
-        .symbols("symbols")?
-        .map(|v| v.into_iter().collect::<HashSet<_>>());
+    let params = Params::new(raw, &["symbols", "candles"])?;
+    let wants = Wants {
+        symbols: params
+            .symbols("symbols")?
+            .map(|v| v.into_iter().collect::<HashSet<_>>()),
+        candles: intervals(&params)?,
+    };
+    let resume = last_event_id(&headers)?;
+    // Subscribe before looking back, so nothing falls between the two.
+    let rx = state.live.subscribe();
     let mut client = Client {
-        rx: state.live.subscribe(),
-        filter,
+        rx,
+        wants,
+        replay: VecDeque::new(),
+        resume_after: None,
+        sent_through: 0,
         pending: VecDeque::new(),
         guard: ClientGuard::new(state.metrics.clone()),
     };
     client
         .pending
         .push_back(Event::default().comment("connected"));
+    if let Some((seq, index)) = resume {
+        match state.live.resume(seq.saturating_sub(1)) {
+            Resume::Replay(batches) => {
+                client.replay = batches.into();
+                client.resume_after = Some((seq, index));
+            }
+            Resume::TooOld => client.pending.push_back(
+                Event::default().event("reset").data(format!(
+                    r#"{{"reason":"Last-Event-ID {seq}:{index} is outside the resume window; events were missed"}}"#
+                )),
+            ),
+        }
+    }
     let events = futures::stream::unfold(client, |mut c| async move {
         loop {
             if let Some(event) = c.pending.pop_front() {
                 return Some((Ok(event), c));
             }
+            if let Some(batch) = c.replay.pop_front() {
+                let after = c
+                    .resume_after
+                    .take()
+                    .filter(|(seq, _)| *seq == batch.seq)
+                    .map(|(_, i)| i);
+                c.wants.events(&batch, after, &mut c.pending);
+                c.sent_through = batch.seq;
+                continue;
+            }
             match c.rx.recv().await {
+                Ok(batch) if batch.seq <= c.sent_through => {}
                 Ok(batch) => {
-                    for tick in batch.iter().filter(|t| wanted(&c.filter, t)) {
-                        if let Ok(event) = Event::default().event("tick").json_data(tick) {
-                            c.pending.push_back(event);
-                        }
-                    }
+                    c.wants.events(&batch, None, &mut c.pending);
+                    c.sent_through = batch.seq;
                 }
                 Err(RecvError::Lagged(missed)) => {
                     c.guard.0.stream_lagged(missed);

@@ -14,6 +14,7 @@
 use std::fmt;
 
 use deadpool_postgres::Client;
+use streamforge_model::Interval;
 
 use crate::StoreError;
 
@@ -141,7 +142,191 @@ const MIGRATIONS: &[Migration] = &[
         },
         down: |_| "DROP TABLE IF EXISTS gaps;".into(),
     },
+    Migration {
+        name: "candle rollups",
+        up: |mode, _| match mode {
+            Mode::Postgres => rollups_up(),
+            Mode::TimescaleDb => continuous_rollups_up(),
+        },
+        down: |mode| {
+            let kind = match mode {
+                Mode::Postgres => "TABLE",
+                Mode::TimescaleDb => "MATERIALIZED VIEW",
+            };
+            let mut sql: String = Interval::ROLLUPS
+                .iter()
+                .rev()
+                .map(|iv| format!("DROP {kind} IF EXISTS candles_{iv} CASCADE;"))
+                .collect();
+            if mode == Mode::TimescaleDb {
+                sql.push_str(&candles_up(mode, &PgSchemaOptions::default()));
+            }
+            sql
+        },
+    },
 ];
+
+/// The SQL width of a stored rollup.
+pub(crate) fn sql_interval(iv: Interval) -> &'static str {
+    match iv {
+        Interval::S1 => "1 second",
+        Interval::M1 => "1 minute",
+        Interval::M5 => "5 minutes",
+        Interval::M15 => "15 minutes",
+        Interval::H1 => "1 hour",
+        Interval::D1 => "1 day",
+    }
+}
+
+/// `INSERT` of the rollup rows of `interval` aggregated from `source` (rows
+/// with `symbol, ts, tick_id, price, size`), merged into existing rows: the
+/// open/close of the earlier/later trade by `(ts, tick_id)`, extremes,
+/// sums. Rows are written in key order so concurrent writers cannot deadlock.
+pub(crate) fn rollup_upsert(interval: Interval, source: &str) -> String {
+    format!(
+        "INSERT INTO candles_{iv} AS c
+              (symbol, bucket, open, open_ts, open_id, high, low, close, close_ts, close_id,
+               volume, notional, trades)
+         SELECT symbol, date_bin(INTERVAL '{width}', ts, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS b,
+                (array_agg(price ORDER BY ts, tick_id))[1], min(ts),
+                (array_agg(tick_id ORDER BY ts, tick_id))[1],
+                max(price), min(price),
+                (array_agg(price ORDER BY ts DESC, tick_id DESC))[1], max(ts),
+                (array_agg(tick_id ORDER BY ts DESC, tick_id DESC))[1],
+                sum(size), sum(price * size), count(*)
+           FROM {source} GROUP BY symbol, b ORDER BY symbol, b
+         ON CONFLICT (symbol, bucket) DO UPDATE SET
+             open = CASE WHEN (EXCLUDED.open_ts, EXCLUDED.open_id) < (c.open_ts, c.open_id)
+                         THEN EXCLUDED.open ELSE c.open END,
+             open_id = CASE WHEN (EXCLUDED.open_ts, EXCLUDED.open_id) < (c.open_ts, c.open_id)
+                            THEN EXCLUDED.open_id ELSE c.open_id END,
+             open_ts = LEAST(EXCLUDED.open_ts, c.open_ts),
+             close = CASE WHEN (EXCLUDED.close_ts, EXCLUDED.close_id) > (c.close_ts, c.close_id)
+                          THEN EXCLUDED.close ELSE c.close END,
+             close_id = CASE WHEN (EXCLUDED.close_ts, EXCLUDED.close_id) > (c.close_ts, c.close_id)
+                             THEN EXCLUDED.close_id ELSE c.close_id END,
+             close_ts = GREATEST(EXCLUDED.close_ts, c.close_ts),
+             high = GREATEST(EXCLUDED.high, c.high), low = LEAST(EXCLUDED.low, c.low),
+             volume = c.volume + EXCLUDED.volume, notional = c.notional + EXCLUDED.notional,
+             trades = c.trades + EXCLUDED.trades",
+        iv = interval.as_str(),
+        width = sql_interval(interval),
+    )
+}
+
+/// How a continuous aggregate is refreshed: materialized from `start` to
+/// `end` before now, every `every`. Newer buckets come from real-time
+/// aggregation; see [`REFRESH_LAG`].
+struct Refresh {
+    start: &'static str,
+    end: &'static str,
+    every: &'static str,
+}
+
+fn refresh_of(iv: Interval) -> Refresh {
+    let (start, end, every) = match iv {
+        Interval::S1 => ("1 hour", "10 seconds", "30 seconds"),
+        Interval::H1 => ("3 days", "1 hour", "30 minutes"),
+        Interval::D1 => ("30 days", "1 day", "1 hour"),
+        _ => ("6 hours", "1 minute", "1 minute"),
+    };
+    Refresh { start, end, every }
+}
+
+/// TimescaleDB: how far behind now a continuous aggregate's materialized
+/// part can end (its refresh policy's end offset, in microseconds). A
+/// tick newer than that is always in the real-time part; an older one may
+/// land in a bucket already materialized, which the writer then refreshes.
+pub(crate) fn refresh_lag(iv: Interval) -> i64 {
+    let s = 1_000_000;
+    match iv {
+        Interval::S1 => 10 * s,
+        Interval::H1 => 3_600 * s,
+        Interval::D1 => 86_400 * s,
+        _ => 60 * s,
+    }
+}
+
+/// TimescaleDB: the rollups as continuous aggregates with real-time
+/// aggregation: `1s` and `1m` over the ticks, `1h` over `1m`, `1d` over
+/// `1h` (hierarchical), with the same columns as the plain-mode tables.
+/// Replaces the 1m/1h aggregates of migration 2.
+fn continuous_rollups_up() -> String {
+    let mut sql = String::from(
+        "DROP MATERIALIZED VIEW IF EXISTS candles_1h CASCADE;
+         DROP MATERIALIZED VIEW IF EXISTS candles_1m CASCADE;",
+    );
+    for iv in Interval::ROLLUPS {
+        let width = sql_interval(iv);
+        let select = match iv {
+            Interval::S1 | Interval::M1 => format!(
+                "SELECT symbol, time_bucket(INTERVAL '{width}', ts) AS bucket,
+                        (array_agg(price ORDER BY ts, tick_id))[1] AS open, min(ts) AS open_ts,
+                        (array_agg(tick_id ORDER BY ts, tick_id))[1] AS open_id,
+                        max(price) AS high, min(price) AS low,
+                        (array_agg(price ORDER BY ts DESC, tick_id DESC))[1] AS close,
+                        max(ts) AS close_ts,
+                        (array_agg(tick_id ORDER BY ts DESC, tick_id DESC))[1] AS close_id,
+                        sum(size) AS volume, sum(price * size) AS notional, count(*) AS trades
+                   FROM ticks GROUP BY symbol, time_bucket(INTERVAL '{width}', ts)"
+            ),
+            _ => {
+                let finer = if iv == Interval::H1 { "1m" } else { "1h" };
+                format!(
+                    "SELECT symbol, time_bucket(INTERVAL '{width}', bucket) AS bucket,
+                            (array_agg(open ORDER BY open_ts, open_id))[1] AS open,
+                            min(open_ts) AS open_ts,
+                            (array_agg(open_id ORDER BY open_ts, open_id))[1] AS open_id,
+                            max(high) AS high, min(low) AS low,
+                            (array_agg(close ORDER BY close_ts DESC, close_id DESC))[1] AS close,
+                            max(close_ts) AS close_ts,
+                            (array_agg(close_id ORDER BY close_ts DESC, close_id DESC))[1] AS close_id,
+                            sum(volume) AS volume, sum(notional) AS notional,
+                            sum(trades)::BIGINT AS trades
+                       FROM candles_{finer} GROUP BY symbol, time_bucket(INTERVAL '{width}', bucket)"
+                )
+            }
+        };
+        let Refresh { start, end, every } = refresh_of(iv);
+        sql.push_str(&format!(
+            "CREATE MATERIALIZED VIEW candles_{iv}
+                 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+                 {select} WITH NO DATA;
+             SELECT add_continuous_aggregate_policy('candles_{iv}',
+                 start_offset => INTERVAL '{start}', end_offset => INTERVAL '{end}',
+                 schedule_interval => INTERVAL '{every}');"
+        ));
+    }
+    sql
+}
+
+/// Rollup tables for the stored widths, filled from the ticks already there.
+fn rollups_up() -> String {
+    Interval::ROLLUPS
+        .iter()
+        .map(|&iv| {
+            format!(
+                "CREATE TABLE candles_{iv} (
+                     symbol   TEXT COLLATE \"C\" NOT NULL,
+                     bucket   TIMESTAMPTZ      NOT NULL,
+                     open     DOUBLE PRECISION NOT NULL,
+                     open_ts  TIMESTAMPTZ      NOT NULL,
+                     open_id  BIGINT           NOT NULL,
+                     high     DOUBLE PRECISION NOT NULL,
+                     low      DOUBLE PRECISION NOT NULL,
+                     close    DOUBLE PRECISION NOT NULL,
+                     close_ts TIMESTAMPTZ      NOT NULL,
+                     close_id BIGINT           NOT NULL,
+                     volume   DOUBLE PRECISION NOT NULL,
+                     notional DOUBLE PRECISION NOT NULL,
+                     trades   BIGINT           NOT NULL,
+                     PRIMARY KEY (symbol, bucket));
+                 {};",
+                rollup_upsert(iv, "ticks")
+            )
+        })
+        .collect()
+}
 
 fn ticks_up(mode: Mode, o: &PgSchemaOptions) -> String {
     let columns = "
@@ -342,6 +527,17 @@ pub async fn up(
             .await?;
             tx.commit().await?;
             tracing::info!(version, name = m.name, %mode, "postgres store migrated");
+            if mode == Mode::TimescaleDb && m.name == "candle rollups" {
+                // Materialize the history (refreshes cannot run in a transaction);
+                // finer levels first, as the coarser ones read them.
+                for iv in Interval::ROLLUPS {
+                    client
+                        .batch_execute(&format!(
+                            "CALL refresh_continuous_aggregate('candles_{iv}', NULL, NULL)"
+                        ))
+                        .await?;
+                }
+            }
         }
         status(client).await
     }

@@ -4,8 +4,10 @@
 //! A batch is written in one transaction: binary `COPY` into a temporary
 //! staging table, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING` on the
 //! key `(symbol, ts, tick_id)`, with the per-symbol summary in `symbols`
-//! updated from the rows actually inserted. Candles are computed with
-//! `date_bin`, which both modes support. Schema and modes: [`migrations`].
+//! updated from the rows actually inserted, and so are the candle rollups
+//! (`candles_1s`, `_1m`, `_1h`, `_1d`): a redelivered tick changes nothing,
+//! a late one corrects its buckets. Candles are read from the coarsest
+//! rollup that tiles the interval. Schema and modes: [`migrations`].
 
 pub mod migrations;
 mod types;
@@ -18,7 +20,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::pin_mut;
 use parking_lot::Mutex;
 use streamforge_model::{
-    Candle, Gap, GapReason, Symbol, Tick, TickId, TickInput, TickRules, Timestamp,
+    rebucket, Candle, CandlePart, Gap, GapReason, Interval, Symbol, Tick, TickId, TickInput,
+    TickRules, Timestamp,
 };
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -258,10 +261,11 @@ impl PostgresStore {
         writer.finish().await?;
         let inserted: i64 = tx
             .query_one(
-                "WITH ins AS (
+                &format!(
+                    "WITH ins AS (
                      INSERT INTO ticks SELECT * FROM ticks_stage
                      ON CONFLICT (symbol, ts, tick_id) DO NOTHING
-                     RETURNING symbol, ts),
+                     RETURNING symbol, ts, tick_id, price, size),
                  agg AS (
                      SELECT symbol, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n
                        FROM ins GROUP BY symbol),
@@ -273,12 +277,22 @@ impl PostgresStore {
                          last_ts = GREATEST(symbols.last_ts, EXCLUDED.last_ts),
                          ticks = symbols.ticks + EXCLUDED.ticks
                      RETURNING 1)
+                 {rollups}
                  SELECT coalesce(sum(n), 0)::BIGINT FROM agg",
+                    rollups = match self.mode {
+                        Mode::Postgres => ROLLUP_CTES.as_str(),
+                        // Continuous aggregates follow the ticks by themselves.
+                        Mode::TimescaleDb => "",
+                    }
+                ),
                 &[],
             )
             .await?
             .get(0);
         tx.commit().await?;
+        if self.mode == Mode::TimescaleDb && inserted > 0 {
+            self.refresh_late(&client, batch).await?;
+        }
         let inserted = inserted as usize;
         Ok(WriteOutcome {
             inserted,
@@ -287,7 +301,54 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// TimescaleDB: ticks older than an aggregate's refresh lag may belong
+    /// to buckets it has already materialized, which real-time aggregation
+    /// does not revisit; refreshes those buckets now (finer levels first),
+    /// so a late tick corrects its candles as soon as it is stored.
+    async fn refresh_late(
+        &self,
+        client: &deadpool_postgres::Client,
+        batch: &[Tick],
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now().as_micros();
+        for iv in Interval::ROLLUPS {
+            let horizon = Timestamp::from_micros(now - migrations::refresh_lag(iv));
+            let late = batch.iter().map(|t| t.ts()).filter(|ts| *ts < horizon);
+            let Some((min, max)) = late.fold(None, |acc: Option<(Timestamp, Timestamp)>, ts| {
+                Some(acc.map_or((ts, ts), |(a, b)| (a.min(ts), b.max(ts))))
+            }) else {
+                continue;
+            };
+            let (from, to) = (
+                iv.bucket_start(min),
+                iv.bucket_start(max).saturating_add_micros(iv.micros()),
+            );
+            client
+                .batch_execute(&format!(
+                    "CALL refresh_continuous_aggregate('candles_{iv}', '{from}', '{to}')"
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 const TICK_COLUMNS: &str = "ts, tick_id, price, size, exchange, src_id, conditions, ingested_at";
+
+/// The write statement's CTEs that merge the newly inserted ticks (`ins`)
+/// into every rollup table, in the same transaction.
+static ROLLUP_CTES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    Interval::ROLLUPS
+        .iter()
+        .map(|&iv| {
+            format!(
+                ", r{iv} AS ({} RETURNING 1)",
+                migrations::rollup_upsert(iv, "ins")
+            )
+        })
+        .collect()
+});
 
 fn tick_from_row(symbol: &Symbol, row: &Row) -> Result<Tick, StoreError> {
     let input = TickInput {
@@ -344,51 +405,48 @@ impl TickStore for PostgresStore {
     }
 
     async fn candles(&self, q: CandleQuery) -> Result<Vec<Candle>, StoreError> {
-        let width = q.interval.micros();
+        let rollup = q.interval.rollup();
         let (from, to) = (
             q.interval.first_start_from(q.from),
             q.interval.first_start_from(q.to),
         );
+        // Each candle folds at most this many rollup rows.
+        let per_candle = (q.interval.micros() / rollup.micros()) as usize;
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT date_bin(make_interval(secs => $2), ts, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket,
-                        (array_agg(price ORDER BY ts, tick_id))[1],
-                        max(price), min(price),
-                        (array_agg(price ORDER BY ts DESC, tick_id DESC))[1],
-                        sum(size), sum(price * size), count(*), min(ts), max(ts)
-                   FROM ticks
-                  WHERE symbol = $1 AND ts >= $3 AND ts < $4
-                  GROUP BY bucket ORDER BY bucket LIMIT $5",
+                &format!(
+                    "SELECT bucket, open, open_ts, open_id, high, low, close, close_ts, close_id,
+                            volume, notional, trades
+                       FROM candles_{rollup} WHERE symbol = $1 AND bucket >= $2 AND bucket < $3
+                      ORDER BY bucket LIMIT $4"
+                ),
                 &[
                     &q.symbol.as_str(),
-                    &(width as f64 / 1e6),
                     &PgTime(from),
                     &PgTime(to),
-                    &(q.limit as i64),
+                    &(q.limit.saturating_mul(per_candle).min(i64::MAX as usize) as i64),
                 ],
             )
             .await?;
-        rows.iter()
+        let parts = rows
+            .iter()
             .map(|r| {
-                let volume: f64 = r.try_get(5)?;
-                let notional: f64 = r.try_get(6)?;
-                Ok(Candle {
-                    symbol: q.symbol.clone(),
-                    interval: q.interval,
-                    start: r.try_get::<_, PgTime>(0)?.0,
-                    open: r.try_get(1)?,
-                    high: r.try_get(2)?,
-                    low: r.try_get(3)?,
-                    close: r.try_get(4)?,
-                    volume,
-                    vwap: (volume > 0.0).then(|| notional / volume),
-                    trades: r.try_get::<_, i64>(7)? as u64,
-                    first_ts: r.try_get::<_, PgTime>(8)?.0,
-                    last_ts: r.try_get::<_, PgTime>(9)?.0,
-                })
+                Ok((
+                    r.try_get::<_, PgTime>(0)?.0,
+                    CandlePart {
+                        open: ((r.try_get::<_, PgTime>(2)?.0, r.try_get(3)?), r.try_get(1)?),
+                        high: r.try_get(4)?,
+                        low: r.try_get(5)?,
+                        close: ((r.try_get::<_, PgTime>(7)?.0, r.try_get(8)?), r.try_get(6)?),
+                        volume: r.try_get(9)?,
+                        notional: r.try_get(10)?,
+                        trades: r.try_get::<_, i64>(11)? as u64,
+                    },
+                ))
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(rebucket(&q.symbol, q.interval, parts, q.limit))
     }
 
     async fn symbols(&self) -> Result<Vec<SymbolInfo>, StoreError> {

@@ -3,8 +3,10 @@
 //! One file in WAL mode: a single writer connection commits each batch in
 //! one transaction (`INSERT OR IGNORE` on the primary key
 //! `(symbol, ts, tick_id)`), while a small pool of reader connections serves
-//! queries concurrently. Candles are computed in SQL by time bucket. The
-//! schema is migrated on open (`PRAGMA user_version` records the version).
+//! queries concurrently. Candles are read from rollup tables (`candles_1s`,
+//! `_1m`, `_1h`, `_1d`) that the writer keeps in the same transaction as the
+//! ticks, from the ticks newly inserted. The schema is migrated on open
+//! (`PRAGMA user_version` records the version).
 //!
 //! `synchronous=NORMAL` in WAL mode: a committed batch survives a crash of
 //! the process; a power loss may lose the last transactions, never corrupt
@@ -18,7 +20,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use streamforge_model::{
-    Candle, Gap, GapReason, Symbol, Tick, TickId, TickInput, TickRules, Timestamp,
+    rebucket, Candle, CandlePart, Gap, GapReason, Interval, Symbol, Tick, TickId, TickInput,
+    TickRules, Timestamp,
 };
 
 use crate::{
@@ -30,6 +33,7 @@ use crate::{
 const MIGRATIONS: &[&str] = &[
     include_str!("0001_ticks.sql"),
     include_str!("0002_gaps.sql"),
+    include_str!("0003_candles.sql"),
 ];
 
 /// Reader connections kept open between queries.
@@ -252,6 +256,7 @@ fn write_batch_blocking(writer: &mut Writer, batch: &[Tick]) -> Result<WriteOutc
         );
     }
     let mut inserted = 0usize;
+    let mut rollups = Rollups::default();
     {
         let mut stmt = tx.prepare_cached(
             "INSERT OR IGNORE INTO ticks \
@@ -284,9 +289,11 @@ fn write_batch_blocking(writer: &mut Writer, batch: &[Tick]) -> Result<WriteOutc
                 acc.first_ts = acc.first_ts.min(ts);
                 acc.last_ts = acc.last_ts.max(ts);
                 acc.inserted += 1;
+                rollups.push(acc.id, t);
             }
         }
     }
+    rollups.write(&tx)?;
     {
         let mut stmt = tx.prepare_cached(
             "UPDATE symbols SET first_ts = min(first_ts, ?2), last_ts = max(last_ts, ?3), \
@@ -308,6 +315,70 @@ fn write_batch_blocking(writer: &mut Writer, batch: &[Tick]) -> Result<WriteOutc
         inserted,
         duplicates: batch.len() - inserted,
     })
+}
+
+/// The rollup rows a batch changes: newly inserted ticks merged per
+/// stored width, symbol and bucket, before they are merged into the tables.
+#[derive(Default)]
+struct Rollups {
+    parts: [HashMap<(i64, i64), CandlePart>; Interval::ROLLUPS.len()],
+}
+
+impl Rollups {
+    fn push(&mut self, symbol_id: i64, tick: &Tick) {
+        for (interval, parts) in Interval::ROLLUPS.iter().zip(&mut self.parts) {
+            let bucket = interval.bucket_start(tick.ts()).as_micros();
+            parts
+                .entry((symbol_id, bucket))
+                .and_modify(|p| p.push(tick))
+                .or_insert_with(|| CandlePart::of(tick));
+        }
+    }
+
+    /// Merges the parts into the rollup tables (in key order, like every writer).
+    fn write(self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        for (interval, parts) in Interval::ROLLUPS.iter().zip(self.parts) {
+            if parts.is_empty() {
+                continue;
+            }
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT INTO candles_{iv} AS c (symbol_id, bucket, open, open_ts, open_id, high, low, \
+                     close, close_ts, close_id, volume, notional, trades) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                 ON CONFLICT (symbol_id, bucket) DO UPDATE SET \
+                     open = iif((excluded.open_ts, excluded.open_id) < (c.open_ts, c.open_id), excluded.open, c.open), \
+                     open_id = iif((excluded.open_ts, excluded.open_id) < (c.open_ts, c.open_id), excluded.open_id, c.open_id), \
+                     open_ts = min(excluded.open_ts, c.open_ts), \
+                     close = iif((excluded.close_ts, excluded.close_id) > (c.close_ts, c.close_id), excluded.close, c.close), \
+                     close_id = iif((excluded.close_ts, excluded.close_id) > (c.close_ts, c.close_id), excluded.close_id, c.close_id), \
+                     close_ts = max(excluded.close_ts, c.close_ts), \
+                     high = max(excluded.high, c.high), low = min(excluded.low, c.low), \
+                     volume = c.volume + excluded.volume, notional = c.notional + excluded.notional, \
+                     trades = c.trades + excluded.trades",
+                iv = interval.as_str()
+            ))?;
+            let mut parts: Vec<_> = parts.into_iter().collect();
+            parts.sort_unstable_by_key(|(k, _)| *k);
+            for ((symbol_id, bucket), p) in parts {
+                stmt.execute(params![
+                    symbol_id,
+                    bucket,
+                    p.open.1,
+                    p.open.0 .0.as_micros(),
+                    p.open.0 .1,
+                    p.high,
+                    p.low,
+                    p.close.1,
+                    p.close.0 .0.as_micros(),
+                    p.close.0 .1,
+                    p.volume,
+                    p.notional,
+                    p.trades as i64,
+                ])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Columns of a tick row, after the symbol (known from the query).
@@ -355,30 +426,22 @@ fn symbol_info_from_row(row: &Row<'_>) -> Result<SymbolInfo, StoreError> {
     })
 }
 
-/// Candles by bucket: aggregates per bucket, then open and close looked up by
-/// the primary key at the bucket's first and last (ts, tick_id).
-const CANDLES_SQL: &str = "
-WITH s AS (SELECT id FROM symbols WHERE symbol = ?1),
-g AS (
-    SELECT (ts / ?2) * ?2 AS bucket,
-           min(ts) AS first_ts, max(ts) AS last_ts,
-           max(price) AS high, min(price) AS low,
-           sum(size) AS volume, sum(price * size) AS notional, count(*) AS trades
-      FROM ticks
-     WHERE symbol_id = (SELECT id FROM s) AND ts >= ?3 AND ts < ?4
-     GROUP BY bucket
-     ORDER BY bucket
-     LIMIT ?5
-)
-SELECT g.bucket,
-       (SELECT price FROM ticks
-         WHERE symbol_id = (SELECT id FROM s) AND ts = g.first_ts ORDER BY tick_id ASC LIMIT 1),
-       g.high, g.low,
-       (SELECT price FROM ticks
-         WHERE symbol_id = (SELECT id FROM s) AND ts = g.last_ts ORDER BY tick_id DESC LIMIT 1),
-       g.volume, g.notional, g.trades, g.first_ts, g.last_ts
-  FROM g
- ORDER BY g.bucket";
+/// A rollup row selected as `bucket, open, open_ts, open_id, high, low,
+/// close, close_ts, close_id, volume, notional, trades`.
+fn part_from_row(r: &Row<'_>) -> Result<(Timestamp, CandlePart), StoreError> {
+    Ok((
+        Timestamp::from_micros(r.get(0)?),
+        CandlePart {
+            open: ((Timestamp::from_micros(r.get(2)?), r.get(3)?), r.get(1)?),
+            high: r.get(4)?,
+            low: r.get(5)?,
+            close: ((Timestamp::from_micros(r.get(7)?), r.get(8)?), r.get(6)?),
+            volume: r.get(9)?,
+            notional: r.get(10)?,
+            trades: r.get::<_, i64>(11)? as u64,
+        },
+    ))
+}
 
 #[async_trait]
 impl TickStore for SqliteStore {
@@ -425,35 +488,31 @@ impl TickStore for SqliteStore {
 
     async fn candles(&self, q: CandleQuery) -> Result<Vec<Candle>, StoreError> {
         self.read(move |c| {
-            let width = q.interval.micros();
+            let rollup = q.interval.rollup();
             let (from, to) = (
                 q.interval.first_start_from(q.from).as_micros(),
                 q.interval.first_start_from(q.to).as_micros(),
             );
-            let mut stmt = c.prepare_cached(CANDLES_SQL)?;
-            let mut rows =
-                stmt.query(params![q.symbol.as_str(), width, from, to, q.limit as i64])?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                let bucket: i64 = r.get(0)?;
-                let volume: f64 = r.get(5)?;
-                let notional: f64 = r.get(6)?;
-                out.push(Candle {
-                    symbol: q.symbol.clone(),
-                    interval: q.interval,
-                    start: Timestamp::from_micros(bucket),
-                    open: r.get(1)?,
-                    high: r.get(2)?,
-                    low: r.get(3)?,
-                    close: r.get(4)?,
-                    volume,
-                    vwap: (volume > 0.0).then(|| notional / volume),
-                    trades: r.get::<_, i64>(7)? as u64,
-                    first_ts: Timestamp::from_micros(r.get(8)?),
-                    last_ts: Timestamp::from_micros(r.get(9)?),
-                });
-            }
-            Ok(out)
+            // Each candle folds at most this many rollup rows.
+            let per_candle = (q.interval.micros() / rollup.micros()) as usize;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT bucket, open, open_ts, open_id, high, low, close, close_ts, close_id, \
+                        volume, notional, trades \
+                   FROM candles_{} WHERE symbol_id = {SYMBOL_ID} AND bucket >= ?2 AND bucket < ?3 \
+                  ORDER BY bucket LIMIT ?4",
+                rollup.as_str()
+            ))?;
+            let rows = stmt.query_and_then(
+                params![
+                    q.symbol.as_str(),
+                    from,
+                    to,
+                    q.limit.saturating_mul(per_candle).min(i64::MAX as usize) as i64
+                ],
+                part_from_row,
+            )?;
+            let parts = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok(rebucket(&q.symbol, q.interval, parts, q.limit))
         })
         .await
     }

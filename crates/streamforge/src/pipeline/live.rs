@@ -1,10 +1,16 @@
 //! The live stage: a non-durable tail of the ticks topic feeding the API's
-//! [`LiveHub`]. It never slows the pipeline: when it falls behind, the bus
-//! tells it how much it missed and it continues with current data.
+//! [`LiveHub`] with ticks and the candle updates they make. It never slows
+//! the pipeline: when it falls behind, the bus tells it how much it missed
+//! and it continues with current data (its candles are seeded again from
+//! the store).
 
+use std::sync::Arc;
+
+use streamforge_api::live::CandleTracker;
 use streamforge_api::LiveHub;
 use streamforge_bus::{Consumer, Polled};
 use streamforge_model::{wire, TickRules, Timestamp};
+use streamforge_store::TickStore;
 use streamforge_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
@@ -14,11 +20,13 @@ const MAX_BATCH: usize = 4_096;
 pub async fn run(
     mut consumer: Box<dyn Consumer>,
     hub: LiveHub,
+    store: Arc<dyn TickStore>,
     rules: TickRules,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut decoder = wire::Decoder::default();
+    let mut candles = CandleTracker::default();
     loop {
         let polled = tokio::select! {
             p = consumer.recv(MAX_BATCH) => p?,
@@ -28,6 +36,8 @@ pub async fn run(
         match polled {
             Polled::Messages(m) => {
                 if hub.clients() == 0 {
+                    // Nobody listens: candles would be seeded again when someone does.
+                    candles.reset();
                     continue;
                 }
                 let now = Timestamp::now();
@@ -37,10 +47,14 @@ pub async fn run(
                     .filter_map(|d| decoder.decode(&d.message.payload, &rules, now).ok())
                     .collect();
                 if !ticks.is_empty() {
-                    hub.publish(ticks.into());
+                    let updates = candles.update(&ticks, store.as_ref()).await;
+                    hub.publish(ticks.into(), updates);
                 }
             }
-            Polled::Lagged(n) => metrics.tail_skipped(n),
+            Polled::Lagged(n) => {
+                metrics.tail_skipped(n);
+                candles.reset();
+            }
             Polled::Closed => return Ok(()),
         }
     }

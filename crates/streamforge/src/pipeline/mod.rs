@@ -367,20 +367,23 @@ pub async fn start_with(
             shutdown.clone(),
         ));
     }
-    let live = live_consumer.map(|consumer| {
-        spawn_stage(
-            "live",
-            &shutdown,
-            None,
-            live::run(
-                consumer,
-                hub.clone(),
-                rules,
-                metrics.clone(),
-                shutdown.clone(),
-            ),
-        )
-    });
+    let live = live_consumer
+        .zip(backends.clone())
+        .map(|(consumer, (store, _))| {
+            spawn_stage(
+                "live",
+                &shutdown,
+                None,
+                live::run(
+                    consumer,
+                    hub.clone(),
+                    store,
+                    rules,
+                    metrics.clone(),
+                    shutdown.clone(),
+                ),
+            )
+        });
 
     let router = match (&backends, roles.api) {
         (Some((store, cache)), true) => streamforge_api::router(AppState {
@@ -394,6 +397,7 @@ pub async fn start_with(
                 max_limit: config.api.max_limit,
                 default_window: config.api.default_window,
             },
+            ws: streamforge_api::routes::ws::WsOptions::default(),
             shutdown: shutdown.clone(),
         }),
         _ => streamforge_api::ops_router(metrics.clone(), health.clone()),

@@ -1,0 +1,339 @@
+//! `GET /api/v1/ws`: live ticks and candle updates over a WebSocket.
+//!
+//! The client sends JSON requests:
+//! `{"op":"subscribe","channel":"ticks","symbols":["AAPL"]}`,
+//! `{"op":"subscribe","channel":"candles","symbols":["AAPL"],"interval":"1m"}`,
+//! the same with `"op":"unsubscribe"`, and `{"op":"ping"}`; `"*"` stands
+//! for every symbol. Each request is answered (`subscribed`,
+//! `unsubscribed`, `pong`, or `error` naming what was wrong — a bad request
+//! does not end the connection). Data comes as `{"type":"ticks","data":[...]}`
+//! (one message per live batch) and `{"type":"candle","data":{...}}`.
+//!
+//! The server pings every [`WsOptions::ping_every`] and closes a connection
+//! that has sent nothing for [`WsOptions::idle_timeout`]. A client too slow
+//! to keep up — it missed live batches, or one message took longer than
+//! [`WsOptions::send_timeout`] to hand to its socket — gets
+//! `{"type":"slow_consumer",...}` and a close frame (1008), and is counted;
+//! the pipeline and other clients never wait for it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use streamforge_model::{Interval, Symbol};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{timeout, Instant};
+
+use crate::live::LiveBatch;
+use crate::routes::stream::ClientGuard;
+use crate::AppState;
+
+/// Timers of WebSocket connections.
+#[derive(Clone, Copy, Debug)]
+pub struct WsOptions {
+    pub ping_every: Duration,
+    /// A connection silent (no pong, no message) this long is closed.
+    pub idle_timeout: Duration,
+    /// Longest wait for one message to go to the socket.
+    pub send_timeout: Duration,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            ping_every: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            send_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Close code for a client that cannot keep up (policy violation).
+const CLOSE_SLOW: u16 = 1008;
+/// Close code at server shutdown (going away).
+const CLOSE_SHUTDOWN: u16 = 1001;
+/// Largest request a client may send.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// `GET /api/v1/ws`
+pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_REQUEST_BYTES)
+        .on_upgrade(move |socket| serve(socket, state))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    op: String,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    symbols: Vec<String>,
+    #[serde(default)]
+    interval: Option<String>,
+}
+
+/// Symbols of one channel: every symbol, or a set.
+#[derive(Default)]
+struct Selection {
+    all: bool,
+    some: HashSet<Symbol>,
+}
+
+impl Selection {
+    fn contains(&self, s: &Symbol) -> bool {
+        self.all || self.some.contains(s)
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.all && self.some.is_empty()
+    }
+
+    fn apply(&mut self, subscribe: bool, symbols: &Symbols) {
+        match (subscribe, symbols) {
+            (true, Symbols::All) => self.all = true,
+            (false, Symbols::All) => *self = Selection::default(),
+            (true, Symbols::Some(s)) => self.some.extend(s.iter().cloned()),
+            (false, Symbols::Some(s)) => s.iter().for_each(|x| {
+                self.some.remove(x);
+            }),
+        }
+    }
+}
+
+enum Symbols {
+    All,
+    Some(Vec<Symbol>),
+}
+
+#[derive(Default)]
+struct Subscriptions {
+    ticks: Selection,
+    candles: [Selection; Interval::ALL.len()],
+}
+
+fn interval_index(i: Interval) -> usize {
+    Interval::ALL.iter().position(|x| *x == i).unwrap_or(0)
+}
+
+/// A subscription change: subscribe (or not), which symbols, and the
+/// candle interval (`None` for the ticks channel).
+type Change = (bool, Symbols, Option<Interval>);
+
+/// What a request asks (`None` for a ping), or what is wrong with it.
+fn parse_request(text: &str) -> Result<(Request, Option<Change>), String> {
+    let req: Request = serde_json::from_str(text).map_err(|e| format!("not a request: {e}"))?;
+    let subscribe = match req.op.as_str() {
+        "ping" => return Ok((req, None)),
+        "subscribe" => true,
+        "unsubscribe" => false,
+        other => {
+            return Err(format!(
+                "unknown op {other:?}; expected subscribe, unsubscribe or ping"
+            ))
+        }
+    };
+    if req.symbols.is_empty() {
+        return Err("symbols: give at least one symbol, or \"*\" for all".into());
+    }
+    let symbols = if req.symbols.iter().any(|s| s == "*") {
+        Symbols::All
+    } else {
+        Symbols::Some(
+            req.symbols
+                .iter()
+                .map(|s| Symbol::parse(s).map_err(|e| format!("symbols: {e}")))
+                .collect::<Result<_, _>>()?,
+        )
+    };
+    let interval = match req.channel.as_deref() {
+        Some("ticks") => None,
+        Some("candles") => Some(
+            req.interval
+                .as_deref()
+                .ok_or("interval: required for the candles channel")?
+                .parse::<Interval>()
+                .map_err(|e| format!("interval: {e}"))?,
+        ),
+        other => return Err(format!("channel: expected ticks or candles, got {other:?}")),
+    };
+    Ok((req, Some((subscribe, symbols, interval))))
+}
+
+fn text(value: serde_json::Value) -> Message {
+    Message::Text(value.to_string().into())
+}
+
+/// The messages of one batch for this client's subscriptions.
+fn batch_messages(subs: &Subscriptions, batch: &LiveBatch, out: &mut Vec<Message>) {
+    if !subs.ticks.is_empty() && !batch.ticks.is_empty() {
+        let json = batch.tick_json();
+        let wanted: Vec<&str> = batch
+            .ticks
+            .iter()
+            .zip(json)
+            .filter(|(t, _)| subs.ticks.contains(t.symbol()))
+            .map(|(_, j)| j.as_str())
+            .collect();
+        if !wanted.is_empty() {
+            let mut msg =
+                String::with_capacity(32 + wanted.iter().map(|j| j.len() + 1).sum::<usize>());
+            msg.push_str(r#"{"type":"ticks","seq":"#);
+            msg.push_str(&batch.seq.to_string());
+            msg.push_str(r#","data":["#);
+            for (i, j) in wanted.iter().enumerate() {
+                if i > 0 {
+                    msg.push(',');
+                }
+                msg.push_str(j);
+            }
+            msg.push_str("]}");
+            out.push(Message::Text(Utf8Bytes::from(msg)));
+        }
+    }
+    for candle in &batch.candles {
+        if subs.candles[interval_index(candle.interval)].contains(&candle.symbol) {
+            out.push(text(json!({"type": "candle", "data": candle})));
+        }
+    }
+}
+
+/// Why a connection ended, for the log.
+enum End {
+    ClientClosed,
+    Slow(String),
+    Idle,
+    Shutdown,
+    SocketError(String),
+}
+
+async fn serve(mut socket: WebSocket, state: AppState) {
+    let options = state.ws;
+    let _guard = ClientGuard::new(state.metrics.clone());
+    let mut rx = state.live.subscribe();
+    let mut subs = Subscriptions::default();
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + options.ping_every, options.ping_every);
+    let mut last_heard = Instant::now();
+    let mut out: Vec<Message> = Vec::new();
+    let end = loop {
+        out.clear();
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break End::Shutdown,
+            incoming = socket.recv() => {
+                last_heard = Instant::now();
+                match incoming {
+                    None | Some(Ok(Message::Close(_))) => break End::ClientClosed,
+                    Some(Err(e)) => break End::SocketError(e.to_string()),
+                    Some(Ok(Message::Text(t))) => out.push(answer(&mut subs, t.as_str())),
+                    Some(Ok(Message::Binary(_))) => out.push(text(json!({
+                        "type": "error", "error": "binary messages are not understood; send JSON text",
+                    }))),
+                    Some(Ok(_)) => {} // ping / pong: already counted as heard
+                }
+            }
+            batch = rx.recv() => match batch {
+                Ok(batch) => batch_messages(&subs, &batch, &mut out),
+                Err(RecvError::Lagged(missed)) => {
+                    state.metrics.stream_lagged(missed);
+                    break End::Slow(format!(
+                        "missed {missed} live batches: the connection does not read fast enough"
+                    ));
+                }
+                Err(RecvError::Closed) => break End::Shutdown,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > options.idle_timeout {
+                    break End::Idle;
+                }
+                out.push(Message::Ping(Default::default()));
+            }
+        }
+        let mut failed = None;
+        for msg in out.drain(..) {
+            match timeout(options.send_timeout, socket.send(msg)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    failed = Some(End::SocketError(e.to_string()));
+                    break;
+                }
+                Err(_) => {
+                    failed = Some(End::Slow(format!(
+                        "a message waited more than {:?} for the socket",
+                        options.send_timeout
+                    )));
+                    break;
+                }
+            }
+        }
+        if let Some(end) = failed {
+            break end;
+        }
+    };
+    let close = |code: u16, reason: &str| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason.to_string()),
+        }))
+    };
+    match end {
+        End::Slow(detail) => {
+            state.metrics.stream_slow_disconnect();
+            tracing::info!(%detail, "disconnecting a slow WebSocket client");
+            // Best effort: a stuck client may not take even this.
+            let tell = async {
+                socket
+                    .send(text(json!({"type": "slow_consumer", "detail": detail})))
+                    .await?;
+                socket.send(close(CLOSE_SLOW, "slow consumer")).await
+            };
+            let _ = timeout(options.send_timeout, tell).await;
+        }
+        End::Idle => {
+            tracing::info!("closing a WebSocket client that stopped answering pings");
+            let _ = timeout(
+                options.send_timeout,
+                socket.send(close(CLOSE_SLOW, "no pong")),
+            )
+            .await;
+        }
+        End::Shutdown => {
+            let _ = timeout(
+                options.send_timeout,
+                socket.send(close(CLOSE_SHUTDOWN, "server shutting down")),
+            )
+            .await;
+        }
+        End::SocketError(e) => tracing::debug!(error = %e, "WebSocket connection failed"),
+        End::ClientClosed => {}
+    }
+}
+
+/// Applies one request and says how it went.
+fn answer(subs: &mut Subscriptions, text_in: &str) -> Message {
+    match parse_request(text_in) {
+        Err(e) => text(json!({"type": "error", "error": e, "request": truncate(text_in)})),
+        Ok((_, None)) => text(json!({"type": "pong"})),
+        Ok((req, Some((subscribe, symbols, interval)))) => {
+            let selection = match interval {
+                None => &mut subs.ticks,
+                Some(i) => &mut subs.candles[interval_index(i)],
+            };
+            selection.apply(subscribe, &symbols);
+            text(json!({
+                "type": if subscribe { "subscribed" } else { "unsubscribed" },
+                "channel": req.channel,
+                "symbols": req.symbols,
+                "interval": req.interval,
+            }))
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
+}
