@@ -9,10 +9,12 @@
 //! told and disconnected (WebSocket).
 //!
 //! [`CandleTracker`] turns the live ticks into candle updates: the current
-//! candle of each symbol and interval, seeded from the store's rollup the
-//! first time the bucket is seen, then merged with every newer live tick.
+//! candle of each symbol and of each interval some client wants
+//! ([`LiveHub::want_candles`]), seeded from the store's rollup the first
+//! time the bucket is seen, then merged with every newer live tick.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -49,9 +51,60 @@ pub struct LiveBatch {
     pub published: Instant,
     /// Each tick's JSON, made once for every client that wants it.
     tick_json: OnceLock<Vec<String>>,
+    /// The WebSocket message with every tick, shared by every client that
+    /// subscribed to all symbols (cloning it shares the bytes).
+    all_ticks_message: OnceLock<axum::extract::ws::Utf8Bytes>,
+    /// One WebSocket `ticks` message per symbol of the batch, made once and
+    /// shared by every client subscribed to that symbol.
+    symbol_messages: OnceLock<HashMap<Symbol, axum::extract::ws::Utf8Bytes>>,
 }
 
 impl LiveBatch {
+    /// The WebSocket `ticks` message holding the ticks at `indexes`.
+    pub fn ticks_message(&self, indexes: impl Iterator<Item = usize> + Clone) -> String {
+        let json = self.tick_json();
+        let count = indexes.clone().count();
+        let bytes: usize = indexes.clone().map(|i| json[i].len() + 1).sum();
+        let mut msg = String::with_capacity(64 + bytes);
+        msg.push_str(r#"{"type":"ticks","seq":"#);
+        msg.push_str(&self.seq.to_string());
+        msg.push_str(r#","count":"#);
+        msg.push_str(&count.to_string());
+        msg.push_str(r#","data":["#);
+        for (n, i) in indexes.enumerate() {
+            if n > 0 {
+                msg.push(',');
+            }
+            msg.push_str(&json[i]);
+        }
+        msg.push_str("]}");
+        msg
+    }
+
+    /// The `ticks` message of each symbol in the batch, made once.
+    pub fn symbol_messages(&self) -> &HashMap<Symbol, axum::extract::ws::Utf8Bytes> {
+        self.symbol_messages.get_or_init(|| {
+            let mut by_symbol: HashMap<&Symbol, Vec<usize>> = HashMap::new();
+            for (i, t) in self.ticks.iter().enumerate() {
+                by_symbol.entry(t.symbol()).or_default().push(i);
+            }
+            by_symbol
+                .into_iter()
+                .map(|(symbol, indexes)| {
+                    let msg = self.ticks_message(indexes.iter().copied());
+                    (symbol.clone(), msg.into())
+                })
+                .collect()
+        })
+    }
+
+    /// [`Self::ticks_message`] of every tick, made once.
+    pub fn all_ticks_message(&self) -> axum::extract::ws::Utf8Bytes {
+        self.all_ticks_message
+            .get_or_init(|| self.ticks_message(0..self.ticks.len()).into())
+            .clone()
+    }
+
     /// The JSON of tick `i`.
     pub fn tick_json(&self) -> &[String] {
         self.tick_json.get_or_init(|| {
@@ -67,6 +120,28 @@ struct Shared {
     tx: broadcast::Sender<Arc<LiveBatch>>,
     recent: Mutex<Recent>,
     window: ResumeWindow,
+    /// Clients wanting candle updates, per interval (index in [`Interval::ALL`]).
+    candle_interest: [AtomicUsize; Interval::ALL.len()],
+}
+
+/// A client's interest in candle updates of one interval; dropping it ends
+/// the interest. Candles of an interval nobody wants are not tracked.
+pub struct CandleInterest {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl Drop for CandleInterest {
+    fn drop(&mut self) {
+        self.shared.candle_interest[self.index].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn interval_index(interval: Interval) -> usize {
+    Interval::ALL
+        .iter()
+        .position(|i| *i == interval)
+        .unwrap_or_default()
 }
 
 #[derive(Default)]
@@ -113,8 +188,29 @@ impl LiveHub {
                     batches: VecDeque::new(),
                 }),
                 window,
+                candle_interest: Default::default(),
             }),
         }
+    }
+
+    /// Registers interest in candle updates of `interval` until the guard drops.
+    pub fn want_candles(&self, interval: Interval) -> CandleInterest {
+        let index = interval_index(interval);
+        self.shared.candle_interest[index].fetch_add(1, Ordering::Relaxed);
+        CandleInterest {
+            shared: self.shared.clone(),
+            index,
+        }
+    }
+
+    /// The intervals some client wants candle updates of.
+    pub fn wanted_intervals(&self) -> Vec<Interval> {
+        Interval::ALL
+            .into_iter()
+            .zip(&self.shared.candle_interest)
+            .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// Numbers the batch, keeps it for resume and hands it to every
@@ -127,6 +223,8 @@ impl LiveHub {
             candles,
             published: Instant::now(),
             tick_json: OnceLock::new(),
+            all_ticks_message: OnceLock::new(),
+            symbol_messages: OnceLock::new(),
         });
         recent.next_seq += 1;
         let window = self.shared.window;
@@ -209,36 +307,70 @@ impl CandleTracker {
         self.current.is_empty()
     }
 
-    /// Merges a batch of live ticks; returns the candles it changed, one per
-    /// symbol and interval. Seeds read `store`; a seed that fails leaves the
-    /// bucket unseeded (the candle then covers the live ticks only).
-    pub async fn update(&mut self, ticks: &[Tick], store: &dyn TickStore) -> Vec<Candle> {
-        let mut changed: HashSet<(Symbol, Interval)> = HashSet::new();
+    /// Merges a batch of live ticks into the candles of the `wanted`
+    /// intervals (the others are forgotten); returns the candles it
+    /// changed, one per symbol and interval. Buckets seen for the first
+    /// time are seeded from `store`, concurrently; a seed that fails leaves
+    /// the bucket unseeded (the candle then covers the live ticks only).
+    pub async fn update(
+        &mut self,
+        ticks: &[Tick],
+        store: &dyn TickStore,
+        wanted: &[Interval],
+    ) -> Vec<Candle> {
+        self.current.retain(|(_, i), _| wanted.contains(i));
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        // Seeds for the symbols and intervals not tracked yet, at the
+        // bucket of their first tick in this batch.
+        let mut unseeded: HashMap<(Symbol, Interval), Timestamp> = HashMap::new();
         for tick in ticks {
-            for interval in Interval::ALL {
-                let start = interval.bucket_start(tick.ts());
+            for &interval in wanted {
                 let key = (tick.symbol().clone(), interval);
                 if !self.current.contains_key(&key) {
-                    let current = match seed(store, tick.symbol(), interval, start).await {
-                        Some(part) => Current {
-                            start,
-                            seeded_through: Some(part.close.0 .0),
-                            part,
-                        },
-                        None => Current {
+                    unseeded
+                        .entry(key)
+                        .or_insert_with(|| interval.bucket_start(tick.ts()));
+                }
+            }
+        }
+        let seeds = futures::future::join_all(unseeded.into_iter().map(
+            |((symbol, interval), start)| async move {
+                let part = seed(store, &symbol, interval, start).await;
+                ((symbol, interval), start, part)
+            },
+        ))
+        .await;
+        for (key, start, part) in seeds {
+            if let Some(part) = part {
+                let seeded_through = Some(part.close.0 .0);
+                self.current.insert(
+                    key,
+                    Current {
+                        start,
+                        part,
+                        seeded_through,
+                    },
+                );
+            }
+        }
+        let mut changed: HashSet<(Symbol, Interval)> = HashSet::new();
+        for tick in ticks {
+            for &interval in wanted {
+                let start = interval.bucket_start(tick.ts());
+                let key = (tick.symbol().clone(), interval);
+                let Some(entry) = self.current.get_mut(&key) else {
+                    // Nothing stored of this bucket: its first tick starts it.
+                    self.current.insert(
+                        key.clone(),
+                        Current {
                             start,
                             part: CandlePart::of(tick),
                             seeded_through: None,
                         },
-                    };
-                    let seeded = current.seeded_through.is_some();
-                    self.current.insert(key.clone(), current);
-                    if !seeded {
-                        changed.insert(key);
-                        continue;
-                    }
-                }
-                let Some(entry) = self.current.get_mut(&key) else {
+                    );
+                    changed.insert(key);
                     continue;
                 };
                 if start < entry.start {

@@ -172,6 +172,11 @@ async fn websocket_clients_get_what_they_subscribed_to_and_bad_requests_are_answ
     .await
     .unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+    assert_eq!(
+        server.state.live.wanted_intervals(),
+        [Interval::M1],
+        "1m candles are tracked while someone wants them"
+    );
 
     let batch = vec![
         tick("AAPL", T0, 10.0),
@@ -254,6 +259,13 @@ async fn websocket_clients_get_what_they_subscribed_to_and_bad_requests_are_answ
         .publish(Arc::from(vec![tick("AAPL", T0 + 10, 12.0)]), vec![]);
     ws.send(send(json!({"op": "ping"}))).await.unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "pong");
+    ws.send(send(
+        json!({"op": "unsubscribe", "channel": "candles", "symbols": ["AAPL"], "interval": "1m"}),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "unsubscribed");
+    assert!(server.state.live.wanted_intervals().is_empty());
 }
 
 #[tokio::test]
@@ -428,7 +440,17 @@ async fn live_candles_start_from_the_stored_bucket_and_add_only_newer_ticks() {
     let mut tracker = CandleTracker::default();
     // The live tail sees the last stored tick again, then a new one.
     let live = [stored[1].clone(), tick("AAPL", T0 + 3_000, 9.0)];
-    let updates = tracker.update(&live, server.state.store.as_ref()).await;
+    let all = Interval::ALL;
+    assert!(
+        tracker
+            .update(&live, server.state.store.as_ref(), &[])
+            .await
+            .is_empty(),
+        "nothing tracked when nobody wants candles"
+    );
+    let updates = tracker
+        .update(&live, server.state.store.as_ref(), &all)
+        .await;
     let m1 = updates.iter().find(|c| c.interval == Interval::M1).unwrap();
     assert_eq!(
         (m1.open, m1.high, m1.low, m1.close, m1.trades),
@@ -441,6 +463,7 @@ async fn live_candles_start_from_the_stored_bucket_and_add_only_newer_ticks() {
         .update(
             &[tick("AAPL", T0 + 61_000, 20.0)],
             server.state.store.as_ref(),
+            &all,
         )
         .await;
     let m1 = next.iter().find(|c| c.interval == Interval::M1).unwrap();

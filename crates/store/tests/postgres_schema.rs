@@ -121,12 +121,22 @@ async fn timescaledb_mode_uses_a_hypertable_and_continuous_aggregates() {
         .unwrap();
     assert_eq!(store.mode(), Mode::TimescaleDb);
     assert_eq!(psql(&url, "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'ticks'"), "1");
+    // The candle rollups, with real-time aggregation and a refresh policy each.
     assert_eq!(
         psql(
             &url,
-            "SELECT count(*) FROM timescaledb_information.continuous_aggregates"
+            "SELECT string_agg(view_name || ':' || materialized_only, ',' ORDER BY view_name) \
+             FROM timescaledb_information.continuous_aggregates"
         ),
-        "2"
+        "candles_1d:false,candles_1h:false,candles_1m:false,candles_1s:false"
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM timescaledb_information.jobs \
+             WHERE proc_name = 'policy_refresh_continuous_aggregate'"
+        ),
+        "4"
     );
     let jobs = psql(&url, "SELECT string_agg(proc_name, ',' ORDER BY proc_name) FROM timescaledb_information.jobs WHERE hypertable_name = 'ticks'");
     assert!(

@@ -9,6 +9,8 @@
 //!   reports p50/p90/p99/max from ingest to store commit.
 //! - `sink`: the store and cache alone, with pre-generated batches.
 //! - `bus`: the bus alone: publish pre-encoded ticks, then consume them.
+//! - `ws`: live fan-out to `--clients` WebSocket clients at `--latency-rate`
+//!   ticks/s ([`crate::bench_ws`]).
 //!
 //! A warm-up period is excluded from each measurement.
 
@@ -33,6 +35,9 @@ pub enum Scenario {
     /// The bus alone (`--bus kafka://...`): pre-encoded ticks published in
     /// batches, then consumed by a fresh group.
     Bus,
+    /// Live fan-out: `--clients` WebSocket clients of a `streamforge run`
+    /// child process fed at `--latency-rate` ticks/s.
+    Ws,
     /// Throughput and latency.
     All,
 }
@@ -52,9 +57,15 @@ pub struct BenchArgs {
     /// Sink scenario: ticks written in all.
     #[arg(long, default_value = "1000000")]
     pub sink_ticks: usize,
-    /// Rate of the latency scenario, ticks per second.
+    /// Rate of the latency and ws scenarios, ticks per second.
     #[arg(long, value_parser = parse_rate, default_value = "10000")]
     pub latency_rate: f64,
+    /// WebSocket clients of the ws scenario.
+    #[arg(long, default_value = "1000")]
+    pub clients: usize,
+    /// Symbols each ws client subscribes to (0: all).
+    #[arg(long, default_value = "0")]
+    pub ws_symbols: usize,
     /// Other pipeline settings (symbols, batch size...). `--rate` sets the
     /// throughput scenario's rate [default: max].
     #[command(flatten)]
@@ -341,6 +352,37 @@ async fn run_scenarios(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> 
             cache.0 as f64 / cache.1.as_secs_f64(),
             cache.0,
             args.pipeline.batch_size.unwrap_or(5_000)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.scenario == Scenario::Ws {
+        let r = crate::bench_ws::run(
+            args.clients,
+            args.ws_symbols,
+            args.latency_rate,
+            args.warmup,
+            args.duration,
+        )
+        .await?;
+        println!("| clients | rate/s | delivered ticks/s | messages/s | p50 ms (median client) | p99 ms (median client) | p99 ms (worst client) | server KiB/client | dropped |");
+        println!("|---------|--------|-------------------|------------|------------------------|------------------------|-----------------------|-------------------|---------|");
+        println!(
+            "| {}/{} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            r.connected,
+            r.clients,
+            r.rate,
+            r.ticks_per_second,
+            r.messages_per_second,
+            r.p50_median.as_secs_f64() * 1e3,
+            r.p99_median.as_secs_f64() * 1e3,
+            r.p99_worst.as_secs_f64() * 1e3,
+            r.bytes_per_client() / 1024.0,
+            r.disconnected
+        );
+        eprintln!(
+            "bench ws: server rss {:.1} MiB before clients, {:.1} MiB with them",
+            r.rss_before as f64 / 1048576.0,
+            r.rss_after as f64 / 1048576.0
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -12,8 +12,11 @@
 //!   their orderly shutdown.
 //! - [`shutdown`] — SIGINT/SIGTERM handling.
 //! - [`bench`] — `streamforge bench`, throughput and latency of the pipeline.
+//! - [`bench_ws`] — `streamforge bench --scenario ws`, live fan-out to many
+//!   WebSocket clients.
 
 pub mod bench;
+pub mod bench_ws;
 pub mod cli;
 pub mod config;
 pub mod pipeline;

@@ -20,7 +20,7 @@ use streamforge_model::{Interval, Symbol};
 use streamforge_telemetry::Metrics;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::live::{LiveBatch, Resume};
+use crate::live::{CandleInterest, LiveBatch, Resume};
 use crate::params::{Params, RawQuery};
 use crate::{ApiError, AppState};
 
@@ -95,6 +95,8 @@ struct Client {
     sent_through: u64,
     pending: VecDeque<Event>,
     guard: ClientGuard,
+    /// Keeps the candle intervals asked for tracked while the stream lives.
+    _interests: Vec<CandleInterest>,
 }
 
 /// `<batch>:<index>` from a `Last-Event-ID` header.
@@ -151,6 +153,11 @@ pub async fn sse(
     let resume = last_event_id(&headers)?;
     // Subscribe before looking back, so nothing falls between the two.
     let rx = state.live.subscribe();
+    let interests = wants
+        .candles
+        .iter()
+        .map(|i| state.live.want_candles(*i))
+        .collect();
     let mut client = Client {
         rx,
         wants,
@@ -159,6 +166,7 @@ pub async fn sse(
         sent_through: 0,
         pending: VecDeque::new(),
         guard: ClientGuard::new(state.metrics.clone()),
+        _interests: interests,
     };
     client
         .pending

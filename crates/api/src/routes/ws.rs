@@ -6,8 +6,10 @@
 //! the same with `"op":"unsubscribe"`, and `{"op":"ping"}`; `"*"` stands
 //! for every symbol. Each request is answered (`subscribed`,
 //! `unsubscribed`, `pong`, or `error` naming what was wrong — a bad request
-//! does not end the connection). Data comes as `{"type":"ticks","data":[...]}`
-//! (one message per live batch) and `{"type":"candle","data":{...}}`.
+//! does not end the connection). Data comes as
+//! `{"type":"ticks","seq":N,"count":K,"data":[...]}` (per live batch: one
+//! message with every tick for a client subscribed to `"*"`, else one per
+//! subscribed symbol present in the batch) and `{"type":"candle","data":{...}}`.
 //!
 //! The server pings every [`WsOptions::ping_every`] and closes a connection
 //! that has sent nothing for [`WsOptions::idle_timeout`]. A client too slow
@@ -28,9 +30,10 @@ use streamforge_model::{Interval, Symbol};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{timeout, Instant};
 
-use crate::live::LiveBatch;
+use crate::live::{CandleInterest, LiveBatch};
 use crate::routes::stream::ClientGuard;
 use crate::AppState;
+use crate::LiveHub;
 
 /// Timers of WebSocket connections.
 #[derive(Clone, Copy, Debug)]
@@ -114,6 +117,8 @@ enum Symbols {
 struct Subscriptions {
     ticks: Selection,
     candles: [Selection; Interval::ALL.len()],
+    /// Held while the interval has a subscription: it is tracked for us.
+    interests: [Option<CandleInterest>; Interval::ALL.len()],
 }
 
 fn interval_index(i: Interval) -> usize {
@@ -170,29 +175,24 @@ fn text(value: serde_json::Value) -> Message {
 
 /// The messages of one batch for this client's subscriptions.
 fn batch_messages(subs: &Subscriptions, batch: &LiveBatch, out: &mut Vec<Message>) {
-    if !subs.ticks.is_empty() && !batch.ticks.is_empty() {
-        let json = batch.tick_json();
-        let wanted: Vec<&str> = batch
-            .ticks
-            .iter()
-            .zip(json)
-            .filter(|(t, _)| subs.ticks.contains(t.symbol()))
-            .map(|(_, j)| j.as_str())
-            .collect();
-        if !wanted.is_empty() {
-            let mut msg =
-                String::with_capacity(32 + wanted.iter().map(|j| j.len() + 1).sum::<usize>());
-            msg.push_str(r#"{"type":"ticks","seq":"#);
-            msg.push_str(&batch.seq.to_string());
-            msg.push_str(r#","data":["#);
-            for (i, j) in wanted.iter().enumerate() {
-                if i > 0 {
-                    msg.push(',');
+    if subs.ticks.all && !batch.ticks.is_empty() {
+        out.push(Message::Text(batch.all_ticks_message()));
+    } else if !subs.ticks.is_empty() {
+        // Shared per-symbol messages: the work per client is one lookup per
+        // subscribed symbol, not one per tick.
+        let messages = batch.symbol_messages();
+        if subs.ticks.some.len() <= messages.len() {
+            for symbol in &subs.ticks.some {
+                if let Some(m) = messages.get(symbol) {
+                    out.push(Message::Text(m.clone()));
                 }
-                msg.push_str(j);
             }
-            msg.push_str("]}");
-            out.push(Message::Text(Utf8Bytes::from(msg)));
+        } else {
+            for (symbol, m) in messages {
+                if subs.ticks.some.contains(symbol) {
+                    out.push(Message::Text(m.clone()));
+                }
+            }
         }
     }
     for candle in &batch.candles {
@@ -229,7 +229,7 @@ async fn serve(mut socket: WebSocket, state: AppState) {
                 match incoming {
                     None | Some(Ok(Message::Close(_))) => break End::ClientClosed,
                     Some(Err(e)) => break End::SocketError(e.to_string()),
-                    Some(Ok(Message::Text(t))) => out.push(answer(&mut subs, t.as_str())),
+                    Some(Ok(Message::Text(t))) => out.push(answer(&mut subs, &state.live, t.as_str())),
                     Some(Ok(Message::Binary(_))) => out.push(text(json!({
                         "type": "error", "error": "binary messages are not understood; send JSON text",
                     }))),
@@ -314,16 +314,24 @@ async fn serve(mut socket: WebSocket, state: AppState) {
 }
 
 /// Applies one request and says how it went.
-fn answer(subs: &mut Subscriptions, text_in: &str) -> Message {
+fn answer(subs: &mut Subscriptions, hub: &LiveHub, text_in: &str) -> Message {
     match parse_request(text_in) {
         Err(e) => text(json!({"type": "error", "error": e, "request": truncate(text_in)})),
         Ok((_, None)) => text(json!({"type": "pong"})),
         Ok((req, Some((subscribe, symbols, interval)))) => {
-            let selection = match interval {
-                None => &mut subs.ticks,
-                Some(i) => &mut subs.candles[interval_index(i)],
-            };
-            selection.apply(subscribe, &symbols);
+            match interval {
+                None => subs.ticks.apply(subscribe, &symbols),
+                Some(i) => {
+                    let at = interval_index(i);
+                    subs.candles[at].apply(subscribe, &symbols);
+                    let wanted = !subs.candles[at].is_empty();
+                    match (&subs.interests[at], wanted) {
+                        (None, true) => subs.interests[at] = Some(hub.want_candles(i)),
+                        (Some(_), false) => subs.interests[at] = None,
+                        _ => {}
+                    }
+                }
+            }
             text(json!({
                 "type": if subscribe { "subscribed" } else { "unsubscribed" },
                 "channel": req.channel,

@@ -305,7 +305,10 @@ impl PostgresStore {
     /// TimescaleDB: ticks older than an aggregate's refresh lag may belong
     /// to buckets it has already materialized, which real-time aggregation
     /// does not revisit; refreshes those buckets now (finer levels first),
-    /// so a late tick corrects its candles as soon as it is stored.
+    /// so a late tick corrects its candles as soon as it is stored. Only
+    /// the buckets touched are refreshed (a refresh costs time in
+    /// proportion to its window, not to the ticks in it): runs of nearby
+    /// buckets are refreshed as one window.
     async fn refresh_late(
         &self,
         client: &deadpool_postgres::Client,
@@ -314,24 +317,41 @@ impl PostgresStore {
         let now = Timestamp::now().as_micros();
         for iv in Interval::ROLLUPS {
             let horizon = Timestamp::from_micros(now - migrations::refresh_lag(iv));
-            let late = batch.iter().map(|t| t.ts()).filter(|ts| *ts < horizon);
-            let Some((min, max)) = late.fold(None, |acc: Option<(Timestamp, Timestamp)>, ts| {
-                Some(acc.map_or((ts, ts), |(a, b)| (a.min(ts), b.max(ts))))
-            }) else {
-                continue;
-            };
-            let (from, to) = (
-                iv.bucket_start(min),
-                iv.bucket_start(max).saturating_add_micros(iv.micros()),
-            );
-            client
-                .batch_execute(&format!(
-                    "CALL refresh_continuous_aggregate('candles_{iv}', '{from}', '{to}')"
-                ))
-                .await?;
+            let mut buckets: Vec<i64> = batch
+                .iter()
+                .filter(|t| t.ts() < horizon)
+                .map(|t| iv.bucket_start(t.ts()).as_micros())
+                .collect();
+            buckets.sort_unstable();
+            buckets.dedup();
+            for (from, to) in refresh_windows(&buckets, iv.micros()) {
+                client
+                    .batch_execute(&format!(
+                        "CALL refresh_continuous_aggregate('candles_{iv}', '{}', '{}')",
+                        Timestamp::from_micros(from),
+                        Timestamp::from_micros(to)
+                    ))
+                    .await?;
+            }
         }
         Ok(())
     }
+}
+
+/// Buckets closer than this (in buckets) are refreshed in one window.
+const REFRESH_MERGE_BUCKETS: i64 = 16;
+
+/// Refresh windows `[from, to)` covering the sorted bucket starts, runs of
+/// nearby buckets merged.
+fn refresh_windows(buckets: &[i64], width: i64) -> Vec<(i64, i64)> {
+    let mut windows: Vec<(i64, i64)> = Vec::new();
+    for &b in buckets {
+        match windows.last_mut() {
+            Some((_, to)) if b <= *to + REFRESH_MERGE_BUCKETS * width => *to = b + width,
+            _ => windows.push((b, b + width)),
+        }
+    }
+    windows
 }
 
 const TICK_COLUMNS: &str = "ts, tick_id, price, size, exchange, src_id, conditions, ingested_at";
@@ -584,5 +604,14 @@ mod tests {
         );
         let day = day_of(Timestamp::parse("2026-11-28T13:00:00Z").unwrap());
         assert_eq!(partition_name(day), "ticks_p20261128");
+    }
+
+    #[test]
+    fn late_buckets_are_refreshed_in_few_small_windows() {
+        assert_eq!(refresh_windows(&[], 10), []);
+        assert_eq!(
+            refresh_windows(&[0, 10, 30, 1_000, 2_000, 2_010], 10),
+            [(0, 40), (1_000, 1_010), (2_000, 2_020)]
+        );
     }
 }

@@ -47,7 +47,8 @@ pub async fn run(
                     .filter_map(|d| decoder.decode(&d.message.payload, &rules, now).ok())
                     .collect();
                 if !ticks.is_empty() {
-                    let updates = candles.update(&ticks, store.as_ref()).await;
+                    let wanted = hub.wanted_intervals();
+                    let updates = candles.update(&ticks, store.as_ref(), &wanted).await;
                     hub.publish(ticks.into(), updates);
                 }
             }
