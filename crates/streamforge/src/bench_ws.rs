@@ -230,7 +230,7 @@ pub async fn run(
             Ok(r) => {
                 ticks += r.ticks;
                 messages += r.messages;
-                if r.latency.len() > 0 {
+                if !r.latency.is_empty() {
                     p99s.push(Duration::from_micros(r.latency.value_at_quantile(0.99)));
                     p50s.push(Duration::from_micros(r.latency.value_at_quantile(0.50)));
                 }
