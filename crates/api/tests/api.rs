@@ -107,6 +107,8 @@ async fn bad_parameters_are_400_naming_the_parameter() {
         ("/api/v1/candles/AAPL?interval=7m", "interval"),
         ("/api/v1/ticks/AA%20PL", "symbol"),
         ("/api/v1/stream?symbols=A%20B", "symbols"),
+        ("/api/v1/stream?candles=1m,2m", "candles"),
+        ("/api/v1/candles/AAPL?fill=zero", "fill"),
         ("/api/v1/ticks/AAPL?frm=1", "query"),
         ("/api/v1/ticks/AAPL?from=%ZZ", "from"),
         ("/api/v1/ticks/%FF", "symbol"),

@@ -361,6 +361,49 @@ async fn slow_websocket_clients_are_told_and_dropped_while_others_keep_up() {
 }
 
 #[tokio::test]
+async fn the_server_pings_and_closes_a_connection_that_stops_answering() {
+    let options = WsOptions {
+        ping_every: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(700),
+        ..WsOptions::default()
+    };
+    let server = serve(&[], LiveHub::default(), options).await;
+    let mut ws = ws_connect(&server.url).await;
+    // Not reading means not answering pings.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (mut pings, mut ended) = (0, false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(next) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match next {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            Some(Ok(Message::Close(f))) => {
+                let f = f.expect("a close frame with a code");
+                assert_eq!((u16::from(f.code), f.reason.as_str()), (1008, "no pong"));
+                ended = true;
+                break;
+            }
+            Some(Ok(_)) => {}
+            // Answering a ping after the server hung up fails first.
+            Some(Err(_)) | None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    assert!(pings >= 2, "{pings} pings");
+    assert!(ended, "the server closed the connection");
+    let metrics = server.state.metrics.clone();
+    wait_for("the client to be gone", Duration::from_secs(5), || {
+        let text = metrics.render();
+        async move {
+            text.contains("streamforge_api_stream_clients 0")
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn sse_resumes_after_the_last_event_id_within_the_window_and_says_when_it_cannot() {
     let hub = LiveHub::new(
         64,
