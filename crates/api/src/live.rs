@@ -122,6 +122,9 @@ struct Shared {
     window: ResumeWindow,
     /// Clients wanting candle updates, per interval (index in [`Interval::ALL`]).
     candle_interest: [AtomicUsize; Interval::ALL.len()],
+    /// Tells this hub's sequence numbers from another process's (a restart,
+    /// another `serve` instance): part of every SSE event id.
+    epoch: u64,
 }
 
 /// A client's interest in candle updates of one interval; dropping it ends
@@ -189,6 +192,10 @@ impl LiveHub {
                 }),
                 window,
                 candle_interest: Default::default(),
+                epoch: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+                    ^ u64::from(std::process::id()),
             }),
         }
     }
@@ -246,9 +253,18 @@ impl LiveHub {
         self.shared.tx.subscribe()
     }
 
-    /// The batches after `last_seq` (subscribe first, then ask, and skip
-    /// received batches whose `seq` was replayed).
-    pub fn resume(&self, last_seq: u64) -> Resume {
+    /// This hub's epoch (see [`LiveHub::resume`]).
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch
+    }
+
+    /// The batches after `last_seq` of `epoch` (subscribe first, then ask,
+    /// and skip received batches whose `seq` was replayed). Another epoch's
+    /// numbers mean nothing here: that is [`Resume::TooOld`].
+    pub fn resume(&self, epoch: u64, last_seq: u64) -> Resume {
+        if epoch != self.shared.epoch {
+            return Resume::TooOld;
+        }
         let recent = self.shared.recent.lock();
         let oldest = recent.batches.front().map_or(recent.next_seq, |b| b.seq);
         if last_seq + 1 < oldest || last_seq >= recent.next_seq {

@@ -427,7 +427,9 @@ async fn sse_resumes_after_the_last_event_id_within_the_window_and_says_when_it_
     )];
     server.state.live.publish(Arc::from(b1), c1);
     let e = first.next(Duration::from_secs(10)).await.unwrap();
-    assert_eq!((e.event.as_str(), e.id.as_deref()), ("tick", Some("1:0")));
+    let epoch = format!("{:x}", server.state.live.epoch());
+    let id = |batch: u64, i: usize| format!("{epoch}-{batch}:{i}");
+    assert_eq!((e.event.as_str(), e.id.clone()), ("tick", Some(id(1, 0))));
     drop(first);
 
     server
@@ -435,7 +437,7 @@ async fn sse_resumes_after_the_last_event_id_within_the_window_and_says_when_it_
         .live
         .publish(Arc::from(vec![tick("AAPL", T0 + 2, 12.0)]), vec![]);
     // Back with the last id seen: the rest of batch 1, then batch 2.
-    let mut again = SseClient::resume(&url, Some("1:0")).await;
+    let mut again = SseClient::resume(&url, Some(&id(1, 0))).await;
     let mut got = Vec::new();
     for _ in 0..3 {
         let e = again.next(Duration::from_secs(10)).await.unwrap();
@@ -444,9 +446,9 @@ async fn sse_resumes_after_the_last_event_id_within_the_window_and_says_when_it_
     assert_eq!(
         got,
         [
-            ("tick".to_string(), "1:2".to_string()),
-            ("candle".to_string(), "1:3".to_string()),
-            ("tick".to_string(), "2:0".to_string()),
+            ("tick".to_string(), id(1, 2)),
+            ("candle".to_string(), id(1, 3)),
+            ("tick".to_string(), id(2, 0)),
         ]
     );
 
@@ -457,10 +459,14 @@ async fn sse_resumes_after_the_last_event_id_within_the_window_and_says_when_it_
             .live
             .publish(Arc::from(vec![tick("AAPL", T0 + 10 + i, 12.0)]), vec![]);
     }
-    let mut late = SseClient::resume(&url, Some("1:3")).await;
+    let mut late = SseClient::resume(&url, Some(&id(1, 3))).await;
     let e = late.next(Duration::from_secs(10)).await.unwrap();
     assert_eq!(e.event, "reset", "{e:?}");
     assert!(e.data.contains("outside the resume window"));
+    // An id from another server process (a restart, another instance).
+    let mut elsewhere = SseClient::resume(&url, Some("abc-6:0")).await;
+    let e = elsewhere.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(e.event, "reset", "{e:?}");
 
     let res = reqwest::Client::new()
         .get(&url)

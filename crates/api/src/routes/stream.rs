@@ -2,7 +2,7 @@
 //!
 //! Each tick is an event `tick` whose data is the tick's JSON; each candle
 //! update (with `candles=1m,...`) an event `candle`. Event ids are
-//! `<batch>:<index>`; a client reconnecting with `Last-Event-ID` gets what
+//! `<epoch>-<batch>:<index>` (the epoch names the server process); a client reconnecting with `Last-Event-ID` gets what
 //! it missed if that is still within the hub's resume window, else an event
 //! `reset` saying data was missed, then live data. A client that falls too
 //! far behind receives an event `lagged` saying how many batches it missed,
@@ -53,7 +53,13 @@ impl Wants {
     }
 
     /// The events of `batch` after item `after` (ticks first, then candles).
-    fn events(&self, batch: &LiveBatch, after: Option<usize>, out: &mut VecDeque<Event>) {
+    fn events(
+        &self,
+        epoch: u64,
+        batch: &LiveBatch,
+        after: Option<usize>,
+        out: &mut VecDeque<Event>,
+    ) {
         let first = after.map_or(0, |i| i + 1);
         let ticks = batch.ticks.len();
         let json = batch.tick_json();
@@ -62,7 +68,7 @@ impl Wants {
                 out.push_back(
                     Event::default()
                         .event("tick")
-                        .id(format!("{}:{i}", batch.seq))
+                        .id(format!("{epoch:x}-{}:{i}", batch.seq))
                         .data(&json[i]),
                 );
             }
@@ -75,7 +81,7 @@ impl Wants {
             }
             if let Ok(event) = Event::default()
                 .event("candle")
-                .id(format!("{}:{i}", batch.seq))
+                .id(format!("{epoch:x}-{}:{i}", batch.seq))
                 .json_data(candle)
             {
                 out.push_back(event);
@@ -99,23 +105,25 @@ struct Client {
     _interests: Vec<CandleInterest>,
 }
 
-/// `<batch>:<index>` from a `Last-Event-ID` header.
-fn last_event_id(headers: &HeaderMap) -> Result<Option<(u64, usize)>, ApiError> {
+/// `<epoch>-<batch>:<index>` from a `Last-Event-ID` header.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<(u64, u64, usize)>, ApiError> {
     let Some(v) = headers.get("last-event-id") else {
         return Ok(None);
     };
     let bad = || {
         ApiError::bad(
             "Last-Event-ID",
-            format!("expected <batch>:<index> as sent in an event id, got {v:?}"),
+            format!("expected <epoch>-<batch>:<index> as sent in an event id, got {v:?}"),
         )
     };
-    let (seq, i) = v
+    let (epoch, rest) = v
         .to_str()
         .map_err(|_| bad())?
-        .split_once(':')
+        .split_once('-')
         .ok_or_else(bad)?;
+    let (seq, i) = rest.split_once(':').ok_or_else(bad)?;
     Ok(Some((
+        u64::from_str_radix(epoch, 16).map_err(|_| bad())?,
         seq.parse().map_err(|_| bad())?,
         i.parse().map_err(|_| bad())?,
     )))
@@ -171,20 +179,21 @@ pub async fn sse(
     client
         .pending
         .push_back(Event::default().comment("connected"));
-    if let Some((seq, index)) = resume {
-        match state.live.resume(seq.saturating_sub(1)) {
+    let epoch = state.live.epoch();
+    if let Some((their_epoch, seq, index)) = resume {
+        match state.live.resume(their_epoch, seq.saturating_sub(1)) {
             Resume::Replay(batches) => {
                 client.replay = batches.into();
                 client.resume_after = Some((seq, index));
             }
             Resume::TooOld => client.pending.push_back(
                 Event::default().event("reset").data(format!(
-                    r#"{{"reason":"Last-Event-ID {seq}:{index} is outside the resume window; events were missed"}}"#
+                    r#"{{"reason":"Last-Event-ID {their_epoch:x}-{seq}:{index} is outside the resume window or from another server; events were missed"}}"#
                 )),
             ),
         }
     }
-    let events = futures::stream::unfold(client, |mut c| async move {
+    let events = futures::stream::unfold(client, move |mut c| async move {
         loop {
             if let Some(event) = c.pending.pop_front() {
                 return Some((Ok(event), c));
@@ -195,14 +204,14 @@ pub async fn sse(
                     .take()
                     .filter(|(seq, _)| *seq == batch.seq)
                     .map(|(_, i)| i);
-                c.wants.events(&batch, after, &mut c.pending);
+                c.wants.events(epoch, &batch, after, &mut c.pending);
                 c.sent_through = batch.seq;
                 continue;
             }
             match c.rx.recv().await {
                 Ok(batch) if batch.seq <= c.sent_through => {}
                 Ok(batch) => {
-                    c.wants.events(&batch, None, &mut c.pending);
+                    c.wants.events(epoch, &batch, None, &mut c.pending);
                     c.sent_through = batch.seq;
                 }
                 Err(RecvError::Lagged(missed)) => {
