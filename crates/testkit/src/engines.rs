@@ -352,6 +352,12 @@ impl Postgres {
                     "shared_preload_libraries=timescaledb",
                     "-c",
                     "timescaledb.telemetry_level=off",
+                    // Policies (compression, retention, aggregate refresh)
+                    // would run at random moments in every test database
+                    // of this shared server and load it; tests that need a
+                    // refresh call it. The jobs are still created.
+                    "-c",
+                    "timescaledb.max_background_workers=0",
                 ]
                 .map(String::from),
             );
