@@ -140,14 +140,14 @@ impl Drop for CandleInterest {
     }
 }
 
-fn interval_index(interval: Interval) -> usize {
+/// Position of `interval` in [`Interval::ALL`].
+pub(crate) fn interval_index(interval: Interval) -> usize {
     Interval::ALL
         .iter()
         .position(|i| *i == interval)
         .unwrap_or_default()
 }
 
-#[derive(Default)]
 struct Recent {
     next_seq: u64,
     batches: VecDeque<Arc<LiveBatch>>,
@@ -177,7 +177,8 @@ impl Default for LiveHub {
 pub enum Resume {
     /// The batches after its last event, still held.
     Replay(Vec<Arc<LiveBatch>>),
-    /// Its last event is older than the window: it missed data.
+    /// Its last event is older than the window, or from another epoch
+    /// (process): it missed data.
     TooOld,
 }
 

@@ -30,7 +30,7 @@ use streamforge_model::{Interval, Symbol};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{timeout, Instant};
 
-use crate::live::{CandleInterest, LiveBatch};
+use crate::live::{interval_index, CandleInterest, LiveBatch};
 use crate::routes::stream::ClientGuard;
 use crate::AppState;
 use crate::LiveHub;
@@ -119,10 +119,6 @@ struct Subscriptions {
     candles: [Selection; Interval::ALL.len()],
     /// Held while the interval has a subscription: it is tracked for us.
     interests: [Option<CandleInterest>; Interval::ALL.len()],
-}
-
-fn interval_index(i: Interval) -> usize {
-    Interval::ALL.iter().position(|x| *x == i).unwrap_or(0)
 }
 
 /// A subscription change: subscribe (or not), which symbols, and the
