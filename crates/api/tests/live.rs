@@ -308,16 +308,17 @@ async fn slow_websocket_clients_are_told_and_dropped_while_others_keep_up() {
     // than the hub's buffer, is told so, then closed with 1008.
     let sluggish = tokio::spawn(async move {
         let (mut told, mut code) = (None, None);
-        while let Ok(Some(Ok(m))) =
-            tokio::time::timeout(Duration::from_secs(20), sluggish.next()).await
-        {
+        // Bounded: pings would keep a plain read timeout from ever firing.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, sluggish.next()).await {
             match m {
                 Message::Text(t) if t.contains("slow_consumer") => told = Some(t.to_string()),
                 Message::Close(Some(f)) => {
                     code = Some(u16::from(f.code));
                     break;
                 }
-                _ => tokio::time::sleep(Duration::from_millis(30)).await,
+                // One message per 100 ms while 200 batches/s are published.
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
         (told, code)
