@@ -250,6 +250,17 @@ impl LiveHub {
         let _ = self.shared.tx.send(batch);
     }
 
+    /// Live data went by unpublished (no client was connected): a client
+    /// resuming from before it must be told it missed data, so the resume
+    /// window starts over.
+    pub fn skipped(&self) {
+        let mut recent = self.shared.recent.lock();
+        if !recent.batches.is_empty() {
+            recent.batches.clear();
+            recent.next_seq += 1;
+        }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveBatch>> {
         self.shared.tx.subscribe()
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use streamforge_api::live::{CandleTracker, ResumeWindow};
+use streamforge_api::live::{CandleTracker, Resume, ResumeWindow};
 use streamforge_api::routes::ws::WsOptions;
 use streamforge_api::{router, ApiLimits, AppState, LiveHub};
 use streamforge_model::{Candle, CandleBuilder, Gap, GapReason, Interval, Symbol, Tick, Timestamp};
@@ -468,6 +468,16 @@ async fn sse_resumes_after_the_last_event_id_within_the_window_and_says_when_it_
     let mut elsewhere = SseClient::resume(&url, Some("abc-6:0")).await;
     let e = elsewhere.next(Duration::from_secs(10)).await.unwrap();
     assert_eq!(e.event, "reset", "{e:?}");
+
+    // Batches that went by while no client was connected cannot be resumed.
+    let hub = &server.state.live;
+    hub.publish(Arc::from(vec![tick("AAPL", T0 + 20, 12.0)]), vec![]);
+    let Resume::Replay(kept) = hub.resume(hub.epoch(), 6) else {
+        panic!("batch 7 is in the window");
+    };
+    assert_eq!(kept.len(), 1);
+    hub.skipped();
+    assert!(matches!(hub.resume(hub.epoch(), 7), Resume::TooOld));
 
     let res = reqwest::Client::new()
         .get(&url)

@@ -36,8 +36,11 @@ pub async fn run(
         match polled {
             Polled::Messages(m) => {
                 if hub.clients() == 0 {
-                    // Nobody listens: candles would be seeded again when someone does.
+                    // Nobody listens: candles would be seeded again when
+                    // someone does, and a resume from before is told it
+                    // missed these ticks.
                     candles.reset();
+                    hub.skipped();
                     continue;
                 }
                 let now = Timestamp::now();
