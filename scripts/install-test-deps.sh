@@ -3,20 +3,35 @@
 # binaries (initdb, postgres, psql), Redis (redis-server, redis-cli),
 # Prometheus (it scrapes a running pipeline in a test), Chromium and
 # Playwright (the dashboard is tested in a headless browser; Node.js must be
-# there already) and tansu, a Kafka-compatible broker (from crates.io; about
-# 10 minutes to build on 2 cores). The tests start their own throwaway
-# servers from these.
+# there already), the headers the Kafka client builds against (OpenSSL,
+# for TLS and SASL/SCRAM), and Apache Kafka's jars from Maven Central (Java
+# 17 and Maven must be there already). The tests start their own throwaway
+# servers from these. Does nothing for what is there already.
 set -euo pipefail
 
-# The broker: a cargo binary, no root needed.
-if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
-    echo "installing tansu (Kafka-compatible broker for the tests)"
-    # Its own target directory: not the project's, so a project build is not invalidated.
-    env -u CARGO_TARGET_DIR cargo install tansu --version '~0.6' --locked --features libsql
+here="$(cd "$(dirname "$0")" && pwd)"
+
+# Apache Kafka: the broker and its tools, as jars resolved by Maven into a
+# cache outside the clone (the version is the one in scripts/kafka/pom.xml).
+kafka_version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")"
+kafka_lib="${STREAMFORGE_KAFKA_LIB:-$HOME/.cache/streamforge/kafka-$kafka_version/lib}"
+if ! ls "$kafka_lib"/kafka_2.13-"$kafka_version"*.jar >/dev/null 2>&1; then
+    for tool in java mvn; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "cannot resolve Apache Kafka $kafka_version's jars: no $tool; install Java 17 and Maven" >&2
+            exit 1
+        fi
+    done
+    echo "resolving Apache Kafka $kafka_version from Maven Central into $kafka_lib"
+    mkdir -p "$kafka_lib.partial"
+    mvn -B -q -f "$here/kafka/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$kafka_lib.partial"
+    rm -rf "$kafka_lib"
+    mv "$kafka_lib.partial" "$kafka_lib"
 fi
 
 # The browser driver for the dashboard test, pinned by web/tests/package-lock.json.
-web_tests="$(dirname "$0")/../web/tests"
+web_tests="$here/../web/tests"
 if [ ! -d "$web_tests/node_modules/playwright-core" ]; then
     if ! command -v npm >/dev/null 2>&1; then
         echo "cannot install playwright-core for the dashboard test: no npm; install Node.js" >&2
@@ -34,7 +49,12 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
-[ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The dashboard test drives $CHROMIUM when set (another Chromium-based browser).
+[ -n "${CHROMIUM:-}" ] && [ -x "$CHROMIUM" ] || [ -x /usr/bin/chromium ] \
+    || command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The Kafka client (librdkafka, built by cargo) links OpenSSL for TLS and SCRAM.
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use error::BusError;
-pub use kafka::{KafkaBus, KafkaOptions};
+pub use kafka::{KafkaBus, KafkaOptions, KafkaProperties};
 pub use memory::MemoryBus;
 pub use message::{Delivery, Headers, Message, Offset};
 
@@ -152,6 +152,9 @@ impl Default for BusOptions {
     }
 }
 
+/// How long [`connect`] waits for a broker's first answer.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// URL schemes [`connect`] understands.
 pub const SCHEMES: &[&str] = &["memory", "kafka"];
 
@@ -165,10 +168,13 @@ pub async fn connect(url: &str, options: &BusOptions) -> Result<Arc<dyn Bus>, Bu
         "memory" => Ok(Arc::new(MemoryBus::new(options.memory_capacity))),
         "kafka" => {
             let bus = KafkaBus::connect(url, options.kafka.clone(), options.metrics.clone())?;
-            Ok(Arc::new(match &options.health {
+            let bus = match &options.health {
                 Some(h) => bus.with_health(h.clone()),
                 None => bus,
-            }))
+            };
+            // Wrong credentials or an unreachable cluster fail here, at start-up.
+            bus.check(CONNECT_TIMEOUT).await?;
+            Ok(Arc::new(bus))
         }
         other => Err(BusError::Url {
             url: url.to_string(),

@@ -20,15 +20,23 @@ pub enum GapReason {
     Disconnected,
     /// The connection stayed open but nothing arrived for the silence window.
     Silent,
+    /// The bus did not take ingest's messages (the broker was unreachable
+    /// past the delivery timeout); ingest held them and took no new input.
+    BusUnavailable,
 }
 
 impl GapReason {
-    pub const ALL: [GapReason; 2] = [GapReason::Disconnected, GapReason::Silent];
+    pub const ALL: [GapReason; 3] = [
+        GapReason::Disconnected,
+        GapReason::Silent,
+        GapReason::BusUnavailable,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             GapReason::Disconnected => "disconnected",
             GapReason::Silent => "silent",
+            GapReason::BusUnavailable => "bus_unavailable",
         }
     }
 

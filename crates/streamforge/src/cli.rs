@@ -300,6 +300,7 @@ impl Cli {
             finnhub_token: args.finnhub_token.clone(),
             finnhub_url: args.finnhub_url.clone(),
         });
+        config.kafka.apply_env(std::env::vars());
         Ok(config)
     }
 }

@@ -69,7 +69,17 @@ pub struct KafkaConfig {
     /// partition to the broker).
     #[serde(with = "duration_text")]
     pub lag_report_every: Duration,
+    /// librdkafka settings passed to every Kafka client, e.g.
+    /// `security.protocol = "SASL_SSL"`, `sasl.mechanism`, `sasl.username`,
+    /// `sasl.password`, `ssl.ca.location`. Also from the environment:
+    /// `STREAMFORGE_KAFKA__PROPERTIES__SASL_PASSWORD=...` sets `sasl.password`.
+    /// Secret values are shown as `***`.
+    pub properties: streamforge_bus::KafkaProperties,
 }
+
+/// Prefix of environment variables that set [`KafkaConfig::properties`]:
+/// the rest of the name, lower-cased with `_` as `.`, is the setting.
+pub const KAFKA_PROPERTY_ENV_PREFIX: &str = "STREAMFORGE_KAFKA__PROPERTIES__";
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -82,11 +92,22 @@ impl Default for KafkaConfig {
             session_timeout: d.session_timeout,
             max_poll_interval: d.max_poll_interval,
             lag_report_every: d.lag_report_every,
+            properties: d.properties,
         }
     }
 }
 
 impl KafkaConfig {
+    /// Sets properties from `STREAMFORGE_KAFKA__PROPERTIES__*` variables.
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
+        for (name, value) in vars {
+            if let Some(key) = name.strip_prefix(KAFKA_PROPERTY_ENV_PREFIX) {
+                self.properties
+                    .insert(key.to_ascii_lowercase().replace('_', "."), value);
+            }
+        }
+    }
+
     pub fn options(&self) -> streamforge_bus::KafkaOptions {
         streamforge_bus::KafkaOptions {
             partitions: self.partitions,
@@ -96,6 +117,7 @@ impl KafkaConfig {
             session_timeout: self.session_timeout,
             max_poll_interval: self.max_poll_interval,
             lag_report_every: self.lag_report_every,
+            properties: self.properties.clone(),
         }
     }
 }
@@ -637,6 +659,11 @@ impl Config {
                 "finnhub.silence and finnhub.backoff_min must be longer than 0",
             ));
         }
+        if let Err(e) = self.kafka.options().check_properties() {
+            let reason = e.to_string();
+            let reason = reason.trim_start_matches("bus configuration: kafka.properties: ");
+            return Err(invalid("kafka.properties", reason));
+        }
         if self.kafka.lag_report_every < Duration::from_secs(1) {
             return Err(invalid("kafka.lag_report_every", "must be at least 1s"));
         }
@@ -673,6 +700,7 @@ impl Config {
         shown.store = Some(streamforge_store::redact_url(&self.store_url()));
         shown.cache = streamforge_store::redact_url(&self.cache);
         shown.bus = streamforge_store::redact_url(&self.bus);
+        shown.kafka.properties = self.kafka.properties.redacted();
         if shown.finnhub.token.is_some() {
             shown.finnhub.token = Some("***".into());
         }

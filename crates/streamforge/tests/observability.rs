@@ -13,7 +13,7 @@ use streamforge::config::Config;
 use streamforge::pipeline::{self, Roles};
 use streamforge_model::Tick;
 use streamforge_providers::{Provider, ProviderError, ProviderFrame, Rejected};
-use streamforge_testkit::engines::{shared_broker, shared_postgres, Prometheus, Redis};
+use streamforge_testkit::engines::{shared_kafka, shared_postgres, Prometheus, Redis};
 use streamforge_testkit::{metric, tick, wait_for};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -487,7 +487,7 @@ fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_follows_a_frame_from_ingest_through_persist_and_logs_carry_its_id() {
-    let broker = shared_broker();
+    let broker = shared_kafka();
     let db = shared_postgres().create_database().unwrap();
     let redis = Redis::start().unwrap();
     let receiver = Receiver::default();

@@ -66,6 +66,7 @@ pub struct Metrics {
     exchange_to_ingested: Histogram,
     ingested_to_cached: Histogram,
     store_gaps_written: IntCounter,
+    bus_commit_errors: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -351,6 +352,11 @@ impl Metrics {
                 "Feed outages recorded as gaps, by provider and reason (disconnected, silent).",
                 &["provider", "reason"],
             ),
+            bus_commit_errors: counter(
+                &r,
+                "streamforge_bus_commit_errors_total",
+                "Offset commits the bus refused or failed (a rebalance moved the partitions, the broker was down); the next commit covers them, or the partitions' new owner receives the messages again.",
+            ),
             store_gaps_written: counter(
                 &r,
                 "streamforge_store_gaps_written_total",
@@ -518,6 +524,11 @@ impl Metrics {
         self.bus_publish_duration
             .with_label_values(&[topic])
             .observe(duration.as_secs_f64());
+    }
+
+    /// An offset commit failed (the caller reports the error).
+    pub fn bus_commit_failed(&self) {
+        self.bus_commit_errors.inc();
     }
 
     /// A publish to `topic` failed (the caller reports the error).

@@ -1,5 +1,6 @@
-//! Throwaway database engines for integration tests: PostgreSQL and Redis
-//! as real processes on free loopback ports, with their data in a temp dir.
+//! Throwaway engines for integration tests: PostgreSQL, Redis, Apache Kafka
+//! ([`crate::kafka`]) and Prometheus as real processes on free loopback
+//! ports, with their data in a temp dir.
 //!
 //! Each engine runs under a small shell supervisor that stops it when the
 //! test process is gone, so an engine shared through a `static` (one per
@@ -24,14 +25,14 @@ impl std::fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
-fn err(msg: impl Into<String>) -> EngineError {
+pub(crate) fn err(msg: impl Into<String>) -> EngineError {
     EngineError(msg.into())
 }
 
 /// Runs `program args...` under `sh`, which stops it with `stop_signal`
 /// when the shell gets SIGTERM, or when this test process is gone, and then
 /// also removes `workdir` (an engine held in a `static` is never dropped).
-fn supervised(
+pub(crate) fn supervised(
     program: &Path,
     args: &[String],
     stop_signal: &str,
@@ -43,6 +44,7 @@ fn supervised(
         r#"
 "$@" &
 child=$!
+echo $child > '{pidfile}'
 trap 'kill -{stop_signal} $child 2>/dev/null; wait $child; exit 0' TERM INT
 while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.2; done
 kill -{stop_signal} $child 2>/dev/null
@@ -50,7 +52,8 @@ wait $child
 kill -0 {parent} 2>/dev/null || rm -rf '{workdir}'
 "#,
         parent = std::process::id(),
-        workdir = workdir.display()
+        workdir = workdir.display(),
+        pidfile = log.with_extension("pid").display(),
     );
     let log_file =
         std::fs::File::create(log).map_err(|e| err(format!("creating {}: {e}", log.display())))?;
@@ -71,7 +74,7 @@ kill -0 {parent} 2>/dev/null || rm -rf '{workdir}'
         .map_err(|e| err(format!("starting {}: {e}", program.display())))
 }
 
-fn stop_supervised(child: &mut Child) {
+pub(crate) fn stop_supervised(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -112,7 +115,12 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn wait_port(port: u16, what: &str, log: &Path, timeout: Duration) -> Result<(), EngineError> {
+pub(crate) fn wait_port(
+    port: u16,
+    what: &str,
+    log: &Path,
+    timeout: Duration,
+) -> Result<(), EngineError> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -409,7 +417,7 @@ impl Drop for Postgres {
     }
 }
 
-/// What Redis and the broker have in common: a temp dir, a port, and the
+/// What Redis and Prometheus have in common: a temp dir, a port, and the
 /// supervised process (stopped on drop).
 struct Server {
     dir: tempfile::TempDir,
@@ -499,58 +507,7 @@ impl Redis {
     }
 }
 
-/// A Kafka-compatible broker of its own: tansu with its SQLite storage
-/// engine in a temp dir (its memory engine loses track of committed offsets
-/// inside record batches, so it is not used).
-pub struct Broker(Server);
-
-impl Broker {
-    pub fn start() -> Result<Broker, EngineError> {
-        let mut b = Broker(Server::new("streamforge-broker-")?);
-        b.resume()?;
-        Ok(b)
-    }
-
-    /// `kafka://127.0.0.1:PORT`
-    pub fn url(&self) -> String {
-        format!("kafka://127.0.0.1:{}", self.0.port)
-    }
-
-    pub fn stop(&mut self) {
-        self.0.stop();
-    }
-
-    /// Starts the broker again on the same port and storage.
-    pub fn resume(&mut self) -> Result<(), EngineError> {
-        let program = which("tansu").ok_or_else(|| {
-            err(
-                "tansu (a Kafka-compatible broker) not found: install it with \
-                 `cargo install tansu --locked --features libsql` (`make test` does this)",
-            )
-        })?;
-        let listener = format!("tcp://127.0.0.1:{}", self.0.port);
-        let args = [
-            "broker",
-            "--listener-url",
-            &listener,
-            "--advertised-listener-url",
-            &listener,
-            // Relative: tansu joins it to its working directory.
-            "--storage-engine",
-            "sqlite://tansu.db",
-        ]
-        .map(String::from);
-        self.0.run(&program, &args, "tansu", true)
-    }
-}
-
-/// One broker shared by every test of this test binary (use unique topics).
-pub fn shared_broker() -> &'static Broker {
-    static BROKER: std::sync::OnceLock<Broker> = std::sync::OnceLock::new();
-    BROKER.get_or_init(|| Broker::start().unwrap_or_else(|e| panic!("{e}")))
-}
-
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -631,3 +588,5 @@ impl Prometheus {
         std::fs::read_to_string(self.0.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 }
+
+pub use crate::kafka::{shared_kafka, Kafka};

@@ -7,9 +7,11 @@
 //! - [`metric`], [`stored_ticks`] — read a pipeline's metrics and stored count.
 //! - [`SseClient`]: reads Server-Sent Events from a live stream.
 //!
-//! - [`engines`] — throwaway PostgreSQL and Redis servers.
+//! - [`engines`] — throwaway PostgreSQL, Redis and Prometheus servers.
+//! - [`kafka`] — a throwaway Apache Kafka broker (KRaft) and Kafka's tools.
 
 pub mod engines;
+pub mod kafka;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -9,8 +9,16 @@
 //!   explicitly by the [`Committer`] after the batch is stored. A consumer
 //!   that stops without committing leaves its messages to the next member of
 //!   the group (at least once).
+//! - Any librdkafka setting (TLS, SASL, tuning) passes through
+//!   [`KafkaOptions::properties`], except the few StreamForge's guarantees
+//!   rest on ([`RESERVED_PROPERTIES`]); secret values never appear in
+//!   errors or logs ([`redact_properties`]).
+//! - Reachability: while librdkafka reports every broker down, the
+//!   readiness check `bus` fails; the next delivery or fetch clears it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +27,9 @@ use bytes::Bytes;
 use futures::FutureExt;
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -53,6 +61,52 @@ pub struct KafkaOptions {
     /// How often durable consumers report their lag (one watermark query per
     /// assigned partition to the broker).
     pub lag_report_every: Duration,
+    /// librdkafka settings for every client (producer, consumers, admin),
+    /// e.g. `security.protocol`, `sasl.mechanism`, `sasl.username`,
+    /// `sasl.password`, `ssl.ca.location`. Applied after StreamForge's own
+    /// defaults, so they can tune those too, but not the
+    /// [`RESERVED_PROPERTIES`].
+    pub properties: KafkaProperties,
+}
+
+/// librdkafka settings by name. `Debug` shows secret values as `***`
+/// ([`is_secret_property`]); [`KafkaProperties::redacted`] does the same
+/// for printing a configuration.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct KafkaProperties(pub BTreeMap<String, String>);
+
+impl KafkaProperties {
+    /// The same settings with every secret value replaced by `***`.
+    pub fn redacted(&self) -> KafkaProperties {
+        KafkaProperties(
+            self.0
+                .iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_property(k) {
+                        "***".to_string()
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        )
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(name.into(), value.into());
+    }
+}
+
+impl std::fmt::Debug for KafkaProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.redacted().0).finish()
+    }
 }
 
 impl Default for KafkaOptions {
@@ -65,8 +119,177 @@ impl Default for KafkaOptions {
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(300),
             lag_report_every: Duration::from_secs(30),
+            properties: KafkaProperties::default(),
         }
     }
+}
+
+/// librdkafka settings StreamForge sets itself because its delivery
+/// guarantees depend on them (or the URL and the config tree say them).
+pub const RESERVED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "session.timeout.ms",
+    "max.poll.interval.ms",
+    "auto.offset.reset",
+];
+
+/// Whether the value of librdkafka setting `name` is a secret (passwords,
+/// keys, JAAS lines, OAuth settings): never printed.
+pub fn is_secret_property(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "jaas",
+        "oauthbearer.config",
+        ".pem",
+        "token",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+        || n == "ssl.key.pem"
+}
+
+/// `text` with the value of every secret setting of `properties` replaced
+/// by `***` (librdkafka may quote a value in an error).
+pub fn redact_properties(text: &str, properties: &KafkaProperties) -> String {
+    let mut out = text.to_string();
+    for (name, value) in properties.iter() {
+        if is_secret_property(name) && !value.is_empty() {
+            out = out.replace(value.as_str(), "***");
+        }
+    }
+    out
+}
+
+impl KafkaOptions {
+    /// Checks [`KafkaOptions::properties`]: names are librdkafka's
+    /// (lower-case, dotted) and none is reserved. The error names the key.
+    pub fn check_properties(&self) -> Result<(), BusError> {
+        for name in self.properties.0.keys() {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_')
+            {
+                return Err(BusError::Config(format!(
+                    "kafka.properties: {name:?} is not a librdkafka setting name (lower-case words joined by dots, e.g. security.protocol)"
+                )));
+            }
+            if RESERVED_PROPERTIES.contains(&name.as_str()) {
+                return Err(BusError::Config(format!(
+                    "kafka.properties: {name} is set by StreamForge (its delivery guarantees depend on it, or the bus URL and the kafka section say it); remove it"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A client configuration: StreamForge's `defaults`, then the user's properties.
+    fn client_config(&self, defaults: &[(&str, String)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in defaults {
+            c.set(*k, v);
+        }
+        for (k, v) in self.properties.iter() {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// A librdkafka error with secret values redacted, as a bus error.
+    fn config_error(&self, what: &str, e: KafkaError) -> BusError {
+        BusError::Config(redact_properties(&format!("{what}: {e}"), &self.properties))
+    }
+}
+
+/// What every client of one bus shares with librdkafka's callbacks.
+#[derive(Default)]
+struct ClientState {
+    /// Where reachability is reported (the `bus` readiness check).
+    health: parking_lot::Mutex<Option<Health>>,
+    /// The last authentication failure librdkafka reported.
+    auth_error: parking_lot::Mutex<Option<String>>,
+    /// Set while librdkafka reports every broker down.
+    brokers_down: AtomicBool,
+    /// The user's properties, to redact what librdkafka reports.
+    properties: KafkaProperties,
+}
+
+/// The librdkafka client context of every client of a [`KafkaBus`]:
+/// routes librdkafka's logs and errors to `tracing` and readiness.
+#[derive(Clone, Default)]
+struct BusContext(Arc<ClientState>);
+
+impl BusContext {
+    /// A delivery or fetch succeeded: the cluster is reachable again.
+    fn reachable(&self) {
+        if self.0.brokers_down.swap(false, Ordering::Relaxed) {
+            tracing::info!("kafka brokers reachable again");
+            if let Some(h) = self.0.health.lock().as_ref() {
+                h.set("bus", true, "brokers reachable");
+            }
+        }
+    }
+}
+
+impl ClientContext for BusContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let message = redact_properties(message, &self.0.properties);
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+            }
+            _ => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let reason = redact_properties(reason, &self.0.properties);
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                tracing::warn!(error = %reason, "kafka authentication failed");
+                *self.0.auth_error.lock() = Some(reason);
+            }
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                if !self.0.brokers_down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %reason, "every kafka broker is unreachable; retrying");
+                }
+                if let Some(h) = self.0.health.lock().as_ref() {
+                    h.set("bus", false, format!("all brokers down: {reason}"));
+                }
+            }
+            // Connection failures are retried by librdkafka and summed up
+            // by AllBrokersDown; one line each would flood an outage.
+            Some(RDKafkaErrorCode::BrokerTransportFailure) => {
+                tracing::debug!(error = %reason, "kafka broker connection failed")
+            }
+            _ => tracing::warn!(error = %error, reason = %reason, "kafka client error"),
+        }
+    }
+}
+
+impl ConsumerContext for BusContext {}
+
+/// The consumer type of every [`KafkaBus`] consumer.
+type KafkaStream = StreamConsumer<BusContext>;
+
+/// Whether a consumer error is passing: librdkafka reconnects, refetches or
+/// rejoins by itself, so the consumer keeps going.
+fn consumer_error_is_transient(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageConsumption(_) | KafkaError::PartitionEOF(_)
+    )
 }
 
 fn kafka_err(e: KafkaError) -> BusError {
@@ -77,7 +300,7 @@ fn kafka_err(e: KafkaError) -> BusError {
 /// partition, the high watermark minus the consumer's position. On its own
 /// timer, so a caught-up consumer waiting for messages reports 0, not the
 /// last backlog it saw.
-async fn report_lag(consumer: std::sync::Weak<StreamConsumer>, metrics: Metrics, every: Duration) {
+async fn report_lag(consumer: std::sync::Weak<KafkaStream>, metrics: Metrics, every: Duration) {
     let mut every = tokio::time::interval(every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await;
@@ -109,11 +332,7 @@ async fn report_lag(consumer: std::sync::Weak<StreamConsumer>, metrics: Metrics,
 
 /// Keeps the readiness check `consumer <topic>` up to date: ready while
 /// the group has assigned this consumer at least one partition.
-async fn report_assignment(
-    consumer: std::sync::Weak<StreamConsumer>,
-    health: Health,
-    topic: String,
-) {
+async fn report_assignment(consumer: std::sync::Weak<KafkaStream>, health: Health, topic: String) {
     let check = format!("consumer {topic}");
     health.set(&check, false, "waiting for the group to assign partitions");
     let mut every = tokio::time::interval(ASSIGNMENT_CHECK);
@@ -148,8 +367,9 @@ pub struct KafkaBus {
     health: Option<Health>,
     brokers: String,
     options: KafkaOptions,
-    producer: FutureProducer,
-    admin: Arc<AdminClient<DefaultClientContext>>,
+    context: BusContext,
+    producer: FutureProducer<BusContext>,
+    admin: Arc<AdminClient<BusContext>>,
     /// Topics known to exist.
     topics: Mutex<HashSet<String>>,
 }
@@ -164,14 +384,16 @@ impl std::fmt::Debug for KafkaBus {
 
 impl KafkaBus {
     /// Durable consumers keep a `consumer <topic>` readiness check in
-    /// `health`: ready once the group assigned them partitions.
+    /// `health`, and every client the `bus` check (brokers reachable).
     pub fn with_health(mut self, health: Health) -> Self {
+        *self.context.0.health.lock() = Some(health.clone());
         self.health = Some(health);
         self
     }
 
     /// `url` is `kafka://host:port[,host:port...]`. With `metrics`, durable
-    /// consumers report their lag per partition.
+    /// consumers report their lag per partition. Creates the clients only;
+    /// [`KafkaBus::check`] talks to the cluster.
     pub fn connect(
         url: &str,
         options: KafkaOptions,
@@ -189,35 +411,78 @@ impl KafkaBus {
         if brokers.is_empty() || brokers.split(',').any(|b| !b.contains(':')) {
             return Err(bad("expected kafka://host:port[,host:port...]"));
         }
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", options.linger.as_millis().to_string())
-            .set(
-                "message.timeout.ms",
-                options.delivery_timeout.as_millis().to_string(),
-            )
-            .set("queue.buffering.max.messages", "200000")
-            // A 1 MiB value (oversized input bound for the dead-letter topic)
-            // must still be deliverable; brokers cap it on their side.
-            .set("message.max.bytes", "4194304")
-            .create()
-            .map_err(kafka_err)?;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .map_err(kafka_err)?;
+        options.check_properties()?;
+        let context = BusContext(Arc::new(ClientState {
+            properties: options.properties.clone(),
+            ..ClientState::default()
+        }));
+        let producer: FutureProducer<BusContext> = options
+            .client_config(&[
+                ("bootstrap.servers", brokers.clone()),
+                ("enable.idempotence", "true".into()),
+                ("acks", "all".into()),
+                ("compression.type", "lz4".into()),
+                ("linger.ms", options.linger.as_millis().to_string()),
+                (
+                    "message.timeout.ms",
+                    options.delivery_timeout.as_millis().to_string(),
+                ),
+                ("queue.buffering.max.messages", "200000".into()),
+                // A 1 MiB value (oversized input bound for the dead-letter
+                // topic) must still be deliverable; brokers cap it on their side.
+                ("message.max.bytes", "4194304".into()),
+                // Back within a second of a broker's return, not ten.
+                ("reconnect.backoff.max.ms", "1000".into()),
+            ])
+            .create_with_context(context.clone())
+            .map_err(|e| options.config_error("creating the Kafka producer", e))?;
+        let admin: AdminClient<BusContext> = options
+            .client_config(&[
+                ("bootstrap.servers", brokers.clone()),
+                ("reconnect.backoff.max.ms", "1000".into()),
+            ])
+            .create_with_context(context.clone())
+            .map_err(|e| options.config_error("creating the Kafka admin client", e))?;
         Ok(KafkaBus {
             metrics,
             health: None,
             brokers,
             options,
+            context,
             producer,
             admin: Arc::new(admin),
             topics: Mutex::default(),
         })
+    }
+
+    /// One metadata round trip to the cluster, at most `timeout`. Refused
+    /// credentials are a [`BusError::Config`] naming the settings to check;
+    /// an unreachable cluster is [`BusError::Unavailable`].
+    pub async fn check(&self, timeout: Duration) -> Result<(), BusError> {
+        let admin = self.admin.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            admin.inner().fetch_metadata(None, timeout).map(|_| ())
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        if let Some(auth) = self.context.0.auth_error.lock().take() {
+            return Err(BusError::Config(format!(
+                "the Kafka cluster at {} refused the credentials (check kafka.properties \
+                 security.protocol, sasl.mechanism, sasl.username and sasl.password): {auth}",
+                self.brokers
+            )));
+        }
+        result.map_err(|e| {
+            BusError::Unavailable(redact_properties(
+                &format!(
+                    "no answer from the Kafka cluster at {} within {timeout:?}: {e}",
+                    self.brokers
+                ),
+                &self.options.properties,
+            ))
+        })?;
+        self.context.reachable();
+        Ok(())
     }
 
     /// Creates `topic` with the configured partitions when it is missing.
@@ -288,7 +553,15 @@ impl Bus for KafkaBus {
         if batch.is_empty() {
             return Ok(());
         }
-        self.ensure_topic(topic).await?;
+        if let Err(e) = self.ensure_topic(topic).await {
+            // Nothing was sent: all of it can be published again.
+            return Err(BusError::Undelivered {
+                topic: topic.to_string(),
+                of: batch.len(),
+                undelivered: batch,
+                reason: e.to_string(),
+            });
+        }
         let mut pending = Vec::with_capacity(batch.len());
         for m in &batch {
             let mut headers = OwnedHeaders::new_with_capacity(4);
@@ -319,27 +592,28 @@ impl Bus for KafkaBus {
                 }
             }
         }
-        let mut failed = 0usize;
+        let mut undelivered = Vec::new();
         let mut first_error = None;
-        for d in pending {
-            match d.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    failed += 1;
-                    first_error.get_or_insert_with(|| e.to_string());
-                }
-                Err(_) => {
-                    failed += 1;
-                    first_error.get_or_insert_with(|| "producer dropped the message".into());
-                }
-            }
+        for (d, m) in pending.into_iter().zip(&batch) {
+            let failure = match d.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err((e, _))) => e.to_string(),
+                Err(_) => "the producer dropped the message".into(),
+            };
+            first_error.get_or_insert(failure);
+            undelivered.push(m.clone());
         }
         match first_error {
-            None => Ok(()),
-            Some(e) => Err(BusError::Unavailable(format!(
-                "{failed} of {} messages to {topic} were not delivered: {e}",
-                batch.len()
-            ))),
+            None => {
+                self.context.reachable();
+                Ok(())
+            }
+            Some(reason) => Err(BusError::Undelivered {
+                topic: topic.to_string(),
+                of: batch.len(),
+                undelivered,
+                reason: redact_properties(&reason, &self.options.properties),
+            }),
         }
     }
 
@@ -353,29 +627,31 @@ impl Bus for KafkaBus {
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
         };
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", &options.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", reset)
-            .set(
-                "session.timeout.ms",
-                self.options.session_timeout.as_millis().to_string(),
-            )
-            .set(
-                "heartbeat.interval.ms",
-                (self.options.session_timeout.as_millis() / 10)
-                    .max(100)
-                    .to_string(),
-            )
-            .set(
-                "max.poll.interval.ms",
-                self.options.max_poll_interval.as_millis().to_string(),
-            )
-            .set("queued.max.messages.kbytes", "65536")
-            .create()
-            .map_err(kafka_err)?;
+        let o = &self.options;
+        let consumer: StreamConsumer<BusContext> = o
+            .client_config(&[
+                ("bootstrap.servers", self.brokers.clone()),
+                ("group.id", options.group.clone()),
+                ("enable.auto.commit", "false".into()),
+                ("enable.auto.offset.store", "false".into()),
+                ("auto.offset.reset", reset.into()),
+                (
+                    "session.timeout.ms",
+                    o.session_timeout.as_millis().to_string(),
+                ),
+                (
+                    "heartbeat.interval.ms",
+                    (o.session_timeout.as_millis() / 10).max(100).to_string(),
+                ),
+                (
+                    "max.poll.interval.ms",
+                    o.max_poll_interval.as_millis().to_string(),
+                ),
+                ("queued.max.messages.kbytes", "65536".into()),
+                ("reconnect.backoff.max.ms", "1000".into()),
+            ])
+            .create_with_context(self.context.clone())
+            .map_err(|e| o.config_error("creating a Kafka consumer", e))?;
         consumer.subscribe(&[topic]).map_err(kafka_err)?;
         let consumer = Arc::new(consumer);
         if let Some(health) = self.health.clone().filter(|_| options.durable) {
@@ -396,6 +672,7 @@ impl Bus for KafkaBus {
             committer: Arc::new(KafkaCommitter {
                 consumer: consumer.clone(),
             }),
+            context: self.context.clone(),
             consumer,
             held: Vec::new(),
             paused: TopicPartitionList::new(),
@@ -425,7 +702,8 @@ impl Bus for KafkaBus {
 }
 
 struct KafkaConsumer {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<KafkaStream>,
+    context: BusContext,
     committer: Arc<KafkaCommitter>,
     /// Messages received while idling (from partitions assigned after the
     /// pause); handed out first by the next `recv`.
@@ -438,52 +716,53 @@ struct KafkaConsumer {
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
 impl KafkaConsumer {
-    /// Pauses every assigned partition not paused yet. librdkafka drops
-    /// what it prefetched for them and fetches again from the position after
-    /// the last message handed out, so nothing is skipped on resume.
+    /// Pauses every assigned partition (again: a rebalance may have given
+    /// one back unpaused). librdkafka drops what it prefetched for them and
+    /// fetches again from the position after the last message handed out,
+    /// so nothing is skipped on resume.
     fn pause_assigned(&mut self) -> Result<(), BusError> {
         let assigned = self.consumer.assignment().map_err(kafka_err)?;
-        let mut fresh = TopicPartitionList::new();
+        if assigned.count() == 0 {
+            return Ok(());
+        }
+        self.consumer.pause(&assigned).map_err(kafka_err)?;
+        let mut fresh = 0;
         for e in assigned.elements() {
             if self
                 .paused
                 .find_partition(e.topic(), e.partition())
                 .is_none()
             {
-                fresh.add_partition(e.topic(), e.partition());
+                self.paused.add_partition(e.topic(), e.partition());
+                fresh += 1;
             }
         }
-        if fresh.count() == 0 {
-            return Ok(());
+        if fresh > 0 {
+            tracing::info!(
+                partitions = fresh,
+                "paused consumption until the consumer's owner takes messages again"
+            );
         }
-        self.consumer.pause(&fresh).map_err(kafka_err)?;
-        for e in fresh.elements() {
-            self.paused.add_partition(e.topic(), e.partition());
-        }
-        tracing::info!(
-            partitions = fresh.count(),
-            "paused consumption until the consumer's owner takes messages again"
-        );
         Ok(())
     }
 
-    /// Resumes what `idle` paused (partitions revoked meanwhile are skipped).
+    /// A passing consumer error: logged, and the consumer goes on (the
+    /// `bus` readiness check already says when no broker answers).
+    fn passing(&self, e: &KafkaError) {
+        tracing::debug!(error = %e, "kafka consumer error; librdkafka retries");
+    }
+
+    /// Resumes what `idle` paused. Partitions revoked meanwhile are resumed
+    /// too: librdkafka keeps a partition's pause across a rebalance, so one
+    /// revoked while paused and assigned again later would otherwise never
+    /// be fetched again (a group rejoin revokes everything for a moment).
     fn resume_paused(&mut self) -> Result<(), BusError> {
         if self.paused.count() == 0 {
             return Ok(());
         }
-        let assigned = self.consumer.assignment().map_err(kafka_err)?;
-        let mut still = TopicPartitionList::new();
-        for e in self.paused.elements() {
-            if assigned.find_partition(e.topic(), e.partition()).is_some() {
-                still.add_partition(e.topic(), e.partition());
-            }
-        }
-        self.paused = TopicPartitionList::new();
-        if still.count() > 0 {
-            self.consumer.resume(&still).map_err(kafka_err)?;
-            tracing::info!(partitions = still.count(), "resumed consumption");
-        }
+        let paused = std::mem::replace(&mut self.paused, TopicPartitionList::new());
+        self.consumer.resume(&paused).map_err(kafka_err)?;
+        tracing::info!(partitions = paused.count(), "resumed consumption");
         Ok(())
     }
 }
@@ -527,12 +806,23 @@ impl Consumer for KafkaConsumer {
             return Ok(Polled::Messages(self.held.drain(..n).collect()));
         }
         let mut topics = Vec::new();
-        let first = self.consumer.recv().await.map_err(kafka_err)?;
+        let first = loop {
+            match self.consumer.recv().await {
+                Ok(m) => break m,
+                Err(e) if consumer_error_is_transient(&e) => self.passing(&e),
+                Err(e) => return Err(kafka_err(e)),
+            }
+        };
+        self.context.reachable();
         let mut out = vec![to_delivery(&first, &mut topics)];
         drop(first);
         while out.len() < max {
             match self.consumer.recv().now_or_never() {
                 Some(Ok(m)) => out.push(to_delivery(&m, &mut topics)),
+                Some(Err(e)) if consumer_error_is_transient(&e) => {
+                    self.passing(&e);
+                    break;
+                }
                 Some(Err(e)) => return Err(kafka_err(e)),
                 None => break,
             }
@@ -548,6 +838,7 @@ impl Consumer for KafkaConsumer {
             self.pause_assigned()?;
             match tokio::time::timeout(IDLE_POLL, self.consumer.recv()).await {
                 Ok(Ok(m)) => self.held.push(to_delivery(&m, &mut topics)),
+                Ok(Err(e)) if consumer_error_is_transient(&e) => self.passing(&e),
                 Ok(Err(e)) => return Err(kafka_err(e)),
                 Err(_) => {}
             }
@@ -560,7 +851,7 @@ impl Consumer for KafkaConsumer {
 }
 
 struct KafkaCommitter {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<KafkaStream>,
 }
 
 #[async_trait]

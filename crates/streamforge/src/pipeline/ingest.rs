@@ -4,18 +4,25 @@
 //! the wire form keyed by symbol, and publishes them to the ticks topic;
 //! rejected input goes to the dead-letter topic with its reason. Returns
 //! when every provider has stopped and its last frame is published.
+//!
+//! When the bus does not take a publish (the broker is down past the
+//! delivery timeout), ingest holds the undelivered messages and retries
+//! them, taking no new frames meanwhile (the providers' bounded channel
+//! fills and they wait), and afterwards records the time it could not
+//! publish as a gap of every symbol it has served.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use streamforge_bus::{Bus, Headers, Message};
-use streamforge_model::{wire, Symbol, GAP_CONTENT_TYPE};
+use streamforge_model::{wire, Gap, GapReason, Symbol, Timestamp, GAP_CONTENT_TYPE};
 use streamforge_providers::ProviderFrame;
 use streamforge_telemetry::{traces, Health, Metrics};
 use tracing::Instrument;
 
-use super::publish_counted;
+use super::publish_retrying;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Frames coalesced into one publish when they queue up.
 const MAX_FRAMES_PER_PUBLISH: usize = 32;
@@ -43,11 +50,17 @@ pub struct Ingest {
     pub dlq_topic: String,
     pub metrics: Metrics,
     pub health: Health,
+    /// Publish retries give up once this fires.
+    pub shutdown: CancellationToken,
 }
+
+/// Per symbol served so far: its message key (allocated once) and the
+/// provider that first sent it.
+type Served = HashMap<Symbol, (Bytes, &'static str)>;
 
 impl Ingest {
     pub async fn run(self, mut frames: mpsc::Receiver<ProviderFrame>) -> anyhow::Result<()> {
-        let mut keys: HashMap<Symbol, Bytes> = HashMap::new();
+        let mut keys: Served = HashMap::new();
         let mut batch: Vec<Message> = Vec::new();
         let mut dead: Vec<Message> = Vec::new();
         let mut spans: Vec<tracing::Span> = Vec::new();
@@ -71,7 +84,7 @@ impl Ingest {
             for s in &spans[1..] {
                 publish.follows_from(s);
             }
-            self.publish(&mut batch, &mut dead)
+            self.publish(&mut batch, &mut dead, &keys)
                 .instrument(publish)
                 .await?;
             // The frames' spans end once their messages are on the bus.
@@ -85,7 +98,7 @@ impl Ingest {
     fn add_frame(
         &self,
         frame: ProviderFrame,
-        keys: &mut HashMap<Symbol, Bytes>,
+        keys: &mut Served,
         batch: &mut Vec<Message>,
         dead: &mut Vec<Message>,
     ) -> tracing::Span {
@@ -119,7 +132,7 @@ impl Ingest {
             let mut payload = Vec::with_capacity(224);
             wire::encode_into(tick, &mut payload);
             batch.push(Message {
-                key: symbol_key(keys, tick.symbol()),
+                key: symbol_key(keys, tick.symbol(), provider),
                 payload: payload.into(),
                 headers: h.clone(),
             });
@@ -129,7 +142,7 @@ impl Ingest {
             let h = message_headers(GAP_CONTENT_TYPE, &src, &trace);
             for gap in &frame.gaps {
                 batch.push(Message {
-                    key: symbol_key(keys, &gap.symbol),
+                    key: symbol_key(keys, &gap.symbol, provider),
                     payload: gap.encode().into(),
                     headers: h.clone(),
                 });
@@ -157,14 +170,57 @@ impl Ingest {
         span
     }
 
+    /// Publishes the batch and its dead letters, holding and retrying them
+    /// while the bus is unavailable; an outage becomes gap records.
     async fn publish(
         &self,
         batch: &mut Vec<Message>,
         dead: &mut Vec<Message>,
+        served: &Served,
     ) -> anyhow::Result<()> {
-        let bus = &*self.bus;
-        publish_counted(bus, &self.metrics, &self.topic, std::mem::take(batch)).await?;
-        publish_counted(bus, &self.metrics, &self.dlq_topic, std::mem::take(dead)).await
+        let (bus, m, h, stop) = (&*self.bus, &self.metrics, &self.health, &self.shutdown);
+        let ticks = std::mem::take(batch);
+        let outage = publish_retrying(bus, m, h, &self.topic, ticks, stop).await?;
+        let dead_outage =
+            publish_retrying(bus, m, h, &self.dlq_topic, std::mem::take(dead), stop).await?;
+        match outage.into_iter().chain(dead_outage).min() {
+            Some(since) => self.record_outage(since, served).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Records `[since, now)`, when the bus took nothing, as a gap of every
+    /// symbol served: the providers waited meanwhile and may have missed trades.
+    async fn record_outage(&self, since: Timestamp, served: &Served) -> anyhow::Result<()> {
+        let to = Timestamp::now();
+        let mut gaps = Vec::with_capacity(served.len());
+        for (symbol, (key, provider)) in served {
+            let gap = Gap {
+                provider: provider.to_string(),
+                connection: 0,
+                symbol: symbol.clone(),
+                from: since,
+                to,
+                reason: GapReason::BusUnavailable,
+            };
+            self.metrics
+                .provider_gap(provider, GapReason::BusUnavailable.as_str(), gap.seconds());
+            let src = Bytes::from_static(provider.as_bytes());
+            gaps.push(Message {
+                key: key.clone(),
+                payload: gap.encode().into(),
+                headers: message_headers(GAP_CONTENT_TYPE, &src, &untraced_traceparent()),
+            });
+        }
+        tracing::warn!(
+            from = %since,
+            to = %to,
+            symbols = gaps.len(),
+            "recorded the time the bus was unavailable as a gap of every symbol served"
+        );
+        let (bus, m, h, stop) = (&*self.bus, &self.metrics, &self.health, &self.shutdown);
+        publish_retrying(bus, m, h, &self.topic, gaps, stop).await?;
+        Ok(())
     }
 }
 
@@ -184,13 +240,14 @@ fn message_headers(content_type: &'static str, src: &Bytes, trace: &Bytes) -> He
     h
 }
 
-/// The message key of `symbol`, allocated once per symbol.
-fn symbol_key(keys: &mut HashMap<Symbol, Bytes>, symbol: &Symbol) -> Bytes {
-    if let Some(k) = keys.get(symbol) {
+/// The message key of `symbol`, allocated once per symbol (which also
+/// remembers the symbol as served by `provider`).
+fn symbol_key(keys: &mut Served, symbol: &Symbol, provider: &'static str) -> Bytes {
+    if let Some((k, _)) = keys.get(symbol) {
         return k.clone();
     }
     let k = Bytes::copy_from_slice(symbol.as_str().as_bytes());
-    keys.insert(symbol.clone(), k.clone());
+    keys.insert(symbol.clone(), (k.clone(), provider));
     k
 }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use streamforge_api::{ApiLimits, AppState, LiveHub};
-use streamforge_bus::{Bus, ConsumerOptions, StartFrom};
+use streamforge_bus::{Bus, BusError, ConsumerOptions, StartFrom};
 use streamforge_model::TickRules;
 use streamforge_providers::{build_providers, ProvidersConfig, SyntheticConfig};
 use streamforge_store::{Cache, StoreOptions, TickStore};
@@ -110,28 +110,112 @@ pub struct Running {
     http: JoinHandle<anyhow::Result<()>>,
 }
 
-/// Publishes `messages` (if any) to `topic` and counts them.
+/// Publishes `messages` (if any) to `topic` and counts what the bus took.
 async fn publish_counted(
     bus: &dyn Bus,
     metrics: &Metrics,
     topic: &str,
     messages: Vec<streamforge_bus::Message>,
-) -> anyhow::Result<()> {
+) -> Result<(), BusError> {
     if messages.is_empty() {
         return Ok(());
     }
     let (n, bytes) = (
         messages.len(),
-        messages.iter().map(|m| m.payload.len()).sum(),
+        messages.iter().map(|m| m.payload.len()).sum::<usize>(),
     );
     let started = std::time::Instant::now();
-    if let Err(e) = bus.publish(topic, messages).await {
-        metrics.bus_publish_failed(topic);
-        return Err(e).with_context(|| format!("publishing {n} messages to {topic}"));
+    match bus.publish(topic, messages).await {
+        Ok(()) => {
+            metrics.bus_publish_took(topic, started.elapsed());
+            metrics.bus_published(topic, n, bytes);
+            Ok(())
+        }
+        Err(e) => {
+            metrics.bus_publish_failed(topic);
+            if let BusError::Undelivered { undelivered, .. } = &e {
+                let left: usize = undelivered.iter().map(|m| m.payload.len()).sum();
+                metrics.bus_published(topic, n - undelivered.len(), bytes - left);
+            }
+            Err(e)
+        }
     }
-    metrics.bus_publish_took(topic, started.elapsed());
-    metrics.bus_published(topic, n, bytes);
-    Ok(())
+}
+
+/// Longest pause between publish retries while the bus is unavailable.
+const MAX_PUBLISH_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Publishes `messages` to `topic`, and while the bus is unavailable keeps
+/// publishing what it has not acknowledged yet, with backoff, until all of
+/// it is delivered. The `bus` readiness check fails meanwhile. Gives up only
+/// at shutdown, or on an error that a retry cannot mend. Returns when the
+/// outage began, if there was one.
+async fn publish_retrying(
+    bus: &dyn Bus,
+    metrics: &Metrics,
+    health: &Health,
+    topic: &str,
+    messages: Vec<streamforge_bus::Message>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<streamforge_model::Timestamp>> {
+    let mut pending = messages;
+    let mut outage: Option<streamforge_model::Timestamp> = None;
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        let attempt = streamforge_model::Timestamp::now();
+        let n = pending.len();
+        match publish_counted(bus, metrics, topic, pending).await {
+            Ok(()) => {
+                if let Some(since) = outage {
+                    let secs = (streamforge_model::Timestamp::now().as_micros() - since.as_micros())
+                        .max(0) as f64
+                        / 1e6;
+                    tracing::info!(
+                        topic,
+                        outage_seconds = secs,
+                        "the bus took every held message again"
+                    );
+                    health.set("bus", true, "publishing");
+                }
+                return Ok(outage);
+            }
+            Err(BusError::Undelivered {
+                undelivered,
+                reason,
+                of,
+                ..
+            }) => {
+                if outage.is_none() {
+                    tracing::warn!(topic, undelivered = undelivered.len(), of, error = %reason,
+                        "the bus did not take messages; holding them and retrying (input waits meanwhile)");
+                }
+                outage.get_or_insert(attempt);
+                health.set(
+                    "bus",
+                    false,
+                    format!(
+                        "{} messages to {topic} held, not delivered: {reason}",
+                        undelivered.len()
+                    ),
+                );
+                if shutdown.is_cancelled() {
+                    anyhow::bail!(
+                        "shutting down with {} messages not delivered to {topic}: {reason}",
+                        undelivered.len()
+                    );
+                }
+                pending = undelivered;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("publishing {n} messages to {topic}"));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => {}
+        }
+        backoff = (backoff * 2).min(MAX_PUBLISH_BACKOFF);
+    }
 }
 
 /// Store upkeep (partitions ahead, retention) every `every` until shutdown;
@@ -181,6 +265,27 @@ where
         }
         result
     })
+}
+
+/// The live tail's consumer group: its own per process, never shared, so
+/// each `serve` instance receives every tick (host name, pid and a random
+/// part: containers all have pid 1, and host names can repeat).
+fn live_group() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .take(64)
+        .collect();
+    format!(
+        "streamforge-live-{host}-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    )
 }
 
 /// Opens the backends and starts the stages of `roles`.
@@ -264,7 +369,9 @@ pub async fn start_with(
             .consumer(
                 &topic,
                 ConsumerOptions {
-                    group: format!("streamforge-live-{}", std::process::id()),
+                    // Unique per instance: replicas of `serve` (every
+                    // container is pid 1) must each get every partition.
+                    group: live_group(),
                     start: StartFrom::Latest,
                     durable: false,
                 },
@@ -332,6 +439,7 @@ pub async fn start_with(
                 dlq_topic: config.ingest.dlq_topic.clone(),
                 metrics: metrics.clone(),
                 health: health.clone(),
+                shutdown: shutdown.clone(),
             }
             .run(frames_rx),
         )

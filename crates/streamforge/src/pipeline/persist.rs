@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::ingest::headers;
-use super::{publish_counted, LatencyProbe};
+use super::{publish_retrying, LatencyProbe};
 
 /// Longest pause between store retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -258,20 +258,28 @@ impl Persist {
         }
         if !p.dead.is_empty() {
             let dead = p.dead.len();
-            publish_counted(&*self.bus, &self.metrics, &self.dlq_topic, p.dead)
+            let (bus, m, h) = (&*self.bus, &self.metrics, &self.health);
+            publish_retrying(bus, m, h, &self.dlq_topic, p.dead, &self.shutdown)
                 .instrument(
                     tracing::info_span!("bus.publish", topic = %self.dlq_topic, messages = dead),
                 )
                 .await?;
         }
-        committer
+        let commit = committer
             .commit(&p.offsets)
             .instrument(tracing::info_span!(
                 "bus.commit",
                 partitions = p.offsets.len()
             ))
-            .await
-            .context("committing offsets")?;
+            .await;
+        if let Err(e) = commit {
+            // The batch is stored. A rebalance that moved its partitions
+            // (or a broker outage) refused the commit: the next commit
+            // covers these offsets, or the partitions' new owner receives
+            // the messages again and the store keeps them once.
+            self.metrics.bus_commit_failed();
+            tracing::warn!(error = %e, partitions = p.offsets.len(), "offset commit refused; the batch is stored and will be committed by a later commit or redelivered");
+        }
         Ok(())
     }
 

@@ -1,0 +1,389 @@
+//! A throwaway Apache Kafka broker: the real broker (the jars `make deps`
+//! resolves from Maven Central) in KRaft combined mode (broker and
+//! controller in one process, a single voter), on free loopback ports, with
+//! its log directory in a temp dir.
+//!
+//! Besides the plain listener it has a `SASL_PLAINTEXT` one that takes
+//! SCRAM-SHA-512 with the user [`SASL_USER`] / [`SASL_PASSWORD`], so the
+//! client's security settings can be tested. The broker can be SIGKILLed and
+//! restarted on the same ports and log directory. Kafka's own tools (the
+//! producer benchmark, the consumer-group command) run from the same jars
+//! with [`Kafka::tool`].
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::engines::{err, stop_supervised, supervised, which, EngineError};
+
+/// The Kafka version the tests run; `scripts/kafka/pom.xml` resolves the
+/// same one and `deploy/docker-compose.yml` runs its image.
+pub const KAFKA_VERSION: &str = "4.1.1";
+
+/// The SCRAM-SHA-512 user of the SASL listener.
+pub const SASL_USER: &str = "streamforge";
+/// Its password.
+pub const SASL_PASSWORD: &str = "streamforge-test-secret";
+
+/// Where the broker's jars are: `STREAMFORGE_KAFKA_LIB`, or the cache
+/// `make deps` fills.
+pub fn kafka_lib() -> Result<PathBuf, EngineError> {
+    let dir = match std::env::var_os("STREAMFORGE_KAFKA_LIB") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let home = std::env::var_os("HOME").ok_or_else(|| err("HOME is not set"))?;
+            PathBuf::from(home).join(format!(".cache/streamforge/kafka-{KAFKA_VERSION}/lib"))
+        }
+    };
+    let has_broker = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("kafka_2.13-{KAFKA_VERSION}"))
+            })
+        })
+        .unwrap_or(false);
+    if !has_broker {
+        return Err(err(format!(
+            "Apache Kafka {KAFKA_VERSION}'s jars are not in {}: run `make deps` \
+             (it resolves them from Maven Central with scripts/kafka/pom.xml; needs Java 17 and Maven)",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+fn java() -> Result<PathBuf, EngineError> {
+    std::env::var_os("JAVA_HOME")
+        .map(|h| PathBuf::from(h).join("bin/java"))
+        .filter(|p| p.exists())
+        .or_else(|| which("java"))
+        .ok_or_else(|| {
+            err("java not found: Apache Kafka needs Java 17 or later (Debian: apt-get install openjdk-17-jre-headless)")
+        })
+}
+
+const LOG4J2: &str = "\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.tools.name = org.apache.kafka.tools
+logger.tools.level = WARN
+";
+
+/// An Apache Kafka broker of its own.
+pub struct Kafka {
+    dir: tempfile::TempDir,
+    port: u16,
+    sasl_port: u16,
+    controller_port: u16,
+    java: PathBuf,
+    lib: PathBuf,
+    child: Option<Child>,
+}
+
+impl Kafka {
+    /// Writes the configuration, formats the log directory and starts the
+    /// broker; returns once it answers metadata requests.
+    pub fn start() -> Result<Kafka, EngineError> {
+        let java = java()?;
+        let lib = kafka_lib()?;
+        let dir = tempfile::Builder::new()
+            .prefix("streamforge-kafka-")
+            .tempdir()
+            .map_err(|e| err(e.to_string()))?;
+        let mut k = Kafka {
+            port: crate::free_port(),
+            sasl_port: crate::free_port(),
+            controller_port: crate::free_port(),
+            dir,
+            java,
+            lib,
+            child: None,
+        };
+        std::fs::write(k.dir.path().join("server.properties"), k.properties())
+            .and_then(|()| std::fs::write(k.dir.path().join("log4j2.properties"), LOG4J2))
+            .map_err(|e| err(format!("writing the broker's configuration: {e}")))?;
+        k.format()?;
+        k.resume()?;
+        Ok(k)
+    }
+
+    fn properties(&self) -> String {
+        let (p, s, c) = (self.port, self.sasl_port, self.controller_port);
+        format!(
+            "process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{c}\n\
+             listeners=PLAINTEXT://127.0.0.1:{p},SASL_PLAINTEXT://127.0.0.1:{s},CONTROLLER://127.0.0.1:{c}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{p},SASL_PLAINTEXT://127.0.0.1:{s}\n\
+             controller.listener.names=CONTROLLER\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\n\
+             sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+             listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             log.dirs={logs}\n\
+             num.partitions=1\n\
+             offsets.topic.replication.factor=1\n\
+             offsets.topic.num.partitions=1\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             transaction.state.log.num.partitions=1\n\
+             share.coordinator.state.topic.replication.factor=1\n\
+             share.coordinator.state.topic.min.isr=1\n\
+             group.initial.rebalance.delay.ms=0\n\
+             log.cleaner.dedupe.buffer.size=2097152\n\
+             num.network.threads=2\n\
+             num.io.threads=2\n\
+             num.recovery.threads.per.data.dir=1\n\
+             broker.heartbeat.interval.ms=500\n\
+             broker.session.timeout.ms=3000\n\
+             background.threads=2\n",
+            logs = self.dir.path().join("data").display(),
+        )
+    }
+
+    /// `kafka-storage format`, once: the cluster id and the SCRAM user.
+    fn format(&self) -> Result<(), EngineError> {
+        let id = self.run_tool(
+            "kafka.tools.StorageTool",
+            &["random-uuid".to_string()],
+            "kafka-storage random-uuid",
+        )?;
+        let config = self.dir.path().join("server.properties");
+        self.run_tool(
+            "kafka.tools.StorageTool",
+            &[
+                "format".into(),
+                "-t".into(),
+                id.trim().to_string(),
+                "-c".into(),
+                config.display().to_string(),
+                "--add-scram".into(),
+                format!("SCRAM-SHA-512=[name={SASL_USER},password={SASL_PASSWORD}]"),
+            ],
+            "kafka-storage format",
+        )?;
+        Ok(())
+    }
+
+    /// Runs one of Kafka's tools to completion; its standard output.
+    fn run_tool(&self, class: &str, args: &[String], what: &str) -> Result<String, EngineError> {
+        let out = self
+            .tool(class)
+            .args(args)
+            .output()
+            .map_err(|e| err(format!("running {what}: {e}")))?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "{what} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A command running the Java class `class` of Kafka's jars (tools such
+    /// as `org.apache.kafka.tools.ProducerPerformance` or
+    /// `org.apache.kafka.tools.consumer.group.ConsumerGroupCommand`), with a
+    /// bounded heap and quiet logging. Add its arguments and run it.
+    pub fn tool(&self, class: &str) -> Command {
+        let mut c = Command::new(&self.java);
+        c.args(["-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                self.dir.path().join("log4j2.properties").display()
+            ))
+            .arg("-cp")
+            .arg(format!("{}/*", self.lib.display()))
+            .arg(class);
+        c
+    }
+
+    /// `kafka://127.0.0.1:PORT`, the plain listener.
+    pub fn url(&self) -> String {
+        format!("kafka://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT`, the plain listener as Kafka's tools name it.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `kafka://127.0.0.1:PORT` of the SASL_PLAINTEXT (SCRAM-SHA-512) listener.
+    pub fn sasl_url(&self) -> String {
+        format!("kafka://127.0.0.1:{}", self.sasl_port)
+    }
+
+    /// The broker's log so far, of every start.
+    pub fn log(&self) -> String {
+        read_log(self.dir.path())
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("kafka.log")
+    }
+
+    /// A guard that prints the end of the broker's log when the test holding
+    /// it fails (panics), so the failure shows what the broker saw.
+    pub fn log_on_failure(&self) -> LogOnFailure {
+        LogOnFailure(self.dir.path().to_path_buf())
+    }
+
+    /// Stops the broker cleanly (SIGTERM, controlled shutdown).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_supervised(&mut c);
+        }
+    }
+
+    /// Kills the broker at once (SIGKILL): no controlled shutdown, no
+    /// flush; [`Kafka::resume`] recovers its logs.
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = std::fs::read_to_string(self.log_path().with_extension("pid"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if !pid.is_empty() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        // The supervisor sees its child gone and exits.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop_supervised(&mut child);
+    }
+
+    /// Starts the broker (again) on the same ports and log directory; waits
+    /// until it answers metadata requests.
+    pub fn resume(&mut self) -> Result<(), EngineError> {
+        let dir = self.dir.path().to_path_buf();
+        let args: Vec<String> = [
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([
+            format!(
+                "-Dlog4j2.configurationFile={}",
+                dir.join("log4j2.properties").display()
+            ),
+            format!("-Dkafka.logs.dir={}", dir.join("logs").display()),
+            "-cp".into(),
+            format!("{}/*", self.lib.display()),
+            "kafka.Kafka".into(),
+            dir.join("server.properties").display().to_string(),
+        ])
+        .collect();
+        // The log of earlier starts moves aside: `log()` shows every start.
+        let log = self.log_path();
+        if let Ok(earlier) = std::fs::read(&log) {
+            use std::io::Write;
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("kafka.earlier.log"))
+                .and_then(|mut f| f.write_all(&earlier));
+        }
+        self.child = Some(supervised(&self.java, &args, "TERM", &log, &dir, None)?);
+        self.wait_ready(Duration::from_secs(90))
+    }
+
+    /// Polls the broker's metadata until it lists itself.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), EngineError> {
+        let deadline = Instant::now() + timeout;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("log_level", "0")
+            .create()
+            .map_err(|e| err(format!("creating a metadata client: {e}")))?;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return Err(err(format!(
+                    "the Kafka broker exited ({status}) while starting; its log:\n{}",
+                    tail(&self.log(), 200)
+                )));
+            }
+            if let Ok(md) = consumer.fetch_metadata(None, Duration::from_secs(1)) {
+                if md
+                    .brokers()
+                    .iter()
+                    .any(|b| b.port() == i32::from(self.port))
+                {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(err(format!(
+            "the Kafka broker on {} did not answer metadata requests within {timeout:?}; its log:\n{}",
+            self.bootstrap(),
+            tail(&self.log(), 200)
+        )))
+    }
+
+    /// The directory holding the broker's configuration and data.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The log of every start of the broker in `dir`.
+fn read_log(dir: &Path) -> String {
+    let earlier = std::fs::read_to_string(dir.join("kafka.earlier.log")).unwrap_or_default();
+    earlier + &std::fs::read_to_string(dir.join("kafka.log")).unwrap_or_default()
+}
+
+/// See [`Kafka::log_on_failure`].
+pub struct LogOnFailure(PathBuf);
+
+impl Drop for LogOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- the Kafka broker's log (last 300 lines) ---\n{}\n--- end of the broker's log ---",
+                tail(&read_log(&self.0), 300)
+            );
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// One broker shared by every test of this test binary (use unique topics).
+pub fn shared_kafka() -> &'static Kafka {
+    static KAFKA: std::sync::OnceLock<Kafka> = std::sync::OnceLock::new();
+    KAFKA.get_or_init(|| Kafka::start().unwrap_or_else(|e| panic!("{e}")))
+}
