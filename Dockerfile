@@ -3,9 +3,9 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# librdkafka (bundled) and zstd build from C sources.
+# librdkafka (bundled, with OpenSSL for TLS and SASL/SCRAM) and zstd build from C sources.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential perl python3 \
+    && apt-get install -y --no-install-recommends build-essential perl python3 pkg-config libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked --bin streamforge \
@@ -13,7 +13,7 @@ RUN cargo build --release --locked --bin streamforge \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/streamforge --create-home streamforge
 COPY --from=build /usr/local/bin/streamforge /usr/local/bin/streamforge

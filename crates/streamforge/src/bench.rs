@@ -66,6 +66,11 @@ pub struct BenchArgs {
     /// Symbols each ws client subscribes to (0: all).
     #[arg(long, default_value = "0")]
     pub ws_symbols: usize,
+    /// Bus scenario: also write the published payloads here, one per line,
+    /// so Kafka's own producer benchmark can send the same records
+    /// (`ProducerPerformance --payload-file`).
+    #[arg(long, value_name = "FILE")]
+    pub payload_file: Option<std::path::PathBuf>,
     /// Other pipeline settings (symbols, batch size...). `--rate` sets the
     /// throughput scenario's rate [default: max].
     #[command(flatten)]
@@ -250,6 +255,15 @@ async fn bus(cli: &Cli, args: &BenchArgs) -> anyhow::Result<(usize, Duration, Du
         });
     }
     let n = messages.len();
+    if let Some(path) = &args.payload_file {
+        let mut text = Vec::with_capacity(n * 256);
+        for m in &messages {
+            text.extend_from_slice(&m.payload);
+            text.push(b'\n');
+        }
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the payloads to {}", path.display()))?;
+    }
     let topic = format!("bench-{}-{}", std::process::id(), now.as_micros());
     let batch = config.persist.batch_size.max(1);
     eprintln!(

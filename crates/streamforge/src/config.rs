@@ -789,6 +789,58 @@ mod tests {
     }
 
     #[test]
+    fn kafka_properties_come_from_file_and_environment_and_secrets_stay_hidden() {
+        let mut c = Config::from_toml(
+            "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"file-secret\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        c.kafka.apply_env([
+            (
+                "STREAMFORGE_KAFKA__PROPERTIES__SASL_USERNAME".to_string(),
+                "svc".to_string(),
+            ),
+            (
+                "STREAMFORGE_KAFKA__PROPERTIES__SASL_PASSWORD".to_string(),
+                "env-secret".to_string(),
+            ),
+            ("STREAMFORGE_BUS".to_string(), "ignored here".to_string()),
+        ]);
+        let p = &c.kafka.properties.0;
+        assert_eq!(p["security.protocol"], "SASL_SSL");
+        assert_eq!(p["sasl.username"], "svc");
+        assert_eq!(p["sasl.password"], "env-secret", "the environment wins");
+        c.validate().unwrap();
+        let shown = c.to_toml();
+        assert!(!shown.contains("env-secret"), "{shown}");
+        assert!(
+            shown.contains("sasl.password") && shown.contains("***"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("SASL_SSL"),
+            "non-secret values are shown: {shown}"
+        );
+        assert!(!format!("{c:?}").contains("env-secret"));
+        assert_eq!(
+            c.kafka.options().properties.0["sasl.password"],
+            "env-secret",
+            "the client still gets the real value"
+        );
+
+        c.kafka.properties.insert("enable.auto.commit", "true");
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("kafka.properties:") && err.contains("enable.auto.commit"),
+            "{err}"
+        );
+        let mut c = Config::default();
+        c.kafka.properties.insert("Security Protocol", "SSL");
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("Security Protocol"), "{err}");
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_name_the_field() {
         let err = Config::from_toml("[persist]\nbatch_sise = 5", "x.toml")
             .unwrap_err()

@@ -349,7 +349,7 @@ impl Metrics {
             provider_gaps: counter_vec(
                 &r,
                 "streamforge_provider_gaps_total",
-                "Feed outages recorded as gaps, by provider and reason (disconnected, silent).",
+                "Feed outages recorded as gaps, by provider and reason (disconnected, silent, bus_unavailable: ingest could not publish).",
                 &["provider", "reason"],
             ),
             bus_commit_errors: counter(

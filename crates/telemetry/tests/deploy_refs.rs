@@ -122,6 +122,22 @@ fn the_compose_file_keeps_its_services_ports_and_health_gates() {
     );
     let env = read(&deploy().join(".env.example"));
     assert!(env.contains("FINNHUB_TOKEN="));
+    // The compose stack runs the Kafka version the tests run.
+    let pom = read(&deploy().join("../scripts/kafka/pom.xml"));
+    let version = pom
+        .split("<kafka.version>")
+        .nth(1)
+        .and_then(|r| r.split("</kafka.version>").next())
+        .expect("scripts/kafka/pom.xml pins kafka.version");
+    assert!(
+        compose.contains(&format!("image: apache/kafka:{version}")),
+        "deploy/docker-compose.yml runs apache/kafka:{version}, as the tests"
+    );
+    let testkit = read(&deploy().join("../crates/testkit/src/kafka.rs"));
+    assert!(
+        testkit.contains(&format!("KAFKA_VERSION: &str = \"{version}\"")),
+        "testkit's KAFKA_VERSION is {version}"
+    );
 }
 
 /// Resolves a path inside a container to the host file mounted there.

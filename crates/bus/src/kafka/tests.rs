@@ -146,3 +146,38 @@ async fn an_idle_consumer_keeps_its_place_past_the_poll_interval() {
         "{text}"
     );
 }
+
+#[test]
+fn secret_properties_are_redacted_and_reserved_ones_refused() {
+    let mut o = KafkaOptions::default();
+    o.properties.insert("sasl.password", "hunter2");
+    o.properties.insert("ssl.ca.location", "/etc/ca.pem");
+    let shown = format!("{o:?}");
+    assert!(
+        shown.contains("***") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    assert!(shown.contains("/etc/ca.pem"), "{shown}");
+    assert_eq!(
+        redact_properties("refused hunter2 for x", &o.properties),
+        "refused *** for x"
+    );
+    o.check_properties().unwrap();
+    o.properties.insert("acks", "1");
+    let err = o.check_properties().unwrap_err().to_string();
+    assert!(err.contains("acks"), "{err}");
+    let err = KafkaBus::connect("kafka://127.0.0.1:1", o, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("acks"), "connect refuses it too: {err}");
+}
+
+#[test]
+fn an_unknown_librdkafka_setting_is_an_error_naming_it() {
+    let mut o = KafkaOptions::default();
+    o.properties.insert("no.such.setting", "1");
+    let err = KafkaBus::connect("kafka://127.0.0.1:1", o, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no.such.setting"), "{err}");
+}
