@@ -41,15 +41,15 @@ echo "engines: $KAFKA_URL $POSTGRES_URL $REDIS_URL; $(nproc) cores; $(date -u +%
 
 kafka_tool() { java -Xmx512m -cp "$kafka_lib/*" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" "$@"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-n=0
+# Names unique to each call (they run in subshells: no shared counter).
 fresh_db() {
-    n=$((n + 1))
-    local name="bench_${$}_$n"
+    local name="bench_$(date +%s%N)"
     psql -q "$pg_server/postgres" -c "CREATE DATABASE $name" >/dev/null
     echo "$pg_server/$name"
 }
 # A config file of its own topic and group, so runs do not read each other's data.
 fresh_config() {
+    local n; n="$(date +%s%N)"
     local file="$work/run-$n.toml"
     cat >"$file" <<EOF
 bus = "$KAFKA_URL"
@@ -110,10 +110,8 @@ if [[ " $what " == *" scale "* ]]; then
         # One backlog for both: ingest at full speed for 15 s, then stop.
         "$sf" --config "$cfg" ingest --rate max >/dev/null 2>&1 &
         ingest=$!; sleep 15; kill -TERM "$ingest"; wait "$ingest"
-        group=0
         for members in 1 2; do
-            group=$((group + 1))
-            sed -i "s/^group = .*/group = \"bench-persist-$$-$n-$group\"/" "$cfg"
+            sed -i "s/^group = .*/group = \"bench-persist-$(date +%s%N)\"/" "$cfg"
             psql -q "$db" -c "TRUNCATE ticks" >/dev/null
             pids=()
             start=$(date +%s.%N)
@@ -141,11 +139,11 @@ if [[ " $what " == *" sink "* ]]; then
         db=$(fresh_db); cfg=$(fresh_config "$db")
         sink=$("$sf" --config "$cfg" bench --scenario sink --sink-ticks "$ticks" --batch-size 5000 2>/dev/null \
             | awk -F'|' '/ new rows /{gsub(/ /,"",$3); print $3}')
+        # The same rows again, into the same (emptied) table and partitions.
         psql -q "$db" -c "\\copy (SELECT * FROM ticks) TO '$work/rows.copy'"
-        raw=$(fresh_db); rcfg=$(fresh_config "$raw")
-        "$sf" --config "$rcfg" migrate up >/dev/null
+        psql -q "$db" -c "TRUNCATE ticks" -c "CHECKPOINT" >/dev/null
         start=$(date +%s.%N)
-        psql -q -v ON_ERROR_STOP=1 "$raw" >/dev/null <<EOF
+        psql -q -v ON_ERROR_STOP=1 "$db" >/dev/null <<EOF
 CREATE UNLOGGED TABLE stage (LIKE ticks);
 \\copy stage FROM '$work/rows.copy'
 INSERT INTO ticks SELECT * FROM stage ON CONFLICT DO NOTHING;

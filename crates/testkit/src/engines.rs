@@ -350,6 +350,21 @@ impl Postgres {
                 "full_page_writes=off",
                 "-c",
                 "max_connections=200",
+                // Throwaway data: no commit waits, little WAL, few
+                // checkpoints (tests and benchmarks measure StreamForge,
+                // not the disk).
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "wal_level=minimal",
+                "-c",
+                "max_wal_senders=0",
+                "-c",
+                "max_wal_size=4GB",
+                "-c",
+                "checkpoint_timeout=30min",
+                "-c",
+                "shared_buffers=256MB",
             ]
             .map(String::from),
         );

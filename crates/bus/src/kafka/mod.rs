@@ -767,6 +767,17 @@ impl KafkaConsumer {
     }
 }
 
+/// Header names every StreamForge message carries, so receiving one does
+/// not allocate its names again.
+const KNOWN_HEADERS: &[&str] = &["content-type", "schema-version", "src_id", "traceparent"];
+
+fn header_name(name: &str) -> std::borrow::Cow<'static, str> {
+    match KNOWN_HEADERS.iter().find(|k| **k == name) {
+        Some(k) => std::borrow::Cow::Borrowed(k),
+        None => std::borrow::Cow::Owned(name.to_string()),
+    }
+}
+
 fn to_delivery(m: &rdkafka::message::BorrowedMessage<'_>, topics: &mut Vec<Arc<str>>) -> Delivery {
     let topic = match topics.iter().find(|t| ***t == *m.topic()) {
         Some(t) => t.clone(),
@@ -780,7 +791,7 @@ fn to_delivery(m: &rdkafka::message::BorrowedMessage<'_>, topics: &mut Vec<Arc<s
     if let Some(hs) = m.headers() {
         for h in hs.iter() {
             headers.insert(
-                h.key.to_string(),
+                header_name(h.key),
                 Bytes::copy_from_slice(h.value.unwrap_or_default()),
             );
         }

@@ -195,7 +195,34 @@ pub(crate) fn rollup_upsert(interval: Interval, source: &str) -> String {
                 (array_agg(tick_id ORDER BY ts DESC, tick_id DESC))[1],
                 sum(size), sum(price * size), count(*)
            FROM {source} GROUP BY symbol, b ORDER BY symbol, b
-         ON CONFLICT (symbol, bucket) DO UPDATE SET
+         {merge}",
+        iv = interval.as_str(),
+        width = sql_interval(interval),
+        merge = ROLLUP_MERGE,
+    )
+}
+
+/// `INSERT` of rollup rows of `interval` already aggregated by the writer,
+/// one array parameter per column (`$1` symbols ... `$13` trade counts, in
+/// key order), merged into existing rows like [`rollup_upsert`].
+pub(crate) fn rollup_merge_parts(interval: Interval) -> String {
+    format!(
+        "INSERT INTO candles_{iv} AS c
+              (symbol, bucket, open, open_ts, open_id, high, low, close, close_ts, close_id,
+               volume, notional, trades)
+         SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::float8[], $4::timestamptz[],
+                              $5::int8[], $6::float8[], $7::float8[], $8::float8[],
+                              $9::timestamptz[], $10::int8[], $11::float8[], $12::float8[],
+                              $13::int8[])
+         {merge}",
+        iv = interval.as_str(),
+        merge = ROLLUP_MERGE,
+    )
+}
+
+/// How a rollup row takes in a part of the same bucket: the earlier open
+/// and later close by `(ts, tick_id)`, extremes, sums.
+const ROLLUP_MERGE: &str = "ON CONFLICT (symbol, bucket) DO UPDATE SET
              open = CASE WHEN (EXCLUDED.open_ts, EXCLUDED.open_id) < (c.open_ts, c.open_id)
                          THEN EXCLUDED.open ELSE c.open END,
              open_id = CASE WHEN (EXCLUDED.open_ts, EXCLUDED.open_id) < (c.open_ts, c.open_id)
@@ -208,11 +235,7 @@ pub(crate) fn rollup_upsert(interval: Interval, source: &str) -> String {
              close_ts = GREATEST(EXCLUDED.close_ts, c.close_ts),
              high = GREATEST(EXCLUDED.high, c.high), low = LEAST(EXCLUDED.low, c.low),
              volume = c.volume + EXCLUDED.volume, notional = c.notional + EXCLUDED.notional,
-             trades = c.trades + EXCLUDED.trades",
-        iv = interval.as_str(),
-        width = sql_interval(interval),
-    )
-}
+             trades = c.trades + EXCLUDED.trades";
 
 /// How a continuous aggregate is refreshed: materialized from `start` to
 /// `end` before now, every `every`. Newer buckets come from real-time

@@ -4,7 +4,8 @@
 //! by size or time, decodes it (undecodable messages go to the dead-letter
 //! topic with their partition, offset and error), writes it to the store in
 //! one transaction, offers it to the cache, and only then commits the
-//! offsets. A failed store write is retried with backoff; nothing is
+//! offsets (in order, from a task of their own, so the next write does not
+//! wait for the broker's answer). A failed store write is retried with backoff; nothing is
 //! committed before it succeeds. Returns when the bus is closed and drained.
 
 use std::sync::Arc;
@@ -62,6 +63,9 @@ struct Prepared {
 /// Decoded batches waiting for the writer; one in hand plus this many.
 const PREPARED_AHEAD: usize = 2;
 
+/// Stored batches whose commit may wait for the one in flight.
+const COMMITS_AHEAD: usize = 2;
+
 /// How long the fetcher waits for the writer before pausing the consumer.
 /// Longer than a healthy batch write, so normal backpressure never pauses.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
@@ -78,8 +82,18 @@ impl Persist {
             loop {
                 let closed = self.fill(&mut *consumer, &mut batch).await?;
                 if !batch.is_empty() {
-                    let prepared = self.prepare(&mut decoder, &batch);
-                    batch.clear();
+                    // Decoding is CPU work: on a blocking thread, so the
+                    // writer (the same task) goes on meanwhile.
+                    let deliveries =
+                        std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
+                    let (metrics, rules) = (self.metrics.clone(), self.rules);
+                    let mut d = std::mem::take(&mut decoder);
+                    let (prepared, d) = tokio::task::spawn_blocking(move || {
+                        (prepare(&metrics, &rules, &mut d, &deliveries), d)
+                    })
+                    .await
+                    .context("decoding a batch")?;
+                    decoder = d;
                     let Some(permit) = self.reserve(&tx, &mut *consumer).await? else {
                         // The writer failed; its error is the one reported.
                         return Ok(());
@@ -92,14 +106,48 @@ impl Persist {
                 }
             }
         };
+        // Offsets of stored batches, committed in order by their own task
+        // so that the next write need not wait for the broker's answer.
+        let (commit_tx, mut commit_rx) =
+            mpsc::channel::<(Vec<Offset>, tracing::Span)>(COMMITS_AHEAD);
         let write = async {
             while let Some(p) = rx.recv().await {
-                self.store_batch(&*committer, p).await?;
+                let offsets = p.offsets.clone();
+                let span = p.span.clone();
+                self.store_batch(p).await?;
+                if commit_tx.send((offsets, span)).await.is_err() {
+                    break;
+                }
+            }
+            drop(commit_tx);
+            Ok::<(), anyhow::Error>(())
+        };
+        let commit = async {
+            while let Some((offsets, batch)) = commit_rx.recv().await {
+                self.commit(&*committer, &offsets)
+                    .instrument(tracing::info_span!(
+                        parent: &batch,
+                        "bus.commit",
+                        partitions = offsets.len()
+                    ))
+                    .await;
             }
             Ok::<(), anyhow::Error>(())
         };
-        tokio::try_join!(fetch, write)?;
+        tokio::try_join!(fetch, write, commit)?;
         Ok(())
+    }
+
+    /// Commits the offsets of a stored batch. A refusal is counted and
+    /// logged, never fatal: a rebalance that moved the partitions (or a
+    /// broker outage) refused it, and either a later commit covers these
+    /// offsets or the partitions' new owner receives the messages again and
+    /// the store keeps them once.
+    async fn commit(&self, committer: &dyn Committer, offsets: &[Offset]) {
+        if let Err(e) = committer.commit(offsets).await {
+            self.metrics.bus_commit_failed();
+            tracing::warn!(error = %e, partitions = offsets.len(), "offset commit refused; the batch is stored and will be committed by a later commit or redelivered");
+        }
     }
 
     /// A slot for the next batch. While the writer stays behind (the store
@@ -172,58 +220,13 @@ impl Persist {
         Ok(false)
     }
 
-    /// Decodes a batch; what does not decode becomes a dead letter.
-    fn prepare(&self, decoder: &mut wire::Decoder, batch: &[Delivery]) -> Prepared {
-        let span = batch_span(batch);
-        let _entered = span.enter();
-        let now = Timestamp::now();
-        let mut ticks = Vec::with_capacity(batch.len());
-        let mut gaps = Vec::new();
-        let mut dead = Vec::new();
-        for d in batch {
-            if d.message.headers.get_str(headers::CONTENT_TYPE) == Some(GAP_CONTENT_TYPE) {
-                match Gap::decode(&d.message.payload) {
-                    Ok(g) => gaps.push(g),
-                    Err(e) => {
-                        self.metrics.ticks_rejected("persist", "malformed_gap", 1);
-                        tracing::warn!(partition = d.partition, offset = d.offset, error = %e, "undecodable gap record sent to the dead-letter topic");
-                        dead.push(dead_letter(d, "malformed_gap", &e));
-                    }
-                }
-                continue;
-            }
-            let decoded =
-                wire::check_schema_version(d.message.headers.get_str(headers::SCHEMA_VERSION))
-                    .and_then(|()| decoder.decode(&d.message.payload, &self.rules, now));
-            match decoded {
-                Ok(t) => ticks.push(t),
-                Err(e) => {
-                    self.metrics.ticks_rejected("persist", e.reason(), 1);
-                    if dead.is_empty() {
-                        // One line per batch, not per message.
-                        tracing::warn!(partition = d.partition, offset = d.offset, reason = e.reason(), error = %e, "undecodable message sent to the dead-letter topic (first of this batch)");
-                    }
-                    dead.push(dead_letter(d, e.reason(), &e.to_string()));
-                }
-            }
-        }
-        drop(_entered);
-        Prepared {
-            ticks: Arc::from(ticks),
-            gaps,
-            dead,
-            offsets: last_offsets(batch),
-            span,
-        }
-    }
-
-    /// Store, then cache, then dead letters, then the commit.
-    async fn store_batch(&self, committer: &dyn Committer, p: Prepared) -> anyhow::Result<()> {
+    /// Store, then cache, then dead letters; the commit follows.
+    async fn store_batch(&self, p: Prepared) -> anyhow::Result<()> {
         let span = p.span.clone();
-        self.store_prepared(committer, p).instrument(span).await
+        self.store_prepared(p).instrument(span).await
     }
 
-    async fn store_prepared(&self, committer: &dyn Committer, p: Prepared) -> anyhow::Result<()> {
+    async fn store_prepared(&self, p: Prepared) -> anyhow::Result<()> {
         let rows = p.ticks.len();
         self.write(&p.ticks)
             .instrument(tracing::info_span!(
@@ -264,21 +267,6 @@ impl Persist {
                     tracing::info_span!("bus.publish", topic = %self.dlq_topic, messages = dead),
                 )
                 .await?;
-        }
-        let commit = committer
-            .commit(&p.offsets)
-            .instrument(tracing::info_span!(
-                "bus.commit",
-                partitions = p.offsets.len()
-            ))
-            .await;
-        if let Err(e) = commit {
-            // The batch is stored. A rebalance that moved its partitions
-            // (or a broker outage) refused the commit: the next commit
-            // covers these offsets, or the partitions' new owner receives
-            // the messages again and the store keeps them once.
-            self.metrics.bus_commit_failed();
-            tracing::warn!(error = %e, partitions = p.offsets.len(), "offset commit refused; the batch is stored and will be committed by a later commit or redelivered");
         }
         Ok(())
     }
@@ -354,6 +342,56 @@ impl Persist {
                 }
             }
         }
+    }
+}
+
+/// Decodes a batch; what does not decode becomes a dead letter.
+fn prepare(
+    metrics: &Metrics,
+    rules: &TickRules,
+    decoder: &mut wire::Decoder,
+    batch: &[Delivery],
+) -> Prepared {
+    let span = batch_span(batch);
+    let _entered = span.enter();
+    let now = Timestamp::now();
+    let mut ticks = Vec::with_capacity(batch.len());
+    let mut gaps = Vec::new();
+    let mut dead = Vec::new();
+    for d in batch {
+        if d.message.headers.get_str(headers::CONTENT_TYPE) == Some(GAP_CONTENT_TYPE) {
+            match Gap::decode(&d.message.payload) {
+                Ok(g) => gaps.push(g),
+                Err(e) => {
+                    metrics.ticks_rejected("persist", "malformed_gap", 1);
+                    tracing::warn!(partition = d.partition, offset = d.offset, error = %e, "undecodable gap record sent to the dead-letter topic");
+                    dead.push(dead_letter(d, "malformed_gap", &e));
+                }
+            }
+            continue;
+        }
+        let decoded =
+            wire::check_schema_version(d.message.headers.get_str(headers::SCHEMA_VERSION))
+                .and_then(|()| decoder.decode(&d.message.payload, rules, now));
+        match decoded {
+            Ok(t) => ticks.push(t),
+            Err(e) => {
+                metrics.ticks_rejected("persist", e.reason(), 1);
+                if dead.is_empty() {
+                    // One line per batch, not per message.
+                    tracing::warn!(partition = d.partition, offset = d.offset, reason = e.reason(), error = %e, "undecodable message sent to the dead-letter topic (first of this batch)");
+                }
+                dead.push(dead_letter(d, e.reason(), &e.to_string()));
+            }
+        }
+    }
+    drop(_entered);
+    Prepared {
+        ticks: Arc::from(ticks),
+        gaps,
+        dead,
+        offsets: last_offsets(batch),
+        span,
     }
 }
 
