@@ -17,7 +17,6 @@
 //!   readiness check `bus` fails; the next delivery or fetch clears it.
 
 use std::collections::{BTreeMap, HashSet};
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,7 +155,6 @@ pub fn is_secret_property(name: &str) -> bool {
     ]
     .iter()
     .any(|w| n.contains(w))
-        || n == "ssl.key.pem"
 }
 
 /// `text` with the value of every secret setting of `properties` replaced
