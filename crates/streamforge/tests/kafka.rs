@@ -436,11 +436,7 @@ async fn persist_pauses_while_postgres_is_down_and_resumes_without_losing_ticks(
 
     let ingest_config = c.clone();
     let ingest = tokio::spawn(async move { ingest_for(&ingest_config, 20).await });
-    wait_for("ticks to be stored", Duration::from_secs(60), || {
-        let db = db.clone();
-        async move { (count_rows(&db) > 0).then_some(()) }
-    })
-    .await;
+    wait_some_stored(&db).await;
     pg.stop();
     wait_for("persist to pause", Duration::from_secs(30), || {
         let metrics = metrics.clone();
@@ -592,6 +588,32 @@ async fn wait_bus_check(addr: std::net::SocketAddr, status: u16, ok: bool, timeo
     .await;
 }
 
+/// Waits until `db` has stored some ticks.
+async fn wait_some_stored(db: &str) {
+    wait_for("ticks to be stored", Duration::from_secs(60), || {
+        let db = db.to_string();
+        async move { (count_rows(&db) > 0).then_some(()) }
+    })
+    .await;
+}
+
+/// Restarts the broker and waits until ingest is ready again and takes
+/// input again (a second's worth beyond what it had taken).
+async fn broker_back(kafka: &mut Kafka, ingest: &Running) {
+    kafka.resume().unwrap();
+    wait_bus_check(ingest.http_addr, 200, true, Duration::from_secs(60)).await;
+    let taken = provider_ticks(&ingest.metrics);
+    wait_for(
+        "ingest to take input again",
+        Duration::from_secs(30),
+        || {
+            let m = ingest.metrics.clone();
+            async move { (provider_ticks(&m) > taken + RATE).then_some(()) }
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_killed_mid_stream_and_restarted_loses_nothing_while_ingest_holds_its_messages()
 {
@@ -601,11 +623,7 @@ async fn the_broker_killed_mid_stream_and_restarted_loses_nothing_while_ingest_h
     let c = config(&kafka.url(), &db, "memory://", &unique("brokerkill"));
     let (persist, persist_token) = start(&c, Roles::PERSIST).await;
     let (ingest, ingest_token) = start(&c, Roles::INGEST).await;
-    wait_for("ticks to be stored", Duration::from_secs(60), || {
-        let db = db.clone();
-        async move { (count_rows(&db) > 0).then_some(()) }
-    })
-    .await;
+    wait_some_stored(&db).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     kafka.kill();
@@ -620,17 +638,7 @@ async fn the_broker_killed_mid_stream_and_restarted_loses_nothing_while_ingest_h
         taken,
         "ingest took no input while the broker was down"
     );
-    kafka.resume().unwrap();
-    wait_bus_check(ingest.http_addr, 200, true, Duration::from_secs(30)).await;
-    wait_for(
-        "ingest to take input again",
-        Duration::from_secs(30),
-        || {
-            let m = ingest.metrics.clone();
-            async move { (provider_ticks(&m) > taken + RATE).then_some(()) }
-        },
-    )
-    .await;
+    broker_back(&mut kafka, &ingest).await;
 
     let metrics = ingest.metrics.clone();
     ingest_token.cancel();
@@ -658,11 +666,7 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_holds_ingest_and_is_re
     c.kafka.delivery_timeout = Duration::from_secs(10);
     let (persist, persist_token) = start(&c, Roles::PERSIST).await;
     let (ingest, ingest_token) = start(&c, Roles::INGEST).await;
-    wait_for("ticks to be stored", Duration::from_secs(60), || {
-        let db = db.clone();
-        async move { (count_rows(&db) > 0).then_some(()) }
-    })
-    .await;
+    wait_some_stored(&db).await;
 
     kafka.kill();
     let down_at = std::time::Instant::now();
@@ -678,18 +682,7 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_holds_ingest_and_is_re
     }
     let (status, ready) = get_json(&format!("http://{}/readyz", ingest.http_addr)).await;
     assert_eq!(status, 503, "{ready}");
-    kafka.resume().unwrap();
-    wait_bus_check(ingest.http_addr, 200, true, Duration::from_secs(60)).await;
-    let taken = provider_ticks(&ingest.metrics);
-    wait_for(
-        "ingest to take input again",
-        Duration::from_secs(30),
-        || {
-            let m = ingest.metrics.clone();
-            async move { (provider_ticks(&m) > taken + RATE).then_some(()) }
-        },
-    )
-    .await;
+    broker_back(&mut kafka, &ingest).await;
 
     let metrics = ingest.metrics.clone();
     ingest_token.cancel();
