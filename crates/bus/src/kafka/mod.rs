@@ -515,6 +515,18 @@ impl KafkaBus {
                 }
             }
         }
+        // The controller has the topic; the broker's metadata may not yet.
+        // A consumer subscribing before it does would wait for its next
+        // metadata refresh, so wait until the topic is visible.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.topic_exists(topic).await? {
+            if tokio::time::Instant::now() > deadline {
+                return Err(BusError::Unavailable(format!(
+                    "topic {topic} was created but is not in the cluster's metadata after 10s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.topics.lock().insert(topic.to_string());
         Ok(())
     }
@@ -647,6 +659,9 @@ impl Bus for KafkaBus {
                 ),
                 ("queued.max.messages.kbytes", "65536".into()),
                 ("reconnect.backoff.max.ms", "1000".into()),
+                // A subscribed topic missing from metadata (created a moment
+                // ago by another process) is looked up again soon, not in 5 min.
+                ("topic.metadata.refresh.interval.ms", "10000".into()),
             ])
             .create_with_context(self.context.clone())
             .map_err(|e| o.config_error("creating a Kafka consumer", e))?;
