@@ -11,9 +11,17 @@ use std::time::Duration;
 use streamforge::config::Config;
 use streamforge::pipeline::{self, Roles, Running};
 use streamforge_testkit::engines::{psql, shared_kafka, shared_postgres, Redis};
-use streamforge_testkit::kafka::Kafka;
+use streamforge_testkit::kafka::{Kafka, LogOnFailure};
 use streamforge_testkit::{get_json, metric, stored_ticks, wait_for};
 use tokio_util::sync::CancellationToken;
+
+/// The test binary's broker (its log printed if the test fails) and a
+/// fresh database on the shared PostgreSQL.
+fn shared_engines() -> (&'static Kafka, LogOnFailure, String) {
+    let broker = shared_kafka();
+    let log = broker.log_on_failure();
+    (broker, log, shared_postgres().create_database().unwrap())
+}
 
 /// Topics and groups unique to one test.
 fn unique(prefix: &str) -> String {
@@ -121,9 +129,7 @@ async fn ingest_for(c: &Config, secs: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_persist_serve_as_separate_roles_store_each_tick_once() {
-    let broker = shared_kafka();
-    let _log = broker.log_on_failure();
-    let db = shared_postgres().create_database().unwrap();
+    let (broker, _log, db) = shared_engines();
     let redis = Redis::start().unwrap();
     let c = config(&broker.url(), &db, &redis.url(), &unique("ticks"));
 
@@ -212,9 +218,7 @@ async fn poison_messages_on_kafka_go_to_the_dead_letter_topic_with_their_source(
     use bytes::Bytes;
     use streamforge_bus::{ConsumerOptions, Headers, Message, Polled, StartFrom};
 
-    let broker = shared_kafka();
-    let _log = broker.log_on_failure();
-    let db = shared_postgres().create_database().unwrap();
+    let (broker, _log, db) = shared_engines();
     let c = config(&broker.url(), &db, "memory://", &unique("poison"));
     let (persist, token) = start(&c, Roles::PERSIST).await;
     let bus = persist.bus();
@@ -338,25 +342,19 @@ fn count_rows(db: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persist_killed_hard_mid_batch_and_restarted_loses_and_duplicates_nothing() {
-    let broker = shared_kafka();
-    let _log = broker.log_on_failure();
-    let db = shared_postgres().create_database().unwrap();
+    let (broker, _log, db) = shared_engines();
     let redis = Redis::start().unwrap();
     let mut c = config(&broker.url(), &db, &redis.url(), &unique("crash"));
     c.kafka.session_timeout = Duration::from_secs(6);
     c.persist.batch_size = 2_000;
     c.persist.batch_timeout = Duration::from_millis(50);
     let dir = tempfile::tempdir().unwrap();
-    let config_file = dir.path().join("streamforge.toml");
-    std::fs::write(&config_file, c.to_toml()).unwrap();
+    let config_file = streamforge_testkit::migrated_config(
+        env!("CARGO_BIN_EXE_streamforge"),
+        dir.path(),
+        &c.to_toml(),
+    );
     let log = dir.path().join("persist.log");
-    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
-        .arg("--config")
-        .arg(&config_file)
-        .args(["migrate", "up"])
-        .output()
-        .unwrap();
-    assert!(migrated.status.success(), "{migrated:?}");
 
     let ingest_config = c.clone();
     let ingest = tokio::spawn(async move { ingest_for(&ingest_config, 40).await });
@@ -490,9 +488,7 @@ async fn finnhub_ticks_and_gaps_cross_kafka_to_postgres() {
     })
     .await
     .unwrap();
-    let broker = shared_kafka();
-    let _log = broker.log_on_failure();
-    let db = shared_postgres().create_database().unwrap();
+    let (broker, _log, db) = shared_engines();
     let mut c = config(&broker.url(), &db, "memory://", &unique("finnhub"));
     c.finnhub.token = Some("t".into());
     c.finnhub.url = sim.url();
@@ -761,21 +757,15 @@ fn terminate(child: &mut std::process::Child, log: &std::path::Path, what: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_persist_processes_with_one_restarting_every_5s_store_each_tick_once() {
-    let broker = shared_kafka();
-    let _log = broker.log_on_failure();
-    let db = shared_postgres().create_database().unwrap();
+    let (broker, _log, db) = shared_engines();
     let mut c = config(&broker.url(), &db, "memory://", &unique("churn"));
     c.kafka.session_timeout = Duration::from_secs(6);
     let dir = tempfile::tempdir().unwrap();
-    let config_file = dir.path().join("streamforge.toml");
-    std::fs::write(&config_file, c.to_toml()).unwrap();
-    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
-        .arg("--config")
-        .arg(&config_file)
-        .args(["migrate", "up"])
-        .output()
-        .unwrap();
-    assert!(migrated.status.success(), "{migrated:?}");
+    let config_file = streamforge_testkit::migrated_config(
+        env!("CARGO_BIN_EXE_streamforge"),
+        dir.path(),
+        &c.to_toml(),
+    );
     let logs: Vec<_> = (0..3)
         .map(|i| dir.path().join(format!("persist-{i}.log")))
         .collect();
@@ -815,9 +805,7 @@ async fn three_persist_processes_with_one_restarting_every_5s_store_each_tick_on
 async fn two_serve_instances_on_one_bus_each_stream_every_tick() {
     use streamforge_testkit::SseClient;
 
-    let broker = shared_kafka();
-    let _log = broker.log_on_failure();
-    let db = shared_postgres().create_database().unwrap();
+    let (broker, _log, db) = shared_engines();
     let c = config(&broker.url(), &db, "memory://", &unique("replicas"));
     let (persist, persist_token) = start(&c, Roles::PERSIST).await;
     // Two replicas in one process: the same pid, as containers all have.
@@ -887,9 +875,7 @@ async fn two_serve_instances_on_one_bus_each_stream_every_tick() {
 async fn sasl_scram_credentials_from_kafka_properties_work_and_wrong_ones_fail_start_up() {
     use streamforge_testkit::kafka::{SASL_PASSWORD, SASL_USER};
 
-    let broker = shared_kafka();
-    let _log = broker.log_on_failure();
-    let db = shared_postgres().create_database().unwrap();
+    let (broker, _log, db) = shared_engines();
     let mut c = config(&broker.sasl_url(), &db, "memory://", &unique("sasl"));
     for (k, v) in [
         ("security.protocol", "SASL_PLAINTEXT"),

@@ -512,15 +512,11 @@ async fn one_trace_follows_a_frame_from_ingest_through_persist_and_logs_carry_it
     c.log.level = "info".into();
     c.log.format = streamforge_telemetry::LogFormat::Json;
     let dir = tempfile::tempdir().unwrap();
-    let config_file = dir.path().join("streamforge.toml");
-    std::fs::write(&config_file, c.to_toml()).unwrap();
-    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
-        .arg("--config")
-        .arg(&config_file)
-        .args(["migrate", "up"])
-        .output()
-        .unwrap();
-    assert!(migrated.status.success(), "{migrated:?}");
+    let config_file = streamforge_testkit::migrated_config(
+        env!("CARGO_BIN_EXE_streamforge"),
+        dir.path(),
+        &c.to_toml(),
+    );
 
     let (ingest_log, persist_log) = (
         dir.path().join("ingest.log"),

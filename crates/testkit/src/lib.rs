@@ -6,6 +6,7 @@
 //! - [`get_json`] — one HTTP GET answered with status and JSON.
 //! - [`metric`], [`stored_ticks`] — read a pipeline's metrics and stored count.
 //! - [`SseClient`]: reads Server-Sent Events from a live stream.
+//! - [`migrated_config`] — a config file for role processes, schema migrated.
 //!
 //! - [`engines`] — throwaway PostgreSQL, Redis and Prometheus servers.
 //! - [`kafka`] — a throwaway Apache Kafka broker (KRaft) and Kafka's tools.
@@ -117,6 +118,23 @@ pub async fn stored_ticks(base: &str) -> Option<u64> {
             .map(|s| s["ticks"].as_u64().unwrap_or(0))
             .sum(),
     )
+}
+
+/// Writes `toml` to `dir/streamforge.toml` and runs `streamforge migrate up`
+/// with it (`bin` is the binary, `env!("CARGO_BIN_EXE_streamforge")`), so
+/// role processes started with `--config` find the schema in place.
+/// Returns the file's path; panics with the command's output if it fails.
+pub fn migrated_config(bin: &str, dir: &std::path::Path, toml: &str) -> std::path::PathBuf {
+    let config_file = dir.join("streamforge.toml");
+    std::fs::write(&config_file, toml).expect("writing the config file");
+    let migrated = std::process::Command::new(bin)
+        .arg("--config")
+        .arg(&config_file)
+        .args(["migrate", "up"])
+        .output()
+        .expect("running streamforge migrate up");
+    assert!(migrated.status.success(), "{migrated:?}");
+    config_file
 }
 
 /// One Server-Sent Event.
