@@ -15,7 +15,7 @@ ACTIONLINT_VERSION ?= v1.7.12
 COMPOSE ?= docker compose --env-file deploy/.env -f deploy/docker-compose.yml
 STORE ?= $(or $(STREAMFORGE_STORE),postgres://postgres:streamforge@127.0.0.1:5432/market)
 
-.PHONY: all run test deps unit-test doc-test bench lint fmt clean-data up down migrate-up migrate-down migrate-version
+.PHONY: all run test deps unit-test doc-test bench lint fmt clean-data up down migrate-up migrate-down migrate-version fuzz
 
 all: lint test
 
@@ -44,6 +44,12 @@ doc-test:
 ## bench: sustained throughput and ingest->stored latency (see docs/benchmarks.md)
 bench:
 	$(CARGO) run --release -- bench
+
+## fuzz: every fuzz target for FUZZ_SECONDS each (default 600); needs a
+## nightly toolchain and cargo-fuzz, says so when missing (docs/reliability.md)
+FUZZ_SECONDS ?= 600
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ## lint: formatting, clippy (warnings are errors) and the CI workflow (actionlint).
 ## A check whose tool this machine lacks (and cannot install) is reported as

@@ -24,6 +24,10 @@ pub enum ApiError {
     /// The resource is in use (one CPU profile at a time).
     #[error("busy: {0}")]
     Busy(String),
+    /// A limit of the server is reached, or an answer took too long:
+    /// `503`, try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Something failed inside the process.
     #[error("internal error: {0}")]
     Internal(String),
@@ -46,6 +50,7 @@ impl ApiError {
             ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnknownSymbol(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Busy(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Cache(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -69,6 +74,7 @@ impl IntoResponse for ApiError {
             }),
             ApiError::NotFound(what) => json!({"error": "not found", "detail": what}),
             ApiError::Busy(what) => json!({"error": "busy", "detail": what}),
+            ApiError::Unavailable(what) => json!({"error": "unavailable", "detail": what}),
             ApiError::Internal(what) => {
                 tracing::error!(error = %what, "request failed inside the process");
                 json!({"error": "internal error", "detail": what})

@@ -11,12 +11,15 @@
 //! - [`params`] — query-parameter parsing (times, limits, intervals, symbols).
 //! - [`live`] — [`LiveHub`], the fan-out of live ticks and candle updates to
 //!   stream clients, with a resume window; [`live::CandleTracker`].
-//! - [`routes`] — the handlers; [`router`] wires them with the metrics layer.
+//! - [`routes`] — the handlers; [`router`] wires them with the metrics
+//!   layer, the REST request timeout and the cap on live streams.
+//! - [`server`] — the HTTP server and its connection limits and timers.
 
 pub mod error;
 pub mod live;
 pub mod params;
 pub mod routes;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +41,11 @@ pub struct ApiLimits {
     pub max_limit: usize,
     /// Default look-back when `from` is not given.
     pub default_window: Duration,
+    /// Longest a REST request may take; then it is answered `503`.
+    pub request_timeout: Duration,
+    /// Most live streams (SSE and WebSocket) open at once; one more is
+    /// answered `503`.
+    pub max_streams: usize,
 }
 
 impl Default for ApiLimits {
@@ -46,6 +54,8 @@ impl Default for ApiLimits {
             default_limit: 1_000,
             max_limit: 10_000,
             default_window: Duration::from_secs(24 * 3600),
+            request_timeout: Duration::from_secs(30),
+            max_streams: 512,
         }
     }
 }

@@ -279,7 +279,7 @@ impl LiveHub {
         }
         let recent = self.shared.recent.lock();
         let oldest = recent.batches.front().map_or(recent.next_seq, |b| b.seq);
-        if last_seq + 1 < oldest || last_seq >= recent.next_seq {
+        if last_seq.saturating_add(1) < oldest || last_seq >= recent.next_seq {
             return Resume::TooOld;
         }
         Resume::Replay(

@@ -58,6 +58,9 @@ impl Params {
         let from = self
             .time("from")?
             .unwrap_or_else(|| to.saturating_sub_micros(limits.default_window.as_micros() as i64));
+        // No tick lies outside [1970, 9999]: clamping changes no answer and
+        // keeps every computation on the bounds (buckets, offsets) in range.
+        let (from, to) = (clamp_time(from), clamp_time(to));
         if from >= to {
             return Err(ApiError::bad(
                 "from",
@@ -117,6 +120,13 @@ impl Params {
             })
             .transpose()
     }
+}
+
+fn clamp_time(t: Timestamp) -> Timestamp {
+    t.clamp(
+        Timestamp::from_micros(0),
+        streamforge_model::tick::MAX_TICK_TIME,
+    )
 }
 
 /// A symbol from the path.

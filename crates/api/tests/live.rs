@@ -91,10 +91,13 @@ async fn candles_over_a_gap_are_incomplete_and_empty_minutes_only_filled_when_as
     let candles = page["candles"].as_array().unwrap();
     assert_eq!(candles.len(), 2, "no zero-filled minutes: {page}");
     assert_eq!(candles[0]["complete"], false);
-    assert_eq!(candles[0]["gaps"][0]["reason"], "disconnected");
-    assert_eq!(candles[0]["gaps"][0]["seconds"], 15.0);
+    assert_eq!(candles[0]["gap_ids"], serde_json::json!([0]));
+    let gap = &page["gaps"][0];
+    assert_eq!(gap["id"], 0);
+    assert_eq!(gap["reason"], "disconnected");
+    assert_eq!(gap["seconds"], 15.0);
     assert_eq!(candles[1]["complete"], true);
-    assert!(candles[1].get("gaps").is_none());
+    assert!(candles[1].get("gap_ids").is_none());
     assert_eq!(page["gaps"].as_array().unwrap().len(), 1);
     assert_eq!(page["fill"], "none");
 

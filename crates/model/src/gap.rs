@@ -62,7 +62,11 @@ pub struct Gap {
 impl Gap {
     /// The gap's length in seconds.
     pub fn seconds(&self) -> f64 {
-        (self.to.as_micros() - self.from.as_micros()).max(0) as f64 / 1e6
+        self.to
+            .as_micros()
+            .saturating_sub(self.from.as_micros())
+            .max(0) as f64
+            / 1e6
     }
 
     /// The bus form.
@@ -73,6 +77,13 @@ impl Gap {
     /// Reads the bus form; the error says what was wrong.
     pub fn decode(bytes: &[u8]) -> Result<Gap, String> {
         let gap: Gap = serde_json::from_slice(bytes).map_err(|e| format!("gap: {e}"))?;
+        for (field, t) in [("from", gap.from), ("to", gap.to)] {
+            if !(crate::tick::MIN_TICK_TIME..=crate::tick::MAX_TICK_TIME).contains(&t) {
+                return Err(format!(
+                    "gap: {field} ({t}) is outside 1990-01-01 to 9999-12-31"
+                ));
+            }
+        }
         if gap.to < gap.from {
             return Err(format!(
                 "gap: to ({}) is before from ({})",

@@ -18,6 +18,11 @@ pub const MAX_CONDITION_LEN: usize = 16;
 /// 1990-01-01T00:00:00Z: nothing older is a plausible live or recorded trade.
 pub const MIN_TICK_TIME: Timestamp = Timestamp::from_micros(631_152_000_000_000);
 
+/// 9999-12-31T23:59:59.999999Z: the latest `ingested_at` (or gap end)
+/// accepted. Every accepted time lies in `[MIN_TICK_TIME, MAX_TICK_TIME]`,
+/// so the difference of any two is far inside `i64` microseconds.
+pub const MAX_TICK_TIME: Timestamp = Timestamp::from_micros(253_402_300_799_999_999);
+
 /// A validated trade. Fields are read through accessors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tick {
@@ -63,6 +68,10 @@ pub enum TickError {
     Price(f64),
     #[error("size: must be a finite number of at least 0 (got {0})")]
     Size(f64),
+    #[error("price: {value} is not below the limit {max} (ingest.max_price)")]
+    PriceTooLarge { value: f64, max: f64 },
+    #[error("size: {value} is not below the limit {max} (ingest.max_size)")]
+    SizeTooLarge { value: f64, max: f64 },
     #[error("ts: {0} is before 1990-01-01")]
     TooOld(Timestamp),
     #[error("ts: {ts} is more than {skew:?} ahead of the clock ({now})")]
@@ -71,6 +80,8 @@ pub enum TickError {
         now: Timestamp,
         skew: Duration,
     },
+    #[error("ingested_at: {0} is outside 1990-01-01 to 9999-12-31")]
+    IngestedAt(Timestamp),
     #[error("exchange: must be at most 32 printable ASCII characters (got {0:?})")]
     Exchange(String),
     #[error("src_id: must be 1 to 32 characters of a-z 0-9 _ - (got {0:?})")]
@@ -84,9 +95,10 @@ impl TickError {
     pub fn field(&self) -> &'static str {
         match self {
             TickError::Symbol { .. } => "symbol",
-            TickError::Price(_) => "price",
-            TickError::Size(_) => "size",
+            TickError::Price(_) | TickError::PriceTooLarge { .. } => "price",
+            TickError::Size(_) | TickError::SizeTooLarge { .. } => "size",
             TickError::TooOld(_) | TickError::InFuture { .. } => "ts",
+            TickError::IngestedAt(_) => "ingested_at",
             TickError::Exchange(_) => "exchange",
             TickError::SrcId(_) => "src_id",
             TickError::Conditions => "conditions",
@@ -99,8 +111,11 @@ impl TickError {
             TickError::Symbol { .. } => "invalid_symbol",
             TickError::Price(_) => "invalid_price",
             TickError::Size(_) => "invalid_size",
+            TickError::PriceTooLarge { .. } => "price_too_large",
+            TickError::SizeTooLarge { .. } => "size_too_large",
             TickError::TooOld(_) => "ts_too_old",
             TickError::InFuture { .. } => "ts_in_future",
+            TickError::IngestedAt(_) => "invalid_ingested_at",
             TickError::Exchange(_) => "invalid_exchange",
             TickError::SrcId(_) => "invalid_src_id",
             TickError::Conditions => "invalid_conditions",
@@ -108,17 +123,33 @@ impl TickError {
     }
 }
 
+/// Default bound on a price: far above any traded instrument.
+pub const DEFAULT_MAX_PRICE: f64 = 1e9;
+/// Default bound on a size.
+pub const DEFAULT_MAX_SIZE: f64 = 1e12;
+
 /// Validation settings that are configurable.
+///
+/// Prices and sizes are bounded so that everything computed from them
+/// (notional `price × size`, sums over a candle or a day, VWAP) stays far
+/// inside the range of `f64` and of the store's columns: a price of 1e200
+/// is refused here instead of failing a store write.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TickRules {
     /// How far ahead of the wall clock an event time may be (clock skew).
     pub max_future_skew: Duration,
+    /// Prices must be below this.
+    pub max_price: f64,
+    /// Sizes must be below this.
+    pub max_size: f64,
 }
 
 impl Default for TickRules {
     fn default() -> Self {
         TickRules {
             max_future_skew: Duration::from_secs(300),
+            max_price: DEFAULT_MAX_PRICE,
+            max_size: DEFAULT_MAX_SIZE,
         }
     }
 }
@@ -148,6 +179,18 @@ impl TickRules {
         if !(size.is_finite() && size >= 0.0) {
             return Err(TickError::Size(size));
         }
+        if price >= self.max_price {
+            return Err(TickError::PriceTooLarge {
+                value: price,
+                max: self.max_price,
+            });
+        }
+        if size >= self.max_size {
+            return Err(TickError::SizeTooLarge {
+                value: size,
+                max: self.max_size,
+            });
+        }
         let size = if size == 0.0 { 0.0 } else { size };
         if ts < MIN_TICK_TIME {
             return Err(TickError::TooOld(ts));
@@ -159,6 +202,9 @@ impl TickRules {
                 now,
                 skew: self.max_future_skew,
             });
+        }
+        if !(MIN_TICK_TIME..=MAX_TICK_TIME).contains(&ingested_at) {
+            return Err(TickError::IngestedAt(ingested_at));
         }
         if exchange.len() > MAX_TAG_LEN || !printable(&exchange) {
             return Err(TickError::Exchange(exchange.chars().take(64).collect()));

@@ -328,7 +328,7 @@ mod tests {
             now in any::<i64>(),
             skew in any::<u64>(),
         ) {
-            let rules = TickRules { max_future_skew: std::time::Duration::from_micros(skew) };
+            let rules = TickRules { max_future_skew: std::time::Duration::from_micros(skew), ..TickRules::default() };
             if let Ok(symbol) = Symbol::parse(&symbol) {
                 let result = rules.check(TickInput {
                     symbol, ts: Timestamp::from_micros(ts), price, size,

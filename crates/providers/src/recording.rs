@@ -6,7 +6,7 @@
 //! feeds the frames through the same parser, so the ticks get the same ids
 //! as live and a replay stores nothing twice.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -102,22 +102,91 @@ pub fn read(
         path: path.to_path_buf(),
         source,
     })?;
-    let path = path.to_path_buf();
-    Ok(BufReader::new(decoder)
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.as_ref().map(|l| !l.trim().is_empty()).unwrap_or(true))
-        .map(move |(i, line)| {
-            let line = line.map_err(|source| RecordingError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            serde_json::from_str(&line).map_err(|e| RecordingError::Line {
-                path: path.clone(),
-                line: i + 1,
-                reason: e.to_string(),
-            })
-        }))
+    Ok(frames(BufReader::new(decoder), path.to_path_buf()))
+}
+
+/// The frames of a recording's decompressed lines read from `reader`
+/// (`path` names it in errors). Stops after the first error.
+pub fn frames<R: BufRead>(
+    mut reader: R,
+    path: PathBuf,
+) -> impl Iterator<Item = Result<RecordedFrame, RecordingError>> {
+    let mut line_no = 0usize;
+    let mut buf = Vec::new();
+    let mut failed = false;
+    std::iter::from_fn(move || loop {
+        if failed {
+            return None;
+        }
+        line_no += 1;
+        buf.clear();
+        // At most one byte over the limit is read: a small file that
+        // expands to one huge line never fills memory.
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf);
+        let bad = |reason: String| RecordingError::Line {
+            path: path.clone(),
+            line: line_no,
+            reason,
+        };
+        match read {
+            Err(source) => {
+                failed = true;
+                return Some(Err(RecordingError::Io {
+                    path: path.clone(),
+                    source,
+                }));
+            }
+            Ok(0) => return None,
+            Ok(_) => {}
+        }
+        if buf.len() > MAX_LINE_BYTES {
+            failed = true;
+            return Some(Err(bad(format!(
+                "longer than {MAX_LINE_BYTES} bytes; a recorded frame is never that long"
+            ))));
+        }
+        let line = match std::str::from_utf8(&buf) {
+            Ok(l) => l.trim(),
+            Err(e) => {
+                failed = true;
+                return Some(Err(bad(format!("not UTF-8: {e}"))));
+            }
+        };
+        if line.is_empty() {
+            continue;
+        }
+        let parsed = serde_json::from_str(line).map_err(|e| bad(e.to_string()));
+        failed = parsed.is_err();
+        return Some(parsed);
+    })
+}
+
+/// Longest line a recording may have (a frame is at most
+/// [`crate::finnhub::MAX_MESSAGE_BYTES`], escaped as JSON).
+pub const MAX_LINE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Longest pause replay makes between two frames at the recorded pace: a
+/// wild receive time (years later) does not make it sleep for years.
+pub const MAX_REPLAY_STEP: Duration = Duration::from_secs(600);
+
+/// When the frame received at `received` is due, the one before having
+/// been received at `previous` and due at `previous_due`: the recorded
+/// step, never negative and at most [`MAX_REPLAY_STEP`], divided by `speed`.
+pub fn replay_due(
+    previous: Timestamp,
+    previous_due: tokio::time::Instant,
+    received: Timestamp,
+    speed: f64,
+) -> tokio::time::Instant {
+    let step_micros = received
+        .as_micros()
+        .checked_sub(previous.as_micros())
+        .unwrap_or(i64::MAX)
+        .clamp(0, MAX_REPLAY_STEP.as_micros() as i64);
+    let step = Duration::from_micros(step_micros as u64).div_f64(speed);
+    previous_due + step
 }
 
 /// Replays a Finnhub recording as a provider.
@@ -178,7 +247,7 @@ impl Provider for ReplayProvider {
         });
         let mut parser = FrameParser::default();
         let started = tokio::time::Instant::now();
-        let mut first: Option<Timestamp> = None;
+        let mut previous: Option<(Timestamp, tokio::time::Instant)> = None;
         let mut frames = 0u64;
         while let Some(next) = rx.recv().await {
             let rec = next.map_err(|e| ProviderError::Config {
@@ -186,9 +255,9 @@ impl Provider for ReplayProvider {
                 reason: format!("replay: {e}"),
             })?;
             if let Some(speed) = self.speed {
-                let first = *first.get_or_insert(rec.received);
-                let offset = (rec.received.as_micros() - first.as_micros()).max(0) as f64 / speed;
-                let due = started + Duration::from_micros(offset as u64);
+                let (prev, prev_due) = previous.unwrap_or((rec.received, started));
+                let due = replay_due(prev, prev_due, rec.received, speed);
+                previous = Some((rec.received, due));
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep_until(due) => {}

@@ -21,6 +21,11 @@ pub enum StoreError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("postgres connection pool: {0}")]
     Pool(String),
+    #[error("{what}: no answer from the store within {after:?}")]
+    Timeout {
+        what: &'static str,
+        after: std::time::Duration,
+    },
 }
 
 /// The server's message and SQLSTATE when there is one ("db error" alone
@@ -52,7 +57,7 @@ impl StoreError {
                     | rusqlite::ErrorCode::SystemIoFailure
                     | rusqlite::ErrorCode::DiskFull
             ),
-            StoreError::Pool(_) => true,
+            StoreError::Pool(_) | StoreError::Timeout { .. } => true,
             StoreError::Postgres(e) => {
                 if e.is_closed() {
                     return true;
@@ -72,6 +77,34 @@ impl StoreError {
                     }
                 }
             }
+            _ => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the database refused the rows themselves (a value out of
+    /// range, a constraint or a trigger), not the connection or the schema:
+    /// the same rows will fail again, other rows will not. Persist isolates
+    /// such rows (by splitting the batch) and dead-letters them.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::ConstraintViolation
+                    | rusqlite::ErrorCode::TooBig
+                    | rusqlite::ErrorCode::TypeMismatch
+            ),
+            StoreError::Sqlite(
+                rusqlite::Error::ToSqlConversionFailure(_)
+                | rusqlite::Error::IntegralValueOutOfRange(..),
+            ) => true,
+            StoreError::Postgres(e) => e.code().is_some_and(|code| {
+                let c = code.code();
+                // data exceptions, integrity constraints, and an error a
+                // trigger raised (RAISE EXCEPTION's default state)
+                c.starts_with("22") || c.starts_with("23") || c == "P0001"
+            }),
             _ => false,
         }
     }

@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod query;
 pub mod redis_cache;
 pub mod sqlite;
+pub mod timed;
 
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ use streamforge_model::{Candle, Gap, Symbol, Tick};
 
 pub use error::{CacheError, StoreError};
 pub use memory_cache::MemoryCache;
-pub use postgres::{PgSchemaOptions, PostgresStore};
+pub use postgres::{PgSchemaOptions, PgTimeouts, PostgresStore};
 
 pub use query::{CandleQuery, GapQuery, Order, SymbolInfo, TickQuery, WriteOutcome};
 pub use redis_cache::RedisCache;
@@ -120,6 +121,7 @@ pub fn redact_url(url: &str) -> String {
 #[derive(Clone, Debug, Default)]
 pub struct StoreOptions {
     pub postgres: PgSchemaOptions,
+    pub postgres_timeouts: PgTimeouts,
 }
 
 /// Opens the tick store named by `url`, creating and migrating it if needed.
@@ -139,9 +141,14 @@ pub async fn open_store_with(
     let (scheme, rest) = split_url(url).ok_or_else(|| bad("expected SCHEME://...".into()))?;
     match scheme {
         "sqlite" => Ok(Arc::new(SqliteStore::open(rest).await?)),
-        "postgres" | "postgresql" => Ok(Arc::new(
-            PostgresStore::open(url, options.postgres.clone()).await?,
-        )),
+        "postgres" | "postgresql" => {
+            let timeouts = options.postgres_timeouts;
+            let store = PostgresStore::open_with(url, options.postgres.clone(), timeouts).await?;
+            Ok(Arc::new(timed::Timed::new(
+                Arc::new(store),
+                timeouts.call(),
+            )))
+        }
         other => Err(bad(format!(
             "unknown scheme {other:?}; this build supports: {}",
             STORE_SCHEMES.join(", ")

@@ -151,6 +151,7 @@ async fn sink(cli: &Cli, args: &BenchArgs) -> anyhow::Result<SinkReport> {
         &config.store_url(),
         &streamforge_store::StoreOptions {
             postgres: config.postgres.schema_options(),
+            postgres_timeouts: config.postgres.timeouts(),
         },
     )
     .await

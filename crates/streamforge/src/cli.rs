@@ -271,10 +271,11 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     if text.eq_ignore_ascii_case("max") {
         return Ok(0.0);
     }
+    let max = streamforge_providers::synthetic::MAX_RATE;
     match text.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(r) if r.is_finite() && r > 0.0 && r <= max => Ok(r),
         _ => Err(format!(
-            "expected a number of ticks per second > 0 or `max`, got {text:?}"
+            "expected a number of ticks per second above 0 and at most {max} (or `max`), got {text:?}"
         )),
     }
 }
@@ -365,9 +366,7 @@ async fn record_with(config: &Config, args: &RecordArgs) -> anyhow::Result<ExitC
         .context("record: the Finnhub feed needs a token (--finnhub-token or FINNHUB_TOKEN)")?;
     let metrics = streamforge_telemetry::Metrics::new();
     let health = streamforge_telemetry::Health::new();
-    let rules = streamforge_model::TickRules {
-        max_future_skew: config.ingest.max_future_skew,
-    };
+    let rules = config.tick_rules();
     let (tap_tx, mut tap_rx) = tokio::sync::mpsc::channel(1024);
     let provider = FinnhubProvider::new(finnhub, rules, metrics, health)?.record_to(tap_tx);
     let mut recorder = Recorder::create(&args.out)?;
@@ -404,9 +403,7 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 async fn replay_with(config: &Config, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     use streamforge_providers::recording::ReplayProvider;
 
-    let rules = streamforge_model::TickRules {
-        max_future_skew: config.ingest.max_future_skew,
-    };
+    let rules = config.tick_rules();
     let provider = ReplayProvider::new(args.file.clone(), args.speed, rules)?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());

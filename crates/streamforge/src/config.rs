@@ -139,11 +139,22 @@ pub struct PostgresConfig {
     /// How often persist runs store upkeep (partitions ahead, retention).
     #[serde(with = "duration_text")]
     pub housekeeping_every: Duration,
+    /// Opening a connection, unless the URL sets `connect_timeout`.
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    /// The server's `statement_timeout` for the store's statements; any
+    /// call the server does not answer within this plus 2 s fails.
+    #[serde(with = "duration_text")]
+    pub statement_timeout: Duration,
+    /// Waiting for a free pooled connection.
+    #[serde(with = "duration_text")]
+    pub pool_wait_timeout: Duration,
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
         let d = streamforge_store::PgSchemaOptions::default();
+        let t = streamforge_store::PgTimeouts::default();
         PostgresConfig {
             mode: "auto".into(),
             chunk_days: d.chunk_days,
@@ -151,11 +162,23 @@ impl Default for PostgresConfig {
             retention_days: d.retention_days,
             partitions_ahead: d.partitions_ahead,
             housekeeping_every: Duration::from_secs(3600),
+            connect_timeout: t.connect,
+            statement_timeout: t.statement,
+            pool_wait_timeout: t.pool_wait,
         }
     }
 }
 
 impl PostgresConfig {
+    /// How long the store waits for the database.
+    pub fn timeouts(&self) -> streamforge_store::PgTimeouts {
+        streamforge_store::PgTimeouts {
+            connect: self.connect_timeout,
+            statement: self.statement_timeout,
+            pool_wait: self.pool_wait_timeout,
+        }
+    }
+
     /// The store's schema options.
     pub fn schema_options(&self) -> streamforge_store::PgSchemaOptions {
         streamforge_store::PgSchemaOptions {
@@ -175,6 +198,33 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// Serve `/debug/pprof/profile?seconds=N` (a CPU flame graph).
     pub pprof: bool,
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (also the longest a
+    /// keep-alive connection waits for its next request).
+    #[serde(with = "duration_text")]
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers); 431 beyond.
+    pub max_header_bytes: usize,
+    /// A connection that moves no byte either way this long is closed.
+    #[serde(with = "duration_text")]
+    pub idle_timeout: Duration,
+    /// A client that takes no byte of its response (a stream) this long is closed.
+    #[serde(with = "duration_text")]
+    pub write_timeout: Duration,
+}
+
+impl HttpConfig {
+    /// The server's limits.
+    pub fn server_options(&self) -> streamforge_api::server::ServerOptions {
+        streamforge_api::server::ServerOptions {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            max_header_bytes: self.max_header_bytes,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,6 +349,14 @@ pub struct IngestConfig {
     /// How far ahead of the clock an event time may be.
     #[serde(with = "duration_text")]
     pub max_future_skew: Duration,
+    /// Prices must be below this (bounds every computation on them).
+    pub max_price: f64,
+    /// Sizes must be below this.
+    pub max_size: f64,
+    /// Most distinct symbols ingest accepts (per-symbol state is bounded
+    /// by it when a provider's universe is open, e.g. a recording); ticks
+    /// of further symbols go to the dead-letter topic.
+    pub max_symbols: usize,
     /// Frames buffered between providers and the bus.
     pub channel_frames: usize,
     /// A feed silent for longer than this makes `/readyz` fail.
@@ -330,6 +388,26 @@ pub struct ApiSection {
     /// Look-back when a query has no `from`.
     #[serde(with = "duration_text")]
     pub default_window: Duration,
+    /// Longest a REST request may take before it is answered 503.
+    #[serde(with = "duration_text")]
+    pub request_timeout: Duration,
+    /// Live streams (SSE and WebSocket) open at once; one more is answered 503.
+    pub max_streams: usize,
+    /// Symbol subscriptions one WebSocket connection may hold.
+    pub ws_max_subscriptions: usize,
+}
+
+impl ApiSection {
+    /// The query limits of the API.
+    pub fn limits(&self) -> streamforge_api::ApiLimits {
+        streamforge_api::ApiLimits {
+            default_limit: self.default_limit,
+            max_limit: self.max_limit,
+            default_window: self.default_window,
+            request_timeout: self.request_timeout,
+            max_streams: self.max_streams,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -372,9 +450,15 @@ impl Default for Config {
 
 impl Default for HttpConfig {
     fn default() -> Self {
+        let d = streamforge_api::server::ServerOptions::default();
         HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             pprof: false,
+            max_connections: d.max_connections,
+            header_timeout: d.header_timeout,
+            max_header_bytes: d.max_header_bytes,
+            idle_timeout: d.idle_timeout,
+            write_timeout: d.write_timeout,
         }
     }
 }
@@ -406,6 +490,9 @@ impl Default for IngestConfig {
             topic: "ticks".into(),
             dlq_topic: "ticks.dlq".into(),
             max_future_skew: Duration::from_secs(300),
+            max_price: streamforge_model::tick::DEFAULT_MAX_PRICE,
+            max_size: streamforge_model::tick::DEFAULT_MAX_SIZE,
+            max_symbols: 10_000,
             channel_frames: 64,
             max_feed_silence: Duration::from_secs(30),
         }
@@ -430,6 +517,10 @@ impl Default for ApiSection {
             default_limit: d.default_limit,
             max_limit: d.max_limit,
             default_window: d.default_window,
+            request_timeout: d.request_timeout,
+            max_streams: d.max_streams,
+            ws_max_subscriptions: streamforge_api::routes::ws::WsOptions::default()
+                .max_subscriptions,
         }
     }
 }
@@ -560,6 +651,15 @@ impl Config {
     }
 
     /// Checks every field once; the error names the first bad one.
+    /// The validation rules every stage applies to ticks.
+    pub fn tick_rules(&self) -> streamforge_model::TickRules {
+        streamforge_model::TickRules {
+            max_future_skew: self.ingest.max_future_skew,
+            max_price: self.ingest.max_price,
+            max_size: self.ingest.max_size,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_url("bus", &self.bus, streamforge_bus::SCHEMES)?;
         check_url("store", &self.store_url(), streamforge_store::STORE_SCHEMES)?;
@@ -578,11 +678,15 @@ impl Config {
             streamforge_model::Symbol::parse(s)
                 .map_err(|e| invalid("synthetic.symbols", e.to_string()))?;
         }
-        if !(self.synthetic.rate.is_finite() && self.synthetic.rate >= 0.0) {
+        let max_rate = streamforge_providers::synthetic::MAX_RATE;
+        if !(self.synthetic.rate.is_finite()
+            && self.synthetic.rate >= 0.0
+            && self.synthetic.rate <= max_rate)
+        {
             return Err(invalid(
                 "synthetic.rate",
                 format!(
-                    "must be a number >= 0 (0 = as fast as possible), got {}",
+                    "must be a number from 0 to {max_rate} (0 = as fast as possible), got {}",
                     self.synthetic.rate
                 ),
             ));
@@ -598,6 +702,49 @@ impl Config {
         }
         if self.ingest.dlq_topic.is_empty() {
             return Err(invalid("ingest.dlq_topic", "must be non-empty"));
+        }
+        for (field, value) in [
+            ("ingest.max_price", self.ingest.max_price),
+            ("ingest.max_size", self.ingest.max_size),
+        ] {
+            if !(value.is_finite() && value > 0.0 && value <= 1e15) {
+                return Err(invalid(
+                    field,
+                    format!("must be a number above 0 and at most 1e15, got {value}"),
+                ));
+            }
+        }
+        for (field, value) in [
+            ("http.max_connections", self.http.max_connections),
+            ("http.max_header_bytes", self.http.max_header_bytes),
+            ("api.max_streams", self.api.max_streams),
+            ("api.ws_max_subscriptions", self.api.ws_max_subscriptions),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        for (field, value) in [
+            ("http.header_timeout", self.http.header_timeout),
+            ("http.idle_timeout", self.http.idle_timeout),
+            ("http.write_timeout", self.http.write_timeout),
+            ("api.request_timeout", self.api.request_timeout),
+            ("postgres.connect_timeout", self.postgres.connect_timeout),
+            (
+                "postgres.statement_timeout",
+                self.postgres.statement_timeout,
+            ),
+            (
+                "postgres.pool_wait_timeout",
+                self.postgres.pool_wait_timeout,
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(field, "must be longer than 0"));
+            }
+        }
+        if self.ingest.max_symbols == 0 {
+            return Err(invalid("ingest.max_symbols", "must be at least 1"));
         }
         if self.ingest.channel_frames == 0 {
             return Err(invalid("ingest.channel_frames", "must be at least 1"));

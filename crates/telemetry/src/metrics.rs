@@ -48,6 +48,7 @@ pub struct Metrics {
     stream_clients: IntGauge,
     stream_lagged_batches: IntCounter,
     stream_slow_disconnects: IntCounter,
+    api_refused: IntCounterVec,
     bus_tail_skipped_messages: IntCounter,
     persist_paused: IntGauge,
     persist_pauses: IntCounter,
@@ -288,6 +289,12 @@ impl Metrics {
                 "streamforge_api_stream_slow_disconnects_total",
                 "WebSocket clients disconnected because they could not keep up.",
             ),
+            api_refused: counter_vec(
+                &r,
+                "streamforge_api_refused_total",
+                "Connections, requests and streams refused or cut by a server limit, by limit.",
+                &["limit"],
+            ),
             bus_tail_skipped_messages: counter(
                 &r,
                 "streamforge_bus_tail_skipped_messages_total",
@@ -343,7 +350,7 @@ impl Metrics {
             provider_errors: counter_vec(
                 &r,
                 "streamforge_provider_errors_total",
-                "Provider failures by kind (connect, unauthorized, silent, too_many_symbols, invalid_symbol, server_error).",
+                "Provider failures by kind (connect, unauthorized, silent, too_many_symbols, invalid_symbol, server_error, frame_too_large).",
                 &["provider", "kind"],
             ),
             provider_gaps: counter_vec(
@@ -620,6 +627,12 @@ impl Metrics {
     /// A WebSocket client was disconnected for being too slow.
     pub fn stream_slow_disconnect(&self) {
         self.stream_slow_disconnects.inc();
+    }
+
+    /// A server limit refused or cut a client: `max_connections`,
+    /// `max_streams`, `request_timeout`, `max_subscriptions`.
+    pub fn http_refused(&self, limit: &'static str) {
+        self.api_refused.with_label_values(&[limit]).inc();
     }
 
     /// A slow live-stream client missed `n` batches.

@@ -74,6 +74,39 @@ kill -0 {parent} 2>/dev/null || rm -rf '{workdir}'
         .map_err(|e| err(format!("starting {}: {e}", program.display())))
 }
 
+/// Sends `signal` (e.g. `-STOP`) to `pid` and all its descendants.
+fn signal_tree(pid: u32, signal: &str) {
+    let mut pids = vec![pid];
+    let mut i = 0;
+    while i < pids.len() {
+        pids.extend(children_of(pids[i]));
+        i += 1;
+    }
+    let args: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let _ = Command::new("kill").arg(signal).args(&args).status();
+}
+
+/// Processes whose parent is `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // `pid (comm) state ppid ...`; comm may hold spaces.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split(' ').nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
 pub(crate) fn stop_supervised(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -308,6 +341,22 @@ impl Postgres {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "1")
             .unwrap_or(false)
+    }
+
+    /// Freezes the server and every backend (SIGSTOP): connections stay
+    /// open and queries wait, as with a hung host; [`Postgres::thaw`] lets
+    /// it go on.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.child {
+            signal_tree(c.id(), "-STOP");
+        }
+    }
+
+    /// Undoes [`Postgres::freeze`] (SIGCONT).
+    pub fn thaw(&self) {
+        if let Some(c) = &self.child {
+            signal_tree(c.id(), "-CONT");
+        }
     }
 
     /// Stops the server cleanly (fast shutdown); [`Postgres::resume`] starts it again.

@@ -132,6 +132,9 @@ fn fill_param(params: &Params) -> Result<Fill, ApiError> {
 /// Most gaps looked up for one candle request.
 const MAX_GAPS: usize = 10_000;
 
+/// Most gap ids one candle lists; `"gaps_truncated": true` says more overlap it.
+const MAX_GAPS_PER_CANDLE: usize = 100;
+
 fn gap_json(g: &Gap) -> serde_json::Value {
     json!({
         "provider": g.provider,
@@ -143,14 +146,10 @@ fn gap_json(g: &Gap) -> serde_json::Value {
     })
 }
 
-/// One candle as answered: complete unless a recorded gap overlaps it.
-fn candle_json(c: &Candle, filled: bool, gaps: &[Gap]) -> serde_json::Value {
-    let end = c.start.saturating_add_micros(c.interval.micros());
-    let overlapping: Vec<_> = gaps
-        .iter()
-        .filter(|g| g.from < end && g.to > c.start)
-        .map(gap_json)
-        .collect();
+/// One candle as answered: complete unless a recorded gap overlaps it;
+/// `overlapping` are the ids (indexes in the page's `gaps`) of the gaps
+/// that do.
+fn candle_json(c: &Candle, filled: bool, overlapping: &[usize]) -> serde_json::Value {
     let mut row = json!({
         "start": c.start,
         "open": c.open,
@@ -165,12 +164,44 @@ fn candle_json(c: &Candle, filled: bool, gaps: &[Gap]) -> serde_json::Value {
         "complete": overlapping.is_empty(),
     });
     if !overlapping.is_empty() {
-        row["gaps"] = overlapping.into();
+        let shown = &overlapping[..overlapping.len().min(MAX_GAPS_PER_CANDLE)];
+        row["gap_ids"] = shown.into();
+        if shown.len() < overlapping.len() {
+            row["gaps_truncated"] = true.into();
+        }
     }
     if filled {
         row["filled"] = true.into();
     }
     row
+}
+
+/// For each candle (ascending by start), the ids of the gaps overlapping
+/// it (`gaps` in any order), in one sweep: each gap is added once and
+/// dropped once, so the work is the size of the answer.
+fn overlaps(candles: &[(Candle, bool)], gaps: &[Gap]) -> Vec<Vec<usize>> {
+    let mut by_from: Vec<usize> = (0..gaps.len()).collect();
+    by_from.sort_by_key(|&i| gaps[i].from);
+    let mut next = 0;
+    let mut active: Vec<usize> = Vec::new();
+    candles
+        .iter()
+        .map(|(c, _)| {
+            let end = c.start.saturating_add_micros(c.interval.micros());
+            while next < by_from.len() && gaps[by_from[next]].from < end {
+                active.push(by_from[next]);
+                next += 1;
+            }
+            active.retain(|&i| gaps[i].to > c.start);
+            let mut ids: Vec<usize> = active
+                .iter()
+                .copied()
+                .filter(|&i| gaps[i].from < end)
+                .collect();
+            ids.sort_unstable();
+            ids
+        })
+        .collect()
 }
 
 /// The candles with every empty interval between two of them filled from
@@ -211,9 +242,11 @@ fn fill_previous(candles: Vec<Candle>, limit: usize) -> Vec<(Candle, bool)> {
 
 /// `GET /api/v1/candles/{symbol}?interval&from&to&limit&fill`
 ///
-/// Served from the store's rollups. A candle overlapping a recorded feed
-/// gap says `"complete": false` and lists the gaps; the answer also lists
-/// every gap in the range, so a chart can show outages with no candle.
+/// Served from the store's rollups. The answer lists every gap in the
+/// range once, each with an `id`, so a chart can show outages with no
+/// candle; a candle overlapping gaps says `"complete": false` and lists
+/// their ids in `gap_ids` (at most 100; `"gaps_truncated": true` beyond),
+/// so the answer grows with candles plus gaps, not their product.
 pub async fn candles(
     State(state): State<AppState>,
     PathSymbol(symbol): PathSymbol,
@@ -248,9 +281,11 @@ pub async fn candles(
         Fill::None => candles.into_iter().map(|c| (c, false)).collect(),
         Fill::Previous => fill_previous(candles, limit),
     };
+    let ids = overlaps(&candles, &gaps);
     let rows: Vec<_> = candles
         .iter()
-        .map(|(c, filled)| candle_json(c, *filled, &gaps))
+        .zip(&ids)
+        .map(|((c, filled), ids)| candle_json(c, *filled, ids))
         .collect();
     Ok(Json(json!({
         "symbol": symbol,
@@ -261,7 +296,15 @@ pub async fn candles(
         "fill": match fill { Fill::None => "none", Fill::Previous => "previous" },
         "count": rows.len(),
         "candles": rows,
-        "gaps": gaps.iter().map(gap_json).collect::<Vec<_>>(),
+        "gaps": gaps
+            .iter()
+            .enumerate()
+            .map(|(id, g)| {
+                let mut row = gap_json(g);
+                row["id"] = id.into();
+                row
+            })
+            .collect::<Vec<_>>(),
     }))
     .into_response())
 }

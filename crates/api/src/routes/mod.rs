@@ -3,19 +3,21 @@
 mod market;
 mod ops;
 pub mod profile;
-mod stream;
+pub mod stream;
 pub mod web;
 pub mod ws;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::AppState;
+use crate::{ApiError, AppState};
 
 /// Every path the router serves, as written in the OpenAPI document.
 pub const PATHS: &[&str] = &[
@@ -48,8 +50,33 @@ pub fn ops_router(
         .with_state(state)
 }
 
+/// Permits for live streams (SSE and WebSocket), one per open stream.
+#[derive(Clone)]
+pub(crate) struct StreamSlots(pub(crate) Arc<Semaphore>);
+
+impl StreamSlots {
+    /// A slot for one more stream, or the `503` that says the server is full.
+    pub(crate) fn take(
+        &self,
+        metrics: &streamforge_telemetry::Metrics,
+        max: usize,
+    ) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.0.clone().try_acquire_owned().map_err(|_| {
+            metrics.http_refused("max_streams");
+            ApiError::Unavailable(format!(
+                "{max} live streams are open, the most this server takes (api.max_streams); retry later"
+            ))
+        })
+    }
+}
+
 /// The full API.
 pub fn router(state: AppState) -> Router {
+    let slots = StreamSlots(Arc::new(Semaphore::new(state.limits.max_streams)));
+    let streams = Router::new()
+        .route("/api/v1/stream", get(stream::sse))
+        .route("/api/v1/ws", get(ws::upgrade))
+        .layer(Extension(slots));
     Router::new()
         .route("/", get(web::index))
         .route("/assets/{*path}", get(web::asset))
@@ -63,14 +90,34 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ticks/{symbol}", get(market::ticks))
         .route("/api/v1/candles/{symbol}", get(market::candles))
         .route("/api/v1/gaps", get(market::gaps))
-        .route("/api/v1/stream", get(stream::sse))
-        .route("/api/v1/ws", get(ws::upgrade))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
+        .merge(streams)
         .fallback(ops::not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// Answers `503` when a REST request takes longer than
+/// `limits.request_timeout` (a store that does not answer, say); the work
+/// in flight is dropped.
+async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.limits.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            state.metrics.http_refused("request_timeout");
+            ApiError::Unavailable(format!(
+                "no answer within {limit:?} (api.request_timeout); the store may be unavailable"
+            ))
+            .into_response()
+        }
+    }
 }
 
 /// Counts every request by route template (a fixed label set) and status.

@@ -27,16 +27,28 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Longest `/readyz` waits for the store or the cache to answer a ping.
+pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `GET /readyz`: backends reachable and feeds fresh; 503 with the failing
 /// checks otherwise.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => state.health.set("store", true, state.store.kind()),
-        Err(e) => state.health.set("store", false, e.to_string()),
+    // Both at once, each bounded: a frozen backend makes the answer a
+    // prompt 503, not a hang.
+    let (store, cache) = tokio::join!(
+        tokio::time::timeout(PING_TIMEOUT, state.store.ping()),
+        tokio::time::timeout(PING_TIMEOUT, state.cache.ping()),
+    );
+    let silent = || format!("no answer within {PING_TIMEOUT:?}");
+    match store {
+        Ok(Ok(())) => state.health.set("store", true, state.store.kind()),
+        Ok(Err(e)) => state.health.set("store", false, e.to_string()),
+        Err(_) => state.health.set("store", false, silent()),
     }
-    match state.cache.ping().await {
-        Ok(()) => state.health.set("cache", true, state.cache.kind()),
-        Err(e) => state.health.set("cache", false, e.to_string()),
+    match cache {
+        Ok(Ok(())) => state.health.set("cache", true, state.cache.kind()),
+        Ok(Err(e)) => state.health.set("cache", false, e.to_string()),
+        Err(_) => state.health.set("cache", false, silent()),
     }
     let report = state.health.report();
     let status = if report.ready {

@@ -6,7 +6,9 @@
 //! it missed if that is still within the hub's resume window, else an event
 //! `reset` saying data was missed, then live data. A client that falls too
 //! far behind receives an event `lagged` saying how many batches it missed,
-//! then continues with current data. Streams end at shutdown.
+//! then continues with current data. Streams end at shutdown. At most
+//! `api.max_streams` streams (SSE and WebSocket together) are open at once;
+//! a client that does not read is closed by the server's write timeout.
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
@@ -15,13 +17,16 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Extension;
 use futures::{Stream, StreamExt};
 use streamforge_model::{Interval, Symbol};
 use streamforge_telemetry::Metrics;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::live::{CandleInterest, LiveBatch, Resume};
 use crate::params::{Params, RawQuery};
+use crate::routes::StreamSlots;
 use crate::{ApiError, AppState};
 
 /// Counts the client while its stream lives.
@@ -60,7 +65,7 @@ impl Wants {
         after: Option<usize>,
         out: &mut VecDeque<Event>,
     ) {
-        let first = after.map_or(0, |i| i + 1);
+        let first = after.map_or(0, |i| i.saturating_add(1));
         let ticks = batch.ticks.len();
         let json = batch.tick_json();
         for (i, tick) in batch.ticks.iter().enumerate().skip(first) {
@@ -103,13 +108,20 @@ struct Client {
     guard: ClientGuard,
     /// Keeps the candle intervals asked for tracked while the stream lives.
     _interests: Vec<CandleInterest>,
+    /// This stream's place under `api.max_streams`.
+    _slot: OwnedSemaphorePermit,
 }
 
 /// `<epoch>-<batch>:<index>` from a `Last-Event-ID` header.
 fn last_event_id(headers: &HeaderMap) -> Result<Option<(u64, u64, usize)>, ApiError> {
-    let Some(v) = headers.get("last-event-id") else {
-        return Ok(None);
-    };
+    headers
+        .get("last-event-id")
+        .map(parse_last_event_id)
+        .transpose()
+}
+
+/// `(epoch, batch, index)` of a `Last-Event-ID` value; the error names the header.
+pub fn parse_last_event_id(v: &axum::http::HeaderValue) -> Result<(u64, u64, usize), ApiError> {
     let bad = || {
         ApiError::bad(
             "Last-Event-ID",
@@ -122,11 +134,13 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<(u64, u64, usize)>, ApiEr
         .split_once('-')
         .ok_or_else(bad)?;
     let (seq, i) = rest.split_once(':').ok_or_else(bad)?;
-    Ok(Some((
+    // Parsed as the types they were sent as: a larger number is no id of ours.
+    let index: u32 = i.parse().map_err(|_| bad())?;
+    Ok((
         u64::from_str_radix(epoch, 16).map_err(|_| bad())?,
         seq.parse().map_err(|_| bad())?,
-        i.parse().map_err(|_| bad())?,
-    )))
+        index as usize,
+    ))
 }
 
 /// Comma-separated intervals of the `candles` parameter.
@@ -146,12 +160,14 @@ fn intervals(params: &Params) -> Result<Vec<Interval>, ApiError> {
 
 /// `GET /api/v1/stream?symbols=AAPL,MSFT&candles=1m` (all symbols when
 /// `symbols` is omitted; candle updates only when `candles` is given).
-pub async fn sse(
+pub(crate) async fn sse(
     State(state): State<AppState>,
+    Extension(slots): Extension<StreamSlots>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let params = Params::new(raw, &["symbols", "candles"])?;
+    let slot = slots.take(&state.metrics, state.limits.max_streams)?;
     let wants = Wants {
         symbols: params
             .symbols("symbols")?
@@ -175,6 +191,7 @@ pub async fn sse(
         pending: VecDeque::new(),
         guard: ClientGuard::new(state.metrics.clone()),
         _interests: interests,
+        _slot: slot,
     };
     client
         .pending

@@ -11,6 +11,11 @@
 //! message with every tick for a client subscribed to `"*"`, else one per
 //! subscribed symbol present in the batch) and `{"type":"candle","data":{...}}`.
 //!
+//! A connection holds at most [`WsOptions::max_subscriptions`] symbol
+//! subscriptions; a request beyond it is answered with an `error` naming
+//! the limit. Client frames and messages are at most 64 KiB, enforced
+//! before they are buffered.
+//!
 //! The server pings every [`WsOptions::ping_every`] and closes a connection
 //! that has sent nothing for [`WsOptions::idle_timeout`]. A client too slow
 //! to keep up — it missed live batches, or one message took longer than
@@ -23,7 +28,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::Deserialize;
 use serde_json::json;
 use streamforge_model::{Interval, Symbol};
@@ -32,6 +38,7 @@ use tokio::time::{timeout, Instant};
 
 use crate::live::{interval_index, CandleInterest, LiveBatch};
 use crate::routes::stream::ClientGuard;
+use crate::routes::StreamSlots;
 use crate::AppState;
 use crate::LiveHub;
 
@@ -43,6 +50,9 @@ pub struct WsOptions {
     pub idle_timeout: Duration,
     /// Longest wait for one message to go to the socket.
     pub send_timeout: Duration,
+    /// Most symbols one connection may be subscribed to, over both channels
+    /// and every interval (`"*"` counts as one).
+    pub max_subscriptions: usize,
 }
 
 impl Default for WsOptions {
@@ -51,6 +61,7 @@ impl Default for WsOptions {
             ping_every: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             send_timeout: Duration::from_secs(5),
+            max_subscriptions: 1_000,
         }
     }
 }
@@ -63,9 +74,23 @@ const CLOSE_SHUTDOWN: u16 = 1001;
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// `GET /api/v1/ws`
-pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    Extension(slots): Extension<StreamSlots>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let slot = match slots.take(&state.metrics, state.limits.max_streams) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    // Both limits hold before anything is buffered: a larger frame or
+    // message ends the connection with a close frame (1009).
     ws.max_message_size(MAX_REQUEST_BYTES)
-        .on_upgrade(move |socket| serve(socket, state))
+        .max_frame_size(MAX_REQUEST_BYTES)
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            serve(socket, state).await
+        })
 }
 
 #[derive(Deserialize)]
@@ -88,6 +113,19 @@ struct Selection {
 }
 
 impl Selection {
+    /// Subscriptions it holds (`"*"` is one).
+    fn count(&self) -> usize {
+        usize::from(self.all) + self.some.len()
+    }
+
+    /// What it would hold after `apply(true, symbols)`.
+    fn count_after_subscribe(&self, symbols: &Symbols) -> usize {
+        match symbols {
+            Symbols::All => usize::from(true) + self.some.len(),
+            Symbols::Some(s) => self.count() + s.iter().filter(|x| !self.some.contains(*x)).count(),
+        }
+    }
+
     fn contains(&self, s: &Symbol) -> bool {
         self.all || self.some.contains(s)
     }
@@ -211,7 +249,11 @@ async fn serve(mut socket: WebSocket, state: AppState) {
     let options = state.ws;
     let _guard = ClientGuard::new(state.metrics.clone());
     let mut rx = state.live.subscribe();
-    let mut subs = Subscriptions::default();
+    let mut session = Session::new(
+        state.live.clone(),
+        state.metrics.clone(),
+        options.max_subscriptions,
+    );
     let mut ping =
         tokio::time::interval_at(Instant::now() + options.ping_every, options.ping_every);
     let mut last_heard = Instant::now();
@@ -225,7 +267,7 @@ async fn serve(mut socket: WebSocket, state: AppState) {
                 match incoming {
                     None | Some(Ok(Message::Close(_))) => break End::ClientClosed,
                     Some(Err(e)) => break End::SocketError(e.to_string()),
-                    Some(Ok(Message::Text(t))) => out.push(answer(&mut subs, &state.live, t.as_str())),
+                    Some(Ok(Message::Text(t))) => out.push(session.answer(t.as_str())),
                     Some(Ok(Message::Binary(_))) => out.push(text(json!({
                         "type": "error", "error": "binary messages are not understood; send JSON text",
                     }))),
@@ -233,7 +275,7 @@ async fn serve(mut socket: WebSocket, state: AppState) {
                 }
             }
             batch = rx.recv() => match batch {
-                Ok(batch) => batch_messages(&subs, &batch, &mut out),
+                Ok(batch) => batch_messages(&session.subs, &batch, &mut out),
                 Err(RecvError::Lagged(missed)) => {
                     state.metrics.stream_lagged(missed);
                     break End::Slow(format!(
@@ -309,31 +351,95 @@ async fn serve(mut socket: WebSocket, state: AppState) {
     }
 }
 
-/// Applies one request and says how it went.
-fn answer(subs: &mut Subscriptions, hub: &LiveHub, text_in: &str) -> Message {
-    match parse_request(text_in) {
-        Err(e) => text(json!({"type": "error", "error": e, "request": truncate(text_in)})),
-        Ok((_, None)) => text(json!({"type": "pong"})),
-        Ok((req, Some((subscribe, symbols, interval)))) => {
-            match interval {
-                None => subs.ticks.apply(subscribe, &symbols),
-                Some(i) => {
-                    let at = interval_index(i);
-                    subs.candles[at].apply(subscribe, &symbols);
-                    let wanted = !subs.candles[at].is_empty();
-                    match (&subs.interests[at], wanted) {
-                        (None, true) => subs.interests[at] = Some(hub.want_candles(i)),
-                        (Some(_), false) => subs.interests[at] = None,
-                        _ => {}
+impl Subscriptions {
+    /// Every subscription held, over both channels and all intervals.
+    fn count(&self) -> usize {
+        self.ticks.count() + self.candles.iter().map(Selection::count).sum::<usize>()
+    }
+}
+
+/// One connection's subscriptions, changed by its requests. Public so
+/// the request handling can be driven without a socket (the fuzz target).
+pub struct Session {
+    subs: Subscriptions,
+    hub: LiveHub,
+    metrics: streamforge_telemetry::Metrics,
+    max_subscriptions: usize,
+}
+
+impl Session {
+    pub fn new(
+        hub: LiveHub,
+        metrics: streamforge_telemetry::Metrics,
+        max_subscriptions: usize,
+    ) -> Self {
+        Session {
+            subs: Subscriptions::default(),
+            hub,
+            metrics,
+            max_subscriptions,
+        }
+    }
+
+    /// Subscriptions held now; never more than the limit.
+    pub fn subscriptions(&self) -> usize {
+        self.subs.count()
+    }
+
+    /// Applies one client request; the answer, as JSON text.
+    pub fn handle(&mut self, request: &str) -> String {
+        match self.answer(request) {
+            Message::Text(t) => t.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// Applies one request and says how it went.
+    fn answer(&mut self, text_in: &str) -> Message {
+        let subs = &mut self.subs;
+        match parse_request(text_in) {
+            Err(e) => text(json!({"type": "error", "error": e, "request": truncate(text_in)})),
+            Ok((_, None)) => text(json!({"type": "pong"})),
+            Ok((req, Some((subscribe, symbols, interval)))) => {
+                let selection = match interval {
+                    None => &subs.ticks,
+                    Some(i) => &subs.candles[interval_index(i)],
+                };
+                let after =
+                    subs.count() - selection.count() + selection.count_after_subscribe(&symbols);
+                if subscribe && after > self.max_subscriptions {
+                    self.metrics.http_refused("max_subscriptions");
+                    return text(json!({
+                        "type": "error",
+                        "error": format!(
+                            "symbols: a connection may hold at most {} subscriptions (api.ws_max_subscriptions); it holds {}, unsubscribe first",
+                            self.max_subscriptions,
+                            subs.count()
+                        ),
+                        "channel": req.channel,
+                        "request": truncate(text_in),
+                    }));
+                }
+                match interval {
+                    None => subs.ticks.apply(subscribe, &symbols),
+                    Some(i) => {
+                        let at = interval_index(i);
+                        subs.candles[at].apply(subscribe, &symbols);
+                        let wanted = !subs.candles[at].is_empty();
+                        match (&subs.interests[at], wanted) {
+                            (None, true) => subs.interests[at] = Some(self.hub.want_candles(i)),
+                            (Some(_), false) => subs.interests[at] = None,
+                            _ => {}
+                        }
                     }
                 }
+                text(json!({
+                    "type": if subscribe { "subscribed" } else { "unsubscribed" },
+                    "channel": req.channel,
+                    "symbols": req.symbols,
+                    "interval": req.interval,
+                }))
             }
-            text(json!({
-                "type": if subscribe { "subscribed" } else { "unsubscribed" },
-                "channel": req.channel,
-                "symbols": req.symbols,
-                "interval": req.interval,
-            }))
         }
     }
 }

@@ -5,7 +5,8 @@
 //! a publisher waits while the slowest durable group has `capacity`
 //! messages uncommitted, so a slow sink slows ingest instead of growing
 //! memory. Non-durable consumers (live tails) never hold anything and are
-//! told how many messages they missed when they fall behind.
+//! told how many messages they missed when they fall behind. What no durable
+//! group holds is kept up to `capacity` messages and [`RETAINED_BYTES`].
 //!
 //! Nothing survives the process: [`Bus::close_topic`] lets consumers drain a
 //! topic before exit.
@@ -47,9 +48,25 @@ struct Topic {
     committed: watch::Sender<u64>,
 }
 
+/// Bytes of committed (or never held) messages a topic keeps for late
+/// readers; beyond it the oldest go. A topic no durable group reads (the
+/// dead-letter topic) is bounded by it, whatever the size of its messages.
+pub const RETAINED_BYTES: usize = 64 * 1024 * 1024;
+
+fn size_of(m: &Message) -> usize {
+    m.key.len()
+        + m.payload.len()
+        + m.headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len())
+            .sum::<usize>()
+}
+
 #[derive(Default)]
 struct TopicState {
     log: VecDeque<Arc<Message>>,
+    /// Bytes of the messages in `log`.
+    bytes: usize,
     /// Offset of `log[0]`.
     base: i64,
     groups: HashMap<String, Group>,
@@ -88,9 +105,18 @@ impl TopicState {
             .map(|g| g.committed)
             .min()
             .unwrap_or(i64::MAX);
-        while self.log.len() > capacity && self.base < floor {
-            self.log.pop_front();
+        while (self.log.len() > capacity || self.bytes > RETAINED_BYTES) && self.base < floor {
+            if let Some(m) = self.log.pop_front() {
+                self.bytes -= size_of(&m);
+            }
             self.base += 1;
+        }
+    }
+
+    fn append(&mut self, messages: impl Iterator<Item = Message>) {
+        for m in messages {
+            self.bytes += size_of(&m);
+            self.log.push_back(Arc::new(m));
         }
     }
 }
@@ -155,7 +181,7 @@ impl Bus for MemoryBus {
                 }
                 let room = topic.capacity.saturating_sub(st.held());
                 if room > 0 {
-                    st.log.extend(pending.by_ref().take(room).map(Arc::new));
+                    st.append(pending.by_ref().take(room));
                     st.trim(topic.capacity);
                     let end = st.end() as u64;
                     drop(st);

@@ -41,6 +41,12 @@ pub const DEFAULT_URL: &str = "wss://ws.finnhub.io";
 /// Longest wait for a connection (TCP, TLS and the upgrade).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest WebSocket message (and frame) taken from the server: far above
+/// any real trade message (a few KB), well below the bus's message limit.
+/// A larger one is refused before it is buffered, counted and dead-lettered
+/// (without its content), and the connection is made again.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
 /// Settings of the Finnhub provider.
 #[derive(Clone, Debug)]
 pub struct FinnhubConfig {
@@ -352,7 +358,11 @@ impl Connection {
         let base = &self.config.url;
         let url = format!("{}token={}", with_query(base), self.config.token.expose());
         let redact = |e: String| self.config.token.redact(&e);
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
+        let limits = tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(limits), false);
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Err(_) => Err(ConnectError::Other(format!(
                 "no connection to {base} within {CONNECT_TIMEOUT:?}"
             ))),
@@ -409,6 +419,31 @@ impl Connection {
                         reason: GapReason::Disconnected,
                     })
                 }
+                Ok(Some(Err(tungstenite::Error::Capacity(e)))) => {
+                    // Refused before it was buffered: the content is gone,
+                    // the dead letter says what came.
+                    self.metrics.provider_error(ID, "frame_too_large");
+                    let error = format!(
+                        "frame: the server sent a message over {MAX_MESSAGE_BYTES} bytes ({e}); the connection is made again"
+                    );
+                    tracing::warn!(connection = self.id, %error, "finnhub message refused");
+                    let frame = ProviderFrame {
+                        provider: ID,
+                        rejects: vec![crate::Rejected {
+                            raw: Vec::new(),
+                            reason: "frame_too_large",
+                            error,
+                        }],
+                        ..ProviderFrame::default()
+                    };
+                    if out.send(frame).await.is_err() {
+                        return Err(ProviderError::OutputClosed { provider: ID });
+                    }
+                    return Ok(Ended::Down {
+                        since: last,
+                        reason: GapReason::Disconnected,
+                    });
+                }
                 Ok(Some(Err(e))) => {
                     tracing::debug!(connection = self.id, error = %self.config.token.redact(&e.to_string()), "finnhub read failed");
                     return Ok(Ended::Down {
@@ -440,13 +475,33 @@ impl Connection {
                 }
             }
             match parser.parse(raw, &self.rules, received, received) {
-                Parsed::Trades { ticks, rejects } => {
+                Parsed::Trades {
+                    mut ticks,
+                    mut rejects,
+                } => {
                     self.metrics.provider_frame(ID, "trade");
+                    // Trades of symbols this connection did not subscribe
+                    // are refused: per-symbol state downstream stays
+                    // bounded by the configured universe.
+                    if ticks.iter().any(|t| !self.symbols.contains(t.symbol())) {
+                        let (kept, foreign): (Vec<_>, Vec<_>) = ticks
+                            .into_iter()
+                            .partition(|t| self.symbols.contains(t.symbol()));
+                        ticks = kept;
+                        rejects.extend(foreign.into_iter().map(|t| crate::Rejected {
+                            raw: streamforge_model::wire::encode(&t),
+                            reason: "unsubscribed_symbol",
+                            error: format!(
+                                "symbol: {} is not subscribed on this connection",
+                                t.symbol()
+                            ),
+                        }));
+                    }
                     let mut seen: Vec<&Symbol> = Vec::new();
                     let at = received.as_micros() as f64 / 1e6;
                     for t in &ticks {
                         // Only this connection's symbols: a fixed label set.
-                        if !seen.contains(&t.symbol()) && self.symbols.contains(t.symbol()) {
+                        if !seen.contains(&t.symbol()) {
                             seen.push(t.symbol());
                             self.health.seen(&symbol_check(t.symbol()));
                             self.metrics

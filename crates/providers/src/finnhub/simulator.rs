@@ -51,6 +51,9 @@ pub struct SimulatorConfig {
     pub out_of_order_every: Option<u64>,
     /// Keep a log of every trade sent (tests).
     pub record: bool,
+    /// Raw messages the first connection sends, one per slice, in place of
+    /// its 4th, 5th, … trade frames: bad input with live traffic around it.
+    pub inject: Vec<String>,
 }
 
 impl Default for SimulatorConfig {
@@ -71,6 +74,7 @@ impl Default for SimulatorConfig {
             duplicate_every: None,
             out_of_order_every: None,
             record: false,
+            inject: Vec::new(),
         }
     }
 }
@@ -265,7 +269,13 @@ async fn serve(
                     None
                 } else if let Some(m) = market.as_mut() {
                     frames += 1;
-                    trade_frame(m, &config, id, frames, &mut last_frame, &log)
+                    let injected = (id == 1 && frames > 3)
+                        .then(|| config.inject.get((frames - 4) as usize))
+                        .flatten();
+                    match injected {
+                        Some(raw) => Some(raw.clone()),
+                        None => trade_frame(m, &config, id, frames, &mut last_frame, &log),
+                    }
                 } else {
                     None
                 }

@@ -23,6 +23,11 @@ use crate::{Provider, ProviderError, ProviderFrame, Rejected};
 const ID: &str = "synthetic";
 /// Trades per frame when generating as fast as possible.
 const MAX_RATE_FRAME: usize = 2_048;
+
+/// Highest rate the synthetic market takes, in trades per second: far above
+/// what one process ingests, low enough that one frame (a slice, at most
+/// one second) is a bounded allocation.
+pub const MAX_RATE: f64 = 10_000_000.0;
 /// Longest stretch of simulated time drawn at once after a stall.
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
 
@@ -72,9 +77,9 @@ impl SyntheticProvider {
             .iter()
             .map(|s| Symbol::parse(s).map_err(|e| bad(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        if !(config.rate.is_finite() && config.rate >= 0.0) {
+        if !(config.rate.is_finite() && config.rate >= 0.0 && config.rate <= MAX_RATE) {
             return Err(bad(format!(
-                "rate: must be a number >= 0, got {}",
+                "rate: must be a number from 0 to {MAX_RATE}, got {}",
                 config.rate
             )));
         }

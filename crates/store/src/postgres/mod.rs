@@ -16,6 +16,7 @@ mod types;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -59,12 +60,52 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// How long the PostgreSQL store waits for the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PgTimeouts {
+    /// Opening a connection (TCP and authentication), unless the URL sets
+    /// `connect_timeout`.
+    pub connect: Duration,
+    /// The server's `statement_timeout` for every statement of the store,
+    /// unless the URL's `options` set one. The store also gives up on any
+    /// call after this plus two seconds, so a database that answers nothing
+    /// at all (frozen, or a network black hole) is an error, not a hang.
+    pub statement: Duration,
+    /// Waiting for a free connection of the pool.
+    pub pool_wait: Duration,
+}
+
+impl Default for PgTimeouts {
+    fn default() -> Self {
+        PgTimeouts {
+            connect: Duration::from_secs(5),
+            statement: Duration::from_secs(15),
+            pool_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PgTimeouts {
+    /// When the store gives up on a call the server has not answered.
+    pub fn call(&self) -> Duration {
+        self.statement + Duration::from_secs(2)
+    }
+}
+
 /// The pool for `url`, without touching the schema.
-fn pool(url: &str) -> Result<Pool, StoreError> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
+fn pool(url: &str, timeouts: &PgTimeouts) -> Result<Pool, StoreError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
         url: crate::redact_url(url),
         reason: format!("{e}"),
     })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeouts.connect);
+    }
+    let options = config.get_options().unwrap_or_default().to_string();
+    if !options.contains("statement_timeout") {
+        let ms = timeouts.statement.as_millis().max(1);
+        config.options(format!("{options} -c statement_timeout={ms}").trim());
+    }
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -74,6 +115,10 @@ fn pool(url: &str) -> Result<Pool, StoreError> {
     );
     Pool::builder(manager)
         .max_size(POOL_SIZE)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(timeouts.pool_wait))
+        .create_timeout(Some(timeouts.connect + Duration::from_secs(1)))
+        .recycle_timeout(Some(timeouts.connect))
         .build()
         .map_err(|e| StoreError::Pool(e.to_string()))
 }
@@ -84,8 +129,10 @@ pub async fn migrate(
     action: MigrateAction,
     options: &PgSchemaOptions,
 ) -> Result<SchemaStatus, StoreError> {
-    let pool = pool(url)?;
+    let pool = pool(url, &PgTimeouts::default())?;
     let mut client = pool.get().await?;
+    // A migration may rewrite a large table: no statement timeout.
+    client.simple_query("SET statement_timeout = 0").await?;
     match action {
         MigrateAction::Up => migrations::up(&mut client, options).await,
         MigrateAction::Down => migrations::down(&mut client).await,
@@ -113,10 +160,24 @@ fn partition_name(day: i64) -> String {
 impl PostgresStore {
     /// Connects and brings the schema up to date (the same as `migrate up`).
     pub async fn open(url: &str, options: PgSchemaOptions) -> Result<Self, StoreError> {
-        let pool = pool(url)?;
+        Self::open_with(url, options, PgTimeouts::default()).await
+    }
+
+    /// [`open`](Self::open) with these timeouts.
+    pub async fn open_with(
+        url: &str,
+        options: PgSchemaOptions,
+        timeouts: PgTimeouts,
+    ) -> Result<Self, StoreError> {
+        let pool = pool(url, &timeouts)?;
         let status = {
             let mut client = pool.get().await?;
-            migrations::up(&mut client, &options).await?
+            // A migration may rewrite a large table: no statement timeout
+            // while it runs; the connection's default comes back after.
+            client.simple_query("SET statement_timeout = 0").await?;
+            let status = migrations::up(&mut client, &options).await?;
+            client.simple_query("RESET statement_timeout").await?;
+            status
         };
         let mode = status.mode.unwrap_or(Mode::Postgres);
         let store = PostgresStore {

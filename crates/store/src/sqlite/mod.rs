@@ -36,8 +36,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0003_candles.sql"),
 ];
 
-/// Reader connections kept open between queries.
-const MAX_IDLE_READERS: usize = 4;
+/// Reader connections: at most this many queries run at once (the rest
+/// wait their turn without holding a thread), and they stay open between
+/// queries. Bounding them bounds the memory of concurrent large queries and
+/// keeps blocking threads free for the writer.
+const MAX_READERS: usize = 4;
 
 /// The SQLite tick store. Cloning shares it.
 #[derive(Clone)]
@@ -49,6 +52,8 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per query running; [`MAX_READERS`] in all.
+    reading: Arc<tokio::sync::Semaphore>,
     /// Dropping it stops the checkpoint thread.
     _stop_checkpoints: std::sync::mpsc::SyncSender<()>,
 }
@@ -174,6 +179,7 @@ impl SqliteStore {
                 _stop_checkpoints: stop_tx,
                 writer: Mutex::new(Writer { conn, ids }),
                 readers: Mutex::new(Vec::new()),
+                reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             }),
         })
     }
@@ -195,17 +201,24 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
+        // Held by the blocking task itself: a caller that gives up does not
+        // free the slot of a query still running.
+        let permit = self
+            .inner
+            .reading
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = inner.readers.lock().pop();
             let conn = match conn {
                 Some(c) => c,
                 None => open_connection(&inner.path, false)?,
             };
             let result = f(&conn);
-            let mut idle = inner.readers.lock();
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
-            }
+            inner.readers.lock().push(conn);
             result
         })
         .await

@@ -16,11 +16,11 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use streamforge_bus::{Bus, Headers, Message};
 use streamforge_model::{wire, Gap, GapReason, Symbol, Timestamp, GAP_CONTENT_TYPE};
-use streamforge_providers::ProviderFrame;
+use streamforge_providers::{ProviderFrame, Rejected};
 use streamforge_telemetry::{traces, Health, Metrics};
 use tracing::Instrument;
 
-use super::publish_retrying;
+use super::{dead_letter, publish_retrying};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,10 @@ pub mod headers {
     pub const DLQ_SOURCE_TOPIC: &str = "dlq-source-topic";
     pub const DLQ_SOURCE_PARTITION: &str = "dlq-source-partition";
     pub const DLQ_SOURCE_OFFSET: &str = "dlq-source-offset";
+    /// On a dead letter whose payload was cut to fit the bus.
+    pub const DLQ_TRUNCATED: &str = "dlq-truncated";
+    pub const DLQ_ORIGINAL_SIZE: &str = "dlq-original-size";
+    pub const DLQ_ORIGINAL_XXH3: &str = "dlq-original-xxh3";
 }
 
 /// Everything the stage needs.
@@ -50,6 +54,9 @@ pub struct Ingest {
     pub dlq_topic: String,
     pub metrics: Metrics,
     pub health: Health,
+    /// Most distinct symbols served; ticks and gaps of further symbols go
+    /// to the dead-letter topic (`too_many_symbols`).
+    pub max_symbols: usize,
     /// Publish retries give up once this fires.
     pub shutdown: CancellationToken,
 }
@@ -128,41 +135,63 @@ impl Ingest {
         // Every message of the frame shares one set of headers per kind.
         let h = message_headers(wire::CONTENT_TYPE, &src, &trace);
         batch.reserve(frame.ticks.len() + frame.gaps.len());
+        let mut refused: Vec<(Vec<u8>, &Symbol)> = Vec::new();
         for tick in &frame.ticks {
             let mut payload = Vec::with_capacity(224);
             wire::encode_into(tick, &mut payload);
-            batch.push(Message {
-                key: symbol_key(keys, tick.symbol(), provider),
-                payload: payload.into(),
-                headers: h.clone(),
-            });
+            match symbol_key(keys, tick.symbol(), provider, self.max_symbols) {
+                Some(key) => batch.push(Message {
+                    key,
+                    payload: payload.into(),
+                    headers: h.clone(),
+                }),
+                None => refused.push((payload, tick.symbol())),
+            }
         }
         if !frame.gaps.is_empty() {
             // Keyed by symbol: in the symbol's partition, in order with its ticks.
             let h = message_headers(GAP_CONTENT_TYPE, &src, &trace);
             for gap in &frame.gaps {
-                batch.push(Message {
-                    key: symbol_key(keys, &gap.symbol, provider),
-                    payload: gap.encode().into(),
-                    headers: h.clone(),
-                });
+                let payload = gap.encode();
+                match symbol_key(keys, &gap.symbol, provider, self.max_symbols) {
+                    Some(key) => batch.push(Message {
+                        key,
+                        payload: payload.into(),
+                        headers: h.clone(),
+                    }),
+                    None => refused.push((payload, &gap.symbol)),
+                }
             }
         }
-        if let Some(first) = frame.rejects.first() {
-            // One line per frame, not per tick: the first error stands for the rest.
-            tracing::warn!(provider, rejected = frame.rejects.len(), reason = first.reason, error = %first.error, "provider input rejected to the dead-letter topic");
+        let mut rejects = frame.rejects;
+        if let Some((_, symbol)) = refused.first() {
+            tracing::warn!(provider, refused = refused.len(), symbol = %symbol, max_symbols = self.max_symbols,
+                "ticks of more symbols than ingest.max_symbols refused to the dead-letter topic");
         }
-        for r in frame.rejects {
+        rejects.extend(refused.into_iter().map(|(raw, symbol)| Rejected {
+            raw,
+            reason: "too_many_symbols",
+            error: format!(
+                "symbol: {symbol} is beyond the {} distinct symbols ingest serves (ingest.max_symbols)",
+                self.max_symbols
+            ),
+        }));
+        if let Some(first) = rejects.first() {
+            // One line per frame, not per tick: the first error stands for the rest.
+            tracing::warn!(provider, rejected = rejects.len(), reason = first.reason, error = %first.error, "provider input rejected to the dead-letter topic");
+        }
+        for r in rejects {
             self.metrics.ticks_rejected("ingest", r.reason, 1);
-            let mut h = Headers::with_capacity(5);
+            let mut h = Headers::with_capacity(8);
             h.insert(headers::SRC_ID, src.clone());
             h.insert(headers::TRACEPARENT, trace.clone());
             h.insert(headers::DLQ_STAGE, Bytes::from_static(b"ingest"));
             h.insert(headers::DLQ_REASON, Bytes::from_static(r.reason.as_bytes()));
-            h.insert(headers::DLQ_ERROR, Bytes::from(r.error.into_bytes()));
+            h.insert(headers::DLQ_ERROR, dead_letter::error(&r.error));
+            let payload = dead_letter::payload(r.raw.into(), &mut h);
             dead.push(Message {
                 key: Bytes::new(),
-                payload: r.raw.into(),
+                payload,
                 headers: h,
             });
         }
@@ -241,14 +270,23 @@ fn message_headers(content_type: &'static str, src: &Bytes, trace: &Bytes) -> He
 }
 
 /// The message key of `symbol`, allocated once per symbol (which also
-/// remembers the symbol as served by `provider`).
-fn symbol_key(keys: &mut Served, symbol: &Symbol, provider: &'static str) -> Bytes {
+/// remembers the symbol as served by `provider`); `None` for a new symbol
+/// when `max_symbols` are served already.
+fn symbol_key(
+    keys: &mut Served,
+    symbol: &Symbol,
+    provider: &'static str,
+    max_symbols: usize,
+) -> Option<Bytes> {
     if let Some((k, _)) = keys.get(symbol) {
-        return k.clone();
+        return Some(k.clone());
+    }
+    if keys.len() >= max_symbols {
+        return None;
     }
     let k = Bytes::copy_from_slice(symbol.as_str().as_bytes());
     keys.insert(symbol.clone(), (k.clone(), provider));
-    k
+    Some(k)
 }
 
 /// A W3C `traceparent` for a frame when no tracer is installed (tools,

@@ -13,6 +13,7 @@
 //! providers stop, ingest publishes what it holds, the ticks topic is
 //! closed, persist writes and commits the rest, then the process exits.
 
+pub mod dead_letter;
 mod ingest;
 mod live;
 mod persist;
@@ -23,9 +24,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use streamforge_api::{ApiLimits, AppState, LiveHub};
+use streamforge_api::{AppState, LiveHub};
 use streamforge_bus::{Bus, BusError, ConsumerOptions, StartFrom};
-use streamforge_model::TickRules;
 use streamforge_providers::{build_providers, ProvidersConfig, SyntheticConfig};
 use streamforge_store::{Cache, StoreOptions, TickStore};
 use streamforge_telemetry::{Health, Metrics};
@@ -310,15 +310,14 @@ pub async fn start_with(
     config.validate().context("invalid configuration")?;
     let metrics = Metrics::new();
     let health = Health::new();
-    let rules = TickRules {
-        max_future_skew: config.ingest.max_future_skew,
-    };
+    let rules = config.tick_rules();
 
     let store_url = config.store_url();
     let store_shown = streamforge_store::redact_url(&store_url);
     let backends = if roles.needs_store() {
         let store_options = StoreOptions {
             postgres: config.postgres.schema_options(),
+            postgres_timeouts: config.postgres.timeouts(),
         };
         let store: Arc<dyn TickStore> =
             streamforge_store::open_store_with(&store_url, &store_options)
@@ -439,6 +438,7 @@ pub async fn start_with(
                 dlq_topic: config.ingest.dlq_topic.clone(),
                 metrics: metrics.clone(),
                 health: health.clone(),
+                max_symbols: config.ingest.max_symbols,
                 shutdown: shutdown.clone(),
             }
             .run(frames_rx),
@@ -500,12 +500,11 @@ pub async fn start_with(
             live: hub,
             metrics: metrics.clone(),
             health: health.clone(),
-            limits: ApiLimits {
-                default_limit: config.api.default_limit,
-                max_limit: config.api.max_limit,
-                default_window: config.api.default_window,
+            limits: config.api.limits(),
+            ws: streamforge_api::routes::ws::WsOptions {
+                max_subscriptions: config.api.ws_max_subscriptions,
+                ..Default::default()
             },
-            ws: streamforge_api::routes::ws::WsOptions::default(),
             shutdown: shutdown.clone(),
         }),
         _ => streamforge_api::ops_router(metrics.clone(), health.clone()),
@@ -515,12 +514,14 @@ pub async fn start_with(
     } else {
         router
     };
-    let token = shutdown.clone();
+    let (token, server, m) = (
+        shutdown.clone(),
+        config.http.server_options(),
+        metrics.clone(),
+    );
     let http = spawn_stage("http", &shutdown, None, async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await
-            .context("serving HTTP")
+        streamforge_api::server::serve(listener, router, server, m, token).await;
+        Ok(())
     });
 
     tracing::info!(

@@ -5,8 +5,13 @@
 //! topic with their partition, offset and error), writes it to the store in
 //! one transaction, offers it to the cache, and only then commits the
 //! offsets (in order, from a task of their own, so the next write does not
-//! wait for the broker's answer). A failed store write is retried with backoff; nothing is
-//! committed before it succeeds. Returns when the bus is closed and drained.
+//! wait for the broker's answer). A failed store write is retried with
+//! backoff; nothing is committed before it succeeds. When the store refuses
+//! a batch for its data (a value out of range, a constraint), the batch is
+//! split in halves until the refused rows are alone: they go to the
+//! dead-letter topic with the database's error, the rest is stored and the
+//! offsets committed, so no single message can stop a partition.
+//! Returns when the bus is closed and drained.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +21,7 @@ use bytes::Bytes;
 use streamforge_bus::message::last_offsets;
 use streamforge_bus::{Bus, Committer, Consumer, Delivery, Headers, Message, Offset, Polled};
 use streamforge_model::{wire, Gap, Tick, TickRules, Timestamp, GAP_CONTENT_TYPE};
-use streamforge_store::{Cache, TickBatch, TickStore};
+use streamforge_store::{Cache, StoreError, TickBatch, TickStore};
 use streamforge_telemetry::traces::{self, SpanContext};
 use streamforge_telemetry::{Health, Metrics};
 use tokio::sync::mpsc;
@@ -24,7 +29,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::ingest::headers;
-use super::{publish_retrying, LatencyProbe};
+use super::{dead_letter, publish_retrying, LatencyProbe};
+
+/// DLQ reason of records the store refused.
+const STORE_REFUSED: &str = "store_refused";
 
 /// Longest pause between store retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -50,8 +58,12 @@ pub struct Persist {
 /// A decoded batch on its way to the store.
 struct Prepared {
     ticks: TickBatch,
+    /// The delivery each tick came from (for dead-lettering a tick the
+    /// store refuses).
+    tick_sources: Vec<Delivery>,
     /// Feed gaps recorded by providers, stored with the ticks.
     gaps: Vec<Gap>,
+    gap_sources: Vec<Delivery>,
     dead: Vec<Message>,
     /// What to commit once the batch is durable.
     offsets: Vec<Offset>,
@@ -227,26 +239,49 @@ impl Persist {
     }
 
     async fn store_prepared(&self, p: Prepared) -> anyhow::Result<()> {
-        let rows = p.ticks.len();
-        self.write(&p.ticks)
+        let Prepared {
+            ticks,
+            tick_sources,
+            gaps,
+            gap_sources,
+            mut dead,
+            ..
+        } = p;
+        let rows = ticks.len();
+        let refused = self
+            .write_isolating(&ticks)
             .instrument(tracing::info_span!(
                 "store.write",
                 rows,
                 store = self.store.kind()
             ))
             .await?;
-        if !p.gaps.is_empty() {
-            self.write_gaps(&p.gaps)
-                .instrument(tracing::info_span!("store.write_gaps", gaps = p.gaps.len()))
+        // The rows the store refused are dead letters; the rest is stored.
+        let ticks = if refused.is_empty() {
+            ticks
+        } else {
+            self.refused_to_dead_letters(&refused, &tick_sources, "ticks", &mut dead);
+            let skip: std::collections::HashSet<usize> = refused.iter().map(|(i, _)| *i).collect();
+            let kept: Vec<Tick> = (0..ticks.len())
+                .filter(|i| !skip.contains(i))
+                .map(|i| ticks[i].clone())
+                .collect();
+            Arc::from(kept)
+        };
+        if !gaps.is_empty() {
+            let refused = self
+                .write_gaps(&gaps)
+                .instrument(tracing::info_span!("store.write_gaps", gaps = gaps.len()))
                 .await?;
+            self.refused_to_dead_letters(&refused, &gap_sources, "gap records", &mut dead);
         }
-        if !p.ticks.is_empty() {
+        if !ticks.is_empty() {
             let update = self
                 .cache
-                .update_latest(&p.ticks)
+                .update_latest(&ticks)
                 .instrument(tracing::info_span!(
                     "cache.update",
-                    ticks = rows,
+                    ticks = ticks.len(),
                     cache = self.cache.kind()
                 ));
             match update.await {
@@ -254,93 +289,165 @@ impl Persist {
                     self.metrics.cache_updated(n);
                     let cached_at = Timestamp::now();
                     self.metrics
-                        .ingested_to_cached(p.ticks.iter().map(|t| seconds_between(t, cached_at)));
+                        .ingested_to_cached(ticks.iter().map(|t| seconds_between(t, cached_at)));
                 }
                 Err(e) => self.metrics.cache_failed(&e),
             }
         }
-        if !p.dead.is_empty() {
-            let dead = p.dead.len();
+        if !dead.is_empty() {
+            let n = dead.len();
             let (bus, m, h) = (&*self.bus, &self.metrics, &self.health);
-            publish_retrying(bus, m, h, &self.dlq_topic, p.dead, &self.shutdown)
+            publish_retrying(bus, m, h, &self.dlq_topic, dead, &self.shutdown)
                 .instrument(
-                    tracing::info_span!("bus.publish", topic = %self.dlq_topic, messages = dead),
+                    tracing::info_span!("bus.publish", topic = %self.dlq_topic, messages = n),
                 )
                 .await?;
         }
         Ok(())
     }
 
-    /// Writes gap records with retries, like ticks.
-    async fn write_gaps(&self, gaps: &[Gap]) -> anyhow::Result<()> {
-        if gaps.is_empty() {
-            return Ok(());
-        }
-        let mut backoff = self.retry_backoff;
-        loop {
-            match self.store.write_gaps(gaps).await {
-                Ok(()) => {
-                    self.metrics.gaps_stored(gaps.len());
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.metrics.store_write_failed(&e);
-                    if !e.is_retryable() || self.shutdown.is_cancelled() {
-                        return Err(e)
-                            .context(format!("writing {} gap records to the store", gaps.len()));
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.shutdown.cancelled() => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
+    /// Dead letters (reason `store_refused`, the database's error) for the
+    /// records at the `refused` indexes of `sources`.
+    fn refused_to_dead_letters(
+        &self,
+        refused: &[(usize, StoreError)],
+        sources: &[Delivery],
+        what: &str,
+        dead: &mut Vec<Message>,
+    ) {
+        let Some((first, e)) = refused.first() else {
+            return;
+        };
+        let d = &sources[*first];
+        tracing::warn!(refused = refused.len(), partition = d.partition, offset = d.offset, error = %e,
+            "the store refused {what}; they go to the dead-letter topic and the rest of the batch is stored");
+        self.metrics
+            .ticks_rejected("persist", STORE_REFUSED, refused.len());
+        for (i, e) in refused {
+            dead.push(dead_letter(&sources[*i], STORE_REFUSED, &e.to_string()));
         }
     }
 
-    /// Writes with retries; `Ok` only once the batch is durable.
-    async fn write(&self, ticks: &TickBatch) -> anyhow::Result<()> {
-        if ticks.is_empty() {
-            return Ok(());
+    /// Writes gap records with retries, like ticks; returns the ones the
+    /// store refused (each written alone, so one bad record refuses only itself).
+    async fn write_gaps(&self, gaps: &[Gap]) -> anyhow::Result<Vec<(usize, StoreError)>> {
+        match self
+            .write_retrying("gap records", || self.store.write_gaps(gaps))
+            .await?
+        {
+            Ok(()) => {
+                self.metrics.gaps_stored(gaps.len());
+                return Ok(Vec::new());
+            }
+            Err(e) if gaps.len() == 1 => return Ok(vec![(0, e)]),
+            Err(_) => {}
         }
-        let mut backoff = self.retry_backoff;
-        loop {
-            let started = Instant::now();
-            match self.store.write_batch(ticks.clone()).await {
-                Ok(outcome) => {
-                    let stored_at = Timestamp::now();
-                    self.health.set("store", true, self.store.kind());
-                    self.metrics.batch_stored(
-                        ticks.len(),
-                        outcome.inserted,
-                        started.elapsed(),
-                        ticks.iter().map(|t| seconds_between(t, stored_at)),
-                    );
-                    if let Some(p) = &self.probe {
-                        p.record(ticks, stored_at);
-                    }
-                    return Ok(());
-                }
+        let mut refused = Vec::new();
+        for (i, gap) in gaps.iter().enumerate() {
+            let one = std::slice::from_ref(gap);
+            match self
+                .write_retrying("a gap record", || self.store.write_gaps(one))
+                .await?
+            {
+                Ok(()) => self.metrics.gaps_stored(1),
+                Err(e) => refused.push((i, e)),
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Writes `ticks`; when the store refuses the batch for its data, splits
+    /// it in halves until the refused ticks are alone, stores the rest and
+    /// returns the refused ones (index in `ticks`, the store's error).
+    async fn write_isolating(&self, ticks: &TickBatch) -> anyhow::Result<Vec<(usize, StoreError)>> {
+        if ticks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut refused = Vec::new();
+        // Ranges still to write, last first.
+        let mut todo = vec![(0, ticks.len())];
+        while let Some((from, to)) = todo.pop() {
+            let part: TickBatch = if (from, to) == (0, ticks.len()) {
+                ticks.clone()
+            } else {
+                Arc::from(&ticks[from..to])
+            };
+            match self.write(&part).await? {
+                Ok(()) => {}
+                Err(e) if to - from == 1 => refused.push((from, e)),
                 Err(e) => {
-                    self.metrics.store_write_failed(&e);
-                    self.health.set("store", false, e.to_string());
-                    if !e.is_retryable() {
-                        return Err(e).context("writing a batch to the store");
+                    if (from, to) == (0, ticks.len()) {
+                        tracing::warn!(rows = ticks.len(), error = %e, "the store refused a batch for its data; splitting it to find the rows it refuses");
                     }
-                    if self.shutdown.is_cancelled() {
-                        return Err(e).context(format!(
-                            "shutting down with {} ticks not written to the store",
-                            ticks.len()
-                        ));
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.shutdown.cancelled() => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let mid = from + (to - from) / 2;
+                    todo.push((mid, to));
+                    todo.push((from, mid));
                 }
             }
+        }
+        Ok(refused)
+    }
+
+    /// Writes with retries. `Ok(Ok)` once the batch is durable; `Ok(Err)`
+    /// when the store refuses its data (see [`StoreError::is_data_error`]).
+    async fn write(&self, ticks: &TickBatch) -> anyhow::Result<Result<(), StoreError>> {
+        let started = Instant::now();
+        let outcome = self
+            .write_retrying("ticks", || self.store.write_batch(ticks.clone()))
+            .await?;
+        if let Ok(outcome) = outcome {
+            let stored_at = Timestamp::now();
+            self.health.set("store", true, self.store.kind());
+            self.metrics.batch_stored(
+                ticks.len(),
+                outcome.inserted,
+                started.elapsed(),
+                ticks.iter().map(|t| seconds_between(t, stored_at)),
+            );
+            if let Some(p) = &self.probe {
+                p.record(ticks, stored_at);
+            }
+            return Ok(Ok(()));
+        }
+        Ok(outcome.map(|_| ()))
+    }
+
+    /// Runs a store write until it succeeds or the store refuses its data,
+    /// retrying every other failure with backoff: a connection lost, a
+    /// timeout, but also a schema or permission problem an operator can
+    /// fix while persist waits (`/readyz` says what is wrong meanwhile).
+    /// `Err` only at shutdown, with what was not written.
+    async fn write_retrying<T, F, Fut>(
+        &self,
+        what: &str,
+        mut attempt: F,
+    ) -> anyhow::Result<Result<T, StoreError>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut backoff = self.retry_backoff;
+        loop {
+            let e = match attempt().await {
+                Ok(v) => return Ok(Ok(v)),
+                Err(e) if e.is_data_error() => return Ok(Err(e)),
+                Err(e) => e,
+            };
+            self.metrics.store_write_failed(&e);
+            self.health.set("store", false, e.to_string());
+            if !e.is_retryable() {
+                tracing::error!(error = %e, retry_in = ?backoff, "the store refused a write for a reason other than its data; retrying until it is fixed");
+            }
+            if self.shutdown.is_cancelled() {
+                return Err(e).context(format!(
+                    "shutting down with {what} not written to the store"
+                ));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }
@@ -356,12 +463,17 @@ fn prepare(
     let _entered = span.enter();
     let now = Timestamp::now();
     let mut ticks = Vec::with_capacity(batch.len());
+    let mut tick_sources = Vec::with_capacity(batch.len());
     let mut gaps = Vec::new();
+    let mut gap_sources = Vec::new();
     let mut dead = Vec::new();
     for d in batch {
         if d.message.headers.get_str(headers::CONTENT_TYPE) == Some(GAP_CONTENT_TYPE) {
             match Gap::decode(&d.message.payload) {
-                Ok(g) => gaps.push(g),
+                Ok(g) => {
+                    gaps.push(g);
+                    gap_sources.push(d.clone());
+                }
                 Err(e) => {
                     metrics.ticks_rejected("persist", "malformed_gap", 1);
                     tracing::warn!(partition = d.partition, offset = d.offset, error = %e, "undecodable gap record sent to the dead-letter topic");
@@ -374,7 +486,10 @@ fn prepare(
             wire::check_schema_version(d.message.headers.get_str(headers::SCHEMA_VERSION))
                 .and_then(|()| decoder.decode(&d.message.payload, rules, now));
         match decoded {
-            Ok(t) => ticks.push(t),
+            Ok(t) => {
+                ticks.push(t);
+                tick_sources.push(d.clone());
+            }
             Err(e) => {
                 metrics.ticks_rejected("persist", e.reason(), 1);
                 if dead.is_empty() {
@@ -388,7 +503,9 @@ fn prepare(
     drop(_entered);
     Prepared {
         ticks: Arc::from(ticks),
+        tick_sources,
         gaps,
+        gap_sources,
         dead,
         offsets: last_offsets(batch),
         span,
@@ -453,7 +570,7 @@ fn dead_letter(d: &Delivery, reason: &'static str, error: &str) -> Message {
     }
     h.insert(headers::DLQ_STAGE, Bytes::from_static(b"persist"));
     h.insert(headers::DLQ_REASON, Bytes::from_static(reason.as_bytes()));
-    h.insert(headers::DLQ_ERROR, Bytes::from(error.to_string()));
+    h.insert(headers::DLQ_ERROR, dead_letter::error(error));
     h.insert(headers::DLQ_SOURCE_TOPIC, Bytes::from(d.topic.to_string()));
     h.insert(
         headers::DLQ_SOURCE_PARTITION,
@@ -463,9 +580,10 @@ fn dead_letter(d: &Delivery, reason: &'static str, error: &str) -> Message {
         headers::DLQ_SOURCE_OFFSET,
         Bytes::from(d.offset.to_string()),
     );
+    let payload = dead_letter::payload(d.message.payload.clone(), &mut h);
     Message {
         key: d.message.key.clone(),
-        payload: d.message.payload.clone(),
+        payload,
         headers: h,
     }
 }

@@ -1,0 +1,264 @@
+//! The HTTP server: accepts connections and bounds what one client can hold.
+//!
+//! - **Connections**: at most [`ServerOptions::max_connections`] at once; one
+//!   more is answered `503` with a JSON error and closed.
+//! - **Headers**: a request's headers must arrive within
+//!   [`ServerOptions::header_timeout`] (slow-header clients are closed),
+//!   and be at most [`ServerOptions::max_header_bytes`] (`431` beyond). The
+//!   same timer closes a keep-alive connection that sends no next request.
+//! - **Idle**: a connection that neither sends nor takes a byte for
+//!   [`ServerOptions::idle_timeout`] is closed (a stalled request body).
+//! - **Writes**: a response (SSE stream, WebSocket) whose client does not
+//!   read for [`ServerOptions::write_timeout`] is closed.
+//!
+//! Per-request timeouts of REST routes and the cap on live streams are in
+//! the router ([`crate::routes`]). At shutdown the listener stops, every
+//! connection finishes its request in flight and closes.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use streamforge_telemetry::Metrics;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Limits of the HTTP server.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ServerOptions {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_connections: 1_024,
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            idle_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` fires, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: ServerOptions,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait, do not spin.
+                tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.http_refused("max_connections");
+            connections.spawn(refuse(stream, options));
+            continue;
+        };
+        let (router, stop) = (router.clone(), shutdown.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            let io = TokioIo::new(Guarded::new(stream, options));
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(options.header_timeout)
+                .max_buf_size(options.max_header_bytes.max(8192))
+                .max_header_size(options.max_header_bytes);
+            let conn = http
+                .serve_connection(io, TowerToHyperService::new(router))
+                .with_upgrades();
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// The answer to a connection over the limit: a `503` with a JSON error.
+async fn refuse(mut stream: TcpStream, options: ServerOptions) {
+    let body = format!(
+        r#"{{"error":"server busy","detail":"{} connections are open, the most this server takes (http.max_connections); retry later"}}"#,
+        options.max_connections
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(options.write_timeout, write).await;
+}
+
+/// A connection's socket with the idle and write timers.
+struct Guarded {
+    io: TcpStream,
+    idle_timeout: Duration,
+    write_timeout: Duration,
+    last_active: Instant,
+    idle: Pin<Box<Sleep>>,
+    /// Running while a write waits for the client.
+    write_stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl Guarded {
+    fn new(io: TcpStream, options: ServerOptions) -> Self {
+        let now = Instant::now();
+        Guarded {
+            io,
+            idle_timeout: options.idle_timeout,
+            write_timeout: options.write_timeout,
+            last_active: now,
+            idle: Box::pin(tokio::time::sleep_until(now + options.idle_timeout)),
+            write_stalled: None,
+        }
+    }
+
+    /// `Err` once nothing moved for the idle timeout.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        loop {
+            if self.idle.as_mut().poll(cx).is_pending() {
+                return Ok(());
+            }
+            let due = self.last_active + self.idle_timeout;
+            if due <= Instant::now() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no byte sent or taken for {:?} (http.idle_timeout)",
+                        self.idle_timeout
+                    ),
+                ));
+            }
+            self.idle.as_mut().reset(due);
+        }
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    this.last_active = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                this.poll_idle(cx)?;
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Guarded {
+    fn poll_written<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match result {
+            Poll::Ready(r) => {
+                self.write_stalled = None;
+                self.last_active = Instant::now();
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let timeout = self.write_timeout;
+                let stalled = self
+                    .write_stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                ready!(stalled.as_mut().poll(cx));
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client took nothing for {timeout:?} (http.write_timeout)"),
+                )))
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.poll_written(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.poll_written(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.poll_written(cx, r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,96 @@
+//! [`Timed`]: a store whose every call has a deadline.
+//!
+//! A database that accepts connections but answers nothing (a frozen
+//! server, a network black hole) would otherwise hold a caller forever;
+//! with the deadline the call fails with [`StoreError::Timeout`], which is
+//! retryable: persist retries the write, the API answers `503`, and both
+//! recover by themselves once the database answers again.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use streamforge_model::{Candle, Gap, Symbol, Tick};
+
+use crate::{
+    CandleQuery, GapQuery, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore, WriteOutcome,
+};
+
+/// `inner` with a deadline on every call.
+pub struct Timed {
+    inner: Arc<dyn TickStore>,
+    after: Duration,
+}
+
+impl Timed {
+    pub fn new(inner: Arc<dyn TickStore>, after: Duration) -> Self {
+        Timed { inner, after }
+    }
+
+    async fn run<T>(
+        &self,
+        what: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.after, call).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout {
+                what,
+                after: self.after,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl TickStore for Timed {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    async fn write_batch(&self, batch: TickBatch) -> Result<WriteOutcome, StoreError> {
+        self.run("writing ticks", self.inner.write_batch(batch))
+            .await
+    }
+
+    async fn ticks(&self, query: TickQuery) -> Result<Vec<Tick>, StoreError> {
+        self.run("reading ticks", self.inner.ticks(query)).await
+    }
+
+    async fn candles(&self, query: CandleQuery) -> Result<Vec<Candle>, StoreError> {
+        self.run("reading candles", self.inner.candles(query)).await
+    }
+
+    async fn symbols(&self) -> Result<Vec<SymbolInfo>, StoreError> {
+        self.run("listing symbols", self.inner.symbols()).await
+    }
+
+    async fn symbol(&self, symbol: &Symbol) -> Result<Option<SymbolInfo>, StoreError> {
+        self.run("reading a symbol", self.inner.symbol(symbol))
+            .await
+    }
+
+    async fn latest(&self, symbol: &Symbol) -> Result<Option<Tick>, StoreError> {
+        self.run("reading the latest tick", self.inner.latest(symbol))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run("ping", self.inner.ping()).await
+    }
+
+    async fn write_gaps(&self, gaps: &[Gap]) -> Result<(), StoreError> {
+        self.run("writing gaps", self.inner.write_gaps(gaps)).await
+    }
+
+    async fn gaps(&self, query: GapQuery) -> Result<Vec<Gap>, StoreError> {
+        self.run("reading gaps", self.inner.gaps(query)).await
+    }
+
+    async fn housekeeping(&self) -> Result<(), StoreError> {
+        // Upkeep may drop or compress large partitions: no deadline beyond
+        // the server's own statement timeout.
+        self.inner.housekeeping().await
+    }
+}

@@ -1,0 +1,452 @@
+//! No single input stops a stage: values out of bounds, rows the store
+//! refuses, oversized and foreign provider frames. Each test runs the
+//! pipeline in process and checks, through HTTP and the bus, that it keeps
+//! running, that every valid tick is stored exactly once and that every bad
+//! input is in the dead-letter topic once, with its reason, and counted.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use streamforge::config::Config;
+use streamforge::pipeline::{self, Roles, Running};
+use streamforge_bus::{Bus, Consumer, ConsumerOptions, Headers, Message, Polled, StartFrom};
+use streamforge_model::{Symbol, Timestamp};
+use streamforge_providers::finnhub::{Simulator, SimulatorConfig};
+use streamforge_store::{Order, TickQuery};
+use streamforge_testkit::engines::{psql, shared_postgres};
+use streamforge_testkit::{metric, wait_for};
+use tokio_util::sync::CancellationToken;
+
+/// The price the store is told to refuse (by a trigger the test installs).
+const POISON: f64 = 666.25;
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    c.http.addr = "127.0.0.1:0".parse().unwrap();
+    // Only the messages of the test: a quiet synthetic feed on its own symbol.
+    c.synthetic.symbols = vec!["QUIET".into()];
+    c.synthetic.rate = 1.0;
+    c.persist.batch_size = 1_000;
+    c.persist.batch_timeout = Duration::from_millis(100);
+    c.persist.retry_backoff = Duration::from_millis(20);
+    c.log.level = "warn".into();
+    c
+}
+
+async fn start(c: &Config) -> (Running, CancellationToken) {
+    let token = CancellationToken::new();
+    let running = pipeline::start(c, Roles::ALL, token.clone(), None)
+        .await
+        .unwrap();
+    (running, token)
+}
+
+async fn dlq_consumer(bus: &dyn Bus) -> Box<dyn Consumer> {
+    bus.consumer(
+        "ticks.dlq",
+        ConsumerOptions {
+            group: format!("test-{}", rand_suffix()),
+            start: StartFrom::Earliest,
+            durable: true,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn rand_suffix() -> u64 {
+    Timestamp::now().as_micros() as u64
+}
+
+/// Dead letters until `n` arrived (then a short wait for any extra one).
+async fn dead_letters(dlq: &mut dyn Consumer, n: usize) -> Vec<Message> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let wait = if out.len() >= n {
+            Duration::from_millis(500)
+        } else {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        };
+        match tokio::time::timeout(wait, dlq.recv(100)).await {
+            Ok(Ok(Polled::Messages(m))) => out.extend(m.into_iter().map(|d| (*d.message).clone())),
+            Ok(other) => panic!("dead-letter topic: {other:?}"),
+            Err(_) if out.len() >= n => return out,
+            Err(_) => panic!("{} of {n} dead letters arrived in 30 s", out.len()),
+        }
+    }
+}
+
+fn tick_message(symbol: &str, ts: Timestamp, price: f64) -> Message {
+    let payload = format!(
+        r#"{{"symbol":"{symbol}","ts":"{ts}","price":{price},"size":1,"exchange":"","src_id":"test"}}"#
+    );
+    let mut h = Headers::default();
+    h.insert("schema-version", Bytes::from_static(b"1"));
+    Message {
+        key: Bytes::from(symbol.to_string()),
+        payload: payload.into(),
+        headers: h,
+    }
+}
+
+/// Prices stored for `symbol`, sorted.
+async fn stored_prices(running: &Running, symbol: &str) -> Vec<f64> {
+    let ticks = running
+        .store
+        .clone()
+        .unwrap()
+        .ticks(TickQuery {
+            symbol: Symbol::parse(symbol).unwrap(),
+            from: Timestamp::from_micros(0),
+            to: Timestamp::MAX,
+            limit: 100_000,
+            order: Order::Asc,
+        })
+        .await
+        .unwrap();
+    let mut prices: Vec<f64> = ticks.iter().map(|t| t.price()).collect();
+    prices.sort_by(f64::total_cmp);
+    prices
+}
+
+/// Publishes 300 ticks of which 4 carry the price the store refuses (two
+/// of them next to each other), in one batch, then checks that the other
+/// 296 are stored exactly once, each poison is dead-lettered once with the
+/// database's error, and the pipeline goes on storing afterwards.
+async fn refused_rows_are_isolated(c: &Config, refuse: impl FnOnce(&Running)) {
+    let (running, token) = start(c).await;
+    refuse(&running);
+    let bus = running.bus();
+    let mut dlq = dlq_consumer(&*bus).await;
+    let t0 = Timestamp::now().saturating_sub_micros(60_000_000);
+    let poison_at = [17usize, 150, 151, 299];
+    let mut expected = Vec::new();
+    let batch: Vec<Message> = (0..300)
+        .map(|i| {
+            let ts = t0.saturating_add_micros(i as i64 * 1_000);
+            let price = if poison_at.contains(&i) {
+                POISON
+            } else {
+                let p = 100.0 + i as f64;
+                expected.push(p);
+                p
+            };
+            tick_message("BISECT", ts, price)
+        })
+        .collect();
+    bus.publish("ticks", batch).await.unwrap();
+
+    let dead = dead_letters(&mut *dlq, poison_at.len()).await;
+    assert_eq!(dead.len(), poison_at.len(), "each poison exactly once");
+    let mut offsets = Vec::new();
+    for m in &dead {
+        let h = &m.headers;
+        assert_eq!(h.get_str("dlq-reason"), Some("store_refused"), "{h:?}");
+        assert_eq!(h.get_str("dlq-stage"), Some("persist"));
+        let error = h.get_str("dlq-error").unwrap();
+        assert!(
+            error.contains("refuse_poison"),
+            "the database's error: {error}"
+        );
+        assert!(String::from_utf8_lossy(&m.payload).contains("666.25"));
+        offsets.push(h.get_str("dlq-source-offset").unwrap().to_string());
+    }
+    offsets.sort();
+    offsets.dedup();
+    assert_eq!(offsets.len(), poison_at.len(), "four distinct messages");
+
+    let prices = wait_for("the valid ticks", Duration::from_secs(30), || {
+        let running = &running;
+        let n = expected.len();
+        async move {
+            let p = stored_prices(running, "BISECT").await;
+            (p.len() >= n).then_some(p)
+        }
+    })
+    .await;
+    assert_eq!(prices, expected, "every valid tick stored exactly once");
+
+    // The partition goes on: a later valid tick is stored too.
+    let later = Timestamp::now().saturating_sub_micros(1_000_000);
+    bus.publish("ticks", vec![tick_message("BISECT", later, 9_999.5)])
+        .await
+        .unwrap();
+    wait_for("a tick after the poison", Duration::from_secs(30), || {
+        let running = &running;
+        async move {
+            stored_prices(running, "BISECT")
+                .await
+                .contains(&9_999.5)
+                .then_some(())
+        }
+    })
+    .await;
+    let text = running.metrics.render();
+    assert_eq!(
+        metric(
+            &text,
+            "streamforge_pipeline_rejected_ticks_total{reason=\"store_refused\",stage=\"persist\"}"
+        ),
+        poison_at.len() as f64
+    );
+    token.cancel();
+    running.wait().await.expect("a clean stop after poison");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_rows_the_store_refuses_are_isolated_and_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path());
+    let db = c.store_url().trim_start_matches("sqlite://").to_string();
+    refused_rows_are_isolated(&c, |_| {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON ticks WHEN NEW.price = {POISON} \
+             BEGIN SELECT RAISE(ABORT, 'refuse_poison: this price is refused'); END;"
+        ))
+        .unwrap();
+    })
+    .await;
+}
+
+fn install_pg_refusal(url: &str) {
+    psql(
+        url,
+        &format!(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.price = {POISON} THEN RAISE EXCEPTION 'refuse_poison: this price is refused'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_poison BEFORE INSERT ON ticks FOR EACH ROW EXECUTE FUNCTION refuse_poison();"
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rows_the_store_refuses_are_isolated_and_dead_lettered() {
+    let pg = shared_postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.create_database().unwrap();
+    let mut c = config(dir.path());
+    c.store = Some(url.clone());
+    c.postgres.mode = "postgres".into();
+    refused_rows_are_isolated(&c, |_| install_pg_refusal(&url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timescaledb_rows_the_store_refuses_are_isolated_and_dead_lettered() {
+    let pg = shared_postgres();
+    if !pg.has_extension("timescaledb") {
+        println!(
+            "NOT RUN: timescaledb_rows_the_store_refuses_are_isolated_and_dead_lettered: \
+             the TimescaleDB extension is not installed for this PostgreSQL"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.create_database().unwrap();
+    let mut c = config(dir.path());
+    c.store = Some(url.clone());
+    c.postgres.mode = "timescaledb".into();
+    refused_rows_are_isolated(&c, |_| install_pg_refusal(&url)).await;
+}
+
+async fn simulator(inject: Vec<String>) -> Simulator {
+    Simulator::start(SimulatorConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        token: "right-token".into(),
+        rate: 200.0,
+        seed: Some(12),
+        ping_every: Duration::from_millis(300),
+        record: true,
+        inject,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn finnhub_config(dir: &std::path::Path, sim: &Simulator) -> Config {
+    let mut c = config(dir);
+    c.finnhub.token = Some("right-token".into());
+    c.finnhub.url = sim.url();
+    c.finnhub.symbols = vec!["AAPL".into(), "MSFT".into()];
+    c.finnhub.backoff_min = Duration::from_millis(50);
+    c.finnhub.backoff_max = Duration::from_millis(200);
+    c.persist.batch_timeout = Duration::from_millis(5);
+    c
+}
+
+/// Trades the simulator sent: (symbol, ts ms, price bits, size bits).
+type Trade = (String, i64, u64, u64);
+
+fn sent(sim: &Simulator) -> BTreeSet<Trade> {
+    sim.log
+        .lock()
+        .sent
+        .iter()
+        .map(|t| {
+            (
+                t.symbol.clone(),
+                t.ts_ms,
+                t.price.to_bits(),
+                t.volume.to_bits(),
+            )
+        })
+        .collect()
+}
+
+/// The distinct trades stored, and the number of rows.
+async fn stored(running: &Running) -> (BTreeSet<Trade>, usize) {
+    let store = running.store.clone().unwrap();
+    let mut out = BTreeSet::new();
+    let mut rows = 0;
+    for s in ["AAPL", "MSFT"] {
+        let ticks = store
+            .ticks(TickQuery {
+                symbol: Symbol::parse(s).unwrap(),
+                from: Timestamp::from_micros(0),
+                to: Timestamp::MAX,
+                limit: 1_000_000,
+                order: Order::Asc,
+            })
+            .await
+            .unwrap();
+        rows += ticks.len();
+        out.extend(ticks.iter().map(|t| {
+            (
+                s.to_string(),
+                t.ts().as_millis(),
+                t.price().to_bits(),
+                t.size().to_bits(),
+            )
+        }));
+    }
+    (out, rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trade_of_1e200_and_trades_of_foreign_symbols_are_dead_lettered_and_postgres_stores_the_rest(
+) {
+    let pg = shared_postgres();
+    let url = pg.create_database().unwrap();
+    let now = Timestamp::now().as_millis();
+    let frame = |s: &str, p: &str, v: &str| {
+        format!(r#"{{"type":"trade","data":[{{"s":"{s}","p":{p},"t":{now},"v":{v}}}]}}"#)
+    };
+    let sim = simulator(vec![
+        frame("AAPL", "1e200", "1e200"),
+        frame("MSFT", "101.5", "1e13"),
+        frame("NOTSUBSCRIBED", "10", "1"),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = finnhub_config(dir.path(), &sim);
+    c.store = Some(url);
+    let (running, token) = start(&c).await;
+    let mut dlq = dlq_consumer(&*running.bus()).await;
+    let dead = dead_letters(&mut *dlq, 3).await;
+    let mut reasons: Vec<&str> = dead
+        .iter()
+        .map(|m| m.headers.get_str("dlq-reason").unwrap())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["price_too_large", "size_too_large", "unsubscribed_symbol"]
+    );
+    let price = dead
+        .iter()
+        .find(|m| m.headers.get_str("dlq-reason") == Some("price_too_large"))
+        .unwrap();
+    let error = price.headers.get_str("dlq-error").unwrap();
+    assert!(
+        error.contains("price") && error.contains("ingest.max_price"),
+        "{error}"
+    );
+
+    // Live traffic after the bad trades is stored, each trade once, and
+    // nothing else: the stored trades are exactly those sent.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    sim.stop();
+    let want = sent(&sim);
+    assert!(want.len() > 50, "{} trades sent", want.len());
+    let (got, rows) = wait_for("every sent trade stored", Duration::from_secs(30), || {
+        let (running, want) = (&running, &want);
+        async move {
+            let got = stored(running).await;
+            (got.0.len() >= want.len()).then_some(got)
+        }
+    })
+    .await;
+    assert_eq!(got, want, "the trades stored are exactly the trades sent");
+    let sent_rows = sim.log.lock().sent.len();
+    assert_eq!(rows, sent_rows, "each sent trade is one row");
+    let text = running.metrics.render();
+    for reason in ["price_too_large", "size_too_large", "unsubscribed_symbol"] {
+        assert_eq!(
+            metric(
+                &text,
+                &format!(
+                    "streamforge_pipeline_rejected_ticks_total{{reason=\"{reason}\",stage=\"ingest\"}}"
+                )
+            ),
+            1.0,
+            "{reason}"
+        );
+    }
+    token.cancel();
+    running.wait().await.expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_provider_frame_is_refused_counted_and_the_feed_reconnects() {
+    let max = streamforge_providers::finnhub::MAX_MESSAGE_BYTES;
+    let huge = format!(
+        r#"{{"type":"trade","data":[{{"s":"AAPL","p":1,"t":1,"v":1,"c":["{}"]}}]}}"#,
+        "x".repeat(max + 1)
+    );
+    let sim = simulator(vec![huge]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = finnhub_config(dir.path(), &sim);
+    let (running, token) = start(&c).await;
+    let mut dlq = dlq_consumer(&*running.bus()).await;
+    let dead = dead_letters(&mut *dlq, 1).await;
+    assert_eq!(dead.len(), 1);
+    let h = &dead[0].headers;
+    assert_eq!(h.get_str("dlq-reason"), Some("frame_too_large"));
+    assert!(h.get_str("dlq-error").unwrap().contains(&max.to_string()));
+    // The feed comes back on a new connection and ticks flow again.
+    wait_for("the feed to reconnect", Duration::from_secs(20), || {
+        let sim = &sim;
+        async move { (sim.log.lock().connections >= 2).then_some(()) }
+    })
+    .await;
+    let before = stored(&running).await.1;
+    wait_for("ticks after the reconnect", Duration::from_secs(20), || {
+        let running = &running;
+        async move { (stored(running).await.1 > before + 20).then_some(()) }
+    })
+    .await;
+    let text = running.metrics.render();
+    assert_eq!(
+        metric(
+            &text,
+            "streamforge_pipeline_rejected_ticks_total{reason=\"frame_too_large\",stage=\"ingest\"}"
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &text,
+            "streamforge_provider_gaps_total{provider=\"finnhub\",reason=\"disconnected\"}"
+        ) >= 1.0,
+        "the reconnect is recorded as a gap: {text}"
+    );
+    token.cancel();
+    running.wait().await.expect("a clean stop");
+}
