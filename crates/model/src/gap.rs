@@ -78,9 +78,9 @@ impl Gap {
     pub fn decode(bytes: &[u8]) -> Result<Gap, String> {
         let gap: Gap = serde_json::from_slice(bytes).map_err(|e| format!("gap: {e}"))?;
         for (field, t) in [("from", gap.from), ("to", gap.to)] {
-            if !(crate::tick::MIN_TICK_TIME..=crate::tick::MAX_TICK_TIME).contains(&t) {
+            if !(Timestamp::from_micros(0)..=crate::tick::MAX_TICK_TIME).contains(&t) {
                 return Err(format!(
-                    "gap: {field} ({t}) is outside 1990-01-01 to 9999-12-31"
+                    "gap: {field} ({t}) is outside 1970-01-01 to 9999-12-31"
                 ));
             }
         }
@@ -97,6 +97,28 @@ impl Gap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_out_of_range_are_refused_and_lengths_never_overflow() {
+        let json = |from: i64, to: i64| {
+            format!(
+                r#"{{"provider":"finnhub","connection":0,"symbol":"AAPL","from":{from},"to":{to},"reason":"silent"}}"#
+            )
+        };
+        let e = Gap::decode(json(i64::MIN, i64::MAX).as_bytes()).unwrap_err();
+        assert!(e.contains("from"), "{e}");
+        let e = Gap::decode(json(1_700_000_000_000, i64::MAX).as_bytes()).unwrap_err();
+        assert!(e.contains("to"), "{e}");
+        let wide = Gap {
+            provider: "p".into(),
+            connection: 0,
+            symbol: crate::Symbol::parse("AAPL").unwrap(),
+            from: Timestamp::MIN,
+            to: Timestamp::MAX,
+            reason: GapReason::Silent,
+        };
+        assert!(wide.seconds().is_finite() && wide.seconds() > 0.0);
+    }
 
     #[test]
     fn round_trips_and_rejects_inverted_spans() {

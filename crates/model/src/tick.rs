@@ -344,6 +344,71 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn prices_and_sizes_are_bounded_by_the_rules() {
+        let t = |price: f64, size: f64| {
+            check(TickInput {
+                price,
+                size,
+                ..input()
+            })
+        };
+        let e = t(1e200, 1.0).unwrap_err();
+        assert_eq!((e.field(), e.reason()), ("price", "price_too_large"));
+        assert!(e.to_string().contains("ingest.max_price"), "{e}");
+        let e = t(1.0, 1e200).unwrap_err();
+        assert_eq!((e.field(), e.reason()), ("size", "size_too_large"));
+        assert!(
+            t(DEFAULT_MAX_PRICE, 1.0).is_err(),
+            "the bound itself is out"
+        );
+        assert!(t(DEFAULT_MAX_PRICE * 0.999, DEFAULT_MAX_SIZE * 0.999).is_ok());
+        let tight = TickRules {
+            max_price: 10.0,
+            max_size: 5.0,
+            ..TickRules::default()
+        };
+        let now = Timestamp::from_millis(1_756_325_731_200);
+        assert!(tight
+            .check(
+                TickInput {
+                    price: 10.5,
+                    ..input()
+                },
+                now
+            )
+            .is_err());
+        assert!(tight
+            .check(
+                TickInput {
+                    price: 9.5,
+                    size: 5.0,
+                    ..input()
+                },
+                now
+            )
+            .is_err());
+        // Within the bounds, notional sums of a million ticks stay finite.
+        let notional = DEFAULT_MAX_PRICE * DEFAULT_MAX_SIZE * 1e6;
+        assert!(notional.is_finite());
+    }
+
+    #[test]
+    fn ingested_at_must_be_a_plausible_time() {
+        for at in [
+            Timestamp::from_micros(i64::MIN),
+            Timestamp::from_micros(-1),
+            Timestamp::from_micros(i64::MAX),
+        ] {
+            let e = check(TickInput {
+                ingested_at: at,
+                ..input()
+            })
+            .unwrap_err();
+            assert_eq!(e.field(), "ingested_at", "{e}");
+        }
+    }
+
+    #[test]
     fn each_bad_field_is_named() {
         let cases: Vec<(TickInput, &str)> = vec![
             (
@@ -447,6 +512,7 @@ pub(crate) mod tests {
         };
         let strict = TickRules {
             max_future_skew: Duration::from_secs(30),
+            ..TickRules::default()
         };
         assert!(strict.check(ahead.clone(), now).is_err());
         assert!(TickRules::default().check(ahead, now).is_ok());

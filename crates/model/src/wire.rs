@@ -266,13 +266,13 @@ mod tests {
         (
             "[A-Z0-9.:_/-]{1,32}",
             631_152_000_000_000i64..1_900_000_000_000_000i64,
-            1e-9f64..1e12,
+            1e-9f64..1e9,
             prop_oneof![Just(0.0), 0.0f64..1e12],
             "[ -~]{0,32}",
             "[a-z0-9_-]{1,32}",
             proptest::collection::vec("[!-~]{1,16}", 0..16),
             0u32..4,
-            0i64..1_900_000_000_000_000i64,
+            631_152_000_000_000i64..1_900_000_000_000_000i64,
         )
             .prop_map(|(s, ts, price, size, ex, src, conds, occ, ing)| TickInput {
                 symbol: Symbol::parse(&s).unwrap(),

@@ -297,3 +297,50 @@ impl Provider for ReplayProvider {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_file_that_expands_to_one_huge_line_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.ndjson.zst");
+        let good =
+            r#"{"received":"2026-11-28T10:00:00Z","connection":0,"frame":"{\"type\":\"ping\"}"}"#;
+        let mut raw = format!("{good}\n").into_bytes();
+        raw.extend(std::iter::repeat_n(b'a', 64 * 1024 * 1024));
+        let compressed = zstd::encode_all(&raw[..], 19).unwrap();
+        assert!(compressed.len() < 64 * 1024, "{} bytes", compressed.len());
+        std::fs::write(&path, compressed).unwrap();
+        let frames: Vec<_> = read(&path).unwrap().collect();
+        assert_eq!(frames.len(), 2, "the good line, then the error");
+        assert!(frames[0].is_ok());
+        let e = frames[1].as_ref().unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("longer than"), "{e}");
+    }
+
+    #[test]
+    fn replay_pauses_follow_the_recording_but_a_wild_receive_time_does_not_sleep_forever() {
+        let t0 = Timestamp::from_millis(1_764_000_000_000);
+        let due0 = tokio::time::Instant::now();
+        let later = t0.saturating_add_micros(2_000_000);
+        assert_eq!(
+            replay_due(t0, due0, later, 1.0) - due0,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            replay_due(t0, due0, later, 4.0) - due0,
+            Duration::from_millis(500)
+        );
+        // Backwards in time: no pause; years ahead: at most MAX_REPLAY_STEP.
+        assert_eq!(replay_due(later, due0, t0, 1.0), due0);
+        for wild in [Timestamp::MAX, Timestamp::from_millis(253_402_300_799_000)] {
+            assert_eq!(replay_due(t0, due0, wild, 1.0) - due0, MAX_REPLAY_STEP);
+        }
+        assert_eq!(
+            replay_due(Timestamp::MIN, due0, Timestamp::MAX, 1.0) - due0,
+            MAX_REPLAY_STEP
+        );
+    }
+}

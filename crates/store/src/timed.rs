@@ -94,3 +94,69 @@ impl TickStore for Timed {
         self.inner.housekeeping().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that never answers, like a frozen database.
+    struct Frozen;
+
+    #[async_trait]
+    impl TickStore for Frozen {
+        fn kind(&self) -> &'static str {
+            "frozen"
+        }
+        async fn write_batch(&self, _: TickBatch) -> Result<WriteOutcome, StoreError> {
+            std::future::pending().await
+        }
+        async fn ticks(&self, _: TickQuery) -> Result<Vec<Tick>, StoreError> {
+            std::future::pending().await
+        }
+        async fn candles(&self, _: CandleQuery) -> Result<Vec<Candle>, StoreError> {
+            std::future::pending().await
+        }
+        async fn symbols(&self) -> Result<Vec<SymbolInfo>, StoreError> {
+            std::future::pending().await
+        }
+        async fn symbol(&self, _: &Symbol) -> Result<Option<SymbolInfo>, StoreError> {
+            std::future::pending().await
+        }
+        async fn latest(&self, _: &Symbol) -> Result<Option<Tick>, StoreError> {
+            std::future::pending().await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+        async fn write_gaps(&self, _: &[Gap]) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+        async fn gaps(&self, _: GapQuery) -> Result<Vec<Gap>, StoreError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_never_answers_times_out_with_a_retryable_error() {
+        let store = Timed::new(Arc::new(Frozen), Duration::from_millis(50));
+        let e = store.ping().await.unwrap_err();
+        assert!(e.is_retryable() && !e.is_data_error(), "{e}");
+        assert!(
+            e.to_string().contains("ping") && e.to_string().contains("50ms"),
+            "{e}"
+        );
+        let e = store.write_batch(Arc::from(Vec::new())).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Timeout {
+                    what: "writing ticks",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = store.symbols().await.unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+    }
+}

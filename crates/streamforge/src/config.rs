@@ -1055,4 +1055,39 @@ mod tests {
         assert_eq!(back.synthetic.rate, 7.0);
         assert_eq!(back.persist.batch_timeout, Duration::from_millis(3));
     }
+
+    #[test]
+    fn limits_must_be_positive_and_values_bounded_each_error_naming_its_setting() {
+        let cases: Vec<(&str, &str)> = vec![
+            ("[ingest]\nmax_price = 0.0", "ingest.max_price"),
+            ("[ingest]\nmax_size = 1e300", "ingest.max_size"),
+            ("[ingest]\nmax_symbols = 0", "ingest.max_symbols"),
+            ("[http]\nmax_connections = 0", "http.max_connections"),
+            ("[http]\nheader_timeout = \"0s\"", "http.header_timeout"),
+            ("[http]\nwrite_timeout = \"0s\"", "http.write_timeout"),
+            ("[api]\nmax_streams = 0", "api.max_streams"),
+            ("[api]\nrequest_timeout = \"0s\"", "api.request_timeout"),
+            (
+                "[api]\nws_max_subscriptions = 0",
+                "api.ws_max_subscriptions",
+            ),
+            (
+                "[postgres]\nstatement_timeout = \"0s\"",
+                "postgres.statement_timeout",
+            ),
+            ("[synthetic]\nrate = 1e12", "synthetic.rate"),
+        ];
+        for (toml, field) in cases {
+            let c = Config::from_toml(toml, "f").unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{field}:")), "{toml}: {e}");
+        }
+        let rules = Config::default().tick_rules();
+        assert_eq!(rules.max_price, 1e9);
+        assert_eq!(rules.max_size, 1e12);
+        assert!(crate::cli::parse_rate("1e12")
+            .unwrap_err()
+            .contains("at most"));
+        assert_eq!(crate::cli::parse_rate("5000"), Ok(5000.0));
+    }
 }

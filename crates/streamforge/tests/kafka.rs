@@ -920,3 +920,139 @@ async fn sasl_scram_credentials_from_kafka_properties_work_and_wrong_ones_fail_s
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_postgres_refuses_mid_stream_on_kafka_are_dead_lettered_once_and_the_rest_stored_once()
+{
+    use bytes::Bytes;
+    use streamforge_bus::{ConsumerOptions, Headers, Message, StartFrom};
+
+    let (broker, _log, db) = shared_engines();
+    let mut c = config(&broker.url(), &db, "memory://", &unique("refused"));
+    c.postgres.mode = "postgres".into();
+    c.persist.batch_size = 500;
+    let (persist, token) = start(&c, Roles::PERSIST).await;
+    // The database refuses one price (an operator's trigger, say).
+    psql(
+        &db,
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.price = 666.25 THEN RAISE EXCEPTION 'refuse_poison: refused'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON ticks FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    );
+    let bus = persist.bus();
+    let t0 = streamforge_model::Timestamp::now().saturating_sub_micros(120_000_000);
+    let msg = |i: i64, price: f64| {
+        let ts = t0.saturating_add_micros(i * 1_000);
+        let mut headers = Headers::default();
+        headers.insert("schema-version", Bytes::from_static(b"1"));
+        Message {
+            key: Bytes::from_static(b"BISECT"),
+            payload: format!(
+                r#"{{"symbol":"BISECT","ts":"{ts}","price":{price},"size":1,"exchange":"","src_id":"test"}}"#
+            )
+            .into(),
+            headers,
+        }
+    };
+    // Five publishes of 400, poison spread through the stream.
+    let poison = [3i64, 399, 400, 401, 1_234, 1_999];
+    let mut valid = 0u64;
+    for chunk in 0..5 {
+        let batch: Vec<Message> = (chunk * 400..(chunk + 1) * 400)
+            .map(|i| {
+                if poison.contains(&i) {
+                    msg(i, 666.25)
+                } else {
+                    valid += 1;
+                    msg(i, 100.0 + i as f64)
+                }
+            })
+            .collect();
+        bus.publish(&c.ingest.topic, batch).await.unwrap();
+    }
+    let stored = || {
+        psql(
+            &db,
+            "SELECT count(*) || ',' || count(DISTINCT tick_id) FROM ticks WHERE symbol = 'BISECT'",
+        )
+    };
+    let want = format!("{valid},{valid}");
+    wait_for(
+        "the valid ticks stored",
+        Duration::from_secs(60),
+        || async { (stored() == want).then_some(()) },
+    )
+    .await;
+
+    let mut dlq = bus
+        .consumer(
+            &c.ingest.dlq_topic,
+            ConsumerOptions {
+                group: unique("dlq-reader"),
+                start: StartFrom::Earliest,
+                durable: true,
+            },
+        )
+        .await
+        .unwrap();
+    let mut first = refused_dead_letters(&mut *dlq, poison.len()).await;
+    first.sort();
+    first.dedup();
+    assert_eq!(
+        first.len(),
+        poison.len(),
+        "each refused tick dead-lettered once"
+    );
+
+    // A restart goes on from the committed offsets: no poison again.
+    token.cancel();
+    persist.wait().await.unwrap();
+    let (persist, token) = start(&c, Roles::PERSIST).await;
+    persist
+        .bus()
+        .publish(&c.ingest.topic, vec![msg(5_000, 42.5)])
+        .await
+        .unwrap();
+    let want = format!("{},{}", valid + 1, valid + 1);
+    wait_for(
+        "a tick after the restart",
+        Duration::from_secs(60),
+        || async { (stored() == want).then_some(()) },
+    )
+    .await;
+    let again = refused_dead_letters(&mut *dlq, 0).await;
+    assert!(
+        again.is_empty(),
+        "dead-lettered again after the restart: {again:?}"
+    );
+    token.cancel();
+    persist.wait().await.unwrap();
+}
+
+/// `store_refused` dead letters until `n` arrived and 3 s passed without
+/// more; their source offsets.
+async fn refused_dead_letters(dlq: &mut dyn streamforge_bus::Consumer, n: usize) -> Vec<String> {
+    let mut offsets = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let wait = if offsets.len() >= n {
+            Duration::from_secs(3)
+        } else {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        };
+        match tokio::time::timeout(wait, dlq.recv(100)).await {
+            Ok(Ok(streamforge_bus::Polled::Messages(m))) => {
+                for d in m {
+                    let h = &d.message.headers;
+                    assert_eq!(h.get_str("dlq-reason"), Some("store_refused"));
+                    assert!(h.get_str("dlq-error").unwrap().contains("refuse_poison"));
+                    offsets.push(h.get_str("dlq-source-offset").unwrap().to_string());
+                }
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) if offsets.len() >= n => return offsets,
+            Err(_) => panic!("{} of {n} dead letters in 60 s", offsets.len()),
+        }
+    }
+}

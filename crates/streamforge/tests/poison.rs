@@ -450,3 +450,94 @@ async fn an_oversized_provider_frame_is_refused_counted_and_the_feed_reconnects(
     token.cancel();
     running.wait().await.expect("a clean stop");
 }
+
+/// A provider with an open universe: one tick each of `symbols` symbols.
+struct ManySymbols {
+    symbols: usize,
+}
+
+#[async_trait::async_trait]
+impl streamforge_providers::Provider for ManySymbols {
+    fn id(&self) -> &'static str {
+        "many"
+    }
+
+    async fn run(
+        self: Box<Self>,
+        out: tokio::sync::mpsc::Sender<streamforge_providers::ProviderFrame>,
+        _cancel: CancellationToken,
+    ) -> Result<(), streamforge_providers::ProviderError> {
+        let now = Timestamp::now();
+        let rules = streamforge_model::TickRules::default();
+        let ticks = (0..self.symbols)
+            .map(|i| {
+                rules
+                    .check(
+                        streamforge_model::TickInput {
+                            symbol: Symbol::parse(&format!("SYM{i:03}")).unwrap(),
+                            ts: now,
+                            price: 10.0 + i as f64,
+                            size: 1.0,
+                            exchange: "".into(),
+                            src_id: "many".into(),
+                            conditions: vec![],
+                            occurrence: 0,
+                            tick_id: None,
+                            ingested_at: now,
+                        },
+                        now,
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let frame = streamforge_providers::ProviderFrame {
+            provider: "many",
+            ticks,
+            ..Default::default()
+        };
+        out.send(frame).await.ok();
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_serves_at_most_max_symbols_and_dead_letters_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.ingest.max_symbols = 10;
+    let token = CancellationToken::new();
+    let providers: Vec<Box<dyn streamforge_providers::Provider>> =
+        vec![Box::new(ManySymbols { symbols: 30 })];
+    let running = pipeline::start_with(&c, Roles::ALL, token.clone(), None, Some(providers))
+        .await
+        .unwrap();
+    let mut dlq = dlq_consumer(&*running.bus()).await;
+    let dead = dead_letters(&mut *dlq, 20).await;
+    assert_eq!(dead.len(), 20);
+    for m in &dead {
+        assert_eq!(m.headers.get_str("dlq-reason"), Some("too_many_symbols"));
+        assert!(m
+            .headers
+            .get_str("dlq-error")
+            .unwrap()
+            .contains("ingest.max_symbols"));
+    }
+    let metrics = running.metrics.clone();
+    let store = running.store.clone().unwrap();
+    // The provider returned: the pipeline drains and stops by itself.
+    running.wait().await.expect("a clean stop");
+    let symbols = store.symbols().await.unwrap();
+    let names: Vec<String> = symbols.iter().map(|s| s.symbol.to_string()).collect();
+    assert_eq!(names.len(), 10, "{names:?}");
+    assert!(
+        names.iter().all(|n| n.as_str() < "SYM010"),
+        "the first ten: {names:?}"
+    );
+    assert_eq!(
+        metric(
+            &metrics.render(),
+            "streamforge_pipeline_rejected_ticks_total{reason=\"too_many_symbols\",stage=\"ingest\"}"
+        ),
+        20.0
+    );
+}

@@ -355,3 +355,75 @@ pub async fn gaps(
     }))
     .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamforge_model::{GapReason, Interval, Timestamp};
+
+    fn candle(start_min: i64) -> (Candle, bool) {
+        let start = Timestamp::from_millis(start_min * 60_000);
+        (
+            Candle {
+                symbol: Symbol::parse("AAPL").unwrap(),
+                interval: Interval::M1,
+                start,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: 1.0,
+                vwap: Some(1.0),
+                trades: 1,
+                first_ts: start,
+                last_ts: start,
+            },
+            false,
+        )
+    }
+
+    fn gap(from_min: f64, to_min: f64) -> Gap {
+        Gap {
+            provider: "finnhub".into(),
+            connection: 0,
+            symbol: Symbol::parse("AAPL").unwrap(),
+            from: Timestamp::from_micros((from_min * 60e6) as i64),
+            to: Timestamp::from_micros((to_min * 60e6) as i64),
+            reason: GapReason::Disconnected,
+        }
+    }
+
+    #[test]
+    fn each_candle_gets_the_ids_of_exactly_the_gaps_overlapping_it() {
+        let candles: Vec<_> = (0..6).map(candle).collect();
+        // Out of order on purpose; [from, to) in minutes.
+        let gaps = vec![gap(4.5, 4.6), gap(0.5, 2.5), gap(1.2, 1.3), gap(6.0, 7.0)];
+        let ids = overlaps(&candles, &gaps);
+        assert_eq!(
+            ids,
+            vec![vec![1], vec![1, 2], vec![1], vec![], vec![0], vec![]]
+        );
+        // The same as checking every pair.
+        for (c, got) in candles.iter().zip(&ids) {
+            let end = c.0.start.saturating_add_micros(c.0.interval.micros());
+            let want: Vec<usize> = (0..gaps.len())
+                .filter(|&i| gaps[i].from < end && gaps[i].to > c.0.start)
+                .collect();
+            assert_eq!(got, &want);
+        }
+    }
+
+    #[test]
+    fn a_page_grows_with_candles_plus_gaps_not_their_product() {
+        let candles: Vec<_> = (0..1_000).map(candle).collect();
+        let gaps: Vec<_> = (0..1_000).map(|_| gap(0.0, 1_000.0)).collect();
+        let ids = overlaps(&candles, &gaps);
+        let row = candle_json(&candles[0].0, false, &ids[0]);
+        assert_eq!(
+            row["gap_ids"].as_array().unwrap().len(),
+            MAX_GAPS_PER_CANDLE
+        );
+        assert_eq!(row["gaps_truncated"], true);
+        assert_eq!(row["complete"], false);
+    }
+}

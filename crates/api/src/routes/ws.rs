@@ -447,3 +447,43 @@ impl Session {
 fn truncate(s: &str) -> String {
     s.chars().take(200).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer_type(s: &mut Session, request: &str) -> serde_json::Value {
+        serde_json::from_str(&s.handle(request)).unwrap()
+    }
+
+    #[test]
+    fn subscriptions_are_capped_over_channels_and_intervals() {
+        let mut s = Session::new(LiveHub::default(), streamforge_telemetry::Metrics::new(), 3);
+        let sub = |channel: &str, symbols: &str, interval: &str| {
+            format!(r#"{{"op":"subscribe","channel":"{channel}","symbols":{symbols}{interval}}}"#)
+        };
+        let a = answer_type(&mut s, &sub("ticks", r#"["AAPL","MSFT"]"#, ""));
+        assert_eq!(a["type"], "subscribed");
+        // Re-subscribing what is held costs nothing.
+        let a = answer_type(&mut s, &sub("ticks", r#"["AAPL"]"#, ""));
+        assert_eq!(a["type"], "subscribed");
+        let a = answer_type(
+            &mut s,
+            &sub("candles", r#"["AAPL","MSFT"]"#, r#","interval":"1m""#),
+        );
+        assert_eq!(a["type"], "error", "{a}");
+        assert!(a["error"].as_str().unwrap().contains("at most 3"), "{a}");
+        assert_eq!(s.subscriptions(), 2, "a refused request changes nothing");
+        let a = answer_type(&mut s, &sub("candles", r#"["*"]"#, r#","interval":"5m""#));
+        assert_eq!(a["type"], "subscribed", "\"*\" is one subscription");
+        assert_eq!(s.subscriptions(), 3);
+        let a = answer_type(
+            &mut s,
+            r#"{"op":"unsubscribe","channel":"ticks","symbols":["MSFT"]}"#,
+        );
+        assert_eq!(a["type"], "unsubscribed");
+        let a = answer_type(&mut s, &sub("ticks", r#"["IBM"]"#, ""));
+        assert_eq!(a["type"], "subscribed", "room again after an unsubscribe");
+        assert_eq!(s.subscriptions(), 3);
+    }
+}

@@ -151,3 +151,24 @@ async fn unknown_scheme_is_a_clear_error() {
     let text = err.to_string();
     assert!(text.contains("rabbit") && text.contains("memory"), "{text}");
 }
+
+#[tokio::test]
+async fn a_topic_nobody_holds_keeps_at_most_the_retained_bytes() {
+    // Like the dead-letter topic: no durable group, large messages.
+    let bus = MemoryBus::new(1_000_000);
+    let big = |i: usize| Message {
+        key: Bytes::new(),
+        payload: Bytes::from(vec![i as u8; 1024 * 1024]),
+        headers: Default::default(),
+    };
+    for i in 0..200 {
+        bus.publish("dlq", vec![big(i)]).await.unwrap();
+    }
+    let t = bus.topic("dlq");
+    let st = t.state.lock();
+    assert!(st.bytes <= RETAINED_BYTES, "{} bytes kept", st.bytes);
+    assert!(st.log.len() < 200 && !st.log.is_empty(), "{}", st.log.len());
+    assert_eq!(st.bytes, st.log.iter().map(|m| size_of(m)).sum::<usize>());
+    // The newest are the ones kept.
+    assert_eq!(st.log.back().unwrap().payload[0], 199);
+}
