@@ -92,7 +92,6 @@ pub async fn serve(
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(options.header_timeout)
-                .max_buf_size(options.max_header_bytes.max(8192))
                 .max_header_size(options.max_header_bytes);
             let conn = http
                 .serve_connection(io, TowerToHyperService::new(router))

@@ -743,6 +743,15 @@ impl Config {
                 return Err(invalid(field, "must be longer than 0"));
             }
         }
+        if self.http.idle_timeout <= self.api.request_timeout {
+            return Err(invalid(
+                "http.idle_timeout",
+                format!(
+                    "must be longer than api.request_timeout ({:?}): a connection waiting for its answer moves no byte",
+                    self.api.request_timeout
+                ),
+            ));
+        }
         if self.ingest.max_symbols == 0 {
             return Err(invalid("ingest.max_symbols", "must be at least 1"));
         }
@@ -1076,6 +1085,7 @@ mod tests {
                 "postgres.statement_timeout",
             ),
             ("[synthetic]\nrate = 1e12", "synthetic.rate"),
+            ("[http]\nidle_timeout = \"10s\"", "http.idle_timeout"),
         ];
         for (toml, field) in cases {
             let c = Config::from_toml(toml, "f").unwrap();

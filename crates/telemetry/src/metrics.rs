@@ -446,7 +446,8 @@ impl Metrics {
     /// Label vectors without children do not show in `gather`; describe them too.
     fn unobserved_families(&self) -> Vec<prometheus::proto::MetricFamily> {
         use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
-        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 20] = [
+        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 21] = [
+            (&self.api_refused, COUNTER),
             (&self.bus_publish_errors, COUNTER),
             (&self.bus_publish_duration, HISTOGRAM),
             (&self.bus_consumed_bytes, COUNTER),

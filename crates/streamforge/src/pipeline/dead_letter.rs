@@ -4,7 +4,8 @@
 //! input is untrusted and may be large (a provider frame, a database error
 //! text), so both are capped: a dead letter always fits the producer's
 //! message limit (1 MB by default), and a cut payload says so in its
-//! headers with the original size and a hash of the whole.
+//! headers with the original size and a hash of the whole. The original
+//! message's headers are kept up to [`MAX_HEADERS`] bytes.
 
 use bytes::Bytes;
 use streamforge_bus::Headers;
@@ -15,6 +16,9 @@ use super::headers;
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// Longest error text in the `dlq-error` header.
 pub const MAX_ERROR: usize = 2 * 1024;
+/// Bytes of the original message's headers a dead letter keeps (names and
+/// values); the rest are left out and `dlq-truncated: true` says so.
+pub const MAX_HEADERS: usize = 16 * 1024;
 
 /// `payload`, cut to [`MAX_PAYLOAD`] when longer; a cut payload gets the
 /// headers `dlq-truncated: true`, `dlq-original-size` (bytes) and

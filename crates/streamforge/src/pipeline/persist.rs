@@ -565,7 +565,15 @@ fn seconds_between(t: &Tick, stored_at: Timestamp) -> f64 {
 /// and key, the original headers, and where and why it failed.
 fn dead_letter(d: &Delivery, reason: &'static str, error: &str) -> Message {
     let mut h = Headers::with_capacity(8);
+    // The original headers, as far as they fit the dead letter's budget.
+    let mut budget = dead_letter::MAX_HEADERS;
     for (name, value) in d.message.headers.iter() {
+        let size = name.len() + value.len();
+        if size > budget {
+            h.insert(headers::DLQ_TRUNCATED, Bytes::from_static(b"true"));
+            break;
+        }
+        budget -= size;
         h.insert(name.to_string(), Bytes::copy_from_slice(value));
     }
     h.insert(headers::DLQ_STAGE, Bytes::from_static(b"persist"));
