@@ -5,6 +5,8 @@
 //! Every test checks that the rows stored equal, and are as distinct as, the
 //! messages the broker acknowledged to the producer.
 
+mod common;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -1033,26 +1035,13 @@ async fn rows_postgres_refuses_mid_stream_on_kafka_are_dead_lettered_once_and_th
 /// `store_refused` dead letters until `n` arrived and 3 s passed without
 /// more; their source offsets.
 async fn refused_dead_letters(dlq: &mut dyn streamforge_bus::Consumer, n: usize) -> Vec<String> {
-    let mut offsets = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let wait = if offsets.len() >= n {
-            Duration::from_secs(3)
-        } else {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
-        };
-        match tokio::time::timeout(wait, dlq.recv(100)).await {
-            Ok(Ok(streamforge_bus::Polled::Messages(m))) => {
-                for d in m {
-                    let h = &d.message.headers;
-                    assert_eq!(h.get_str("dlq-reason"), Some("store_refused"));
-                    assert!(h.get_str("dlq-error").unwrap().contains("refuse_poison"));
-                    offsets.push(h.get_str("dlq-source-offset").unwrap().to_string());
-                }
-            }
-            Ok(other) => panic!("{other:?}"),
-            Err(_) if offsets.len() >= n => return offsets,
-            Err(_) => panic!("{} of {n} dead letters in 60 s", offsets.len()),
-        }
-    }
+    let dead = common::dead_letters(dlq, n, Duration::from_secs(60), Duration::from_secs(3)).await;
+    dead.iter()
+        .map(|m| {
+            let h = &m.headers;
+            assert_eq!(h.get_str("dlq-reason"), Some("store_refused"));
+            assert!(h.get_str("dlq-error").unwrap().contains("refuse_poison"));
+            h.get_str("dlq-source-offset").unwrap().to_string()
+        })
+        .collect()
 }

@@ -4,13 +4,15 @@
 //! running, that every valid tick is stored exactly once and that every bad
 //! input is in the dead-letter topic once, with its reason, and counted.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
 use streamforge::config::Config;
 use streamforge::pipeline::{self, Roles, Running};
-use streamforge_bus::{Bus, Consumer, ConsumerOptions, Headers, Message, Polled, StartFrom};
+use streamforge_bus::{Bus, Consumer, ConsumerOptions, Headers, Message, StartFrom};
 use streamforge_model::{Symbol, Timestamp};
 use streamforge_providers::finnhub::{Simulator, SimulatorConfig};
 use streamforge_store::{Order, TickQuery};
@@ -64,21 +66,7 @@ fn rand_suffix() -> u64 {
 
 /// Dead letters until `n` arrived (then a short wait for any extra one).
 async fn dead_letters(dlq: &mut dyn Consumer, n: usize) -> Vec<Message> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let wait = if out.len() >= n {
-            Duration::from_millis(500)
-        } else {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
-        };
-        match tokio::time::timeout(wait, dlq.recv(100)).await {
-            Ok(Ok(Polled::Messages(m))) => out.extend(m.into_iter().map(|d| (*d.message).clone())),
-            Ok(other) => panic!("dead-letter topic: {other:?}"),
-            Err(_) if out.len() >= n => return out,
-            Err(_) => panic!("{} of {n} dead letters arrived in 30 s", out.len()),
-        }
-    }
+    common::dead_letters(dlq, n, Duration::from_secs(30), Duration::from_millis(500)).await
 }
 
 fn tick_message(symbol: &str, ts: Timestamp, price: f64) -> Message {
