@@ -55,7 +55,7 @@ impl Default for ApiLimits {
             max_limit: 10_000,
             default_window: Duration::from_secs(24 * 3600),
             request_timeout: Duration::from_secs(30),
-            max_streams: 512,
+            max_streams: 1_024,
         }
     }
 }

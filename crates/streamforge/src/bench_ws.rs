@@ -147,8 +147,22 @@ pub async fn run(
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    // Room for every client: the server's stream and connection caps are
+    // raised to the client count (they are limits, not the measurement).
+    let config = dir.path().join("bench-ws.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nmax_streams = {}\n\n[http]\nmax_connections = {}\n",
+            clients + 16,
+            clients + 64
+        ),
+    )
+    .context("writing the server's configuration")?;
     let exe = std::env::current_exe().context("finding the streamforge binary")?;
     let mut server = tokio::process::Command::new(exe)
+        .arg("--config")
+        .arg(&config)
         .args(["--log-level", "warn", "run", "--http-addr"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
