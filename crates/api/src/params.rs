@@ -167,6 +167,35 @@ impl<S: Send + Sync> FromRequestParts<S> for PathSymbol {
 mod tests {
     use super::*;
 
+    #[test]
+    fn extreme_times_are_clamped_to_where_ticks_can_be() {
+        let limits = ApiLimits::default();
+        let q = p(
+            &[
+                ("from", "-9223372036854775808"),
+                ("to", "9223372036854775807"),
+            ],
+            &["from", "to"],
+        )
+        .unwrap();
+        let (from, to) = q.range(&limits).unwrap();
+        assert_eq!(from, Timestamp::from_micros(0));
+        assert_eq!(to, streamforge_model::tick::MAX_TICK_TIME);
+        // Both beyond the same end: an empty range is still an error, not a wrap.
+        let q = p(
+            &[
+                ("from", "9223372036854775000"),
+                ("to", "9223372036854775807"),
+            ],
+            &["from", "to"],
+        )
+        .unwrap();
+        assert_eq!(
+            q.range(&limits).unwrap_err().to_string().split(':').next(),
+            Some("invalid parameter from")
+        );
+    }
+
     fn p(pairs: &[(&str, &str)], allowed: &[&str]) -> Result<Params, ApiError> {
         Params::new(
             pairs
