@@ -163,9 +163,13 @@ async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     (dir, s)
 }
 
-/// TimescaleDB mode where the extension is installed, plain otherwise.
-async fn postgres() -> PostgresStore {
-    postgres_in(None).await
+/// A store in TimescaleDB mode (the test fails without the extension;
+/// `make test` leaves `*timescaledb*` tests out where it is missing).
+async fn timescaledb() -> PostgresStore {
+    shared_postgres().require_timescaledb();
+    let s = postgres_in(Some(Mode::TimescaleDb)).await;
+    assert_eq!(s.mode(), Mode::TimescaleDb);
+    s
 }
 
 async fn postgres_in(mode: Option<Mode>) -> PostgresStore {
@@ -228,8 +232,8 @@ async fn sqlite_gaps_are_idempotent_and_found_by_overlap() {
 }
 
 #[tokio::test]
-async fn postgres_gaps_are_idempotent_and_found_by_overlap() {
-    gaps_are_idempotent_and_found_by_overlap(&postgres().await).await;
+async fn timescaledb_gaps_are_idempotent_and_found_by_overlap() {
+    gaps_are_idempotent_and_found_by_overlap(&timescaledb().await).await;
 }
 
 #[tokio::test]
@@ -257,16 +261,16 @@ async fn sqlite_candles_match_a_brute_force_build() {
 }
 
 #[tokio::test]
-async fn postgres_writes_are_idempotent_and_round_trip() {
-    writes_are_idempotent_and_round_trip(&postgres().await).await;
+async fn timescaledb_writes_are_idempotent_and_round_trip() {
+    writes_are_idempotent_and_round_trip(&timescaledb().await).await;
 }
 
 #[tokio::test]
-async fn postgres_tick_queries_honor_range_limit_and_order() {
-    tick_queries_honor_range_limit_and_order(&postgres().await).await;
+async fn timescaledb_tick_queries_honor_range_limit_and_order() {
+    tick_queries_honor_range_limit_and_order(&timescaledb().await).await;
 }
 
 #[tokio::test]
-async fn postgres_candles_match_a_brute_force_build() {
-    candles_match_a_brute_force_build_for_every_interval(&postgres().await).await;
+async fn timescaledb_candles_match_a_brute_force_build() {
+    candles_match_a_brute_force_build_for_every_interval(&timescaledb().await).await;
 }

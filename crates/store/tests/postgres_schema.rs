@@ -11,10 +11,23 @@ use streamforge_testkit::engines::{psql, shared_postgres};
 const DAY_MS: i64 = 86_400_000;
 
 #[tokio::test]
-async fn migrations_go_up_and_down_and_report_the_mode() {
+async fn plain_postgres_migrations_go_up_and_down_and_report_the_mode() {
+    migrations_go_up_and_down_and_report_the_mode(Mode::Postgres).await;
+}
+
+#[tokio::test]
+async fn timescaledb_migrations_go_up_and_down_and_report_the_mode() {
+    shared_postgres().require_timescaledb();
+    migrations_go_up_and_down_and_report_the_mode(Mode::TimescaleDb).await;
+}
+
+async fn migrations_go_up_and_down_and_report_the_mode(want: Mode) {
     let pg = shared_postgres();
     let url = pg.create_database().unwrap();
-    let o = PgSchemaOptions::default();
+    let o = PgSchemaOptions {
+        mode: Some(want),
+        ..PgSchemaOptions::default()
+    };
     let s = migrate(&url, MigrateAction::Status, &o).await.unwrap();
     assert_eq!((s.mode, s.version), (None, 0));
     assert!(s.to_string().contains("no schema"));
@@ -22,6 +35,7 @@ async fn migrations_go_up_and_down_and_report_the_mode() {
     let s = migrate(&url, MigrateAction::Up, &o).await.unwrap();
     assert_eq!(s.version, s.latest);
     let mode = s.mode.unwrap();
+    assert_eq!(mode, want, "the mode asked for");
     assert!(
         s.to_string().contains(mode.as_str()) && s.to_string().contains("up to date"),
         "{s}"
@@ -54,17 +68,13 @@ async fn plain_mode_partitions_by_day_and_drops_past_retention() {
         PgSchemaOptions {
             retention_days: 5,
             partitions_ahead: 2,
+            mode: Some(Mode::Postgres),
             ..Default::default()
         },
     )
     .await
     .unwrap();
-    if store.mode() != Mode::Postgres {
-        eprintln!(
-            "TimescaleDB is active on the test server; plain-mode partitioning NOT tested here"
-        );
-        return;
-    }
+    assert_eq!(store.mode(), Mode::Postgres);
     let today = Timestamp::now().as_millis() / DAY_MS * DAY_MS;
     // Partitions exist ahead of today.
     let ahead = psql(&url, "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'ticks'");
@@ -108,17 +118,17 @@ async fn plain_mode_partitions_by_day_and_drops_past_retention() {
 #[tokio::test]
 async fn timescaledb_mode_uses_a_hypertable_and_continuous_aggregates() {
     let pg = shared_postgres();
-    if !pg.has_extension("timescaledb") {
-        eprintln!(
-            "NOT RUN: the timescaledb extension is not installed for this PostgreSQL; \
-             the TimescaleDB mode was not tested (plain PostgreSQL mode was)"
-        );
-        return;
-    }
+    pg.require_timescaledb();
     let url = pg.create_database().unwrap();
-    let store = PostgresStore::open(&url, PgSchemaOptions::default())
-        .await
-        .unwrap();
+    let store = PostgresStore::open(
+        &url,
+        PgSchemaOptions {
+            mode: Some(Mode::TimescaleDb),
+            ..PgSchemaOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(store.mode(), Mode::TimescaleDb);
     assert_eq!(psql(&url, "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'ticks'"), "1");
     // The candle rollups, with real-time aggregation and a refresh policy each.

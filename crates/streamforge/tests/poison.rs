@@ -228,13 +228,7 @@ async fn postgres_rows_the_store_refuses_are_isolated_and_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timescaledb_rows_the_store_refuses_are_isolated_and_dead_lettered() {
     let pg = shared_postgres();
-    if !pg.has_extension("timescaledb") {
-        println!(
-            "NOT RUN: timescaledb_rows_the_store_refuses_are_isolated_and_dead_lettered: \
-             the TimescaleDB extension is not installed for this PostgreSQL"
-        );
-        return;
-    }
+    pg.require_timescaledb();
     let dir = tempfile::tempdir().unwrap();
     let url = pg.create_database().unwrap();
     let mut c = config(dir.path());

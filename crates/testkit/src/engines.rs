@@ -321,6 +321,18 @@ impl Postgres {
             })
     }
 
+    /// Panics, saying why, unless the TimescaleDB extension can be created
+    /// here: a test of TimescaleDB mode must not pass without it. `make
+    /// test` leaves such tests (named `*timescaledb*`) out where it is
+    /// not installed.
+    pub fn require_timescaledb(&self) {
+        assert!(
+            self.has_extension("timescaledb"),
+            "this test needs the TimescaleDB extension, which is not installed for this \
+             PostgreSQL; `make test` leaves the *timescaledb* tests out where it is missing"
+        );
+    }
+
     /// Whether `extension` can be created here (e.g. `timescaledb`).
     pub fn has_extension(&self, extension: &str) -> bool {
         Command::new(self.bindir.join("psql"))
