@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use streamforge::config::Config;
 use streamforge::pipeline::{self, Roles, Running};
-use streamforge_model::{CandleBuilder, Interval, Tick, TickRules, Timestamp};
+use streamforge_model::{Interval, Tick, TickRules, Timestamp};
 use streamforge_testkit::{get_json, metric, stored_ticks, wait_for, SseClient};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +57,129 @@ async fn stop_and_check_drained(running: Running, token: CancellationToken) -> f
     );
     assert_eq!(dedup, 0.0, "fresh synthetic ticks are never duplicates");
     written
+}
+
+/// The reference candle, computed apart from the code under test: a plain
+/// fold over the ticks sorted by (event time, tick id).
+#[derive(Debug, PartialEq)]
+struct RefCandle {
+    start: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+    trades: u64,
+    vwap: Option<f64>,
+}
+
+/// Candles of `interval` for the buckets wholly inside `[from, to)`.
+fn reference_candles(
+    ticks: &[Tick],
+    interval: Interval,
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<RefCandle> {
+    let width = interval.micros();
+    let mut sorted: Vec<&Tick> = ticks.iter().collect();
+    sorted.sort_by_key(|t| (t.ts().as_micros(), t.tick_id().as_i64() as u64));
+    let mut out: Vec<RefCandle> = Vec::new();
+    let mut notional = 0.0;
+    for t in sorted {
+        let ts = t.ts().as_micros();
+        let start = ts - ts.rem_euclid(width);
+        if start < from.as_micros() || start + width > to.as_micros() {
+            continue;
+        }
+        match out.last_mut() {
+            Some(c) if c.start == start => {
+                c.high = c.high.max(t.price());
+                c.low = c.low.min(t.price());
+                c.close = t.price();
+                c.volume += t.size();
+                c.trades += 1;
+            }
+            _ => {
+                if let Some(c) = out.last_mut() {
+                    c.vwap = (c.volume > 0.0).then(|| notional / c.volume);
+                }
+                notional = 0.0;
+                out.push(RefCandle {
+                    start,
+                    open: t.price(),
+                    high: t.price(),
+                    low: t.price(),
+                    close: t.price(),
+                    volume: t.size(),
+                    trades: 1,
+                    vwap: None,
+                });
+            }
+        }
+        notional += t.price() * t.size();
+    }
+    if let Some(c) = out.last_mut() {
+        c.vwap = (c.volume > 0.0).then(|| notional / c.volume);
+    }
+    out
+}
+
+/// The API's candles of `symbol` whose buckets lie wholly inside `[from, to)`.
+async fn candles_in(
+    base: &str,
+    symbol: &str,
+    interval: Interval,
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<Value> {
+    let (status, c) = get_json(&format!(
+        "{base}/api/v1/candles/{symbol}?interval={}&from={}&to={}&limit=10000",
+        interval.as_str(),
+        from.as_millis(),
+        to.as_millis()
+    ))
+    .await;
+    assert_eq!(status, 200, "{c}");
+    c["candles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| {
+            let start = Timestamp::parse(k["start"].as_str().unwrap()).unwrap();
+            start.saturating_add_micros(interval.micros()) <= to
+        })
+        .cloned()
+        .collect()
+}
+
+fn assert_candles_eq(got: &[Value], expected: &[RefCandle], what: &str) {
+    assert_eq!(got.len(), expected.len(), "{what}: candle count");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    for (g, e) in got.iter().zip(expected) {
+        let start = Timestamp::parse(g["start"].as_str().unwrap()).unwrap();
+        assert_eq!(start.as_micros(), e.start, "{what}: bucket start");
+        assert_eq!(
+            g["open"].as_f64().unwrap(),
+            e.open,
+            "{what}: open = first tick"
+        );
+        assert_eq!(
+            g["close"].as_f64().unwrap(),
+            e.close,
+            "{what}: close = last tick"
+        );
+        assert_eq!(g["high"].as_f64().unwrap(), e.high, "{what}: high = max");
+        assert_eq!(g["low"].as_f64().unwrap(), e.low, "{what}: low = min");
+        assert_eq!(g["trades"].as_u64().unwrap(), e.trades, "{what}: trades");
+        assert!(
+            close(g["volume"].as_f64().unwrap(), e.volume),
+            "{what}: volume = sum"
+        );
+        match (g["vwap"].as_f64(), e.vwap) {
+            (Some(a), Some(b)) => assert!(close(a, b), "{what}: vwap {a} vs {b}"),
+            (a, b) => assert_eq!(a, b, "{what}: vwap"),
+        }
+    }
 }
 
 fn ticks_of(v: &Value) -> Vec<Tick> {
@@ -144,46 +267,12 @@ async fn all_in_one_pipeline_end_to_end_and_restart() {
     .await;
     assert_eq!(ticks_of(&ev).into_iter().rev().collect::<Vec<_>>(), ticks);
 
-    for interval in ["1s", "1m"] {
-        let iv: Interval = interval.parse().unwrap();
-        let (status, c) = get_json(&format!(
-            "{base}/api/v1/candles/AAPL?interval={interval}&{window}"
-        ))
-        .await;
-        assert_eq!(status, 200, "{c}");
-        let mut reference = CandleBuilder::new(iv);
-        // Buckets starting in [from, to) whose ticks all lie in the window.
-        for t in ticks.iter().filter(|t| iv.bucket_start(t.ts()) >= from) {
-            reference.push(t);
-        }
-        let expected: Vec<_> = reference
-            .finish()
-            .into_iter()
-            .filter(|k| k.start.saturating_add_micros(iv.micros()) <= to)
-            .collect();
-        let got: Vec<&Value> = c["candles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|k| {
-                let start = Timestamp::parse(k["start"].as_str().unwrap()).unwrap();
-                start.saturating_add_micros(iv.micros()) <= to
-            })
-            .collect();
-        assert_eq!(got.len(), expected.len(), "{interval} candles");
-        assert!(!expected.is_empty() || interval == "1m");
-        for (g, e) in got.iter().zip(&expected) {
-            assert_eq!(g["open"].as_f64().unwrap(), e.open, "open = first tick");
-            assert_eq!(g["close"].as_f64().unwrap(), e.close, "close = last tick");
-            assert_eq!(g["high"].as_f64().unwrap(), e.high, "high = max");
-            assert_eq!(g["low"].as_f64().unwrap(), e.low, "low = min");
-            assert_eq!(g["trades"].as_u64().unwrap(), e.trades);
-            assert!(
-                (g["volume"].as_f64().unwrap() - e.volume).abs() < 1e-6,
-                "volume = sum"
-            );
-        }
-    }
+    // 1-second candles of the window: the live feed spans ~1.5 s, so the
+    // minute buckets are checked over closed minutes in their own test.
+    let got = candles_in(&base, "AAPL", Interval::S1, from, to).await;
+    let expected = reference_candles(&ticks, Interval::S1, from, to);
+    assert!(!expected.is_empty(), "the window holds whole seconds");
+    assert_candles_eq(&got, &expected, "1s");
 
     // Ready, and metrics show every stage moving.
     let (status, ready) = get_json(&format!("{base}/readyz")).await;
@@ -410,6 +499,69 @@ async fn a_cpu_profile_is_served_only_when_enabled() {
     assert_eq!(res.headers()["content-type"], "image/svg+xml");
     let svg = res.text().await.unwrap();
     assert!(svg.contains("<svg"), "{}", &svg[..svg.len().min(200)]);
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candles_over_closed_minutes_equal_an_independent_fold_of_the_stored_ticks() {
+    use bytes::Bytes;
+    use streamforge_bus::{Headers, Message};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 4);
+    c.synthetic.symbols = vec!["QUIET".into()];
+    c.synthetic.rate = 1.0;
+    let (running, token, base) = start(&c).await;
+    // 1,200 ticks over ten closed minutes, at uneven times with ties, sizes
+    // that include 0, in an order that is not time order.
+    let m0 = Interval::M5
+        .bucket_start(Timestamp::now())
+        .saturating_sub_micros(15 * 60 * 1_000_000);
+    let to = m0.saturating_add_micros(10 * 60 * 1_000_000);
+    let messages: Vec<Message> = (0..1_200u64)
+        .map(|i| {
+            let k = (i * 7_919) % 1_200; // a permutation of 0..1200
+            let ts = m0.saturating_add_micros((k as i64 / 2) * 1_000_000 + (k as i64 % 2) * 250_000);
+            let price = 100.0 + ((k * 37) % 101) as f64 / 4.0;
+            let size = (k % 5) as f64;
+            let mut h = Headers::default();
+            h.insert("schema-version", Bytes::from_static(b"1"));
+            Message {
+                key: Bytes::from_static(b"CNDL"),
+                payload: format!(
+                    r#"{{"symbol":"CNDL","ts":"{ts}","price":{price},"size":{size},"exchange":"","src_id":"test","conditions":["{i}"]}}"#
+                )
+                .into(),
+                headers: h,
+            }
+        })
+        .collect();
+    running.bus().publish("ticks", messages).await.unwrap();
+    let url = format!(
+        "{base}/api/v1/ticks/CNDL?from={}&to={}&limit=10000",
+        m0.as_millis(),
+        to.as_millis()
+    );
+    let ticks = wait_for("the 1,200 ticks stored", Duration::from_secs(20), || {
+        let url = url.clone();
+        async move {
+            let (_, v) = get_json(&url).await;
+            // 404 until the symbol's first batch is stored.
+            (v["ticks"].as_array()?.len() == 1_200).then(|| ticks_of(&v))
+        }
+    })
+    .await;
+    for (interval, buckets) in [(Interval::S1, 600), (Interval::M1, 10), (Interval::M5, 2)] {
+        let expected = reference_candles(&ticks, interval, m0, to);
+        assert_eq!(
+            expected.len(),
+            buckets,
+            "{interval:?}: every bucket has trades"
+        );
+        let got = candles_in(&base, "CNDL", interval, m0, to).await;
+        assert_candles_eq(&got, &expected, interval.as_str());
+    }
     token.cancel();
     running.wait().await.unwrap();
 }
