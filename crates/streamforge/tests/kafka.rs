@@ -74,22 +74,98 @@ fn acknowledged(metrics: &streamforge_telemetry::Metrics, topic: &str) -> u64 {
     ) as u64
 }
 
-/// Rows in `ticks`, and distinct `(symbol, ts, tick_id)` among them.
-fn rows_and_distinct(db: &str) -> (u64, u64) {
-    let v = psql(
-        db,
-        "SELECT count(*) || ',' || count(DISTINCT (symbol, ts, tick_id)) FROM ticks",
-    );
-    let (a, b) = v.split_once(',').unwrap();
-    (a.parse().unwrap(), b.parse().unwrap())
+/// Rows in `ticks`.
+fn count_stored(db: &str) -> u64 {
+    psql(db, "SELECT count(*) FROM ticks").parse().unwrap()
 }
 
-/// Waits until `db` holds `acked` rows (at most `timeout`), then checks
-/// count = distinct = acknowledged.
-async fn assert_stored_exactly(db: &str, acked: u64, timeout: Duration, what: &str) {
+/// `symbol tick_id` of every stored row.
+fn stored_ids(db: &str) -> Vec<String> {
+    let mut ids: Vec<String> = psql(db, "SELECT symbol || ' ' || tick_id FROM ticks")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `symbol tick_id` of every distinct tick the broker holds on `c`'s ticks
+/// topic (what it acknowledged), read back by a fresh consumer from the
+/// start: at least `at_least` of them, then until none came for 2 s.
+async fn broker_ids(c: &Config, at_least: u64) -> Vec<String> {
+    use streamforge_bus::{ConsumerOptions, Polled, StartFrom};
+    let bus = streamforge_bus::connect(&c.bus, &c.bus_options())
+        .await
+        .unwrap();
+    let mut consumer = bus
+        .consumer(
+            &c.ingest.topic,
+            ConsumerOptions {
+                group: unique("oracle"),
+                start: StartFrom::Earliest,
+                durable: false,
+            },
+        )
+        .await
+        .unwrap();
+    let rules = streamforge_model::TickRules::default();
+    let mut ids = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let wait = if ids.len() as u64 >= at_least {
+            Duration::from_secs(2)
+        } else {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        };
+        match tokio::time::timeout(wait, consumer.recv(10_000)).await {
+            Ok(Ok(Polled::Messages(m))) => {
+                for d in m {
+                    let gap = d.message.headers.get_str("content-type")
+                        == Some(streamforge_model::GAP_CONTENT_TYPE);
+                    if gap {
+                        continue;
+                    }
+                    let t = streamforge_model::wire::decode(
+                        &d.message.payload,
+                        &rules,
+                        streamforge_model::Timestamp::now(),
+                    )
+                    .expect("the topic holds valid ticks");
+                    ids.push(format!("{} {}", t.symbol(), t.tick_id().as_i64()));
+                }
+            }
+            Ok(other) => panic!("reading back {}: {other:?}", c.ingest.topic),
+            Err(_) if ids.len() as u64 >= at_least => break,
+            Err(_) => panic!(
+                "only {} of {at_least} ticks read back from {} in 120 s",
+                ids.len(),
+                c.ingest.topic
+            ),
+        }
+    }
+    ids.sort();
+    let all = ids.len();
+    // A message the producer timed out on may still have been written, and
+    // ingest publishes it again: the topic may hold a tick twice (the store
+    // keeps it once).
+    ids.dedup();
+    if ids.len() < all {
+        println!(
+            "{}: {} ticks appear twice on the broker",
+            c.ingest.topic,
+            all - ids.len()
+        );
+    }
+    ids
+}
+
+/// Waits until `db` holds `acked` rows (at most `timeout`), then checks the
+/// stored rows are exactly the ticks the broker holds, each once: the same
+/// ids, not only as many.
+async fn assert_stored_exactly(c: &Config, db: &str, acked: u64, timeout: Duration, what: &str) {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let (rows, _) = rows_and_distinct(db);
+        let rows = count_stored(db);
         if rows >= acked {
             break;
         }
@@ -99,13 +175,33 @@ async fn assert_stored_exactly(db: &str, acked: u64, timeout: Duration, what: &s
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Let late redeliveries land: they must not add rows.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let on_broker = broker_ids(c, acked).await;
     assert_eq!(
-        rows_and_distinct(db),
-        (acked, acked),
-        "{what}: count = distinct = acknowledged"
+        on_broker.len() as u64,
+        acked,
+        "{what}: the broker holds what it acknowledged"
     );
+    // Late redeliveries have landed by now (the read-back took ≥ 2 s): they
+    // must not have added rows.
+    let stored = stored_ids(db);
+    assert_eq!(
+        stored.len() as u64,
+        acked,
+        "{what}: stored rows = acknowledged"
+    );
+    if stored != on_broker {
+        let missing: Vec<_> = on_broker
+            .iter()
+            .filter(|i| stored.binary_search(i).is_err())
+            .take(5)
+            .collect();
+        let extra: Vec<_> = stored
+            .iter()
+            .filter(|i| on_broker.binary_search(i).is_err())
+            .take(5)
+            .collect();
+        panic!("{what}: stored ids differ from the broker's: missing {missing:?}, extra {extra:?}");
+    }
 }
 
 /// Runs ingest for `secs` and stops it; returns the ticks the broker acknowledged.
@@ -172,7 +268,7 @@ async fn ingest_persist_serve_as_separate_roles_store_each_tick_once() {
     )
     .await;
     assert_eq!(total, acked, "stored = acknowledged");
-    assert_stored_exactly(&db, acked, Duration::from_secs(5), "separate roles").await;
+    assert_stored_exactly(&c, &db, acked, Duration::from_secs(5), "separate roles").await;
     // Persist is ready only with partitions assigned, and says so.
     let (status, ready) = get_json(&format!("http://{}/readyz", persist.http_addr)).await;
     assert_eq!(status, 200, "{ready}");
@@ -414,7 +510,7 @@ async fn persist_killed_hard_mid_batch_and_restarted_loses_and_duplicates_nothin
         stored, acked,
         "stored = acknowledged after {kills} hard kills"
     );
-    assert_stored_exactly(&db, acked, Duration::from_secs(5), "after hard kills").await;
+    assert_stored_exactly(&c, &db, acked, Duration::from_secs(5), "after hard kills").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,7 +561,7 @@ async fn persist_pauses_while_postgres_is_down_and_resumes_without_losing_ticks(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(stored, acked, "nothing lost across the outage");
-    assert_stored_exactly(&db, acked, Duration::from_secs(5), "PostgreSQL outage").await;
+    assert_stored_exactly(&c, &db, acked, Duration::from_secs(5), "PostgreSQL outage").await;
     let text = metrics.render();
     assert!(metric(&text, "streamforge_persist_pauses_total") >= 1.0);
     assert_eq!(metric(&text, "streamforge_persist_paused"), 0.0);
@@ -647,7 +743,7 @@ async fn the_broker_killed_mid_stream_and_restarted_loses_nothing_while_ingest_h
         provider_ticks(&metrics),
         "every tick acknowledged"
     );
-    assert_stored_exactly(&db, acked, Duration::from_secs(90), "broker killed").await;
+    assert_stored_exactly(&c, &db, acked, Duration::from_secs(90), "broker killed").await;
     persist_token.cancel();
     persist
         .wait()
@@ -711,6 +807,7 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_holds_ingest_and_is_re
         symbols as f64
     );
     assert_stored_exactly(
+        &c,
         &db,
         produced,
         Duration::from_secs(120),
@@ -797,7 +894,14 @@ async fn three_persist_processes_with_one_restarting_every_5s_store_each_tick_on
         restarts >= 10,
         "the third member restarted {restarts} times"
     );
-    assert_stored_exactly(&db, acked, Duration::from_secs(90), "consumer-group churn").await;
+    assert_stored_exactly(
+        &c,
+        &db,
+        acked,
+        Duration::from_secs(90),
+        "consumer-group churn",
+    )
+    .await;
     for (i, m) in members.iter_mut().enumerate() {
         terminate(m, &logs[i], &format!("persist {i}"));
     }
@@ -897,7 +1001,7 @@ async fn sasl_scram_credentials_from_kafka_properties_work_and_wrong_ones_fail_s
     );
     let (persist, persist_token) = start(&c, Roles::PERSIST).await;
     let acked = ingest_for(&c, 2).await;
-    assert_stored_exactly(&db, acked, Duration::from_secs(60), "over SASL").await;
+    assert_stored_exactly(&c, &db, acked, Duration::from_secs(60), "over SASL").await;
     persist_token.cancel();
     persist.wait().await.unwrap();
 
