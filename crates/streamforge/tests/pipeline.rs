@@ -552,6 +552,20 @@ async fn candles_over_closed_minutes_equal_an_independent_fold_of_the_stored_tic
         }
     })
     .await;
+    // The latest quote is the newest stored tick, by (event time, tick id).
+    let newest = ticks
+        .iter()
+        .max_by_key(|t| (t.ts().as_micros(), t.tick_id().as_i64() as u64))
+        .unwrap();
+    let (status, q) = get_json(&format!("{base}/api/v1/quotes/CNDL/latest")).await;
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(q["price"].as_f64(), Some(newest.price()), "{q}");
+    assert_eq!(q["size"].as_f64(), Some(newest.size()), "{q}");
+    assert_eq!(
+        Timestamp::parse(q["ts"].as_str().unwrap()).unwrap(),
+        newest.ts(),
+        "{q}"
+    );
     for (interval, buckets) in [(Interval::S1, 600), (Interval::M1, 10), (Interval::M5, 2)] {
         let expected = reference_candles(&ticks, interval, m0, to);
         assert_eq!(
