@@ -100,6 +100,7 @@ fn signal(pid: u32, sig: &str) {
 async fn signals_drain_and_exit_zero_and_history_survives() {
     let dir = tempfile::tempdir().unwrap();
     let mut total_before = 0;
+    let mut previous = std::collections::BTreeSet::new();
     for (round, sig) in ["-INT", "-TERM"].into_iter().enumerate() {
         let port = free_port();
         let child = bin()
@@ -138,7 +139,43 @@ async fn signals_drain_and_exit_zero_and_history_survives() {
             status.status,
             String::from_utf8_lossy(&status.stderr)
         );
-        assert!(dir.path().join("data/streamforge.db").exists());
+        // Every row stored before this run is still there, unchanged.
+        let rows = stored_rows(&dir.path().join("data/streamforge.db"));
+        assert!(
+            rows.len() as u64 >= total,
+            "round {round}: {} rows",
+            rows.len()
+        );
+        let lost: Vec<_> = previous.difference(&rows).take(5).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: rows of the earlier run are gone: {lost:?}"
+        );
+        previous = rows;
         total_before = total;
     }
+    assert!(total_before > 1_000);
+}
+
+/// Every stored tick of the SQLite store at `db`, with all its values.
+fn stored_rows(db: &std::path::Path) -> std::collections::BTreeSet<(String, i64, i64, u64, u64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT s.symbol, t.ts, t.tick_id, t.price, t.size FROM ticks t \
+             JOIN symbols s ON s.id = t.symbol_id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, f64>(3)?.to_bits(),
+            r.get::<_, f64>(4)?.to_bits(),
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
 }
