@@ -26,7 +26,7 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use streamforge_telemetry::Metrics;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
@@ -124,11 +124,23 @@ async fn refuse(mut stream: TcpStream, options: ServerOptions) {
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let write = async {
+    let answer = async {
         stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        // Take what the client sent (its request) before closing: closing
+        // with unread data would reset the connection, and the client might
+        // never see the answer.
+        let mut sink = [0u8; 4096];
+        let mut taken = 0;
+        while taken < 64 * 1024 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => taken += n,
+            }
+        }
+        Ok::<(), io::Error>(())
     };
-    let _ = tokio::time::timeout(options.write_timeout, write).await;
+    let _ = tokio::time::timeout(options.write_timeout.min(Duration::from_secs(2)), answer).await;
 }
 
 /// A connection's socket with the idle and write timers.

@@ -111,7 +111,12 @@ async fn connections_beyond_the_cap_get_a_json_503_and_room_comes_back() {
     }
     // Accepted in order: the held connections have their slots first.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // A client that sends its request at once still gets the answer.
     let mut extra = TcpStream::connect(addr).await.unwrap();
+    extra
+        .write_all(b"GET /api/v1/symbols HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut answer))
         .await
