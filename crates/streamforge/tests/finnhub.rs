@@ -109,9 +109,8 @@ async fn ticks_are_stored_as_sent_across_dropped_connections_with_gaps_recorded(
         async move { (log.lock().connections >= 3).then_some(()) }
     })
     .await;
-    // Stop sending, then let the pipeline store what arrived.
-    sim.stop();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Stop sending; once every connection has ended, the log is final.
+    sim.stop_and_wait().await;
     let sent = sent_trades(&sim);
     assert!(sent.len() > 300, "the simulator sent {} trades", sent.len());
     let got = wait_for(

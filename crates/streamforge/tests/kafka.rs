@@ -599,8 +599,25 @@ async fn finnhub_ticks_and_gaps_cross_kafka_to_postgres() {
         async move { (log.lock().connections >= 3).then_some(()) }
     })
     .await;
-    sim.stop();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once every connection has ended the log is final; ingest stops once
+    // the provider has taken every trade sent.
+    sim.stop_and_wait().await;
+    let sent_rows = sim.log.lock().sent.len() as f64;
+    wait_for(
+        "the provider to take every trade sent",
+        Duration::from_secs(20),
+        || {
+            let metrics = ingest.metrics.clone();
+            async move {
+                let taken = metric(
+                    &metrics.render(),
+                    "streamforge_provider_ticks_total{provider=\"finnhub\"}",
+                );
+                (taken >= sent_rows).then_some(())
+            }
+        },
+    )
+    .await;
     ingest_token.cancel();
     ingest.wait().await.expect("ingest drains and flushes");
     let sent = sim

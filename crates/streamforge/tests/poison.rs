@@ -353,8 +353,16 @@ async fn a_trade_of_1e200_and_trades_of_foreign_symbols_are_dead_lettered_and_po
 
     // Live traffic after the bad trades is stored, each trade once, and
     // nothing else: the stored trades are exactly those sent.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    sim.stop();
+    wait_for(
+        "live trades after the bad ones",
+        Duration::from_secs(20),
+        || {
+            let sim = &sim;
+            async move { (sim.log.lock().sent.len() > 100).then_some(()) }
+        },
+    )
+    .await;
+    sim.stop_and_wait().await;
     let want = sent(&sim);
     assert!(want.len() > 50, "{} trades sent", want.len());
     let (got, rows) = wait_for("every sent trade stored", Duration::from_secs(30), || {

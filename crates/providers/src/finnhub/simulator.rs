@@ -112,6 +112,8 @@ pub struct Simulator {
     pub addr: SocketAddr,
     pub log: Arc<Mutex<SimulatorLog>>,
     stop: CancellationToken,
+    /// The accept loop and every connection's task.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl Simulator {
@@ -121,13 +123,16 @@ impl Simulator {
         let addr = listener.local_addr()?;
         let log = Arc::new(Mutex::new(SimulatorLog::default()));
         let stop = CancellationToken::new();
+        let tasks = tokio_util::task::TaskTracker::new();
         let sim = Simulator {
             addr,
             log: log.clone(),
             stop: stop.clone(),
+            tasks: tasks.clone(),
         };
         let config = Arc::new(config);
-        tokio::spawn(async move {
+        let connections = tasks.clone();
+        tasks.spawn(async move {
             let mut next_id = 0u64;
             loop {
                 let (stream, _) = tokio::select! {
@@ -143,7 +148,7 @@ impl Simulator {
                 next_id += 1;
                 let (config, log, stop) = (config.clone(), log.clone(), stop.clone());
                 let id = next_id;
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     serve(stream, id, config, log, stop).await;
                 });
             }
@@ -159,6 +164,14 @@ impl Simulator {
     /// Stops accepting and closes every connection.
     pub fn stop(&self) {
         self.stop.cancel();
+    }
+
+    /// [`Simulator::stop`], and returns once every connection has ended:
+    /// the log then holds exactly what was sent, and nothing more comes.
+    pub async fn stop_and_wait(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
 
