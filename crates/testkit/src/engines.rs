@@ -74,16 +74,32 @@ kill -0 {parent} 2>/dev/null || rm -rf '{workdir}'
         .map_err(|e| err(format!("starting {}: {e}", program.display())))
 }
 
-/// Sends `signal` (e.g. `-STOP`) to `pid` and all its descendants.
+/// Sends `signal` (e.g. `-STOP`) to `pid` and all its descendants: the
+/// root first (a stopped server forks no new backend), then its
+/// descendants, looking again until a pass finds none it has not signalled
+/// (one forked just before the root stopped is caught by the next pass).
 fn signal_tree(pid: u32, signal: &str) {
-    let mut pids = vec![pid];
-    let mut i = 0;
-    while i < pids.len() {
-        pids.extend(children_of(pids[i]));
-        i += 1;
+    let send = |pids: &[u32]| {
+        let args: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let _ = Command::new("kill").arg(signal).args(&args).status();
+    };
+    send(&[pid]);
+    let mut signalled = vec![pid];
+    loop {
+        let mut all = vec![pid];
+        let mut i = 0;
+        while i < all.len() {
+            all.extend(children_of(all[i]));
+            i += 1;
+        }
+        let new: Vec<u32> = all.into_iter().filter(|p| !signalled.contains(p)).collect();
+        if new.is_empty() {
+            return;
+        }
+        send(&new);
+        signalled.extend(new);
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let args: Vec<String> = pids.iter().map(u32::to_string).collect();
-    let _ = Command::new("kill").arg(signal).args(&args).status();
 }
 
 /// Processes whose parent is `pid` (from /proc).
