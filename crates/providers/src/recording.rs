@@ -167,6 +167,10 @@ pub fn frames<R: BufRead>(
 /// [`crate::finnhub::MAX_MESSAGE_BYTES`], escaped as JSON).
 pub const MAX_LINE_BYTES: usize = 2 * 1024 * 1024;
 
+/// Slowest and fastest replay pace (`--speed`).
+pub const MIN_SPEED: f64 = 1e-3;
+pub const MAX_SPEED: f64 = 1e6;
+
 /// Longest pause replay makes between two frames at the recorded pace: a
 /// wild receive time (years later) does not make it sleep for years.
 pub const MAX_REPLAY_STEP: Duration = Duration::from_secs(600);
@@ -185,7 +189,10 @@ pub fn replay_due(
         .checked_sub(previous.as_micros())
         .unwrap_or(i64::MAX)
         .clamp(0, MAX_REPLAY_STEP.as_micros() as i64);
-    let step = Duration::from_micros(step_micros as u64).div_f64(speed);
+    // Checked: a speed near 0 (or not a number) must not overflow or panic.
+    let longest = MAX_REPLAY_STEP.div_f64(MIN_SPEED);
+    let step = Duration::try_from_secs_f64(step_micros as f64 / 1e6 / speed)
+        .map_or(longest, |d| d.min(longest));
     previous_due + step
 }
 
@@ -201,10 +208,10 @@ pub struct ReplayProvider {
 impl ReplayProvider {
     pub fn new(path: PathBuf, speed: Option<f64>, rules: TickRules) -> Result<Self, ProviderError> {
         if let Some(s) = speed {
-            if !(s.is_finite() && s > 0.0) {
+            if !(MIN_SPEED..=MAX_SPEED).contains(&s) {
                 return Err(ProviderError::Config {
                     provider: FINNHUB,
-                    reason: format!("speed: must be greater than 0, got {s}"),
+                    reason: format!("speed: must be from {MIN_SPEED} to {MAX_SPEED}, got {s}"),
                 });
             }
         }

@@ -120,15 +120,16 @@ pub struct ReplayArgs {
 /// Replay pace: `None` is as fast as possible.
 pub type Speed = Option<f64>;
 
-/// `max`, or `Nx` / `N` with N > 0.
+/// `max`, or `Nx` / `N` with N from 0.001 to 1,000,000.
 pub fn parse_speed(text: &str) -> Result<Speed, String> {
     if text.eq_ignore_ascii_case("max") {
         return Ok(None);
     }
+    use streamforge_providers::recording::{MAX_SPEED, MIN_SPEED};
     match text.trim_end_matches(['x', 'X']).parse::<f64>() {
-        Ok(k) if k.is_finite() && k > 0.0 => Ok(Some(k)),
+        Ok(k) if (MIN_SPEED..=MAX_SPEED).contains(&k) => Ok(Some(k)),
         _ => Err(format!(
-            "expected max or a pace such as 1x or 10x, got {text:?}"
+            "expected max or a pace from {MIN_SPEED}x to {MAX_SPEED}x such as 1x or 10x, got {text:?}"
         )),
     }
 }

@@ -314,7 +314,7 @@ async fn ingest_persist_serve_as_separate_roles_store_each_tick_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_on_kafka_go_to_the_dead_letter_topic_with_their_source() {
     use bytes::Bytes;
-    use streamforge_bus::{ConsumerOptions, Headers, Message, Polled, StartFrom};
+    use streamforge_bus::{Headers, Message, Polled};
 
     let (broker, _log, db) = shared_engines();
     let c = config(&broker.url(), &db, "memory://", &unique("poison"));
@@ -359,17 +359,7 @@ async fn poison_messages_on_kafka_go_to_the_dead_letter_topic_with_their_source(
     .await
     .unwrap();
 
-    let mut dlq = bus
-        .consumer(
-            &c.ingest.dlq_topic,
-            ConsumerOptions {
-                group: unique("dlq-reader"),
-                start: StartFrom::Earliest,
-                durable: true,
-            },
-        )
-        .await
-        .unwrap();
+    let mut dlq = dlq_reader(&*bus, &c).await;
     let mut reasons = Vec::new();
     while reasons.len() < 5 {
         let polled = tokio::time::timeout(Duration::from_secs(60), dlq.recv(10))
@@ -1048,7 +1038,7 @@ async fn sasl_scram_credentials_from_kafka_properties_work_and_wrong_ones_fail_s
 async fn rows_postgres_refuses_mid_stream_on_kafka_are_dead_lettered_once_and_the_rest_stored_once()
 {
     use bytes::Bytes;
-    use streamforge_bus::{ConsumerOptions, Headers, Message, StartFrom};
+    use streamforge_bus::{Headers, Message};
 
     let (broker, _log, db) = shared_engines();
     let mut c = config(&broker.url(), &db, "memory://", &unique("refused"));
@@ -1108,17 +1098,7 @@ async fn rows_postgres_refuses_mid_stream_on_kafka_are_dead_lettered_once_and_th
     )
     .await;
 
-    let mut dlq = bus
-        .consumer(
-            &c.ingest.dlq_topic,
-            ConsumerOptions {
-                group: unique("dlq-reader"),
-                start: StartFrom::Earliest,
-                durable: true,
-            },
-        )
-        .await
-        .unwrap();
+    let mut dlq = dlq_reader(&*bus, &c).await;
     let mut first = refused_dead_letters(&mut *dlq, poison.len()).await;
     first.sort();
     first.dedup();
@@ -1151,6 +1131,24 @@ async fn rows_postgres_refuses_mid_stream_on_kafka_are_dead_lettered_once_and_th
     );
     token.cancel();
     persist.wait().await.unwrap();
+}
+
+/// A fresh durable reader of `c`'s dead-letter topic, from its start.
+async fn dlq_reader(
+    bus: &dyn streamforge_bus::Bus,
+    c: &Config,
+) -> Box<dyn streamforge_bus::Consumer> {
+    use streamforge_bus::{ConsumerOptions, StartFrom};
+    bus.consumer(
+        &c.ingest.dlq_topic,
+        ConsumerOptions {
+            group: unique("dlq-reader"),
+            start: StartFrom::Earliest,
+            durable: true,
+        },
+    )
+    .await
+    .unwrap()
 }
 
 /// `store_refused` dead letters until `n` arrived and 3 s passed without
