@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use streamforge_api::live::{CandleTracker, Resume, ResumeWindow};
 use streamforge_api::routes::ws::WsOptions;
 use streamforge_api::{router, ApiLimits, AppState, LiveHub};
-use streamforge_model::{Candle, CandleBuilder, Gap, GapReason, Interval, Symbol, Tick, Timestamp};
+use streamforge_model::{Candle, Gap, GapReason, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::{Cache, MemoryCache, SqliteStore, TickStore};
 use streamforge_telemetry::{Health, Metrics};
 use streamforge_testkit::{get_json, wait_for, SseClient};
@@ -149,9 +149,7 @@ where
 }
 
 fn candle(symbol: &str, interval: Interval, ticks: &[Tick]) -> Candle {
-    let mut b = CandleBuilder::new(interval);
-    ticks.iter().for_each(|t| b.push(t));
-    let c = b.finish().remove(0);
+    let c = streamforge_testkit::reference::candles(interval, ticks).remove(0);
     assert_eq!(c.symbol.as_str(), symbol);
     c
 }

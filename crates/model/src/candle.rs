@@ -246,47 +246,6 @@ pub fn rebucket(
     out
 }
 
-/// Builds candles from ticks one at a time: the reference the stores are
-/// checked against. Ticks may come in any order.
-#[derive(Debug)]
-pub struct CandleBuilder {
-    interval: Interval,
-    candles: std::collections::BTreeMap<(Symbol, Timestamp), CandlePart>,
-}
-
-impl CandleBuilder {
-    pub fn new(interval: Interval) -> Self {
-        CandleBuilder {
-            interval,
-            candles: Default::default(),
-        }
-    }
-
-    pub fn push(&mut self, tick: &Tick) {
-        let key = (tick.symbol().clone(), self.interval.bucket_start(tick.ts()));
-        match self.candles.entry(key) {
-            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().push(tick),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(CandlePart::of(tick));
-            }
-        }
-    }
-
-    /// The parts so far, by symbol and bucket start.
-    pub fn parts(&self) -> impl Iterator<Item = (&(Symbol, Timestamp), &CandlePart)> {
-        self.candles.iter()
-    }
-
-    /// The candles, ordered by symbol and bucket start.
-    pub fn finish(self) -> Vec<Candle> {
-        let interval = self.interval;
-        self.candles
-            .into_iter()
-            .map(|((symbol, start), part)| part.into_candle(symbol, interval, start))
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,18 +295,109 @@ mod tests {
                 )
                 .unwrap()
         };
-        let mut b = CandleBuilder::new(Interval::M1);
-        // 20:15:31.134 .. bucket 20:15:00
-        b.push(&mk(1_756_325_735_000, 12.0, 1.0));
-        b.push(&mk(1_756_325_731_134, 10.0, 1.0));
-        b.push(&mk(1_756_325_733_000, 15.0, 2.0));
-        b.push(&mk(1_756_325_734_000, 9.0, 0.0));
-        let c = b.finish();
-        assert_eq!(c.len(), 1);
-        let c = &c[0];
+        // 20:15:31.134 .. bucket 20:15:00, pushed out of order.
+        let first = mk(1_756_325_735_000, 12.0, 1.0);
+        let mut part = CandlePart::of(&first);
+        part.push(&mk(1_756_325_731_134, 10.0, 1.0));
+        part.push(&mk(1_756_325_733_000, 15.0, 2.0));
+        part.push(&mk(1_756_325_734_000, 9.0, 0.0));
+        let start = Interval::M1.bucket_start(first.ts());
+        assert_eq!(start, Timestamp::from_millis(1_756_325_700_000));
+        let c = &part.into_candle(first.symbol().clone(), Interval::M1, start);
+        assert_eq!(c.first_ts, Timestamp::from_millis(1_756_325_731_134));
+        assert_eq!(c.last_ts, Timestamp::from_millis(1_756_325_735_000));
         assert_eq!((c.open, c.high, c.low, c.close), (10.0, 15.0, 9.0, 12.0));
         assert_eq!(c.volume, 4.0);
         assert_eq!(c.trades, 4);
         assert_eq!(c.vwap, Some((12.0 + 10.0 + 30.0) / 4.0));
+    }
+
+    fn tick_at(ms: i64, price: f64, size: f64) -> Tick {
+        let now = Timestamp::from_millis(1_756_330_000_000);
+        TickRules::default()
+            .check(
+                TickInput {
+                    ts: Timestamp::from_millis(ms),
+                    price,
+                    size,
+                    ..input()
+                },
+                now,
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn first_start_from_rounds_up_to_a_bucket_start() {
+        let on = Timestamp::from_millis(1_756_325_700_000); // 20:15:00
+        assert_eq!(Interval::M1.first_start_from(on), on);
+        let inside = Timestamp::from_millis(1_756_325_700_001);
+        assert_eq!(
+            Interval::M1.first_start_from(inside),
+            Timestamp::from_millis(1_756_325_760_000)
+        );
+        assert_eq!(Interval::M5.to_string(), "5m");
+        assert_eq!(format!("{}", Interval::D1), "1d");
+    }
+
+    #[test]
+    fn merging_keeps_the_earliest_open_and_latest_close_by_key() {
+        let a = tick_at(1_756_325_701_000, 10.0, 1.0);
+        let b = tick_at(1_756_325_702_000, 20.0, 1.0);
+        let c = tick_at(1_756_325_703_000, 30.0, 1.0);
+        let mut part = CandlePart::of(&b);
+        part.merge(&CandlePart::of(&c));
+        assert_eq!((part.open.1, part.close.1), (20.0, 30.0));
+        part.merge(&CandlePart::of(&a));
+        assert_eq!((part.open.1, part.close.1), (10.0, 30.0));
+        // A part of the same trade key leaves open and close as they are.
+        let mut same = CandlePart::of(&a);
+        same.open.1 = 99.0;
+        same.close.1 = 99.0;
+        let mut single = CandlePart::of(&a);
+        single.merge(&same);
+        assert_eq!((single.open.1, single.close.1), (10.0, 10.0));
+        // An earlier close does not replace a later one.
+        let mut later = CandlePart::of(&c);
+        later.merge(&CandlePart::of(&b));
+        assert_eq!(later.close.1, 30.0);
+        assert_eq!(later.open.1, 20.0);
+    }
+
+    #[test]
+    fn a_candle_of_zero_sizes_has_no_vwap() {
+        let t = tick_at(1_756_325_701_000, 10.0, 0.0);
+        let c = CandlePart::of(&t).into_candle(t.symbol().clone(), Interval::M1, t.ts());
+        assert_eq!(c.vwap, None);
+        assert_eq!(c.volume, 0.0);
+    }
+
+    #[test]
+    fn rebucket_folds_fine_parts_into_coarse_candles_up_to_a_limit() {
+        let m0 = 1_756_325_700_000; // 20:15:00, a 5-minute boundary
+        let parts: Vec<(Timestamp, CandlePart)> = [0, 1, 4, 5, 6, 11]
+            .iter()
+            .map(|&minute| {
+                let t = tick_at(m0 + minute * 60_000 + 500, 100.0 + minute as f64, 1.0);
+                (Interval::M1.bucket_start(t.ts()), CandlePart::of(&t))
+            })
+            .collect();
+        let symbol = Symbol::parse("AAPL").unwrap();
+        let all = rebucket(&symbol, Interval::M5, parts.clone(), 10);
+        let starts: Vec<i64> = all.iter().map(|c| c.start.as_millis()).collect();
+        assert_eq!(starts, [m0, m0 + 300_000, m0 + 600_000]);
+        let summary: Vec<(f64, f64, u64)> =
+            all.iter().map(|c| (c.open, c.close, c.trades)).collect();
+        assert_eq!(
+            summary,
+            [(100.0, 104.0, 3), (105.0, 106.0, 2), (111.0, 111.0, 1)]
+        );
+        let two = rebucket(&symbol, Interval::M5, parts.clone(), 2);
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[1].trades, 2);
+        let one = rebucket(&symbol, Interval::M5, parts, 1);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].trades, 3);
+        assert!(rebucket(&symbol, Interval::M5, Vec::new(), 5).is_empty());
     }
 }

@@ -143,4 +143,15 @@ mod tests {
             .contains("before"));
         assert!(Gap::decode(b"{}").unwrap_err().starts_with("gap:"));
     }
+
+    #[test]
+    fn reasons_have_stable_names() {
+        let names: Vec<&str> = GapReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names, ["disconnected", "silent", "bus_unavailable"]);
+        for r in GapReason::ALL {
+            assert_eq!(GapReason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(GapReason::parse("Silent"), None);
+        assert_eq!(GapReason::parse(""), None);
+    }
 }

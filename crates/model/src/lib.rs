@@ -11,7 +11,7 @@
 //! - [`tick`] — [`Tick`], [`TickInput`], [`TickRules`] and [`TickError`].
 //! - [`tick_id`] — the deterministic id and the per-frame occurrence counter.
 //! - [`candle`] — [`Candle`], [`Interval`], the mergeable [`CandlePart`] that
-//!   rollups are kept in, and a brute-force [`CandleBuilder`].
+//!   rollups are kept in ([`rebucket`] folds them into coarser candles).
 //! - [`gap`] — [`Gap`], a span in which a feed may have missed trades.
 //! - [`wire`] — the JSON codec, which also reads the original tick format.
 
@@ -23,7 +23,7 @@ pub mod tick_id;
 pub mod time;
 pub mod wire;
 
-pub use candle::{rebucket, Candle, CandleBuilder, CandlePart, Interval, IntervalError, TradeKey};
+pub use candle::{rebucket, Candle, CandlePart, Interval, IntervalError, TradeKey};
 pub use gap::{Gap, GapReason, GAP_CONTENT_TYPE};
 pub use symbol::{Symbol, SymbolInterner};
 pub use tick::{Tick, TickError, TickInput, TickRules};

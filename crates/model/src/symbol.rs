@@ -147,4 +147,30 @@ mod tests {
             assert!(err.to_string().starts_with("symbol:"), "{err}");
         }
     }
+
+    #[test]
+    fn a_symbol_reads_as_its_text_everywhere() {
+        let s = Symbol::parse("binance:btcusdt").unwrap();
+        assert_eq!(s.to_string(), "BINANCE:BTCUSDT");
+        assert_eq!(format!("{s:?}"), "\"BINANCE:BTCUSDT\"");
+        let r: &str = s.as_ref();
+        assert_eq!(r, "BINANCE:BTCUSDT");
+        let mut map = std::collections::HashMap::new();
+        map.insert(s.clone(), 1);
+        assert_eq!(map.get("BINANCE:BTCUSDT"), Some(&1), "looked up by &str");
+    }
+
+    #[test]
+    fn the_interner_keeps_what_it_saw_up_to_its_bound() {
+        let mut i = SymbolInterner::default();
+        for name in ["AAPL", "MSFT", "aapl", "AAPL"] {
+            i.parse(name).unwrap();
+        }
+        assert_eq!(i.seen.len(), 3, "each distinct text once");
+        for n in 0..MAX_INTERNED + 10 {
+            i.parse(&format!("S{n}")).unwrap();
+        }
+        assert!(i.seen.len() <= MAX_INTERNED, "{}", i.seen.len());
+        assert_eq!(i.parse("msft").unwrap().as_str(), "MSFT");
+    }
 }

@@ -529,4 +529,90 @@ pub(crate) mod tests {
         Tick::number_identical(&mut again, &mut counter);
         assert_eq!(frame, again);
     }
+
+    #[test]
+    fn three_identical_trades_in_a_frame_get_three_ids() {
+        let mut frame = vec![check(input()).unwrap(); 3];
+        let mut counter = crate::OccurrenceCounter::default();
+        Tick::number_identical(&mut frame, &mut counter);
+        let ids: std::collections::HashSet<_> = frame.iter().map(|t| t.tick_id()).collect();
+        assert_eq!(ids.len(), 3);
+        // One trade alone keeps the id its content gives.
+        let mut one = vec![check(input()).unwrap()];
+        Tick::number_identical(&mut one, &mut counter);
+        assert_eq!(one[0].tick_id(), check(input()).unwrap().tick_id());
+        assert_eq!(
+            one[0].tick_id(),
+            frame[0].tick_id(),
+            "the first keeps its id"
+        );
+    }
+
+    #[test]
+    fn limits_are_inclusive_where_documented() {
+        let now = Timestamp::from_millis(1_756_325_731_200);
+        let rules = TickRules::default();
+        // The earliest time accepted is MIN_TICK_TIME itself.
+        let at_min = TickInput {
+            ts: MIN_TICK_TIME,
+            ..input()
+        };
+        assert!(rules.check(at_min, now).is_ok());
+        let before_min = TickInput {
+            ts: MIN_TICK_TIME.saturating_add_micros(-1),
+            ..input()
+        };
+        assert!(matches!(
+            rules.check(before_min, now),
+            Err(TickError::TooOld(_))
+        ));
+        // Exactly `now + max_future_skew` is accepted, a microsecond more is not.
+        let skew = rules.max_future_skew.as_micros() as i64;
+        let at_skew = TickInput {
+            ts: now.saturating_add_micros(skew),
+            ..input()
+        };
+        assert!(rules.check(at_skew, now).is_ok());
+        let past_skew = TickInput {
+            ts: now.saturating_add_micros(skew + 1),
+            ..input()
+        };
+        assert!(matches!(
+            rules.check(past_skew, now),
+            Err(TickError::InFuture { .. })
+        ));
+        // At most MAX_CONDITIONS condition codes, none empty.
+        let codes = |n: usize| (0..n).map(|i| format!("C{i}")).collect::<Vec<_>>();
+        let full = TickInput {
+            conditions: codes(MAX_CONDITIONS),
+            ..input()
+        };
+        assert!(rules.check(full, now).is_ok());
+        let over = TickInput {
+            conditions: codes(MAX_CONDITIONS + 1),
+            ..input()
+        };
+        assert!(matches!(rules.check(over, now), Err(TickError::Conditions)));
+        let one_empty = TickInput {
+            conditions: vec!["1".into(), String::new()],
+            ..input()
+        };
+        assert!(matches!(
+            rules.check(one_empty, now),
+            Err(TickError::Conditions)
+        ));
+        let too_long = TickInput {
+            conditions: vec!["X".repeat(MAX_CONDITION_LEN + 1)],
+            ..input()
+        };
+        assert!(matches!(
+            rules.check(too_long, now),
+            Err(TickError::Conditions)
+        ));
+        let longest = TickInput {
+            conditions: vec!["X".repeat(MAX_CONDITION_LEN)],
+            ..input()
+        };
+        assert!(rules.check(longest, now).is_ok());
+    }
 }

@@ -203,4 +203,11 @@ mod tests {
         assert!("".parse::<TickId>().is_err());
         assert!("00000000000000001".parse::<TickId>().is_err());
     }
+
+    #[test]
+    fn ids_print_as_sixteen_hex_digits() {
+        let id = TickId::from_i64(0x1f);
+        assert_eq!(id.to_string(), "000000000000001f");
+        assert_eq!(format!("{id:?}"), "TickId(000000000000001f)");
+    }
 }

@@ -34,20 +34,59 @@ async fn only_newer_ticks_replace_the_latest(c: &dyn Cache) {
         0
     );
     assert_eq!(c.latest(&aapl).await.unwrap().unwrap().price(), 2.0);
-    // Same time: the larger id wins, whatever the order of arrival.
-    let (a, b) = (
-        tick("AAPL", T0 + 20, 4.0, 1.0),
-        tick("AAPL", T0 + 20, 5.0, 1.0),
-    );
-    let winner = if a.sort_key() > b.sort_key() {
-        a.clone()
-    } else {
-        b.clone()
-    };
-    c.update_latest(std::slice::from_ref(&a)).await.unwrap();
-    c.update_latest(std::slice::from_ref(&b)).await.unwrap();
-    c.update_latest(&[a]).await.unwrap();
-    assert_eq!(c.latest(&aapl).await.unwrap().unwrap(), winner);
+    // Same time: the larger id as a signed integer wins (the order SQL
+    // sorts BIGINT ids in, so the cache agrees with the store's newest
+    // tick), whatever the order of arrival. The two ids differ in sign, so
+    // comparing them unsigned would pick the other one.
+    for (case, (negative_first, one_batch)) in
+        [(false, false), (true, false), (false, true), (true, true)]
+            .into_iter()
+            .enumerate()
+    {
+        let symbol = format!("TIE{case}");
+        let same_time = |k: usize| tick(&symbol, T0 + 20, 4.0 + k as f64, 1.0);
+        let positive = (0..100)
+            .map(same_time)
+            .find(|t| t.tick_id().as_i64() > 0)
+            .unwrap();
+        let negative = (0..100)
+            .map(same_time)
+            .find(|t| t.tick_id().as_i64() < 0)
+            .unwrap();
+        let (first, second) = if negative_first {
+            (&negative, &positive)
+        } else {
+            (&positive, &negative)
+        };
+        if one_batch {
+            c.update_latest(&[first.clone(), second.clone()])
+                .await
+                .unwrap();
+        } else {
+            c.update_latest(std::slice::from_ref(first)).await.unwrap();
+            c.update_latest(std::slice::from_ref(second)).await.unwrap();
+            c.update_latest(std::slice::from_ref(first)).await.unwrap();
+        }
+        let sym = Symbol::parse(&symbol).unwrap();
+        assert_eq!(
+            c.latest(&sym).await.unwrap().unwrap(),
+            positive,
+            "negative id first: {negative_first}, one batch: {one_batch}"
+        );
+    }
+    // A later time wins over any id.
+    let tied = |k: usize| tick("AAPL", T0 + 20, 4.0 + k as f64, 1.0);
+    let large = (0..100)
+        .map(tied)
+        .max_by_key(|t| t.tick_id().as_i64())
+        .unwrap();
+    let later = (0..100)
+        .map(|k| tick("AAPL", T0 + 21, 1.0 + k as f64, 1.0))
+        .min_by_key(|t| t.tick_id().as_i64())
+        .unwrap();
+    assert!(later.tick_id().as_i64() < large.tick_id().as_i64());
+    c.update_latest(&[later.clone(), large]).await.unwrap();
+    assert_eq!(c.latest(&aapl).await.unwrap().unwrap(), later);
     c.ping().await.unwrap();
 }
 

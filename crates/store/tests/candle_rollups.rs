@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use streamforge_model::{Candle, CandleBuilder, Interval, Symbol, Tick, Timestamp};
+use streamforge_model::{Candle, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::postgres::Mode;
 use streamforge_store::{
     CandleQuery, Order, PgSchemaOptions, PostgresStore, SqliteStore, TickQuery, TickStore,
 };
 use streamforge_testkit::engines::shared_postgres;
+use streamforge_testkit::reference;
 use streamforge_testkit::tick;
 
 /// 2025-08-27T20:15:00Z in ms: buckets of every width start and end in the data.
@@ -117,14 +118,11 @@ async fn check(store: &dyn TickStore, deliveries: &[Vec<Tick>]) -> Result<(), Te
         ];
         for interval in Interval::ALL {
             for (from, to) in windows {
-                let mut reference = CandleBuilder::new(interval);
-                let (lo, hi) = (
-                    interval.first_start_from(from),
-                    interval.first_start_from(to),
-                );
-                for t in stored.iter().filter(|t| t.ts() >= lo && t.ts() < hi) {
-                    reference.push(t);
-                }
+                // Buckets starting in [from, to), computed apart.
+                let expected: Vec<_> = reference::candles(interval, &stored)
+                    .into_iter()
+                    .filter(|c| c.start >= from && c.start < to)
+                    .collect();
                 let got = store
                     .candles(CandleQuery {
                         symbol: symbol.clone(),
@@ -135,7 +133,7 @@ async fn check(store: &dyn TickStore, deliveries: &[Vec<Tick>]) -> Result<(), Te
                     })
                     .await
                     .unwrap();
-                same(&got, &reference.finish(), &format!("{symbol} {interval}"))?;
+                same(&got, &expected, &format!("{symbol} {interval}"))?;
             }
         }
         // A limit stops after that many candles, oldest first.
@@ -149,9 +147,10 @@ async fn check(store: &dyn TickStore, deliveries: &[Vec<Tick>]) -> Result<(), Te
             })
             .await
             .unwrap();
-        let mut reference = CandleBuilder::new(Interval::M5);
-        stored.iter().for_each(|t| reference.push(t));
-        let expected: Vec<_> = reference.finish().into_iter().take(2).collect();
+        let expected: Vec<_> = reference::candles(Interval::M5, &stored)
+            .into_iter()
+            .take(2)
+            .collect();
         same(&limited, &expected, &format!("{symbol} 5m limit 2"))?;
     }
     Ok(())
@@ -244,8 +243,7 @@ async fn sqlite_migration_fills_rollups_from_existing_ticks() {
     }
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 3);
-    let mut reference = CandleBuilder::new(Interval::M1);
-    ticks.iter().for_each(|t| reference.push(t));
+    let expected = reference::candles(Interval::M1, &ticks);
     let got = store
         .candles(CandleQuery {
             symbol: Symbol::parse("AAPL").unwrap(),
@@ -256,5 +254,5 @@ async fn sqlite_migration_fills_rollups_from_existing_ticks() {
         })
         .await
         .unwrap();
-    same(&got, &reference.finish(), "migrated 1m").unwrap();
+    same(&got, &expected, "migrated 1m").unwrap();
 }

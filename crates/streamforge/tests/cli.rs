@@ -1,9 +1,10 @@
 //! The `streamforge` binary as a user runs it.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use streamforge_testkit::{free_port, stored_ticks, wait_for};
+use streamforge_testkit::process::Spawned;
+use streamforge_testkit::{stored_ticks, wait_for};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_streamforge"));
@@ -102,42 +103,22 @@ async fn signals_drain_and_exit_zero_and_history_survives() {
     let mut total_before = 0;
     let mut previous = std::collections::BTreeSet::new();
     for (round, sig) in ["-INT", "-TERM"].into_iter().enumerate() {
-        let port = free_port();
-        let child = bin()
-            .current_dir(dir.path())
-            .args([
-                "run",
-                "--http-addr",
-                &format!("127.0.0.1:{port}"),
-                "--rate",
-                "2000",
-                "--log-level",
-                "warn",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        let mut run = RunningBinary::start(dir.path(), &["--rate", "2000"]).await;
+        let base = run.base.clone();
         let total = wait_for("ticks to be stored", Duration::from_secs(20), || {
             let base = base.clone();
             async move {
-                // Not listening yet is not a failure: keep waiting.
                 let total = stored_ticks(&base).await?;
                 (total > total_before + 500).then_some(total)
             }
         })
         .await;
-        signal(child.id(), sig);
-        let status = tokio::task::spawn_blocking(move || child.wait_with_output())
-            .await
-            .unwrap()
-            .unwrap();
+        signal(run.pid(), sig);
+        let (status, _) = run.process.exit_within(Duration::from_secs(60)).await;
         assert!(
-            status.status.success(),
-            "round {round}: exit {:?}\n{}",
-            status.status,
-            String::from_utf8_lossy(&status.stderr)
+            status.success(),
+            "round {round}: exit {status:?}\n{}",
+            run.process.output()
         );
         // Every row stored before this run is still there, unchanged.
         let rows = stored_rows(&dir.path().join("data/streamforge.db"));
@@ -178,4 +159,203 @@ fn stored_rows(db: &std::path::Path) -> std::collections::BTreeSet<(String, i64,
     .unwrap()
     .collect::<Result<_, _>>()
     .unwrap()
+}
+
+/// `streamforge run` started in `dir` on a port of its own choosing (the
+/// address it prints when it is up), its output collected.
+struct RunningBinary {
+    process: Spawned,
+    base: String,
+}
+
+impl RunningBinary {
+    async fn start(dir: &std::path::Path, args: &[&str]) -> RunningBinary {
+        let mut process = Spawned::start(
+            bin()
+                .current_dir(dir)
+                .args(["run", "--http-addr", "127.0.0.1:0", "--log-level", "info"])
+                .args(args),
+        );
+        let base = process.http_base(Duration::from_secs(30)).await;
+        RunningBinary { process, base }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+}
+
+/// How the store fails under a running pipeline.
+#[derive(Clone, Copy)]
+enum StoreFault {
+    /// Stopped: every write fails at once (connection refused).
+    Stopped,
+    /// Frozen (SIGSTOP): a write in flight hangs.
+    Frozen,
+}
+
+/// `run` on a PostgreSQL of its own, some ticks stored, then PostgreSQL
+/// failing as `fault` says, until `/readyz` reports the store down.
+async fn run_with_the_store_failing(
+    dir: &std::path::Path,
+    shutdown_timeout: &str,
+    fault: StoreFault,
+) -> (RunningBinary, streamforge_testkit::engines::Postgres) {
+    let mut pg = streamforge_testkit::engines::Postgres::start().unwrap();
+    let db = pg.create_database().unwrap();
+    std::fs::write(
+        dir.join("streamforge.toml"),
+        format!(
+            "store = \"{db}\"\n[shutdown]\ntimeout = \"{shutdown_timeout}\"\n\
+             [persist]\nretry_backoff = \"100ms\"\n"
+        ),
+    )
+    .unwrap();
+    let run = RunningBinary::start(dir, &["--rate", "500"]).await;
+    let base = run.base.clone();
+    wait_for(
+        "ticks stored in PostgreSQL",
+        Duration::from_secs(30),
+        || {
+            let base = base.clone();
+            async move { stored_ticks(&base).await.filter(|n| *n > 100) }
+        },
+    )
+    .await;
+    match fault {
+        StoreFault::Stopped => pg.stop(),
+        StoreFault::Frozen => pg.freeze(),
+    }
+    let url = format!("{}/readyz", run.base);
+    wait_for(
+        "/readyz to report the store down",
+        Duration::from_secs(30),
+        || {
+            let url = url.clone();
+            async move {
+                let (status, body) = streamforge_testkit::get_json(&url).await;
+                (status == 503 && body["checks"]["store"]["ok"] == false).then_some(())
+            }
+        },
+    )
+    .await;
+    (run, pg)
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_store_writes_are_retried_stops_and_says_what_was_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut run, _pg) = run_with_the_store_failing(dir.path(), "1m", StoreFault::Stopped).await;
+    signal(run.pid(), "-TERM");
+    let (status, took) = run.process.exit_within(Duration::from_secs(30)).await;
+    let log = run.process.output();
+    assert_eq!(status.code(), Some(1), "ticks were left unstored:\n{log}");
+    assert!(
+        took < Duration::from_secs(30),
+        "the retry loop ends at the signal, not at shutdown.timeout ({took:?})"
+    );
+    assert!(
+        log.contains("not written to the store"),
+        "the error says what was not stored:\n{log}"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_longer_than_shutdown_timeout_gives_up_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut run, pg) = run_with_the_store_failing(dir.path(), "2s", StoreFault::Frozen).await;
+    signal(run.pid(), "-TERM");
+    let (status, took) = run.process.exit_within(Duration::from_secs(30)).await;
+    pg.thaw();
+    let log = run.process.output();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a drain that did not finish fails:\n{log}"
+    );
+    assert!(
+        took >= Duration::from_millis(1_500),
+        "it waited for shutdown.timeout before giving up ({took:?}):\n{log}"
+    );
+    assert!(
+        log.contains("persist did not finish within shutdown.timeout (2s)"),
+        "the error names the setting and what was not stored:\n{log}"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_with_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut run, pg) = run_with_the_store_failing(dir.path(), "5m", StoreFault::Frozen).await;
+    signal(run.pid(), "-TERM");
+    run.process
+        .wait_output("shutdown requested: draining", Duration::from_secs(10))
+        .await;
+    signal(run.pid(), "-INT");
+    let (status, _) = run.process.exit_within(Duration::from_secs(10)).await;
+    pg.thaw();
+    let log = run.process.output();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(
+        log.contains("second signal: exiting without draining"),
+        "{log}"
+    );
+}
+
+#[test]
+fn configuration_layers_apply_in_order_flag_env_dotenv_file_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch_size = |env: Option<&str>, flag: Option<&str>| -> String {
+        let mut c = bin();
+        c.current_dir(dir.path()).args(["config", "print"]);
+        if let Some(v) = flag {
+            c.args(["--batch-size", v]);
+        }
+        if let Some(v) = env {
+            c.env("STREAMFORGE_PERSIST_BATCH_SIZE", v);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let section = text
+            .split("[persist]")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no [persist] in\n{text}"));
+        section
+            .lines()
+            .find_map(|l| l.strip_prefix("batch_size = "))
+            .unwrap_or_else(|| panic!("no persist.batch_size in\n{text}"))
+            .to_string()
+    };
+    assert_eq!(batch_size(None, None), "5000", "the default");
+    std::fs::write(
+        dir.path().join("streamforge.toml"),
+        "[persist]\nbatch_size = 111\n",
+    )
+    .unwrap();
+    assert_eq!(batch_size(None, None), "111", "the file over the default");
+    std::fs::write(
+        dir.path().join(".env"),
+        "STREAMFORGE_PERSIST_BATCH_SIZE=222\n",
+    )
+    .unwrap();
+    assert_eq!(batch_size(None, None), "222", ".env over the file");
+    assert_eq!(
+        batch_size(Some("333"), None),
+        "333",
+        "the environment over .env"
+    );
+    assert_eq!(
+        batch_size(Some("333"), Some("444")),
+        "444",
+        "a flag over the environment"
+    );
+    assert_eq!(batch_size(None, Some("444")), "444", "a flag over .env");
 }

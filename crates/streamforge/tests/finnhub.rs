@@ -297,19 +297,15 @@ async fn the_token_never_shows_in_logs_errors_metrics_or_responses() {
     ];
     for url in urls {
         let dir = tempfile::tempdir().unwrap();
-        let port = streamforge_testkit::free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
-            .args(["--log-level", "debug", "run", "--http-addr"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--finnhub-url", &url])
-            .env("FINNHUB_TOKEN", CANARY)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        let mut child = streamforge_testkit::process::Spawned::start(
+            std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
+                .args(["--log-level", "debug", "run", "--http-addr", "127.0.0.1:0"])
+                .arg("--data-dir")
+                .arg(dir.path())
+                .args(["--finnhub-url", &url])
+                .env("FINNHUB_TOKEN", CANARY),
+        );
+        let base = child.http_base(Duration::from_secs(30)).await;
         let (_, ready) = wait_for("the API", Duration::from_secs(30), || {
             let base = base.clone();
             async move {
@@ -318,23 +314,32 @@ async fn the_token_never_shows_in_logs_errors_metrics_or_responses() {
             }
         })
         .await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let metrics = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        // The provider has failed (and logged why) at least once.
+        let metrics = wait_for("a provider error counted", Duration::from_secs(30), || {
+            let base = base.clone();
+            async move {
+                let text = reqwest::get(format!("{base}/metrics"))
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                text.lines()
+                    .any(|l| {
+                        l.starts_with("streamforge_provider_errors_total{")
+                            && l.contains("provider=\"finnhub\"")
+                            && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) >= Some(1.0)
+                    })
+                    .then_some(text)
+            }
+        })
+        .await;
         let (_, ready_later) = get_json(&format!("{base}/readyz")).await;
         let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &child.child.id().to_string()])
             .status();
-        let out = child.wait_with_output().unwrap();
-        let logs = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        child.exit_within(Duration::from_secs(60)).await;
+        let logs = child.output();
         assert!(
             logs.contains("finnhub"),
             "{url}: the provider ran and logged:\n{logs}"

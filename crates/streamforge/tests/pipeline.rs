@@ -9,6 +9,7 @@ use serde_json::Value;
 use streamforge::config::Config;
 use streamforge::pipeline::{self, Roles, Running};
 use streamforge_model::{Interval, Tick, TickRules, Timestamp};
+use streamforge_testkit::reference::{self, assert_json_candles, candles_within};
 use streamforge_testkit::{get_json, metric, stored_ticks, wait_for, SseClient};
 use tokio_util::sync::CancellationToken;
 
@@ -59,71 +60,6 @@ async fn stop_and_check_drained(running: Running, token: CancellationToken) -> f
     written
 }
 
-/// The reference candle, computed apart from the code under test: a plain
-/// fold over the ticks sorted by (event time, tick id).
-#[derive(Debug, PartialEq)]
-struct RefCandle {
-    start: i64,
-    open: f64,
-    high: f64,
-    low: f64,
-    close: f64,
-    volume: f64,
-    trades: u64,
-    vwap: Option<f64>,
-}
-
-/// Candles of `interval` for the buckets wholly inside `[from, to)`.
-fn reference_candles(
-    ticks: &[Tick],
-    interval: Interval,
-    from: Timestamp,
-    to: Timestamp,
-) -> Vec<RefCandle> {
-    let width = interval.micros();
-    let mut sorted: Vec<&Tick> = ticks.iter().collect();
-    sorted.sort_by_key(|t| (t.ts().as_micros(), t.tick_id().as_i64() as u64));
-    let mut out: Vec<RefCandle> = Vec::new();
-    let mut notional = 0.0;
-    for t in sorted {
-        let ts = t.ts().as_micros();
-        let start = ts - ts.rem_euclid(width);
-        if start < from.as_micros() || start + width > to.as_micros() {
-            continue;
-        }
-        match out.last_mut() {
-            Some(c) if c.start == start => {
-                c.high = c.high.max(t.price());
-                c.low = c.low.min(t.price());
-                c.close = t.price();
-                c.volume += t.size();
-                c.trades += 1;
-            }
-            _ => {
-                if let Some(c) = out.last_mut() {
-                    c.vwap = (c.volume > 0.0).then(|| notional / c.volume);
-                }
-                notional = 0.0;
-                out.push(RefCandle {
-                    start,
-                    open: t.price(),
-                    high: t.price(),
-                    low: t.price(),
-                    close: t.price(),
-                    volume: t.size(),
-                    trades: 1,
-                    vwap: None,
-                });
-            }
-        }
-        notional += t.price() * t.size();
-    }
-    if let Some(c) = out.last_mut() {
-        c.vwap = (c.volume > 0.0).then(|| notional / c.volume);
-    }
-    out
-}
-
 /// The API's candles of `symbol` whose buckets lie wholly inside `[from, to)`.
 async fn candles_in(
     base: &str,
@@ -150,36 +86,6 @@ async fn candles_in(
         })
         .cloned()
         .collect()
-}
-
-fn assert_candles_eq(got: &[Value], expected: &[RefCandle], what: &str) {
-    assert_eq!(got.len(), expected.len(), "{what}: candle count");
-    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
-    for (g, e) in got.iter().zip(expected) {
-        let start = Timestamp::parse(g["start"].as_str().unwrap()).unwrap();
-        assert_eq!(start.as_micros(), e.start, "{what}: bucket start");
-        assert_eq!(
-            g["open"].as_f64().unwrap(),
-            e.open,
-            "{what}: open = first tick"
-        );
-        assert_eq!(
-            g["close"].as_f64().unwrap(),
-            e.close,
-            "{what}: close = last tick"
-        );
-        assert_eq!(g["high"].as_f64().unwrap(), e.high, "{what}: high = max");
-        assert_eq!(g["low"].as_f64().unwrap(), e.low, "{what}: low = min");
-        assert_eq!(g["trades"].as_u64().unwrap(), e.trades, "{what}: trades");
-        assert!(
-            close(g["volume"].as_f64().unwrap(), e.volume),
-            "{what}: volume = sum"
-        );
-        match (g["vwap"].as_f64(), e.vwap) {
-            (Some(a), Some(b)) => assert!(close(a, b), "{what}: vwap {a} vs {b}"),
-            (a, b) => assert_eq!(a, b, "{what}: vwap"),
-        }
-    }
 }
 
 fn ticks_of(v: &Value) -> Vec<Tick> {
@@ -270,9 +176,9 @@ async fn all_in_one_pipeline_end_to_end_and_restart() {
     // 1-second candles of the window: the live feed spans ~1.5 s, so the
     // minute buckets are checked over closed minutes in their own test.
     let got = candles_in(&base, "AAPL", Interval::S1, from, to).await;
-    let expected = reference_candles(&ticks, Interval::S1, from, to);
+    let expected = candles_within(Interval::S1, &ticks, from, to);
     assert!(!expected.is_empty(), "the window holds whole seconds");
-    assert_candles_eq(&got, &expected, "1s");
+    assert_json_candles(&got, &expected, "1s");
 
     // Ready, and metrics show every stage moving.
     let (status, ready) = get_json(&format!("{base}/readyz")).await;
@@ -553,10 +459,7 @@ async fn candles_over_closed_minutes_equal_an_independent_fold_of_the_stored_tic
     })
     .await;
     // The latest quote is the newest stored tick, by (event time, tick id).
-    let newest = ticks
-        .iter()
-        .max_by_key(|t| (t.ts().as_micros(), t.tick_id().as_i64() as u64))
-        .unwrap();
+    let newest = reference::newest(&ticks).unwrap();
     let (status, q) = get_json(&format!("{base}/api/v1/quotes/CNDL/latest")).await;
     assert_eq!(status, 200, "{q}");
     assert_eq!(q["price"].as_f64(), Some(newest.price()), "{q}");
@@ -567,14 +470,14 @@ async fn candles_over_closed_minutes_equal_an_independent_fold_of_the_stored_tic
         "{q}"
     );
     for (interval, buckets) in [(Interval::S1, 600), (Interval::M1, 10), (Interval::M5, 2)] {
-        let expected = reference_candles(&ticks, interval, m0, to);
+        let expected = candles_within(interval, &ticks, m0, to);
         assert_eq!(
             expected.len(),
             buckets,
             "{interval:?}: every bucket has trades"
         );
         let got = candles_in(&base, "CNDL", interval, m0, to).await;
-        assert_candles_eq(&got, &expected, interval.as_str());
+        assert_json_candles(&got, &expected, interval.as_str());
     }
     token.cancel();
     running.wait().await.unwrap();

@@ -124,8 +124,10 @@ fn children_of(pid: u32) -> Vec<u32> {
 }
 
 pub(crate) fn stop_supervised(child: &mut Child) {
+    // The supervisor may have exited already (its engine did).
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
         .status();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -164,23 +166,148 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-pub(crate) fn wait_port(
+/// Why an engine did not come up on its port.
+pub(crate) enum NotListening {
+    /// It exited because another process holds the port (a race with
+    /// another test binary between choosing the port and binding it): try
+    /// again on another port.
+    PortTaken(EngineError),
+    Failed(EngineError),
+}
+
+impl NotListening {
+    pub(crate) fn into_error(self) -> EngineError {
+        match self {
+            NotListening::PortTaken(e) | NotListening::Failed(e) => e,
+        }
+    }
+}
+
+/// How many fresh ports [`retry_on_port_taken`] tries.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Runs `attempt` (choose ports, start) until the engine is listening on its
+/// own ports, at most [`PORT_ATTEMPTS`] times: another process taking a
+/// chosen port first costs a retry, not a test.
+pub(crate) fn retry_on_port_taken(
+    mut attempt: impl FnMut() -> Result<(), NotListening>,
+) -> Result<(), EngineError> {
+    let mut last = None;
+    for _ in 0..PORT_ATTEMPTS {
+        match attempt() {
+            Ok(()) => return Ok(()),
+            Err(NotListening::PortTaken(e)) => last = Some(e),
+            Err(NotListening::Failed(e)) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| err("no attempt made")))
+}
+
+/// Waits until the process whose pid the supervisor wrote to `pidfile` (or
+/// one of its children) listens on 127.0.0.1:`port`. A connection alone
+/// proves nothing: a server of another test binary may hold the port, so
+/// the listening socket's owner is checked in /proc. When the engine exits
+/// first, says whether it was because the port was taken.
+pub(crate) fn wait_listening(
+    child: &mut Child,
+    pidfile: &Path,
     port: u16,
     what: &str,
     log: &Path,
     timeout: Duration,
-) -> Result<(), EngineError> {
+) -> Result<(), NotListening> {
     let deadline = Instant::now() + timeout;
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
+        let pid = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if listens_on(pid, port) {
+                return Ok(());
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = log_text();
+            let msg = format!(
+                "{what} exited ({status}) before listening on 127.0.0.1:{port}; its log:\n{tail}"
+            );
+            return Err(if port_taken(&tail) {
+                NotListening::PortTaken(err(msg))
+            } else {
+                NotListening::Failed(err(msg))
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let tail = std::fs::read_to_string(log).unwrap_or_default();
-    Err(err(format!(
-        "{what} did not listen on 127.0.0.1:{port} within {timeout:?}; its log:\n{tail}"
-    )))
+    let holder = if listening_inodes(port).is_empty() {
+        "nothing listens there"
+    } else {
+        "another process listens there"
+    };
+    Err(NotListening::Failed(err(format!(
+        "{what} did not listen on 127.0.0.1:{port} within {timeout:?} ({holder}); its log:\n{}",
+        log_text()
+    ))))
+}
+
+/// Whether a log says the server could not bind its port because it is in use.
+pub(crate) fn port_taken(log: &str) -> bool {
+    log.to_ascii_lowercase().contains("address already in use")
+}
+
+/// Whether `pid` or one of its descendants holds a socket listening on
+/// 127.0.0.1:`port` (or on the IPv4-mapped IPv6 address, as a JVM binds).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return false;
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        tree.extend(children_of(tree[i]));
+        i += 1;
+    }
+    tree.iter().any(|p| {
+        std::fs::read_dir(format!("/proc/{p}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|target| {
+                let target = target.to_string_lossy();
+                target
+                    .strip_prefix("socket:[")
+                    .and_then(|t| t.strip_suffix(']'))
+                    .is_some_and(|inode| inodes.iter().any(|i| i == inode))
+            })
+    })
+}
+
+/// The inodes of sockets listening on loopback `port` (/proc/net/tcp{,6}).
+fn listening_inodes(port: u16) -> Vec<String> {
+    let v4 = format!("0100007F:{port:04X}");
+    let v4_any = format!("00000000:{port:04X}");
+    let v6_mapped = format!("0000000000000000FFFF00000100007F:{port:04X}");
+    let v6_any = format!("00000000000000000000000000000000:{port:04X}");
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9
+                && f[3] == "0A"
+                && [&v4, &v4_any, &v6_mapped, &v6_any].contains(&&f[1].to_string())
+            {
+                found.push(f[9].to_string());
+            }
+        }
+    }
+    found
 }
 
 /// The directory of PostgreSQL's server binaries (`initdb`, `postgres`).
@@ -269,11 +396,14 @@ impl Postgres {
             _dir: dir,
             data,
             bindir,
-            port: crate::free_port(),
+            port: 0,
             run_as,
             child: None,
         };
-        pg.resume()?;
+        retry_on_port_taken(|| {
+            pg.port = crate::free_port();
+            pg.launch()
+        })?;
         Ok(pg)
     }
 
@@ -396,6 +526,11 @@ impl Postgres {
 
     /// Starts the server again on the same port and data.
     pub fn resume(&mut self) -> Result<(), EngineError> {
+        self.launch().map_err(NotListening::into_error)
+    }
+
+    /// Starts the server on `self.port` and waits until it answers queries.
+    fn launch(&mut self) -> Result<(), NotListening> {
         let postgres = self.bindir.join("postgres");
         let mut args: Vec<String> = Vec::new();
         let program = match &self.run_as {
@@ -463,10 +598,23 @@ impl Postgres {
             );
         }
         let workdir = self._dir.path().to_path_buf();
-        let child = supervised(&program, &args, "INT", &self.log, &workdir, None)?;
-        self.child = Some(child);
+        let mut child = supervised(&program, &args, "INT", &self.log, &workdir, None)
+            .map_err(NotListening::Failed)?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        wait_port(self.port, "postgres", &self.log, Duration::from_secs(30))?;
+        let pidfile = self.log.with_extension("pid");
+        let listening = wait_listening(
+            &mut child,
+            &pidfile,
+            self.port,
+            "postgres",
+            &self.log,
+            Duration::from_secs(30),
+        );
+        self.child = Some(child);
+        if let Err(e) = listening {
+            self.stop();
+            return Err(e);
+        }
         // Listening is not accepting: during recovery the server answers
         // "the database system is starting up". Wait for a real query.
         while Instant::now() < deadline {
@@ -476,10 +624,10 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(50));
         }
         let tail = std::fs::read_to_string(&self.log).unwrap_or_default();
-        Err(err(format!(
+        Err(NotListening::Failed(err(format!(
             "postgres on 127.0.0.1:{} listens but does not accept queries after 30s; its log:\n{tail}",
             self.port
-        )))
+        ))))
     }
 
     /// Whether the server accepts connections and answers a query.
@@ -525,7 +673,7 @@ impl Server {
             .map_err(|e| err(e.to_string()))?;
         Ok(Server {
             dir,
-            port: crate::free_port(),
+            port: 0,
             child: None,
         })
     }
@@ -536,19 +684,33 @@ impl Server {
         }
     }
 
-    /// Starts `program args` (in the temp dir when `in_dir`) and waits for its port.
+    /// Starts `program args` (in the temp dir when `in_dir`) and waits until
+    /// it listens on its port.
     fn run(
         &mut self,
         program: &Path,
         args: &[String],
         what: &str,
         in_dir: bool,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), NotListening> {
         let log = self.dir.path().join(format!("{what}.log"));
         let dir = self.dir.path().to_path_buf();
         let cwd = in_dir.then_some(dir.as_path());
-        self.child = Some(supervised(program, args, "TERM", &log, &dir, cwd)?);
-        wait_port(self.port, what, &log, Duration::from_secs(30))
+        let mut child =
+            supervised(program, args, "TERM", &log, &dir, cwd).map_err(NotListening::Failed)?;
+        let listening = wait_listening(
+            &mut child,
+            &log.with_extension("pid"),
+            self.port,
+            what,
+            &log,
+            Duration::from_secs(30),
+        );
+        self.child = Some(child);
+        if listening.is_err() {
+            self.stop();
+        }
+        listening
     }
 }
 
@@ -564,7 +726,10 @@ pub struct Redis(Server);
 impl Redis {
     pub fn start() -> Result<Redis, EngineError> {
         let mut r = Redis(Server::new("streamforge-redis-")?);
-        r.resume()?;
+        retry_on_port_taken(|| {
+            r.0.port = crate::free_port();
+            r.launch()
+        })?;
         Ok(r)
     }
 
@@ -577,10 +742,29 @@ impl Redis {
         self.0.stop();
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and commands
+    /// wait, as with a hung host; [`Redis::thaw`] lets it go on.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.0.child {
+            signal_tree(c.id(), "-STOP");
+        }
+    }
+
+    /// Undoes [`Redis::freeze`] (SIGCONT).
+    pub fn thaw(&self) {
+        if let Some(c) = &self.0.child {
+            signal_tree(c.id(), "-CONT");
+        }
+    }
+
     /// Starts the server again on the same port, empty.
     pub fn resume(&mut self) -> Result<(), EngineError> {
+        self.launch().map_err(NotListening::into_error)
+    }
+
+    fn launch(&mut self) -> Result<(), NotListening> {
         let program = which("redis-server").ok_or_else(|| {
-            err("redis-server not found: install it (Debian: apt-get install redis-server; `make test` does this)")
+            NotListening::Failed(err("redis-server not found: install it (Debian: apt-get install redis-server; `make test` does this)"))
         })?;
         let args = [
             "--port",
@@ -658,15 +842,18 @@ impl Prometheus {
         );
         let config_file = p.0.dir.path().join("prometheus.yml");
         std::fs::write(&config_file, config).map_err(|e| err(e.to_string()))?;
-        let args = [
-            format!("--config.file={}", config_file.display()),
-            format!(
-                "--storage.tsdb.path={}",
-                p.0.dir.path().join("data").display()
-            ),
-            format!("--web.listen-address=127.0.0.1:{}", p.0.port),
-        ];
-        p.0.run(&program, &args, "prometheus", true)?;
+        retry_on_port_taken(|| {
+            p.0.port = crate::free_port();
+            let args = [
+                format!("--config.file={}", config_file.display()),
+                format!(
+                    "--storage.tsdb.path={}",
+                    p.0.dir.path().join("data").display()
+                ),
+                format!("--web.listen-address=127.0.0.1:{}", p.0.port),
+            ];
+            p.0.run(&program, &args, "prometheus", true)
+        })?;
         Ok(p)
     }
 

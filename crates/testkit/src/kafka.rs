@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::engines::{err, stop_supervised, supervised, which, EngineError};
+use crate::engines::{
+    err, retry_on_port_taken, stop_supervised, supervised, wait_listening, which, EngineError,
+    NotListening,
+};
 
 /// The Kafka version the tests run; `scripts/kafka/pom.xml` resolves the
 /// same one and `deploy/docker-compose.yml` runs its image.
@@ -103,19 +106,27 @@ impl Kafka {
             .tempdir()
             .map_err(|e| err(e.to_string()))?;
         let mut k = Kafka {
-            port: crate::free_port(),
-            sasl_port: crate::free_port(),
-            controller_port: crate::free_port(),
+            port: 0,
+            sasl_port: 0,
+            controller_port: 0,
             dir,
             java,
             lib,
             child: None,
         };
-        std::fs::write(k.dir.path().join("server.properties"), k.properties())
-            .and_then(|()| std::fs::write(k.dir.path().join("log4j2.properties"), LOG4J2))
-            .map_err(|e| err(format!("writing the broker's configuration: {e}")))?;
-        k.format()?;
-        k.resume()?;
+        retry_on_port_taken(|| {
+            k.port = crate::free_port();
+            k.sasl_port = crate::free_port();
+            k.controller_port = crate::free_port();
+            let _ = std::fs::remove_dir_all(k.dir.path().join("data"));
+            std::fs::write(k.dir.path().join("server.properties"), k.properties())
+                .and_then(|()| std::fs::write(k.dir.path().join("log4j2.properties"), LOG4J2))
+                .map_err(|e| {
+                    NotListening::Failed(err(format!("writing the broker's configuration: {e}")))
+                })?;
+            k.format().map_err(NotListening::Failed)?;
+            k.launch()
+        })?;
         Ok(k)
     }
 
@@ -216,6 +227,41 @@ impl Kafka {
         format!("kafka://127.0.0.1:{}", self.port)
     }
 
+    /// How many messages of `topic` consumer group `group` has committed:
+    /// the sum over partitions of the committed offsets (0 where none is).
+    /// Reads the offsets only; it does not join the group.
+    pub fn committed(&self, group: &str, topic: &str) -> Result<u64, EngineError> {
+        use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("log_level", "0")
+            .create()
+            .map_err(|e| err(format!("creating an offsets client: {e}")))?;
+        let timeout = Duration::from_secs(10);
+        let md = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| err(format!("metadata of {topic}: {e}")))?;
+        let mut tpl = TopicPartitionList::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition(topic, p.id());
+            }
+        }
+        let committed = consumer
+            .committed_offsets(tpl, timeout)
+            .map_err(|e| err(format!("committed offsets of {group} on {topic}: {e}")))?;
+        Ok(committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(n) => n.max(0) as u64,
+                _ => 0,
+            })
+            .sum())
+    }
+
     /// `127.0.0.1:PORT`, the plain listener as Kafka's tools name it.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -275,6 +321,10 @@ impl Kafka {
     /// Starts the broker (again) on the same ports and log directory; waits
     /// until it answers metadata requests.
     pub fn resume(&mut self) -> Result<(), EngineError> {
+        self.launch().map_err(NotListening::into_error)
+    }
+
+    fn launch(&mut self) -> Result<(), NotListening> {
         let dir = self.dir.path().to_path_buf();
         let args: Vec<String> = [
             "-Xms256m",
@@ -308,13 +358,37 @@ impl Kafka {
                 .open(dir.join("kafka.earlier.log"))
                 .and_then(|mut f| f.write_all(&earlier));
         }
-        self.child = Some(supervised(&self.java, &args, "TERM", &log, &dir, None)?);
-        self.wait_ready(Duration::from_secs(90))
+        let mut child = supervised(&self.java, &args, "TERM", &log, &dir, None)
+            .map_err(NotListening::Failed)?;
+        let timeout = Duration::from_secs(90);
+        let deadline = Instant::now() + timeout;
+        // The broker listens on its own three ports (a server of another
+        // test binary on one of them would answer metadata requests too).
+        for port in [self.controller_port, self.port, self.sasl_port] {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = wait_listening(
+                &mut child,
+                &log.with_extension("pid"),
+                port,
+                "the Kafka broker",
+                &log,
+                left,
+            ) {
+                self.child = Some(child);
+                self.stop();
+                return Err(e);
+            }
+        }
+        self.child = Some(child);
+        self.wait_ready(deadline).map_err(|e| {
+            self.stop();
+            NotListening::Failed(e)
+        })
     }
 
     /// Polls the broker's metadata until it lists itself.
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), EngineError> {
-        let deadline = Instant::now() + timeout;
+    fn wait_ready(&mut self, deadline: Instant) -> Result<(), EngineError> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .set("log_level", "0")

@@ -1,7 +1,8 @@
 //! Test-only helpers shared by StreamForge's integration tests.
 //!
 //! # Layout
-//! - [`free_port`] — a loopback port nobody listens on.
+//! - [`free_port`] — a loopback port nobody listened on a moment ago
+//!   (engines started on one check that they own it and retry when not).
 //! - [`wait_for`] — poll a condition with a deadline and a clear failure.
 //! - [`get_json`] — one HTTP GET answered with status and JSON.
 //! - [`metric`], [`stored_ticks`] — read a pipeline's metrics and stored count.
@@ -10,9 +11,14 @@
 //!
 //! - [`engines`] — throwaway PostgreSQL, Redis and Prometheus servers.
 //! - [`kafka`] — a throwaway Apache Kafka broker (KRaft) and Kafka's tools.
+//! - [`process`] — a child process with its output collected ([`process::Spawned`]).
+//! - [`reference`] — candles and the newest tick computed apart from the
+//!   code under test (the oracles of the candle and quote tests).
 
 pub mod engines;
 pub mod kafka;
+pub mod process;
+pub mod reference;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -46,3 +46,47 @@ fn redis_starts_and_restarts_empty() {
     r.resume().unwrap();
     assert_eq!(cli(&["GET", "k"]), "");
 }
+
+/// A server of another process on an engine's port is never taken for the
+/// engine: `listens_on` looks at who owns the listening socket.
+#[test]
+fn a_port_held_by_another_process_is_not_mistaken_for_the_engine() {
+    use streamforge_testkit::engines::listens_on;
+
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    assert!(
+        listens_on(std::process::id(), port),
+        "this process holds it"
+    );
+    let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+    assert!(
+        !listens_on(other.id(), port),
+        "a process without the socket"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+    drop(held);
+    assert!(!listens_on(std::process::id(), port), "closed");
+
+    // Redis stopped; another process takes its port; starting it again
+    // fails saying so, instead of "seeing" the other server.
+    let mut r = Redis::start().unwrap();
+    let port: u16 = r
+        .url()
+        .trim_start_matches("redis://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    r.stop();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let e = r.resume().expect_err("the port is taken");
+    assert!(
+        e.to_string()
+            .to_lowercase()
+            .contains("address already in use"),
+        "{e}"
+    );
+    drop(squatter);
+    r.resume().unwrap();
+}
