@@ -86,8 +86,9 @@ pub async fn serve(
             continue;
         };
         let (router, stop) = (router.clone(), shutdown.clone());
+        let open = OpenConnection::new(&metrics);
         connections.spawn(async move {
-            let _slot = slot;
+            let _slot = (slot, open);
             let io = TokioIo::new(Guarded::new(stream, options));
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
@@ -112,6 +113,22 @@ pub async fn serve(
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// Counts a connection in `streamforge_api_connections` while it is open.
+struct OpenConnection(Metrics);
+
+impl OpenConnection {
+    fn new(metrics: &Metrics) -> Self {
+        metrics.api_connection(1);
+        OpenConnection(metrics.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.api_connection(-1);
+    }
 }
 
 /// The answer to a connection over the limit: a `503` with a JSON error.

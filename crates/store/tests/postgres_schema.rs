@@ -163,3 +163,128 @@ async fn timescaledb_mode_uses_a_hypertable_and_continuous_aggregates() {
         1
     );
 }
+
+/// Ticks stored, the rollup migration reverted and applied again: the
+/// rollups are rebuilt from the ticks already there, equal to a fold over
+/// them (computed apart, `testkit::reference`).
+async fn rollups_are_backfilled_from_existing_ticks(want: Mode) {
+    use streamforge_model::Interval;
+    use streamforge_store::CandleQuery;
+
+    let pg = shared_postgres();
+    let url = pg.create_database().unwrap();
+    let o = PgSchemaOptions {
+        mode: Some(want),
+        ..PgSchemaOptions::default()
+    };
+    let store = PostgresStore::open(&url, o.clone()).await.unwrap();
+    // Three days of trades, 37 s apart with ties, a few minutes back from now
+    // (inside retention, outside the real-time edge of the aggregates).
+    let now = Timestamp::now().as_millis();
+    let start = now - 3 * DAY_MS;
+    let ticks: Vec<_> = (0..7_000i64)
+        .map(|i| {
+            let ms = start + (i / 2) * 37_000 + (i % 2) * 250;
+            streamforge_testkit::tick("AAPL", ms, 100.0 + (i % 97) as f64, (i % 5) as f64)
+        })
+        .collect();
+    store.write_batch(Arc::from(ticks.clone())).await.unwrap();
+    drop(store);
+    let latest = migrate(&url, MigrateAction::Status, &o)
+        .await
+        .unwrap()
+        .latest;
+    let down = migrate(&url, MigrateAction::Down, &o).await.unwrap();
+    assert_eq!(down.version, latest - 1);
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_class WHERE relname = 'candles_1s'"
+        ),
+        "0",
+        "the rollups are gone"
+    );
+    assert_eq!(psql(&url, "SELECT count(*) FROM ticks"), "7000");
+    let up = migrate(&url, MigrateAction::Up, &o).await.unwrap();
+    assert_eq!(up.version, latest);
+    let store = PostgresStore::open(&url, o).await.unwrap();
+    for interval in Interval::ALL {
+        let got = store
+            .candles(CandleQuery {
+                symbol: Symbol::parse("AAPL").unwrap(),
+                interval,
+                from: Timestamp::MIN,
+                to: Timestamp::MAX,
+                limit: 100_000,
+            })
+            .await
+            .unwrap();
+        let expected = streamforge_testkit::reference::candles(interval, &ticks);
+        assert_eq!(got.len(), expected.len(), "{interval}: candles");
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!(
+                (g.start, g.open, g.high, g.low, g.close, g.trades),
+                (e.start, e.open, e.high, e.low, e.close, e.trades),
+                "{interval}"
+            );
+            assert!((g.volume - e.volume).abs() < 1e-6, "{interval}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn plain_postgres_rollups_are_backfilled_from_existing_ticks() {
+    rollups_are_backfilled_from_existing_ticks(Mode::Postgres).await;
+}
+
+#[tokio::test]
+async fn timescaledb_rollups_are_backfilled_from_existing_ticks() {
+    shared_postgres().require_timescaledb();
+    rollups_are_backfilled_from_existing_ticks(Mode::TimescaleDb).await;
+}
+
+/// Four `migrate up` at once on an empty database: the advisory lock makes
+/// them take turns, so each succeeds and every migration is applied once.
+async fn concurrent_migrations_take_turns(want: Mode) {
+    let url = shared_postgres().create_database().unwrap();
+    let o = PgSchemaOptions {
+        mode: Some(want),
+        ..PgSchemaOptions::default()
+    };
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, o) = (url.clone(), o.clone());
+            tokio::spawn(async move { migrate(&url, MigrateAction::Up, &o).await })
+        })
+        .collect();
+    for run in runs {
+        let s = run
+            .await
+            .unwrap()
+            .expect("every concurrent migrate up succeeds");
+        assert_eq!(s.version, s.latest);
+    }
+    let latest = migrate(&url, MigrateAction::Status, &o)
+        .await
+        .unwrap()
+        .latest;
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) || ' ' || count(DISTINCT version) || ' ' || max(version) FROM streamforge_schema"
+        ),
+        format!("{latest} {latest} {latest}"),
+        "each migration recorded once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_postgres_concurrent_migrate_up_takes_turns() {
+    concurrent_migrations_take_turns(Mode::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timescaledb_concurrent_migrate_up_takes_turns() {
+    shared_postgres().require_timescaledb();
+    concurrent_migrations_take_turns(Mode::TimescaleDb).await;
+}

@@ -359,3 +359,74 @@ fn configuration_layers_apply_in_order_flag_env_dotenv_file_default() {
     );
     assert_eq!(batch_size(None, Some("444")), "444", "a flag over .env");
 }
+
+/// `streamforge migrate up | down | status` on PostgreSQL in `mode`, step by
+/// step to an empty schema and back, as an operator runs it.
+fn migrate_through_the_cli(mode: &str) {
+    let pg = streamforge_testkit::engines::shared_postgres();
+    let db = pg.create_database().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("streamforge.toml"),
+        format!("store = \"{db}\"\n[postgres]\nmode = \"{mode}\"\n"),
+    )
+    .unwrap();
+    let migrate = |action: &str| -> String {
+        let out = bin()
+            .current_dir(dir.path())
+            .args(["--log-level", "warn", "migrate", action])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "migrate {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let status = migrate("status");
+    assert!(status.contains("no schema yet"), "{status}");
+    let latest: u32 = status
+        .rsplit("latest version ")
+        .next()
+        .and_then(|v| v.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no latest version in {status:?}"));
+    let up = migrate("up");
+    assert!(
+        up.contains(&format!("mode {mode}, schema version {latest} of {latest}"))
+            && up.contains("up to date"),
+        "{up}"
+    );
+    let tables = || {
+        streamforge_testkit::engines::psql(
+            &db,
+            "SELECT count(*) FROM pg_class WHERE relname IN ('ticks', 'gaps', 'candles_1s')",
+        )
+    };
+    assert_eq!(tables(), "3");
+    for version in (1..latest).rev() {
+        let down = migrate("down");
+        assert!(
+            down.contains(&format!("schema version {version} of {latest}")),
+            "after down, version {version}: {down}"
+        );
+        assert_eq!(migrate("status"), down, "status says what down left");
+    }
+    let last = migrate("down");
+    assert!(last.contains("no schema yet"), "{last}");
+    assert_eq!(tables(), "0", "the schema is gone");
+    let again = migrate("up");
+    assert_eq!(again, up, "up again gives the same schema");
+    assert_eq!(tables(), "3");
+}
+
+#[test]
+fn migrate_up_down_and_status_through_the_cli_on_plain_postgres() {
+    migrate_through_the_cli("postgres");
+}
+
+#[test]
+fn migrate_up_down_and_status_through_the_cli_on_timescaledb() {
+    streamforge_testkit::engines::shared_postgres().require_timescaledb();
+    migrate_through_the_cli("timescaledb");
+}

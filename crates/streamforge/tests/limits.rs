@@ -109,8 +109,16 @@ async fn connections_beyond_the_cap_get_a_json_503_and_room_comes_back() {
     for _ in 0..8 {
         held.push(TcpStream::connect(addr).await.unwrap());
     }
-    // Accepted in order: the held connections have their slots first.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The held connections have their slots first.
+    wait_for(
+        "the server to accept the 8 held connections",
+        Duration::from_secs(10),
+        || {
+            let m = running.metrics.clone();
+            async move { (metric(&m.render(), "streamforge_api_connections") == 8.0).then_some(()) }
+        },
+    )
+    .await;
     // A client that sends its request at once still gets the answer.
     let mut extra = TcpStream::connect(addr).await.unwrap();
     extra

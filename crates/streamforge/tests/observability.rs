@@ -568,7 +568,17 @@ async fn one_trace_follows_a_frame_from_ingest_through_persist_and_logs_carry_it
 
     // Shutdown flushes both processes' spans.
     let ingest_exit = terminate(&mut ingest);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Persist has stored (or dead-lettered) and committed all ingest sent.
+    wait_for(
+        "persist to commit every message on the topic",
+        Duration::from_secs(30),
+        || {
+            let end = broker.end_offsets(&topic).unwrap();
+            let committed = broker.committed(&c.persist.group, &topic).unwrap();
+            async move { (end > 0 && committed == end).then_some(()) }
+        },
+    )
+    .await;
     let persist_exit = terminate(&mut persist);
     let logs = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     assert!(ingest_exit.success(), "ingest:\n{}", logs(&ingest_log));

@@ -128,8 +128,7 @@ async fn all_in_one_pipeline_end_to_end_and_restart() {
 
     // A fixed window that is fully stored: wait until ticks well after its end are stored.
     let from = Interval::S1.bucket_start(Timestamp::now());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let to = Interval::S1.bucket_start(Timestamp::now());
+    let to = from.saturating_add_micros(2_000_000);
     wait_for(
         "ticks after the window to be stored",
         Duration::from_secs(10),

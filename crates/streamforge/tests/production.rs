@@ -185,12 +185,34 @@ async fn postgres_stopped_under_load_pauses_persist_and_loses_nothing() {
         },
     )
     .await;
-    assert!(
-        ready["checks"]["store"]["error"].is_string()
-            || ready["checks"]["store"]["detail"].is_string(),
-        "{ready}"
-    );
+    assert!(ready["checks"]["store"]["detail"].is_string(), "{ready}");
+    // Queries that need the store answer 503 with a JSON error, not a hang.
+    for path in [
+        "/api/v1/ticks/AAPL?from=0&limit=10",
+        "/api/v1/candles/AAPL?interval=1m",
+        "/api/v1/symbols",
+    ] {
+        let (status, body) = get_json(&format!("{base}{path}")).await;
+        assert_eq!(status, 503, "{path} while PostgreSQL is down: {body}");
+        assert!(
+            body["error"].is_string() && body["detail"].is_string(),
+            "{path}: {body}"
+        );
+    }
     pg.resume().unwrap();
+    // And answer again once it is back.
+    wait_for(
+        "the API to answer from the store again",
+        Duration::from_secs(30),
+        || {
+            let url = format!("{base}/api/v1/ticks/AAPL?from=0&limit=10");
+            async move {
+                let (status, body) = get_json(&url).await;
+                (status == 200 && body["count"] == 10).then_some(())
+            }
+        },
+    )
+    .await;
 
     let before = wait_stored_beyond(&base, 0).await;
     wait_stored_beyond(&base, before + 500).await;
@@ -249,6 +271,79 @@ async fn redis_restarted_under_load_the_api_answers_and_the_cache_catches_up() {
         assert_eq!(
             cached, stored,
             "{s}: the cache is never behind the store at rest"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_start_up_the_api_answers_from_the_store_and_the_cache_catches_up() {
+    let pg = streamforge_testkit::engines::shared_postgres();
+    let mut redis = Redis::start().unwrap();
+    let url = redis.url();
+    redis.stop(); // down before the pipeline starts
+    let db = pg.create_database().unwrap();
+    let token = CancellationToken::new();
+    let running = pipeline::start(&config(&db, &url), Roles::ALL, token.clone(), None)
+        .await
+        .expect("the pipeline starts without its cache");
+    let base = format!("http://{}", running.http_addr);
+    wait_stored_beyond(&base, 300).await;
+    let (status, ready) = get_json(&format!("{base}/readyz")).await;
+    assert_eq!(
+        (
+            status,
+            &ready["checks"]["cache"]["ok"],
+            &ready["checks"]["store"]["ok"]
+        ),
+        (503, &serde_json::json!(false), &serde_json::json!(true)),
+        "not ready, saying the cache is what is down: {ready}"
+    );
+    let res = reqwest::get(format!("{base}/api/v1/quotes/AAPL/latest"))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["x-streamforge-source"], "store");
+
+    redis.resume().unwrap();
+    wait_for("the cache to catch up", Duration::from_secs(30), || {
+        let base = base.clone();
+        async move {
+            let res = reqwest::get(format!("{base}/api/v1/quotes/AAPL/latest"))
+                .await
+                .ok()?;
+            (res.headers()["x-streamforge-source"] == "cache").then_some(())
+        }
+    })
+    .await;
+    wait_for(
+        "/readyz to say ready again",
+        Duration::from_secs(30),
+        || {
+            let url = format!("{base}/readyz");
+            async move { (get_json(&url).await.0 == 200).then_some(()) }
+        },
+    )
+    .await;
+    let store = running.store.clone().unwrap();
+    stop_and_check(running, token).await;
+    let cache = streamforge_store::open_cache(&url).await.unwrap();
+    for s in SYMBOLS {
+        let symbol = Symbol::parse(s).unwrap();
+        let stored = store
+            .ticks(TickQuery {
+                symbol: symbol.clone(),
+                from: Timestamp::MIN,
+                to: Timestamp::MAX,
+                limit: 1_000_000,
+                order: Order::Asc,
+            })
+            .await
+            .unwrap();
+        let cached = cache.latest(&symbol).await.unwrap().expect("cached");
+        assert_eq!(
+            &cached,
+            reference::newest(&stored).unwrap(),
+            "{s}: the cache holds the newest stored tick"
         );
     }
 }

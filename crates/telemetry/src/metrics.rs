@@ -46,6 +46,7 @@ pub struct Metrics {
     api_requests: IntCounterVec,
     api_request_duration: HistogramVec,
     stream_clients: IntGauge,
+    api_connections: IntGauge,
     stream_lagged_batches: IntCounter,
     stream_slow_disconnects: IntCounter,
     api_refused: IntCounterVec,
@@ -127,6 +128,13 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(stream_clients.clone()))
+            .expect("unique metric");
+        let api_connections = IntGauge::new(
+            "streamforge_api_connections",
+            "HTTP connections open now (at most http.max_connections).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(api_connections.clone()))
             .expect("unique metric");
         let provider_connections = IntGaugeVec::new(
             Opts::new(
@@ -279,6 +287,7 @@ impl Metrics {
             ),
             api_request_duration,
             stream_clients,
+            api_connections,
             stream_lagged_batches: counter(
                 &r,
                 "streamforge_api_stream_lagged_batches_total",
@@ -618,6 +627,11 @@ impl Metrics {
         self.api_request_duration
             .with_label_values(&[route])
             .observe(duration.as_secs_f64());
+    }
+
+    /// An HTTP connection was accepted (+1) or ended (-1).
+    pub fn api_connection(&self, delta: i64) {
+        self.api_connections.add(delta);
     }
 
     /// A live-stream client connected (+1) or left (-1).

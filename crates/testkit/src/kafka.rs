@@ -262,6 +262,30 @@ impl Kafka {
             .sum())
     }
 
+    /// How many messages `topic` holds: the sum over partitions of the end
+    /// offsets (high watermarks).
+    pub fn end_offsets(&self, topic: &str) -> Result<u64, EngineError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("log_level", "0")
+            .create()
+            .map_err(|e| err(format!("creating an offsets client: {e}")))?;
+        let timeout = Duration::from_secs(10);
+        let md = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| err(format!("metadata of {topic}: {e}")))?;
+        let mut total = 0;
+        for t in md.topics() {
+            for p in t.partitions() {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p.id(), timeout)
+                    .map_err(|e| err(format!("end offset of {topic}/{}: {e}", p.id())))?;
+                total += high.max(0) as u64;
+            }
+        }
+        Ok(total)
+    }
+
     /// `127.0.0.1:PORT`, the plain listener as Kafka's tools name it.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)

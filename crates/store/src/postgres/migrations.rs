@@ -440,9 +440,21 @@ async fn ensure_bookkeeping(client: &Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The schema's mode and version.
+/// The schema's mode and version. Reads only: creating the bookkeeping
+/// table here would race with a concurrent `migrate up` (`CREATE TABLE IF
+/// NOT EXISTS` is not safe against another session creating it).
 pub async fn status(client: &Client) -> Result<SchemaStatus, StoreError> {
-    ensure_bookkeeping(client).await?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('streamforge_schema') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(SchemaStatus {
+            mode: None,
+            version: 0,
+            latest: latest(),
+        });
+    }
     let row = client
         .query_opt(
             "SELECT version, mode FROM streamforge_schema ORDER BY version DESC LIMIT 1",
@@ -526,11 +538,9 @@ pub async fn up(
     client: &mut Client,
     options: &PgSchemaOptions,
 ) -> Result<SchemaStatus, StoreError> {
-    ensure_bookkeeping(client).await?;
-    client
-        .batch_execute("SELECT pg_advisory_lock(727274)")
-        .await?;
+    client.batch_execute(LOCK).await?;
     let result = async {
+        ensure_bookkeeping(client).await?;
         let current = status(client).await?;
         let mode = match current.mode {
             Some(m) => m,
@@ -565,14 +575,24 @@ pub async fn up(
         status(client).await
     }
     .await;
-    client
-        .batch_execute("SELECT pg_advisory_unlock(727274)")
-        .await?;
+    client.batch_execute(UNLOCK).await?;
     result
 }
 
-/// Reverts the latest migration.
+/// The advisory lock every schema change holds, so that concurrent
+/// `migrate` and `persist` processes take turns.
+const LOCK: &str = "SELECT pg_advisory_lock(727274)";
+const UNLOCK: &str = "SELECT pg_advisory_unlock(727274)";
+
+/// Reverts the latest migration (under the same lock as [`up`]).
 pub async fn down(client: &mut Client) -> Result<SchemaStatus, StoreError> {
+    client.batch_execute(LOCK).await?;
+    let result = down_locked(client).await;
+    client.batch_execute(UNLOCK).await?;
+    result
+}
+
+async fn down_locked(client: &mut Client) -> Result<SchemaStatus, StoreError> {
     let current = status(client).await?;
     let Some(mode) = current.mode else {
         return Ok(current);
