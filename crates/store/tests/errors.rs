@@ -81,3 +81,62 @@ async fn postgres_connection_loss_is_retryable_and_bad_values_are_data_errors() 
     let lost = err(client.query_one("SELECT 1", &[]).await.unwrap_err());
     assert_eq!(classes(&lost), (true, false), "{lost}");
 }
+
+#[test]
+fn sqlite_locked_is_retryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("l.db")).unwrap();
+    conn.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);")
+        .unwrap();
+    // A statement still reading the table: dropping it on the same
+    // connection is SQLITE_LOCKED (not BUSY, which is another connection).
+    let mut reading = conn.prepare("SELECT x FROM t").unwrap();
+    let mut rows = reading.query([]).unwrap();
+    assert!(rows.next().unwrap().is_some());
+    let locked = StoreError::from(conn.execute("DROP TABLE t", []).unwrap_err());
+    assert!(
+        matches!(
+            &locked,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseLocked
+        ),
+        "{locked:?}"
+    );
+    assert_eq!(classes(&locked), (true, false), "{locked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_deadlocks_are_retryable() {
+    let url = shared_postgres().create_database().unwrap();
+    let connect = || async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    };
+    let (a, b) = (connect().await, connect().await);
+    a.batch_execute(
+        "CREATE TABLE d (k int PRIMARY KEY, v int); INSERT INTO d VALUES (1, 0), (2, 0)",
+    )
+    .await
+    .unwrap();
+    // Each locks one row, then asks for the other's: PostgreSQL ends one
+    // of them with 40P01.
+    a.batch_execute("BEGIN; UPDATE d SET v = 1 WHERE k = 1")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; UPDATE d SET v = 1 WHERE k = 2")
+        .await
+        .unwrap();
+    let (ra, rb) = tokio::join!(
+        a.batch_execute("UPDATE d SET v = 2 WHERE k = 2"),
+        b.batch_execute("UPDATE d SET v = 2 WHERE k = 1"),
+    );
+    let e = match (ra, rb) {
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => StoreError::from(e),
+        other => panic!("expected exactly one deadlock victim: {other:?}"),
+    };
+    assert!(e.to_string().contains("deadlock"), "{e}");
+    assert_eq!(classes(&e), (true, false), "{e}");
+}

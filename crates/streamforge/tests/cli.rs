@@ -430,3 +430,68 @@ fn migrate_up_down_and_status_through_the_cli_on_timescaledb() {
     streamforge_testkit::engines::shared_postgres().require_timescaledb();
     migrate_through_the_cli("timescaledb");
 }
+
+/// A live-stream client that reconnects to a restarted server with its
+/// `Last-Event-ID` is told with `reset` that it missed events, then gets
+/// live events of the new server: never a replay taken for the old one's.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_resume_across_a_real_restart_is_a_reset_never_a_wrong_replay() {
+    use streamforge_testkit::SseClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = RunningBinary::start(dir.path(), &["--rate", "500"]).await;
+    let url = |base: &str| format!("{base}/api/v1/stream?symbols=AAPL");
+    let mut sse = SseClient::connect(&url(&first.base)).await;
+    let mut last = None;
+    for _ in 0..20 {
+        let ev = sse.next(Duration::from_secs(10)).await.expect("an event");
+        assert_eq!(ev.event, "tick");
+        last = ev.id;
+    }
+    let last = last.expect("tick events carry ids");
+    // Within the resume window of the same server, the stream goes on
+    // right after the last event seen.
+    let mut same = SseClient::resume(&url(&first.base), Some(&last)).await;
+    let next = same.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(next.event, "tick", "{next:?}");
+    let (epoch, seq_index) = last.split_once('-').unwrap();
+    assert!(next
+        .id
+        .as_deref()
+        .unwrap()
+        .starts_with(&format!("{epoch}-")));
+    assert_ne!(
+        next.id.as_deref(),
+        Some(last.as_str()),
+        "not the last one again"
+    );
+    drop((sse, same));
+
+    signal(first.pid(), "-TERM");
+    let (status, _) = first.process.exit_within(Duration::from_secs(60)).await;
+    assert!(status.success(), "{}", first.process.output());
+    let second = RunningBinary::start(dir.path(), &["--rate", "500"]).await;
+    let mut again = SseClient::resume(&url(&second.base), Some(&last)).await;
+    let reset = again.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reset.event, "reset", "{reset:?}");
+    assert!(
+        reset.data.contains(&format!("{epoch}-{seq_index}")) && reset.data.contains("missed"),
+        "the reset names the id and says events were missed: {}",
+        reset.data
+    );
+    let live = again.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(live.event, "tick", "{live:?}");
+    let new_epoch = live
+        .id
+        .as_deref()
+        .unwrap()
+        .split_once('-')
+        .unwrap()
+        .0
+        .to_string();
+    assert_ne!(
+        new_epoch, epoch,
+        "the new server's events carry its own epoch"
+    );
+}
