@@ -340,4 +340,92 @@ mod tests {
         let err = Timestamp::parse("yesterday").unwrap_err();
         assert!(err.to_string().contains("yesterday"), "{err}");
     }
+
+    #[test]
+    fn the_fast_path_refuses_every_malformed_form() {
+        for bad in [
+            "2024-01-00T00:00:00Z",
+            "2024-04-31T00:00:00Z",
+            "2024-00-10T00:00:00Z",
+            "2024-01-01X00:00:00Z",
+            "2024/01-01T00:00:00Z",
+            "2024-01/01T00:00:00Z",
+            "2024-01-01T00-00:00Z",
+            "2024-01-01T00:00-00Z",
+            "2024-01-01T00:60:00Z",
+            "2024-01-01T00:00:00ZZ",
+            "2024-01-01T00:00:00.Z",
+            "2024-01-01T00:00:00.1234567890Z",
+            "2024-01-01T00:00:00.12a4Z",
+            "2024-01-01T00:00:00+0Z",
+            "2024-01-01T00:00:0aZ",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00Z",
+        ] {
+            assert_eq!(parse_utc_fast(bad.as_bytes()), None, "{bad}");
+            assert_eq!(
+                Timestamp::parse(bad).ok(),
+                DateTime::parse_from_rfc3339(bad)
+                    .ok()
+                    .map(|d| Timestamp::from_datetime(d.with_timezone(&Utc))),
+                "{bad}: the fallback agrees with chrono"
+            );
+        }
+        // Leap years: every fourth, not every hundredth, every 400th.
+        for (text, ok) in [
+            ("2024-02-29T00:00:00Z", true),
+            ("2000-02-29T00:00:00Z", true),
+            ("1900-02-29T00:00:00Z", false),
+            ("2023-02-29T00:00:00Z", false),
+            ("2024-04-30T00:00:00Z", true),
+            ("2024-06-31T00:00:00Z", false),
+            ("2024-09-31T00:00:00Z", false),
+            ("2024-11-31T00:00:00Z", false),
+            ("2024-12-31T00:00:00Z", true),
+        ] {
+            assert_eq!(parse_utc_fast(text.as_bytes()).is_some(), ok, "{text}");
+        }
+    }
+
+    #[test]
+    fn epoch_milliseconds_parse_with_a_sign() {
+        assert_eq!(Timestamp::parse("-1500").unwrap(), Timestamp::from_millis(-1500));
+        assert_eq!(Timestamp::parse(" 1500 ").unwrap(), Timestamp::from_millis(1500));
+        assert!(Timestamp::parse("").is_err());
+        assert!(Timestamp::parse("15-00").is_err());
+        assert_eq!("1500".parse::<Timestamp>().unwrap(), Timestamp::from_millis(1500));
+        assert!("nope".parse::<Timestamp>().is_err());
+    }
+
+    #[test]
+    fn arithmetic_saturates_and_debug_reads_as_display() {
+        let t = Timestamp::from_micros(10);
+        assert_eq!(t.saturating_sub_micros(4), Timestamp::from_micros(6));
+        assert_eq!(Timestamp::MIN.saturating_sub_micros(1), Timestamp::MIN);
+        assert_eq!(format!("{t:?}"), t.to_string());
+        let err = serde_json::from_str::<Timestamp>("true").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("an RFC 3339 time string or epoch milliseconds"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn civil_dates_agree_with_chrono_and_years_outside_0_to_9999_print_too() {
+        for days in [-719_528i64, -1, 0, 1, 59, 60, 365, 10_957, 11_016, 20_000, 2_932_896] {
+            let date = chrono::NaiveDate::from_num_days_from_ce_opt((days + 719_163) as i32).unwrap();
+            use chrono::Datelike;
+            assert_eq!(
+                civil_from_days(days),
+                (i64::from(date.year()), date.month(), date.day()),
+                "{days}"
+            );
+            assert_eq!(days_from_civil(i64::from(date.year()), date.month(), date.day()), days);
+        }
+        for micros in [-62_200_000_000_000_000i64, 253_500_000_000_000_000] {
+            let ts = Timestamp::from_micros(micros);
+            assert_eq!(ts.to_string(), chrono_text(ts), "{micros}");
+        }
+    }
 }

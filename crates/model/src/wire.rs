@@ -350,4 +350,57 @@ mod tests {
             let _ = decode(json.to_string().as_bytes(), &TickRules::default(), Timestamp::now());
         }
     }
+
+    #[test]
+    fn messages_up_to_64_kib_decode_and_larger_ones_are_refused() {
+        let now = Timestamp::from_millis(1_756_325_731_200);
+        let t = crate::tick::tests::input();
+        let tick = TickRules::default().check(t, now).unwrap();
+        let mut padded = encode(&tick);
+        padded.resize(MAX_ENCODED_LEN, b' ');
+        assert!(
+            decode(&padded, &TickRules::default(), now).is_ok(),
+            "exactly 64 KiB of JSON"
+        );
+        padded.push(b' ');
+        assert!(matches!(
+            decode(&padded, &TickRules::default(), now),
+            Err(DecodeError::TooLarge(n)) if n == padded.len()
+        ));
+    }
+
+    #[test]
+    fn the_decoder_interns_short_tags_only_and_stays_bounded() {
+        let now = Timestamp::from_millis(1_756_325_731_200);
+        let rules = TickRules::default();
+        let mut d = Decoder::default();
+        let with_exchange = |x: &str| {
+            let t = rules
+                .check(
+                    TickInput {
+                        exchange: Arc::from(x),
+                        ..crate::tick::tests::input()
+                    },
+                    now,
+                )
+                .unwrap();
+            encode(&t)
+        };
+        for x in ["XNAS", "XNYS", "XNAS"] {
+            assert_eq!(d.decode(&with_exchange(x), &rules, now).unwrap().exchange(), x);
+        }
+        // finnhub (src_id), XNAS, XNYS
+        assert_eq!(d.tags.len(), 3);
+        let longest = "X".repeat(crate::tick::MAX_TAG_LEN);
+        d.decode(&with_exchange(&longest), &rules, now).unwrap();
+        assert_eq!(d.tags.len(), 4, "a tag of the longest length is interned");
+        for n in 0..MAX_INTERNED + 5 {
+            d.tag(&format!("T{n}"));
+        }
+        assert!(d.tags.len() <= MAX_INTERNED, "{}", d.tags.len());
+        let too_long = "Y".repeat(crate::tick::MAX_TAG_LEN + 1);
+        let before = d.tags.len();
+        assert_eq!(&*d.tag(&too_long), too_long.as_str());
+        assert_eq!(d.tags.len(), before, "longer tags are refused later, never kept");
+    }
 }
