@@ -389,11 +389,20 @@ mod tests {
 
     #[test]
     fn epoch_milliseconds_parse_with_a_sign() {
-        assert_eq!(Timestamp::parse("-1500").unwrap(), Timestamp::from_millis(-1500));
-        assert_eq!(Timestamp::parse(" 1500 ").unwrap(), Timestamp::from_millis(1500));
+        assert_eq!(
+            Timestamp::parse("-1500").unwrap(),
+            Timestamp::from_millis(-1500)
+        );
+        assert_eq!(
+            Timestamp::parse(" 1500 ").unwrap(),
+            Timestamp::from_millis(1500)
+        );
         assert!(Timestamp::parse("").is_err());
         assert!(Timestamp::parse("15-00").is_err());
-        assert_eq!("1500".parse::<Timestamp>().unwrap(), Timestamp::from_millis(1500));
+        assert_eq!(
+            "1500".parse::<Timestamp>().unwrap(),
+            Timestamp::from_millis(1500)
+        );
         assert!("nope".parse::<Timestamp>().is_err());
     }
 
@@ -413,15 +422,31 @@ mod tests {
 
     #[test]
     fn civil_dates_agree_with_chrono_and_years_outside_0_to_9999_print_too() {
-        for days in [-719_528i64, -1, 0, 1, 59, 60, 365, 10_957, 11_016, 20_000, 2_932_896] {
-            let date = chrono::NaiveDate::from_num_days_from_ce_opt((days + 719_163) as i32).unwrap();
+        for days in [
+            -719_528i64,
+            -1,
+            0,
+            1,
+            59,
+            60,
+            365,
+            10_957,
+            11_016,
+            20_000,
+            2_932_896,
+        ] {
+            let date =
+                chrono::NaiveDate::from_num_days_from_ce_opt((days + 719_163) as i32).unwrap();
             use chrono::Datelike;
             assert_eq!(
                 civil_from_days(days),
                 (i64::from(date.year()), date.month(), date.day()),
                 "{days}"
             );
-            assert_eq!(days_from_civil(i64::from(date.year()), date.month(), date.day()), days);
+            assert_eq!(
+                days_from_civil(i64::from(date.year()), date.month(), date.day()),
+                days
+            );
         }
         for micros in [-62_200_000_000_000_000i64, 253_500_000_000_000_000] {
             let ts = Timestamp::from_micros(micros);

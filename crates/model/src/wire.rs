@@ -387,7 +387,10 @@ mod tests {
             encode(&t)
         };
         for x in ["XNAS", "XNYS", "XNAS"] {
-            assert_eq!(d.decode(&with_exchange(x), &rules, now).unwrap().exchange(), x);
+            assert_eq!(
+                d.decode(&with_exchange(x), &rules, now).unwrap().exchange(),
+                x
+            );
         }
         // finnhub (src_id), XNAS, XNYS
         assert_eq!(d.tags.len(), 3);
@@ -401,6 +404,10 @@ mod tests {
         let too_long = "Y".repeat(crate::tick::MAX_TAG_LEN + 1);
         let before = d.tags.len();
         assert_eq!(&*d.tag(&too_long), too_long.as_str());
-        assert_eq!(d.tags.len(), before, "longer tags are refused later, never kept");
+        assert_eq!(
+            d.tags.len(),
+            before,
+            "longer tags are refused later, never kept"
+        );
     }
 }

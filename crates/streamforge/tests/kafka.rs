@@ -771,8 +771,12 @@ async fn the_broker_killed_mid_stream_and_restarted_loses_nothing_while_ingest_h
     let c = config(&kafka.url(), &db, "memory://", &unique("brokerkill"));
     let (persist, persist_token) = start(&c, Roles::PERSIST).await;
     let (ingest, ingest_token) = start(&c, Roles::INGEST).await;
-    wait_some_stored(&db).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Mid-stream: about two seconds of the feed stored.
+    wait_for("10,000 ticks stored", Duration::from_secs(60), || {
+        let db = db.clone();
+        async move { (count_rows(&db) >= 10_000).then_some(()) }
+    })
+    .await;
 
     kafka.kill();
     let killed = std::time::Instant::now();
