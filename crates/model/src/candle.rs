@@ -222,6 +222,9 @@ pub fn rebucket(
     limit: usize,
 ) -> Vec<Candle> {
     let mut out = Vec::new();
+    if limit == 0 {
+        return out;
+    }
     let mut current: Option<(Timestamp, CandlePart)> = None;
     for (start, part) in parts {
         let bucket = interval.bucket_start(start);
@@ -395,9 +398,14 @@ mod tests {
         let two = rebucket(&symbol, Interval::M5, parts.clone(), 2);
         assert_eq!(two.len(), 2);
         assert_eq!(two[1].trades, 2);
-        let one = rebucket(&symbol, Interval::M5, parts, 1);
+        let parts_again = || parts.clone();
+        let one = rebucket(&symbol, Interval::M5, parts.clone(), 1);
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].trades, 3);
         assert!(rebucket(&symbol, Interval::M5, Vec::new(), 5).is_empty());
+        assert!(
+            rebucket(&symbol, Interval::M5, parts_again(), 0).is_empty(),
+            "limit 0"
+        );
     }
 }

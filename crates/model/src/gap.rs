@@ -109,6 +109,10 @@ mod tests {
         assert!(e.contains("from"), "{e}");
         let e = Gap::decode(json(1_700_000_000_000, i64::MAX).as_bytes()).unwrap_err();
         assert!(e.contains("to"), "{e}");
+        // An empty span (from = to) is a gap of zero seconds, not an error.
+        let empty = Gap::decode(json(1_700_000_000_000, 1_700_000_000_000).as_bytes()).unwrap();
+        assert_eq!(empty.seconds(), 0.0);
+        assert!(Gap::decode(json(1_700_000_000_001, 1_700_000_000_000).as_bytes()).is_err());
         let wide = Gap {
             provider: "p".into(),
             connection: 0,
