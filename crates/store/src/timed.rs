@@ -159,4 +159,70 @@ mod tests {
         let e = store.symbols().await.unwrap_err();
         assert!(e.is_retryable(), "{e}");
     }
+
+    /// Within the deadline every call gives what the store gives.
+    #[tokio::test]
+    async fn a_store_that_answers_is_passed_through() {
+        use streamforge_model::{GapReason, Interval, Timestamp};
+
+        let dir = tempfile::tempdir().unwrap();
+        let inner = Arc::new(
+            crate::SqliteStore::open(dir.path().join("t.db"))
+                .await
+                .unwrap(),
+        );
+        let store = Timed::new(inner.clone(), Duration::from_secs(30));
+        assert_eq!(store.kind(), inner.kind());
+        let t0 = 1_756_325_700_000;
+        let ticks: Vec<Tick> = (0..3)
+            .map(|i| streamforge_testkit::tick("AAPL", t0 + i * 1_000, 10.0 + i as f64, 1.0))
+            .collect();
+        let outcome = store.write_batch(Arc::from(ticks.clone())).await.unwrap();
+        assert_eq!((outcome.inserted, outcome.duplicates), (3, 0));
+        let aapl = Symbol::parse("AAPL").unwrap();
+        let query = TickQuery {
+            symbol: aapl.clone(),
+            from: Timestamp::MIN,
+            to: Timestamp::MAX,
+            limit: 10,
+            order: crate::Order::Asc,
+        };
+        assert_eq!(store.ticks(query).await.unwrap(), ticks);
+        assert_eq!(store.latest(&aapl).await.unwrap(), Some(ticks[2].clone()));
+        let candles = store
+            .candles(CandleQuery {
+                symbol: aapl.clone(),
+                interval: Interval::M1,
+                from: Timestamp::MIN,
+                to: Timestamp::MAX,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(candles.len(), 1);
+        assert_eq!(candles[0].trades, 3);
+        assert_eq!(store.symbols().await.unwrap()[0].ticks, 3);
+        assert_eq!(store.symbol(&aapl).await.unwrap().unwrap().ticks, 3);
+        let gap = Gap {
+            provider: "finnhub".into(),
+            connection: 0,
+            symbol: aapl.clone(),
+            from: Timestamp::from_millis(t0),
+            to: Timestamp::from_millis(t0 + 5_000),
+            reason: GapReason::Disconnected,
+        };
+        store.write_gaps(std::slice::from_ref(&gap)).await.unwrap();
+        let gaps = store
+            .gaps(GapQuery {
+                symbol: Some(aapl),
+                from: Timestamp::MIN,
+                to: Timestamp::MAX,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(gaps, vec![gap]);
+        store.ping().await.unwrap();
+        store.housekeeping().await.unwrap();
+    }
 }
