@@ -616,3 +616,50 @@ async fn down_locked(client: &mut Client) -> Result<SchemaStatus, StoreError> {
     );
     status(client).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `"10 seconds"` → microseconds.
+    fn micros_of(text: &str) -> i64 {
+        let (n, unit) = text.split_once(' ').unwrap();
+        let n: i64 = n.parse().unwrap();
+        let unit_s = match unit.trim_end_matches('s') {
+            "second" => 1,
+            "minute" => 60,
+            "hour" => 3_600,
+            "day" => 86_400,
+            other => panic!("unit {other}"),
+        };
+        n * unit_s * 1_000_000
+    }
+
+    /// The writer refreshes what the policy may have materialized: its lag
+    /// must be the policy's end offset, level by level, and each level's
+    /// refresh window must reach further back than its lag.
+    #[test]
+    fn refresh_lags_are_the_policies_end_offsets() {
+        let expected = [
+            (Interval::S1, 10_000_000),
+            (Interval::M1, 60_000_000),
+            (Interval::H1, 3_600_000_000),
+            (Interval::D1, 86_400_000_000),
+        ];
+        for (iv, lag) in expected {
+            let r = refresh_of(iv);
+            assert_eq!(refresh_lag(iv), lag, "{iv}");
+            assert_eq!(micros_of(r.end), lag, "{iv}: policy end offset {}", r.end);
+            assert!(
+                micros_of(r.start) > lag + iv.micros(),
+                "{iv}: start {}",
+                r.start
+            );
+            assert!(
+                micros_of(r.every) <= micros_of(r.start),
+                "{iv}: every {}",
+                r.every
+            );
+        }
+    }
+}
