@@ -299,3 +299,128 @@ fn untraced_traceparent() -> Bytes {
 }
 
 pub use streamforge_providers::feed_check;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use streamforge_bus::{ConsumerOptions, Polled, StartFrom};
+    use streamforge_model::{TickInput, TickRules};
+    use streamforge_testkit::metric;
+
+    use super::*;
+
+    /// A tick `lag_ms` older than its ingestion time.
+    fn tick(symbol: &str, ms: i64, lag_ms: i64) -> streamforge_model::Tick {
+        let ts = Timestamp::from_millis(ms);
+        let at = Timestamp::from_millis(ms + lag_ms);
+        TickRules::default()
+            .check(
+                TickInput {
+                    symbol: Symbol::parse(symbol).unwrap(),
+                    ts,
+                    price: 10.0,
+                    size: 1.0,
+                    exchange: Arc::from(""),
+                    src_id: Arc::from("synthetic"),
+                    conditions: Vec::new(),
+                    occurrence: 0,
+                    tick_id: None,
+                    ingested_at: at,
+                },
+                at,
+            )
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn frames_become_keyed_messages_and_latency_is_counted_in_seconds() {
+        let bus = streamforge_bus::connect("memory://", &Default::default())
+            .await
+            .unwrap();
+        let mut consumer = bus
+            .consumer(
+                "ticks",
+                ConsumerOptions {
+                    group: "t".into(),
+                    start: StartFrom::Earliest,
+                    durable: false,
+                },
+            )
+            .await
+            .unwrap();
+        let metrics = Metrics::new();
+        let ingest = Ingest {
+            bus: bus.clone(),
+            topic: "ticks".into(),
+            dlq_topic: "ticks.dlq".into(),
+            metrics: metrics.clone(),
+            health: Health::new(),
+            max_symbols: 2,
+            shutdown: CancellationToken::new(),
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let t0 = 1_756_325_700_000;
+        tx.send(ProviderFrame {
+            provider: "synthetic",
+            ticks: vec![
+                tick("AAPL", t0, 250),
+                tick("MSFT", t0 + 1, 750),
+                tick("AAPL", t0 + 2, 1_000),
+                // A third symbol: over `max_symbols`, dead-lettered.
+                tick("IBM", t0 + 3, 0),
+            ],
+            ..ProviderFrame::default()
+        })
+        .await
+        .unwrap();
+        drop(tx);
+        ingest.run(rx).await.unwrap();
+        let text = metrics.render();
+        let series = "streamforge_pipeline_exchange_to_ingested_seconds";
+        assert_eq!(metric(&text, &format!("{series}_count")), 4.0);
+        assert!(
+            (metric(&text, &format!("{series}_sum")) - 2.0).abs() < 1e-9,
+            "0.25 + 0.75 + 1.0 + 0 seconds:\n{text}"
+        );
+        let got = match tokio::time::timeout(Duration::from_secs(5), consumer.recv(100))
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Polled::Messages(m) => m,
+            other => panic!("{other:?}"),
+        };
+        let keys: Vec<&[u8]> = got.iter().map(|d| d.message.key.as_ref()).collect();
+        assert_eq!(
+            keys,
+            [&b"AAPL"[..], b"MSFT", b"AAPL"],
+            "keyed by symbol, IBM refused"
+        );
+        for d in &got {
+            assert_eq!(
+                d.message.headers.get_str(headers::CONTENT_TYPE),
+                Some(wire::CONTENT_TYPE)
+            );
+            assert_eq!(
+                d.message.headers.get_str(headers::SRC_ID),
+                Some("synthetic")
+            );
+            // One W3C trace context per frame, even with no tracer installed.
+            let tp = d.message.headers.get_str(headers::TRACEPARENT).unwrap();
+            let parts: Vec<&str> = tp.split('-').collect();
+            assert_eq!(
+                parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                [2, 32, 16, 2],
+                "{tp}"
+            );
+            assert_ne!(parts[1], "0".repeat(32), "{tp}");
+            assert_eq!(
+                Some(tp),
+                got[0].message.headers.get_str(headers::TRACEPARENT),
+                "one frame, one trace"
+            );
+        }
+    }
+}
