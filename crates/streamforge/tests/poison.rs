@@ -158,6 +158,15 @@ async fn refused_rows_are_isolated(c: &Config, refuse: impl FnOnce(&Running)) {
     })
     .await;
     assert_eq!(prices, expected, "every valid tick stored exactly once");
+    // The newest tick of the batch was refused: the latest quote is the
+    // newest stored one, never a tick the store did not keep.
+    let (status, q) = streamforge_testkit::get_json(&format!(
+        "http://{}/api/v1/quotes/BISECT/latest",
+        running.http_addr
+    ))
+    .await;
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(q["price"].as_f64(), expected.last().copied(), "{q}");
 
     // The partition goes on: a later valid tick is stored too.
     let later = Timestamp::now().saturating_sub_micros(1_000_000);
@@ -436,6 +445,33 @@ async fn an_oversized_provider_frame_is_refused_counted_and_the_feed_reconnects(
             "streamforge_provider_gaps_total{provider=\"finnhub\",reason=\"disconnected\"}"
         ) >= 1.0,
         "the reconnect is recorded as a gap: {text}"
+    );
+    // And stored: one disconnected gap per subscribed symbol.
+    let store = running.store.clone().unwrap();
+    let gaps = wait_for("the gaps in the store", Duration::from_secs(30), || {
+        let store = store.clone();
+        async move {
+            let gaps = store
+                .gaps(streamforge_store::GapQuery {
+                    symbol: None,
+                    from: Timestamp::MIN,
+                    to: Timestamp::MAX,
+                    limit: 100,
+                })
+                .await
+                .ok()?;
+            (gaps.len() >= 2).then_some(gaps)
+        }
+    })
+    .await;
+    let mut symbols: Vec<&str> = gaps.iter().map(|g| g.symbol.as_str()).collect();
+    symbols.sort();
+    symbols.dedup();
+    assert_eq!(symbols, ["AAPL", "MSFT"], "{gaps:?}");
+    assert!(
+        gaps.iter()
+            .all(|g| g.reason == streamforge_model::GapReason::Disconnected && g.from <= g.to),
+        "{gaps:?}"
     );
     token.cancel();
     running.wait().await.expect("a clean stop");
