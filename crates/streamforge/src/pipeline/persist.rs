@@ -595,3 +595,60 @@ fn dead_letter(d: &Delivery, reason: &'static str, error: &str) -> Message {
         headers: h,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(headers: Headers) -> Delivery {
+        Delivery {
+            topic: Arc::from("ticks"),
+            partition: 3,
+            offset: 41,
+            message: Arc::new(Message {
+                key: Bytes::from_static(b"AAPL"),
+                payload: Bytes::from_static(b"not a tick"),
+                headers,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_the_original_headers_up_to_its_budget() {
+        // Two headers that fill the budget exactly, then one more.
+        let first = ("a".to_string(), vec![b'x'; 1_000]);
+        let second_len = dead_letter::MAX_HEADERS - 1 - 1_000 - 1;
+        let mut h = Headers::default();
+        h.insert(first.0.clone(), first.1.clone());
+        h.insert("b", vec![b'y'; second_len]);
+        let fits = dead_letter(&delivery(h.clone()), "undecodable", "bad json");
+        assert_eq!(fits.headers.get("a").map(|v| v.len()), Some(1_000));
+        assert_eq!(fits.headers.get("b").map(|v| v.len()), Some(second_len));
+        assert_eq!(fits.headers.get_str(headers::DLQ_TRUNCATED), None);
+        h.insert("c", vec![b'z'; 1]);
+        let over = dead_letter(&delivery(h), "undecodable", "bad json");
+        assert_eq!(over.headers.get("c"), None, "over the budget");
+        assert_eq!(over.headers.get_str(headers::DLQ_TRUNCATED), Some("true"));
+        assert!(over.headers.get("b").is_some());
+        for (name, value) in [
+            (headers::DLQ_STAGE, "persist"),
+            (headers::DLQ_REASON, "undecodable"),
+            (headers::DLQ_SOURCE_TOPIC, "ticks"),
+            (headers::DLQ_SOURCE_PARTITION, "3"),
+            (headers::DLQ_SOURCE_OFFSET, "41"),
+        ] {
+            assert_eq!(over.headers.get_str(name), Some(value), "{name}");
+        }
+        assert_eq!(over.payload, Bytes::from_static(b"not a tick"));
+        assert_eq!(over.key, Bytes::from_static(b"AAPL"));
+    }
+
+    #[test]
+    fn latency_is_in_seconds_and_never_negative() {
+        let t = streamforge_testkit::tick("AAPL", 1_756_325_700_000, 1.0, 1.0);
+        let later = t.ingested_at().saturating_add_micros(1_500_000);
+        assert_eq!(seconds_between(&t, later), 1.5);
+        let earlier = t.ingested_at().saturating_sub_micros(10);
+        assert_eq!(seconds_between(&t, earlier), 0.0);
+    }
+}
