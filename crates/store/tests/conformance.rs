@@ -73,6 +73,18 @@ pub async fn writes_are_idempotent_and_round_trip(s: &dyn TickStore) {
         .await
         .unwrap()
         .is_none());
+    // One symbol's entry is the one the list gives.
+    let msft = s
+        .symbol(&Symbol::parse("MSFT").unwrap())
+        .await
+        .unwrap()
+        .expect("MSFT is stored");
+    assert_eq!(
+        &msft,
+        syms.iter().find(|i| i.symbol.as_str() == "MSFT").unwrap()
+    );
+    assert_eq!(msft.ticks, 1);
+    assert!(["sqlite", "postgres"].contains(&s.kind()), "{}", s.kind());
 }
 
 pub async fn tick_queries_honor_range_limit_and_order(s: &dyn TickStore) {

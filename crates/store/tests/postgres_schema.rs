@@ -82,11 +82,19 @@ async fn plain_mode_partitions_by_day_and_drops_past_retention() {
 
     let old = streamforge_testkit::tick("AAPL", today - 10 * DAY_MS + 1000, 1.0, 1.0);
     let new = streamforge_testkit::tick("AAPL", Timestamp::now().as_millis() - 1000, 2.0, 1.0);
+    // The edges: the first day kept (today - 5) and the last dropped.
+    let kept_edge = streamforge_testkit::tick("AAPL", today - 5 * DAY_MS + 1000, 3.0, 1.0);
+    let dropped_edge = streamforge_testkit::tick("AAPL", today - 5 * DAY_MS - 1000, 4.0, 1.0);
     let w = store
-        .write_batch(Arc::from(vec![old.clone(), new.clone()]))
+        .write_batch(Arc::from(vec![
+            old.clone(),
+            new.clone(),
+            kept_edge.clone(),
+            dropped_edge,
+        ]))
         .await
         .unwrap();
-    assert_eq!(w.inserted, 2);
+    assert_eq!(w.inserted, 4);
     let old_day = old.ts().to_string()[..10].replace('-', "");
     assert_eq!(
         psql(&url, &format!("SELECT count(*) FROM ticks_p{old_day}")),
@@ -112,7 +120,11 @@ async fn plain_mode_partitions_by_day_and_drops_past_retention() {
         })
         .await
         .unwrap();
-    assert_eq!(left, vec![new], "only the tick inside retention is left");
+    assert_eq!(
+        left,
+        vec![kept_edge, new],
+        "only the ticks of the 5 days kept are left"
+    );
 }
 
 #[tokio::test]
@@ -287,4 +299,20 @@ async fn plain_postgres_concurrent_migrate_up_takes_turns() {
 async fn timescaledb_concurrent_migrate_up_takes_turns() {
     shared_postgres().require_timescaledb();
     concurrent_migrations_take_turns(Mode::TimescaleDb).await;
+}
+
+#[tokio::test]
+async fn a_postgres_store_prints_its_mode_and_never_its_url() {
+    let url = shared_postgres().create_database().unwrap();
+    let store = PostgresStore::open(
+        &url,
+        PgSchemaOptions {
+            mode: Some(Mode::Postgres),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let shown = format!("{store:?}");
+    assert_eq!(shown, "PostgresStore { mode: Postgres }");
 }
