@@ -471,11 +471,17 @@ async fn persist_killed_hard_mid_batch_and_restarted_loses_and_duplicates_nothin
     let log = dir.path().join("persist.log");
 
     let ingest_config = c.clone();
-    let ingest = tokio::spawn(async move { ingest_for(&ingest_config, 40).await });
+    let ingest = tokio::spawn(async move { ingest_for(&ingest_config, 45).await });
+    // Rows stored beyond the committed offsets at each kill: what the next
+    // member receives again and the store must keep once.
     let mut uncommitted_at_kills = Vec::new();
+    let mut kills = 0;
     while uncommitted_at_kills.len() < 3 {
-        let kills = uncommitted_at_kills.len();
-        assert!(!ingest.is_finished(), "ingest ended before the third kill");
+        assert!(
+            kills < 5 && !ingest.is_finished(),
+            "{kills} kills, {} of them inside an uncommitted batch: {uncommitted_at_kills:?}",
+            uncommitted_at_kills.len()
+        );
         let mut child = spawn_persist(&config_file, &log);
         // It has joined the group (once the group expired the member killed
         // before) and is storing when the row count grows.
@@ -484,22 +490,24 @@ async fn persist_killed_hard_mid_batch_and_restarted_loses_and_duplicates_nothin
         // Persist stores a batch, updates the cache, then commits its
         // offsets. With Redis frozen, the next batch stored waits in the
         // cache update (up to its 1 s timeout), stored but not committed:
-        // the kill lands there, not by chance.
+        // the kill lands there, not by chance. (Rarely the freeze catches
+        // a cache update in flight, the breaker opens, and the next batch
+        // is committed at once: that kill still counts for the check at
+        // the end, not as one inside an uncommitted batch.)
         redis.freeze();
         let frozen_at = count_rows(&db);
         wait_rows_above(&db, frozen_at, Duration::from_secs(30), &log, kills).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        kills += 1;
         redis.thaw();
         let stored = count_rows(&db);
         let committed = broker.committed(&c.persist.group, &c.ingest.topic).unwrap();
-        assert!(
-            stored > committed,
-            "kill {}: the kill hit stored ticks whose offsets were not committed \
-             (stored {stored}, committed {committed})",
-            kills + 1
-        );
-        uncommitted_at_kills.push(stored - committed);
+        if stored > committed {
+            uncommitted_at_kills.push(stored - committed);
+        } else {
+            println!("kill {kills}: nothing stored beyond the committed offsets ({stored} rows)");
+        }
     }
     println!("stored but uncommitted at each kill (delivered again): {uncommitted_at_kills:?}");
     let acked = ingest.await.unwrap();
@@ -932,7 +940,7 @@ async fn three_persist_processes_with_one_restarting_every_5s_store_each_tick_on
         .collect();
 
     let ingest_config = c.clone();
-    let ingest = tokio::spawn(async move { ingest_for(&ingest_config, 60).await });
+    let ingest = tokio::spawn(async move { ingest_for(&ingest_config, 45).await });
     let mut restarts = 0;
     while !ingest.is_finished() {
         tokio::time::sleep(Duration::from_secs(5)).await;
