@@ -488,15 +488,16 @@ async fn persist_killed_hard_mid_batch_and_restarted_loses_and_duplicates_nothin
         let before = count_rows(&db);
         wait_rows_above(&db, before, Duration::from_secs(60), &log, kills).await;
         // Persist stores a batch, updates the cache, then commits its
-        // offsets. With Redis frozen, the next batch stored waits in the
-        // cache update (up to its 1 s timeout), stored but not committed:
-        // the kill lands there, not by chance. (Rarely the freeze catches
-        // a cache update in flight, the breaker opens, and the next batch
-        // is committed at once: that kill still counts for the check at
-        // the end, not as one inside an uncommitted batch.)
+        // offsets, one batch after another. With Redis frozen, the first
+        // batch stored after the freeze waits in the cache update (up to
+        // its 1 s timeout), stored but not committed, and no further batch
+        // is stored meanwhile although ingest feeds 5,000 ticks/s: a row
+        // count that stops growing shows the writer stuck there, and the
+        // kill lands inside that batch, not by chance. (Should it miss,
+        // the kill still counts for the check at the end, not as one
+        // inside an uncommitted batch.)
         redis.freeze();
-        let frozen_at = count_rows(&db);
-        wait_rows_above(&db, frozen_at, Duration::from_secs(30), &log, kills).await;
+        wait_rows_still(&db, Duration::from_millis(300), &log, kills).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
@@ -524,6 +525,24 @@ async fn persist_killed_hard_mid_batch_and_restarted_loses_and_duplicates_nothin
         status.success(),
         "persist exits cleanly on SIGTERM:\n{log_text}"
     );
+}
+
+/// Waits until the row count of `db` has not changed for `still`.
+async fn wait_rows_still(db: &str, still: Duration, log: &std::path::Path, kills: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (mut last, mut since) = (count_rows(db), std::time::Instant::now());
+    while since.elapsed() < still {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after {kills} kills, rows kept growing with Redis frozen:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let n = count_rows(db);
+        if n != last {
+            (last, since) = (n, std::time::Instant::now());
+        }
+    }
 }
 
 /// Waits until `db` holds more than `rows` ticks; fails with persist's log.
