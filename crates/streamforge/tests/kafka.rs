@@ -958,10 +958,11 @@ async fn three_persist_processes_with_one_restarting_every_5s_store_each_tick_on
         .map(|l| spawn_persist(&config_file, l))
         .collect();
 
-    let ingest_config = c.clone();
-    let ingest = tokio::spawn(async move { ingest_for(&ingest_config, 45).await });
+    // Ingest feeds the whole churn: ten restarts of the third member, one
+    // every 5 s, however long each drain takes.
+    let (ingest, ingest_token) = start(&c, Roles::INGEST).await;
     let mut restarts = 0;
-    while !ingest.is_finished() {
+    while restarts < 10 {
         tokio::time::sleep(Duration::from_secs(5)).await;
         for (i, m) in members.iter_mut().enumerate().take(2) {
             assert!(
@@ -974,10 +975,14 @@ async fn three_persist_processes_with_one_restarting_every_5s_store_each_tick_on
         members[2] = spawn_persist(&config_file, &logs[2]);
         restarts += 1;
     }
-    let acked = ingest.await.unwrap();
-    assert!(
-        restarts >= 10,
-        "the third member restarted {restarts} times"
+    let metrics = ingest.metrics.clone();
+    ingest_token.cancel();
+    ingest.wait().await.expect("ingest drains and flushes");
+    let acked = acknowledged(&metrics, &c.ingest.topic);
+    assert_eq!(
+        acked as f64,
+        provider_ticks(&metrics),
+        "every produced tick was acknowledged by the broker"
     );
     assert_stored_exactly(
         &c,
