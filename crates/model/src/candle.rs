@@ -283,21 +283,8 @@ mod tests {
     }
 
     #[test]
-    fn builder_takes_first_and_last_by_time_whatever_the_order() {
-        let now = Timestamp::from_millis(1_756_325_800_000);
-        let mk = |ms: i64, price: f64, size: f64| {
-            TickRules::default()
-                .check(
-                    TickInput {
-                        ts: Timestamp::from_millis(ms),
-                        price,
-                        size,
-                        ..input()
-                    },
-                    now,
-                )
-                .unwrap()
-        };
+    fn a_part_takes_first_and_last_by_time_whatever_the_order() {
+        let mk = tick_at;
         // 20:15:31.134 .. bucket 20:15:00, pushed out of order.
         let first = mk(1_756_325_735_000, 12.0, 1.0);
         let mut part = CandlePart::of(&first);

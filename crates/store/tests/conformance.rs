@@ -150,19 +150,7 @@ pub async fn candles_match_a_brute_force_build_for_every_interval(s: &dyn TickSt
             })
             .await
             .unwrap();
-        assert_eq!(got.len(), expected.len(), "{interval}");
-        for (g, e) in got.iter().zip(&expected) {
-            assert_eq!(
-                (g.start, g.open, g.high, g.low, g.close, g.trades),
-                (e.start, e.open, e.high, e.low, e.close, e.trades),
-                "{interval}"
-            );
-            assert!((g.volume - e.volume).abs() < 1e-6, "{interval}");
-            assert_eq!(g.vwap.is_some(), e.vwap.is_some());
-            if let (Some(a), Some(b)) = (g.vwap, e.vwap) {
-                assert!((a - b).abs() < 1e-9 * b, "{interval}: {a} vs {b}");
-            }
-        }
+        reference::assert_candles(&got, &expected, interval.as_str());
     }
 }
 

@@ -232,15 +232,7 @@ async fn rollups_are_backfilled_from_existing_ticks(want: Mode) {
             .await
             .unwrap();
         let expected = streamforge_testkit::reference::candles(interval, &ticks);
-        assert_eq!(got.len(), expected.len(), "{interval}: candles");
-        for (g, e) in got.iter().zip(&expected) {
-            assert_eq!(
-                (g.start, g.open, g.high, g.low, g.close, g.trades),
-                (e.start, e.open, e.high, e.low, e.close, e.trades),
-                "{interval}"
-            );
-            assert!((g.volume - e.volume).abs() < 1e-6, "{interval}");
-        }
+        streamforge_testkit::reference::assert_candles(&got, &expected, interval.as_str());
     }
 }
 

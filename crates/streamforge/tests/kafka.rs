@@ -208,17 +208,19 @@ async fn assert_stored_exactly(c: &Config, db: &str, acked: u64, timeout: Durati
 async fn ingest_for(c: &Config, secs: u64) -> u64 {
     let (ingest, token) = start(c, Roles::INGEST).await;
     tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop_ingest(c, ingest, token).await
+}
+
+/// Stops a running ingest role; every tick it produced must have been
+/// acknowledged by the broker. Returns how many.
+async fn stop_ingest(c: &Config, ingest: Running, token: CancellationToken) -> u64 {
     let metrics = ingest.metrics.clone();
     token.cancel();
     ingest.wait().await.expect("ingest drains and flushes");
-    let text = metrics.render();
     let acked = acknowledged(&metrics, &c.ingest.topic) as f64;
-    let produced = metric(
-        &text,
-        "streamforge_provider_ticks_total{provider=\"synthetic\"}",
-    );
     assert_eq!(
-        acked, produced,
+        acked,
+        provider_ticks(&metrics),
         "every produced tick was acknowledged by the broker"
     );
     assert!(acked > 0.0);
@@ -819,15 +821,7 @@ async fn the_broker_killed_mid_stream_and_restarted_loses_nothing_while_ingest_h
     );
     broker_back(&mut kafka, &ingest).await;
 
-    let metrics = ingest.metrics.clone();
-    ingest_token.cancel();
-    ingest.wait().await.expect("ingest drains and flushes");
-    let acked = acknowledged(&metrics, &c.ingest.topic);
-    assert_eq!(
-        acked as f64,
-        provider_ticks(&metrics),
-        "every tick acknowledged"
-    );
+    let acked = stop_ingest(&c, ingest, ingest_token).await;
     assert_stored_exactly(&c, &db, acked, Duration::from_secs(90), "broker killed").await;
     persist_token.cancel();
     persist
@@ -975,15 +969,7 @@ async fn three_persist_processes_with_one_restarting_every_5s_store_each_tick_on
         members[2] = spawn_persist(&config_file, &logs[2]);
         restarts += 1;
     }
-    let metrics = ingest.metrics.clone();
-    ingest_token.cancel();
-    ingest.wait().await.expect("ingest drains and flushes");
-    let acked = acknowledged(&metrics, &c.ingest.topic);
-    assert_eq!(
-        acked as f64,
-        provider_ticks(&metrics),
-        "every produced tick was acknowledged by the broker"
-    );
+    let acked = stop_ingest(&c, ingest, ingest_token).await;
     assert_stored_exactly(
         &c,
         &db,

@@ -461,13 +461,7 @@ async fn candles_over_closed_minutes_equal_an_independent_fold_of_the_stored_tic
     let newest = reference::newest(&ticks).unwrap();
     let (status, q) = get_json(&format!("{base}/api/v1/quotes/CNDL/latest")).await;
     assert_eq!(status, 200, "{q}");
-    assert_eq!(q["price"].as_f64(), Some(newest.price()), "{q}");
-    assert_eq!(q["size"].as_f64(), Some(newest.size()), "{q}");
-    assert_eq!(
-        Timestamp::parse(q["ts"].as_str().unwrap()).unwrap(),
-        newest.ts(),
-        "{q}"
-    );
+    reference::assert_json_quote(&q, newest);
     for (interval, buckets) in [(Interval::S1, 600), (Interval::M1, 10), (Interval::M5, 2)] {
         let expected = candles_within(interval, &ticks, m0, to);
         assert_eq!(

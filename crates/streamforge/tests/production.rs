@@ -132,13 +132,7 @@ async fn runs_on_postgres_and_redis_and_serves_quotes_from_redis() {
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.headers()["x-streamforge-source"], "cache");
     let q: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(q["price"].as_f64(), Some(newest.price()), "{q}");
-    assert_eq!(q["size"].as_f64(), Some(newest.size()), "{q}");
-    assert_eq!(
-        Timestamp::parse(q["ts"].as_str().unwrap()).unwrap(),
-        newest.ts(),
-        "{q}"
-    );
+    reference::assert_json_quote(&q, newest);
     // 1s candles of MSFT equal a fold over its stored ticks.
     let msft = stored("MSFT").await;
     let expected = reference::candles(Interval::S1, &msft);

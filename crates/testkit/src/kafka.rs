@@ -232,25 +232,13 @@ impl Kafka {
     /// Reads the offsets only; it does not join the group.
     pub fn committed(&self, group: &str, topic: &str) -> Result<u64, EngineError> {
         use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("log_level", "0")
-            .create()
-            .map_err(|e| err(format!("creating an offsets client: {e}")))?;
-        let timeout = Duration::from_secs(10);
-        let md = consumer
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(|e| err(format!("metadata of {topic}: {e}")))?;
+        let (consumer, partitions) = self.offsets_client(Some(group), topic)?;
         let mut tpl = TopicPartitionList::new();
-        for t in md.topics() {
-            for p in t.partitions() {
-                tpl.add_partition(topic, p.id());
-            }
+        for p in partitions {
+            tpl.add_partition(topic, p);
         }
         let committed = consumer
-            .committed_offsets(tpl, timeout)
+            .committed_offsets(tpl, OFFSETS_TIMEOUT)
             .map_err(|e| err(format!("committed offsets of {group} on {topic}: {e}")))?;
         Ok(committed
             .elements()
@@ -265,25 +253,44 @@ impl Kafka {
     /// How many messages `topic` holds: the sum over partitions of the end
     /// offsets (high watermarks).
     pub fn end_offsets(&self, topic: &str) -> Result<u64, EngineError> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .set("log_level", "0")
-            .create()
-            .map_err(|e| err(format!("creating an offsets client: {e}")))?;
-        let timeout = Duration::from_secs(10);
-        let md = consumer
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(|e| err(format!("metadata of {topic}: {e}")))?;
+        let (consumer, partitions) = self.offsets_client(None, topic)?;
         let mut total = 0;
-        for t in md.topics() {
-            for p in t.partitions() {
-                let (_, high) = consumer
-                    .fetch_watermarks(topic, p.id(), timeout)
-                    .map_err(|e| err(format!("end offset of {topic}/{}: {e}", p.id())))?;
-                total += high.max(0) as u64;
-            }
+        for p in partitions {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, OFFSETS_TIMEOUT)
+                .map_err(|e| err(format!("end offset of {topic}/{p}: {e}")))?;
+            total += high.max(0) as u64;
         }
         Ok(total)
+    }
+
+    /// A client that reads offsets (of `group`, without joining it) and the
+    /// partitions of `topic`.
+    fn offsets_client(
+        &self,
+        group: Option<&str>,
+        topic: &str,
+    ) -> Result<(BaseConsumer, Vec<i32>), EngineError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.bootstrap())
+            .set("enable.auto.commit", "false")
+            .set("log_level", "0");
+        if let Some(g) = group {
+            config.set("group.id", g);
+        }
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(|e| err(format!("creating an offsets client: {e}")))?;
+        let md = consumer
+            .fetch_metadata(Some(topic), OFFSETS_TIMEOUT)
+            .map_err(|e| err(format!("metadata of {topic}: {e}")))?;
+        let partitions = md
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        Ok((consumer, partitions))
     }
 
     /// `127.0.0.1:PORT`, the plain listener as Kafka's tools name it.
@@ -454,6 +461,9 @@ impl Drop for Kafka {
         self.stop();
     }
 }
+
+/// How long the offsets helpers wait for the broker.
+const OFFSETS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The log of every start of the broker in `dir`.
 fn read_log(dir: &Path) -> String {

@@ -148,6 +148,40 @@ pub fn assert_json_candles(got: &[serde_json::Value], expected: &[Candle], what:
     }
 }
 
+/// Asserts that `got` equals `expected` candle by candle: the same
+/// buckets, open, high, low, close, trades and first/last trade times;
+/// volume and VWAP equal up to rounding (sums added in another order).
+pub fn assert_candles(got: &[Candle], expected: &[Candle], what: &str) {
+    assert_eq!(got.len(), expected.len(), "{what}: candle count");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    for (g, e) in got.iter().zip(expected) {
+        assert_eq!(
+            (g.start, g.open, g.high, g.low, g.close, g.trades, g.first_ts, g.last_ts),
+            (e.start, e.open, e.high, e.low, e.close, e.trades, e.first_ts, e.last_ts),
+            "{what}"
+        );
+        assert!(
+            close(g.volume, e.volume),
+            "{what} {}: volume {} vs {}",
+            e.start,
+            g.volume,
+            e.volume
+        );
+        match (g.vwap, e.vwap) {
+            (Some(a), Some(b)) => assert!(close(a, b), "{what} {}: vwap {a} vs {b}", e.start),
+            (a, b) => assert_eq!(a, b, "{what} {}: vwap", e.start),
+        }
+    }
+}
+
+/// Asserts that a quote served as JSON is `tick`: its price, size and time.
+pub fn assert_json_quote(q: &serde_json::Value, tick: &Tick) {
+    assert_eq!(q["price"].as_f64(), Some(tick.price()), "{q}");
+    assert_eq!(q["size"].as_f64(), Some(tick.size()), "{q}");
+    let ts = q["ts"].as_str().and_then(|t| Timestamp::parse(t).ok());
+    assert_eq!(ts, Some(tick.ts()), "{q}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
