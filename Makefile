@@ -54,7 +54,8 @@ doc-test:
 
 ## bench: sustained throughput and ingest->stored latency (see docs/benchmarks.md)
 bench:
-	$(CARGO) run --release -- bench
+	$(CARGO) build --release -p streamforge -p streamforge-bench
+	$(CARGO) run --release -p streamforge-bench --
 
 ## fuzz: every fuzz target for FUZZ_SECONDS each (default 600); needs a
 ## nightly toolchain and cargo-fuzz, says so when missing (docs/reliability.md)

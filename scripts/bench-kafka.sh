@@ -2,7 +2,7 @@
 # The Kafka-path benchmarks of docs/benchmarks.md, measured side by side in
 # one run on throwaway engines (Apache Kafka, PostgreSQL, Redis from
 # testkit's `engines` example, the same as the tests):
-#   bus    `streamforge bench --scenario bus` vs Kafka's own ProducerPerformance,
+#   bus    `streamforge-bench --scenario bus` vs Kafka's own ProducerPerformance,
 #          the same payloads, acks=all, idempotence, lz4, linger 5 ms
 #   path   ingest -> Kafka -> persist -> PostgreSQL + Redis in one process:
 #          full speed, and ingest->stored latency at 10,000 ticks/s
@@ -19,9 +19,10 @@ cd "$(dirname "$0")/.."
 RUNS="${RUNS:-3}"
 what="${*:-bus path scale sink}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamforge/target}"
-cargo build -q --release --bin streamforge
+cargo build -q --release -p streamforge -p streamforge-bench
 cargo build -q --release -p streamforge-testkit --example engines
 sf="$CARGO_TARGET_DIR/release/streamforge"
+bench="$CARGO_TARGET_DIR/release/streamforge-bench"
 kafka_version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
 kafka_lib="${STREAMFORGE_KAFKA_LIB:-$HOME/.cache/streamforge/kafka-$kafka_version/lib}"
 
@@ -72,7 +73,7 @@ rows() { psql -tA "$1" -c "SELECT count(*) FROM ticks"; }
 if [[ " $what " == *" bus "* ]]; then
     records=1000000
     for i in $(seq "$RUNS"); do
-        ours=$("$sf" bench --scenario bus --bus "$KAFKA_URL" --sink-ticks "$records" --batch-size 5000 \
+        ours=$("$bench" --scenario bus --bus "$KAFKA_URL" --sink-ticks "$records" --batch-size 5000 \
             --payload-file "$work/payloads.txt" 2>/dev/null | awk -F'|' '/ produce /{gsub(/ /,"",$3); print $3}')
         kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --create \
             --topic "perf-$$-$i" --partitions 6 --replication-factor 1 >/dev/null
@@ -91,10 +92,10 @@ if [[ " $what " == *" path "* ]]; then
     for i in $(seq "$RUNS"); do
         db=$(fresh_db); cfg=$(fresh_config "$db")
         "$sf" --config "$cfg" migrate up >/dev/null
-        full=$("$sf" --config "$cfg" bench --scenario throughput --duration 20s --warmup 5s 2>/dev/null | grep '| throughput')
+        full=$("$bench" --config "$cfg" --scenario throughput --duration 20s --warmup 5s 2>/dev/null | grep '| throughput')
         db=$(fresh_db); cfg=$(fresh_config "$db")
         "$sf" --config "$cfg" migrate up >/dev/null
-        lat=$("$sf" --config "$cfg" bench --scenario latency --latency-rate 10000 --duration 20s --warmup 5s 2>/dev/null | grep '| latency')
+        lat=$("$bench" --config "$cfg" --scenario latency --latency-rate 10000 --duration 20s --warmup 5s 2>/dev/null | grep '| latency')
         echo "path run $i: $full"
         echo "path run $i: $lat"
         echo "$full" | awk -F'|' '{gsub(/ /,"",$3); print $3}' >>"$work/path.full"
@@ -137,7 +138,7 @@ if [[ " $what " == *" sink "* ]]; then
     ticks=500000
     for i in $(seq "$RUNS"); do
         db=$(fresh_db); cfg=$(fresh_config "$db")
-        sink=$("$sf" --config "$cfg" bench --scenario sink --sink-ticks "$ticks" --batch-size 5000 2>/dev/null \
+        sink=$("$bench" --config "$cfg" --scenario sink --sink-ticks "$ticks" --batch-size 5000 2>/dev/null \
             | awk -F'|' '/ new rows /{gsub(/ /,"",$3); print $3}')
         # The same rows again, into the same (emptied) table and partitions.
         psql -q "$db" -c "\\copy (SELECT * FROM ticks) TO '$work/rows.copy'"

@@ -19,7 +19,7 @@ const state = {
   series: null,
   markers: null,
   lastBarTime: 0,
-  metrics: null, // previous /metrics sample, for rates
+  pipeline: null, // previous /api/v1/pipeline sample, for rates
 };
 window.streamforge = state; // for tests and the curious
 
@@ -264,59 +264,45 @@ function connect() {
 
 // ---- pipeline panel ----------------------------------------------------------
 
-/// Prometheus text → { name: [{labels, value}] }.
-function parseMetrics(text) {
-  const out = {};
-  for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/);
-    if (!m) continue;
-    (out[m[1]] ||= []).push({ labels: m[2] || "", value: Number(m[3]) });
-  }
-  return out;
-}
-
-const sum = (mx, name, filter = () => true) =>
-  (mx[name] || []).filter((s) => filter(s.labels)).reduce((a, s) => a + s.value, 0);
-
-/// The p99 of a histogram's observations between two samples, from its buckets.
-function p99(now, before, name) {
-  const buckets = (mx) => {
-    const by = new Map();
-    for (const s of mx[`${name}_bucket`] || []) {
-      const le = s.labels.match(/le="([^"]+)"/)[1];
-      by.set(le, (by.get(le) || 0) + s.value);
-    }
-    return by;
-  };
-  const a = buckets(now), b = buckets(before);
-  const rows = [...a].map(([le, v]) => [le === "+Inf" ? Infinity : Number(le), v - (b.get(le) || 0)]).sort((x, y) => x[0] - y[0]);
-  const total = rows.length ? rows[rows.length - 1][1] : 0;
+/// The p99 bound of the ingest→stored latencies observed between two
+/// snapshots of `/api/v1/pipeline`, from the histogram's cumulative buckets.
+function p99(now, before) {
+  const a = now.ingest_to_stored, b = before.ingest_to_stored;
+  const total = a.count - b.count;
   if (total <= 0) return null;
-  const hit = rows.find(([, v]) => v >= 0.99 * total);
-  return hit ? hit[0] : null;
+  for (let i = 0; i < a.buckets.length; i++) {
+    const [le, n] = a.buckets[i];
+    const earlier = b.buckets[i] ? b.buckets[i][1] : 0;
+    if (n - earlier >= 0.99 * total) return le === null ? Infinity : le;
+  }
+  return Infinity;
 }
 
-async function pollMetrics() {
-  let text;
+const total = (byKey) => Object.values(byKey || {}).reduce((a, v) => a + v, 0);
+
+async function pollPipeline() {
+  let stats;
   try {
-    const r = await fetch("/metrics", { headers: { accept: "text/plain" } });
-    text = await r.text();
+    const r = await fetch("/api/v1/pipeline", { headers: { accept: "application/json" } });
+    if (!r.ok) return;
+    stats = await r.json();
   } catch { return; }
-  const now = { at: Date.now(), mx: parseMetrics(text) };
-  const before = state.metrics;
-  state.metrics = now;
+  const now = { at: Date.now(), stats };
+  const before = state.pipeline;
+  state.pipeline = now;
   const dt = before ? (now.at - before.at) / 1000 : 0;
-  const rate = (name) => before && dt > 0 ? (sum(now.mx, name) - sum(before.mx, name)) / dt : null;
-  const lat = before ? p99(now.mx, before.mx, "streamforge_pipeline_ingest_to_stored_seconds") : null;
+  const rate = (pick) => before && dt > 0 ? (pick(now.stats) - pick(before.stats)) / dt : null;
+  const providerTicks = (s) => Object.values(s.providers).reduce((a, p) => a + p.ticks, 0);
+  const lat = before ? p99(now.stats, before.stats) : null;
+  const lagTopics = Object.keys(stats.consumer_lag);
   const figures = [
-    ["Provider ticks/s", fmt(rate("streamforge_provider_ticks_total"), 0)],
-    ["Published ticks/s", fmt(rate("streamforge_bus_published_messages_total"), 0)],
-    ["Stored ticks/s", fmt(rate("streamforge_store_rows_written_total"), 0)],
-    ["Consumer lag", (now.mx.streamforge_bus_consumer_lag || []).length ? fmt(sum(now.mx, "streamforge_bus_consumer_lag"), 0) : "—"],
+    ["Provider ticks/s", fmt(rate(providerTicks), 0)],
+    ["Published ticks/s", fmt(rate((s) => total(s.published)), 0)],
+    ["Stored ticks/s", fmt(rate((s) => s.store.rows_written), 0)],
+    ["Consumer lag", lagTopics.length ? fmt(total(stats.consumer_lag), 0) : "—"],
     ["Ingest→stored p99", lat === null ? "—" : lat === Infinity ? "> max bucket" : `≤ ${fmt(lat * 1000, 0)} ms`],
-    ["DLQ messages", fmt(sum(now.mx, "streamforge_bus_dlq_messages_total"), 0)],
-    ["Stream clients", fmt(sum(now.mx, "streamforge_api_stream_clients"), 0)],
+    ["DLQ messages", fmt(total(stats.dead_letters), 0)],
+    ["Stream clients", fmt(stats.stream_clients, 0)],
   ];
   const dl = $("pipeline");
   dl.replaceChildren(...figures.map(([k, v]) => {
@@ -335,6 +321,6 @@ async function pollMetrics() {
 makeChart();
 loadSymbols().catch((e) => { $("symbols-empty").textContent = `cannot load symbols: ${e.message}`; });
 connect();
-pollMetrics();
-window.setInterval(pollMetrics, 2000);
+pollPipeline();
+window.setInterval(pollPipeline, 2000);
 window.setInterval(() => state.symbols.forEach(paintFreshness), 1000);

@@ -24,6 +24,7 @@ pub mod server;
 use std::sync::Arc;
 use std::time::Duration;
 
+use streamforge_model::settings::{at_least_one, duration_text, longer_than_zero, Invalid};
 use streamforge_store::{Cache, TickStore};
 use streamforge_telemetry::{Health, Metrics};
 use tokio_util::sync::CancellationToken;
@@ -32,31 +33,50 @@ pub use error::ApiError;
 pub use live::LiveHub;
 pub use routes::{ops_router, router};
 
-/// Limits and defaults of query endpoints.
-#[derive(Clone, Debug)]
-pub struct ApiLimits {
+/// Limits and defaults of the API's endpoints: the `[api]` section.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
     /// Rows returned when `limit` is not given.
     pub default_limit: usize,
     /// Largest `limit` honored; larger values are capped to it.
     pub max_limit: usize,
-    /// Default look-back when `from` is not given.
+    /// Look-back when a query has no `from`.
+    #[serde(with = "duration_text")]
     pub default_window: Duration,
-    /// Longest a REST request may take; then it is answered `503`.
+    /// Longest a REST request may take; then it is answered `503` (JSON).
+    #[serde(with = "duration_text")]
     pub request_timeout: Duration,
     /// Most live streams (SSE and WebSocket) open at once; one more is
     /// answered `503`.
     pub max_streams: usize,
+    /// Symbol subscriptions one WebSocket connection may hold.
+    pub ws_max_subscriptions: usize,
 }
 
-impl Default for ApiLimits {
+impl Default for ApiConfig {
     fn default() -> Self {
-        ApiLimits {
+        ApiConfig {
             default_limit: 1_000,
             max_limit: 10_000,
             default_window: Duration::from_secs(24 * 3600),
             request_timeout: Duration::from_secs(30),
             max_streams: 1_024,
+            ws_max_subscriptions: routes::ws::WsOptions::default().max_subscriptions,
         }
+    }
+}
+
+impl ApiConfig {
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        at_least_one(&[
+            ("default_limit", self.default_limit),
+            ("max_limit", self.max_limit),
+            ("max_streams", self.max_streams),
+            ("ws_max_subscriptions", self.ws_max_subscriptions),
+        ])?;
+        longer_than_zero(&[("request_timeout", self.request_timeout)])
     }
 }
 
@@ -68,7 +88,7 @@ pub struct AppState {
     pub live: LiveHub,
     pub metrics: Metrics,
     pub health: Health,
-    pub limits: ApiLimits,
+    pub limits: ApiConfig,
     /// Timers of WebSocket connections.
     pub ws: routes::ws::WsOptions,
     /// Fires at shutdown: live streams end so the server can drain.

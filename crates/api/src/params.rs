@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 
 use streamforge_model::{Interval, Symbol, Timestamp};
 
-use crate::{ApiError, ApiLimits};
+use crate::{ApiConfig, ApiError};
 
 /// The raw query string as name → value.
 pub struct Params {
@@ -50,7 +50,7 @@ impl Params {
 
     /// `[from, to)` with defaults: `to` = now plus the allowed clock skew,
     /// `from` = `to` minus the default window.
-    pub fn range(&self, limits: &ApiLimits) -> Result<(Timestamp, Timestamp), ApiError> {
+    pub fn range(&self, limits: &ApiConfig) -> Result<(Timestamp, Timestamp), ApiError> {
         const SKEW: Duration = Duration::from_secs(300);
         let to = self
             .time("to")?
@@ -71,7 +71,7 @@ impl Params {
     }
 
     /// A positive row count, capped at the configured maximum.
-    pub fn limit(&self, limits: &ApiLimits) -> Result<usize, ApiError> {
+    pub fn limit(&self, limits: &ApiConfig) -> Result<usize, ApiError> {
         match self.get("limit") {
             None => Ok(limits.default_limit.min(limits.max_limit)),
             Some(v) => match v.parse::<usize>() {
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn extreme_times_are_clamped_to_where_ticks_can_be() {
-        let limits = ApiLimits::default();
+        let limits = ApiConfig::default();
         let q = p(
             &[
                 ("from", "-9223372036854775808"),
@@ -216,14 +216,14 @@ mod tests {
             &["from", "to"],
         )
         .unwrap();
-        let (from, to) = q.range(&ApiLimits::default()).unwrap();
+        let (from, to) = q.range(&ApiConfig::default()).unwrap();
         assert_eq!(from.as_millis(), 1_756_325_731_134);
         assert_eq!(to.as_millis(), 1_756_325_800_000);
     }
 
     #[test]
     fn errors_name_the_parameter() {
-        let limits = ApiLimits::default();
+        let limits = ApiConfig::default();
         let name = |e: ApiError| match e {
             ApiError::BadParameter { parameter, .. } => parameter,
             other => panic!("{other:?}"),
@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn limits_are_capped() {
-        let limits = ApiLimits::default();
+        let limits = ApiConfig::default();
         assert_eq!(
             p(&[("limit", "999999")], &["limit"])
                 .unwrap()

@@ -1,15 +1,15 @@
 //! The HTTP server: accepts connections and bounds what one client can hold.
 //!
-//! - **Connections**: at most [`ServerOptions::max_connections`] at once; one
+//! - **Connections**: at most [`HttpConfig::max_connections`] at once; one
 //!   more is answered `503` with a JSON error and closed.
 //! - **Headers**: a request's headers must arrive within
-//!   [`ServerOptions::header_timeout`] (slow-header clients are closed),
-//!   and be at most [`ServerOptions::max_header_bytes`] (`431` beyond). The
+//!   [`HttpConfig::header_timeout`] (slow-header clients are closed),
+//!   and be at most [`HttpConfig::max_header_bytes`] (`431` beyond). The
 //!   same timer closes a keep-alive connection that sends no next request.
 //! - **Idle**: a connection that neither sends nor takes a byte for
-//!   [`ServerOptions::idle_timeout`] is closed (a stalled request body).
+//!   [`HttpConfig::idle_timeout`] is closed (a stalled request body).
 //! - **Writes**: a response (SSE stream, WebSocket) whose client does not
-//!   read for [`ServerOptions::write_timeout`] is closed.
+//!   read for [`HttpConfig::write_timeout`] is closed.
 //!
 //! Per-request timeouts of REST routes and the cap on live streams are in
 //! the router ([`crate::routes`]). At shutdown the listener stops, every
@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -25,6 +26,8 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use serde::{Deserialize, Serialize};
+use streamforge_model::settings::{at_least_one, duration_text, longer_than_zero, Invalid};
 use streamforge_telemetry::Metrics;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,19 +36,39 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Limits of the HTTP server.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ServerOptions {
+/// The HTTP server: the `[http]` section.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the HTTP API, metrics and health endpoints (`--http-addr`).
+    pub addr: SocketAddr,
+    /// Serve `GET /debug/pprof/profile?seconds=N` (1-60, default 10): a CPU
+    /// flame graph (SVG).
+    pub pprof: bool,
+    /// Connections open at once; one more is answered 503 (JSON) and closed.
     pub max_connections: usize,
+    /// A request's headers must arrive within this (slow-header clients are
+    /// closed); also the longest a keep-alive connection waits for its next
+    /// request.
+    #[serde(with = "duration_text")]
     pub header_timeout: Duration,
+    /// Largest request line and headers; 431 beyond.
     pub max_header_bytes: usize,
+    /// A connection that moves no byte either way this long is closed
+    /// (longer than `api.request_timeout`).
+    #[serde(with = "duration_text")]
     pub idle_timeout: Duration,
+    /// A client that takes no byte of its response (an SSE or WebSocket
+    /// stream) this long is closed.
+    #[serde(with = "duration_text")]
     pub write_timeout: Duration,
 }
 
-impl Default for ServerOptions {
+impl Default for HttpConfig {
     fn default() -> Self {
-        ServerOptions {
+        HttpConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            pprof: false,
             max_connections: 1_024,
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
@@ -55,11 +78,26 @@ impl Default for ServerOptions {
     }
 }
 
+impl HttpConfig {
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        at_least_one(&[
+            ("max_connections", self.max_connections),
+            ("max_header_bytes", self.max_header_bytes),
+        ])?;
+        longer_than_zero(&[
+            ("header_timeout", self.header_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("write_timeout", self.write_timeout),
+        ])
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` fires, then drains.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    options: ServerOptions,
+    options: HttpConfig,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
@@ -132,7 +170,7 @@ impl Drop for OpenConnection {
 }
 
 /// The answer to a connection over the limit: a `503` with a JSON error.
-async fn refuse(mut stream: TcpStream, options: ServerOptions) {
+async fn refuse(mut stream: TcpStream, options: HttpConfig) {
     let body = format!(
         r#"{{"error":"server busy","detail":"{} connections are open, the most this server takes (http.max_connections); retry later"}}"#,
         options.max_connections
@@ -172,7 +210,7 @@ struct Guarded {
 }
 
 impl Guarded {
-    fn new(io: TcpStream, options: ServerOptions) -> Self {
+    fn new(io: TcpStream, options: HttpConfig) -> Self {
         let now = Instant::now();
         Guarded {
             io,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use streamforge_api::{router, ApiLimits, AppState, LiveHub};
+use streamforge_api::{router, ApiConfig, AppState, LiveHub};
 use streamforge_model::Tick;
 use streamforge_store::{Cache, MemoryCache, SqliteStore, TickStore};
 use streamforge_telemetry::{Health, Metrics};
@@ -33,7 +33,7 @@ async fn app() -> (tempfile::TempDir, axum::Router, AppState) {
         live: LiveHub::default(),
         metrics: Metrics::new(),
         health: Health::new(),
-        limits: ApiLimits::default(),
+        limits: ApiConfig::default(),
         ws: Default::default(),
         shutdown: CancellationToken::new(),
     };

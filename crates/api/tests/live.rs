@@ -9,7 +9,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use streamforge_api::live::{CandleTracker, Resume, ResumeWindow};
 use streamforge_api::routes::ws::WsOptions;
-use streamforge_api::{router, ApiLimits, AppState, LiveHub};
+use streamforge_api::{router, ApiConfig, AppState, LiveHub};
 use streamforge_model::{Candle, Gap, GapReason, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::{Cache, MemoryCache, SqliteStore, TickStore};
 use streamforge_telemetry::{Health, Metrics};
@@ -44,7 +44,7 @@ async fn serve(ticks: &[Tick], hub: LiveHub, ws: WsOptions) -> Server {
         live: hub,
         metrics: Metrics::new(),
         health: Health::new(),
-        limits: ApiLimits::default(),
+        limits: ApiConfig::default(),
         ws,
         shutdown: CancellationToken::new(),
     };

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 
 pub use error::BusError;
 pub use kafka::{KafkaBus, KafkaOptions, KafkaProperties};
-pub use memory::MemoryBus;
+pub use memory::{MemoryBus, MemoryBusConfig};
 pub use message::{Delivery, Headers, Message, Offset};
 
 /// Where a consumer group with no committed offset starts reading.
@@ -128,28 +128,16 @@ pub trait Committer: Send + Sync {
 }
 
 /// Settings shared by bus implementations.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct BusOptions {
-    /// `memory://`: how many unacknowledged messages a topic holds before
-    /// publishers wait.
-    pub memory_capacity: usize,
+    /// `memory://` settings.
+    pub memory: MemoryBusConfig,
     /// `kafka://`: producer and topic settings.
     pub kafka: KafkaOptions,
     /// Where bus clients report what only they know (consumer lag).
     pub metrics: Option<streamforge_telemetry::Metrics>,
     /// Where durable consumers report whether they have partitions.
     pub health: Option<streamforge_telemetry::Health>,
-}
-
-impl Default for BusOptions {
-    fn default() -> Self {
-        BusOptions {
-            memory_capacity: 100_000,
-            kafka: KafkaOptions::default(),
-            metrics: None,
-            health: None,
-        }
-    }
 }
 
 /// How long [`connect`] waits for a broker's first answer.
@@ -165,7 +153,7 @@ pub async fn connect(url: &str, options: &BusOptions) -> Result<Arc<dyn Bus>, Bu
         reason: "expected SCHEME://...".into(),
     })?;
     match scheme {
-        "memory" => Ok(Arc::new(MemoryBus::new(options.memory_capacity))),
+        "memory" => Ok(Arc::new(MemoryBus::new(options.memory.capacity))),
         "kafka" => {
             let bus = KafkaBus::connect(url, options.kafka.clone(), options.metrics.clone())?;
             let bus = match &options.health {

@@ -87,3 +87,24 @@ pub fn last_offsets<'a>(deliveries: impl IntoIterator<Item = &'a Delivery>) -> V
     }
     out
 }
+
+/// Header names StreamForge's producers and consumers agree on (the wire
+/// contract beside the payload, in `docs/architecture.md`).
+pub mod headers {
+    pub const CONTENT_TYPE: &str = "content-type";
+    pub const SCHEMA_VERSION: &str = "schema-version";
+    pub const SRC_ID: &str = "src_id";
+    /// W3C trace context of the provider frame the message came from.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// Dead-letter headers.
+    pub const DLQ_REASON: &str = "dlq-reason";
+    pub const DLQ_ERROR: &str = "dlq-error";
+    pub const DLQ_STAGE: &str = "dlq-stage";
+    pub const DLQ_SOURCE_TOPIC: &str = "dlq-source-topic";
+    pub const DLQ_SOURCE_PARTITION: &str = "dlq-source-partition";
+    pub const DLQ_SOURCE_OFFSET: &str = "dlq-source-offset";
+    /// On a dead letter whose payload was cut to fit the bus.
+    pub const DLQ_TRUNCATED: &str = "dlq-truncated";
+    pub const DLQ_ORIGINAL_SIZE: &str = "dlq-original-size";
+    pub const DLQ_ORIGINAL_XXH3: &str = "dlq-original-xxh3";
+}

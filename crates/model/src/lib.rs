@@ -14,9 +14,12 @@
 //!   rollups are kept in ([`rebucket`] folds them into coarser candles).
 //! - [`gap`] — [`Gap`], a span in which a feed may have missed trades.
 //! - [`wire`] — the JSON codec, which also reads the original tick format.
+//! - [`settings`] — what every configuration section shares: durations as
+//!   text, [`settings::Secret`], and [`settings::Invalid`] naming the setting.
 
 pub mod candle;
 pub mod gap;
+pub mod settings;
 pub mod symbol;
 pub mod tick;
 pub mod tick_id;

@@ -12,7 +12,6 @@
 //! - [`finnhub`] — Finnhub's trade WebSocket, with reconnects, a silence
 //!   watchdog and gap records.
 //! - [`recording`] — recordings of raw frames, and their replay.
-//! - [`secret`] — [`Secret`], a credential that never prints.
 //! - [`synthetic`] — a simulated market (geometric Brownian motion prices,
 //!   Poisson trade arrivals) for any list of symbols.
 //! - [`build_providers`] — the registry, from configuration to providers.
@@ -20,7 +19,6 @@
 pub mod error;
 pub mod finnhub;
 pub mod recording;
-pub mod secret;
 pub mod synthetic;
 
 use async_trait::async_trait;
@@ -31,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ProviderError;
 pub use finnhub::{FinnhubConfig, FinnhubProvider};
-pub use secret::Secret;
+pub use streamforge_model::settings::Secret;
 pub use synthetic::{SyntheticConfig, SyntheticProvider};
 
 /// What a provider received in one frame (one message from its source).
@@ -80,36 +78,29 @@ pub trait Provider: Send {
     ) -> Result<(), ProviderError>;
 }
 
-/// Which providers run, and their settings.
-#[derive(Debug, Clone, Default)]
-pub struct ProvidersConfig {
-    pub synthetic: SyntheticConfig,
-    /// Finnhub runs when set (a token is configured), instead of the
-    /// synthetic market.
-    pub finnhub: Option<FinnhubConfig>,
-}
-
 /// Provider ids [`build_providers`] knows.
 pub const PROVIDERS: &[&str] = &["synthetic", "finnhub"];
 
-/// Builds the configured providers: Finnhub when configured, the synthetic
-/// market otherwise.
+/// Builds the configured providers: Finnhub when it has a token (on its
+/// own symbols, or the synthetic market's when it names none), the
+/// synthetic market otherwise.
 pub fn build_providers(
-    config: &ProvidersConfig,
+    synthetic: &SyntheticConfig,
+    finnhub: &FinnhubConfig,
     rules: TickRules,
     metrics: &Metrics,
     health: &Health,
 ) -> Result<Vec<Box<dyn Provider>>, ProviderError> {
-    if let Some(f) = &config.finnhub {
+    if finnhub.enabled() {
         return Ok(vec![Box::new(FinnhubProvider::new(
-            f.clone(),
+            finnhub.clone().or_symbols(&synthetic.symbols),
             rules,
             metrics.clone(),
             health.clone(),
         )?)]);
     }
     Ok(vec![Box::new(SyntheticProvider::new(
-        config.synthetic.clone(),
+        synthetic.clone(),
         rules,
     )?)])
 }

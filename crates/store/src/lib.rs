@@ -31,7 +31,7 @@ use streamforge_model::{Candle, Gap, Symbol, Tick};
 
 pub use error::{CacheError, StoreError};
 pub use memory_cache::MemoryCache;
-pub use postgres::{PgSchemaOptions, PgTimeouts, PostgresStore};
+pub use postgres::{PostgresConfig, PostgresStore};
 
 pub use query::{CandleQuery, GapQuery, Order, SymbolInfo, TickQuery, WriteOutcome};
 pub use redis_cache::RedisCache;
@@ -120,8 +120,7 @@ pub fn redact_url(url: &str) -> String {
 /// Settings of store implementations.
 #[derive(Clone, Debug, Default)]
 pub struct StoreOptions {
-    pub postgres: PgSchemaOptions,
-    pub postgres_timeouts: PgTimeouts,
+    pub postgres: PostgresConfig,
 }
 
 /// Opens the tick store named by `url`, creating and migrating it if needed.
@@ -142,11 +141,10 @@ pub async fn open_store_with(
     match scheme {
         "sqlite" => Ok(Arc::new(SqliteStore::open(rest).await?)),
         "postgres" | "postgresql" => {
-            let timeouts = options.postgres_timeouts;
-            let store = PostgresStore::open_with(url, options.postgres.clone(), timeouts).await?;
+            let store = PostgresStore::open(url, options.postgres.clone()).await?;
             Ok(Arc::new(timed::Timed::new(
                 Arc::new(store),
-                timeouts.call(),
+                options.postgres.call_timeout(),
             )))
         }
         other => Err(bad(format!(

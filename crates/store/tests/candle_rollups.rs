@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use streamforge_model::{Candle, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::postgres::Mode;
 use streamforge_store::{
-    CandleQuery, Order, PgSchemaOptions, PostgresStore, SqliteStore, TickQuery, TickStore,
+    CandleQuery, Order, PostgresConfig, PostgresStore, SqliteStore, TickQuery, TickStore,
 };
 use streamforge_testkit::engines::shared_postgres;
 use streamforge_testkit::reference;
@@ -178,7 +178,7 @@ proptest! {
 
 async fn postgres(mode: Option<Mode>) -> PostgresStore {
     let url = shared_postgres().create_database().unwrap();
-    let options = PgSchemaOptions {
+    let options = PostgresConfig {
         retention_days: 0,
         mode,
         ..Default::default()
@@ -268,7 +268,7 @@ async fn timescaledb_a_late_tick_corrects_materialized_candles() {
     let url = pg.create_database().unwrap();
     let store = PostgresStore::open(
         &url,
-        PgSchemaOptions {
+        PostgresConfig {
             retention_days: 0,
             mode: Some(Mode::TimescaleDb),
             ..Default::default()

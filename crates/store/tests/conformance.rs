@@ -6,8 +6,8 @@ use std::sync::Arc;
 use streamforge_model::{Gap, GapReason, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::postgres::Mode;
 use streamforge_store::{
-    CandleQuery, GapQuery, Order, PgSchemaOptions, PostgresStore, SqliteStore, TickBatch,
-    TickQuery, TickStore, WriteOutcome,
+    CandleQuery, GapQuery, Order, PostgresConfig, PostgresStore, SqliteStore, TickBatch, TickQuery,
+    TickStore, WriteOutcome,
 };
 use streamforge_testkit::engines::shared_postgres;
 use streamforge_testkit::reference;
@@ -173,7 +173,7 @@ async fn timescaledb() -> PostgresStore {
 
 async fn postgres_in(mode: Option<Mode>) -> PostgresStore {
     let url = shared_postgres().create_database().unwrap();
-    let options = PgSchemaOptions {
+    let options = PostgresConfig {
         retention_days: 0,
         mode,
         ..Default::default()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use streamforge_model::{Symbol, Timestamp};
 use streamforge_store::postgres::{migrate, MigrateAction, Mode};
-use streamforge_store::{Order, PgSchemaOptions, PostgresStore, TickQuery, TickStore};
+use streamforge_store::{Order, PostgresConfig, PostgresStore, TickQuery, TickStore};
 use streamforge_testkit::engines::{psql, shared_postgres};
 
 const DAY_MS: i64 = 86_400_000;
@@ -24,9 +24,9 @@ async fn timescaledb_migrations_go_up_and_down_and_report_the_mode() {
 async fn migrations_go_up_and_down_and_report_the_mode(want: Mode) {
     let pg = shared_postgres();
     let url = pg.create_database().unwrap();
-    let o = PgSchemaOptions {
+    let o = PostgresConfig {
         mode: Some(want),
-        ..PgSchemaOptions::default()
+        ..PostgresConfig::default()
     };
     let s = migrate(&url, MigrateAction::Status, &o).await.unwrap();
     assert_eq!((s.mode, s.version), (None, 0));
@@ -65,7 +65,7 @@ async fn plain_mode_partitions_by_day_and_drops_past_retention() {
     let url = pg.create_database().unwrap();
     let store = PostgresStore::open(
         &url,
-        PgSchemaOptions {
+        PostgresConfig {
             retention_days: 5,
             partitions_ahead: 2,
             mode: Some(Mode::Postgres),
@@ -134,9 +134,9 @@ async fn timescaledb_mode_uses_a_hypertable_and_continuous_aggregates() {
     let url = pg.create_database().unwrap();
     let store = PostgresStore::open(
         &url,
-        PgSchemaOptions {
+        PostgresConfig {
             mode: Some(Mode::TimescaleDb),
-            ..PgSchemaOptions::default()
+            ..PostgresConfig::default()
         },
     )
     .await
@@ -185,9 +185,9 @@ async fn rollups_are_backfilled_from_existing_ticks(want: Mode) {
 
     let pg = shared_postgres();
     let url = pg.create_database().unwrap();
-    let o = PgSchemaOptions {
+    let o = PostgresConfig {
         mode: Some(want),
-        ..PgSchemaOptions::default()
+        ..PostgresConfig::default()
     };
     let store = PostgresStore::open(&url, o.clone()).await.unwrap();
     // Three days of trades, 37 s apart with ties, a few minutes back from now
@@ -251,9 +251,9 @@ async fn timescaledb_rollups_are_backfilled_from_existing_ticks() {
 /// them take turns, so each succeeds and every migration is applied once.
 async fn concurrent_migrations_take_turns(want: Mode) {
     let url = shared_postgres().create_database().unwrap();
-    let o = PgSchemaOptions {
+    let o = PostgresConfig {
         mode: Some(want),
-        ..PgSchemaOptions::default()
+        ..PostgresConfig::default()
     };
     let runs: Vec<_> = (0..4)
         .map(|_| {
@@ -298,7 +298,7 @@ async fn a_postgres_store_prints_its_mode_and_never_its_url() {
     let url = shared_postgres().create_database().unwrap();
     let store = PostgresStore::open(
         &url,
-        PgSchemaOptions {
+        PostgresConfig {
             mode: Some(Mode::Postgres),
             ..Default::default()
         },

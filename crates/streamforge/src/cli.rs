@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use streamforge_model::settings::Secret;
 use streamforge_telemetry::{LogFormat, TraceSettings, Tracing};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{parse_duration, Config, Overrides};
-use crate::pipeline::{self, Roles};
+use crate::config::{parse_duration, Config};
+use crate::pipeline::{self, Role};
 
 /// StreamForge: real-time market data pipeline.
 ///
@@ -76,8 +77,6 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Measure sustained throughput and ingest→stored latency of the embedded pipeline.
-    Bench(crate::bench::BenchArgs),
     /// Record the raw frames of the Finnhub feed (zstd NDJSON) until Ctrl-C or `--duration`.
     Record(RecordArgs),
     /// Feed a recording through parse → bus → store; replaying twice stores nothing twice.
@@ -258,13 +257,19 @@ pub struct PipelineArgs {
         long,
         env = "FINNHUB_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        value_parser = parse_secret
     )]
-    pub finnhub_token: Option<String>,
+    pub finnhub_token: Option<Secret>,
 
     /// Finnhub WebSocket endpoint [default: wss://ws.finnhub.io].
     #[arg(long, env = "STREAMFORGE_FINNHUB_URL", value_name = "URL")]
     pub finnhub_url: Option<String>,
+}
+
+/// A credential from the command line or its variable.
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
 }
 
 /// `max` or a number of trades per second.
@@ -282,38 +287,74 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 impl Cli {
-    /// The configuration these flags and the environment describe.
+    /// The configuration these flags, the environment and the file describe.
     pub fn load_config(&self, args: &PipelineArgs) -> anyhow::Result<Config> {
-        let mut config = Config::load(self.config.as_deref())?;
-        config.apply(Overrides {
-            data_dir: args.data_dir.clone(),
-            bus: args.bus.clone(),
-            store: args.store.clone(),
-            cache: args.cache.clone(),
-            http_addr: args.http_addr,
-            log_level: self.log_level.clone(),
-            log_format: self.log_format.map(Into::into),
-            symbols: args.symbols.clone(),
-            rate: args.rate,
-            seed: args.seed,
-            batch_size: args.batch_size,
-            batch_timeout: args.batch_timeout,
-            max_future_skew: args.max_future_skew,
-            finnhub_token: args.finnhub_token.clone(),
-            finnhub_url: args.finnhub_url.clone(),
-        });
-        config.kafka.apply_env(std::env::vars());
-        Ok(config)
+        load_config(
+            self.config.as_deref(),
+            self.log_level.as_deref(),
+            self.log_format.map(Into::into),
+            args,
+        )
+    }
+}
+
+/// The configuration of `file` (or `./streamforge.toml`), the environment
+/// and these flags, in that order.
+pub fn load_config(
+    file: Option<&std::path::Path>,
+    log_level: Option<&str>,
+    log_format: Option<LogFormat>,
+    args: &PipelineArgs,
+) -> anyhow::Result<Config> {
+    let mut config = Config::load(file, std::env::vars())?;
+    if let Some(level) = log_level {
+        config.log.level = level.to_string();
+    }
+    if let Some(format) = log_format {
+        config.log.format = format;
+    }
+    args.apply(&mut config);
+    Ok(config)
+}
+
+impl PipelineArgs {
+    /// Sets what the flags (or their short variables) say over `config`.
+    pub fn apply(&self, config: &mut Config) {
+        fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                *slot = v.clone();
+            }
+        }
+        set(&mut config.data_dir, &self.data_dir);
+        set(&mut config.bus, &self.bus);
+        if self.store.is_some() {
+            config.store.clone_from(&self.store);
+        }
+        set(&mut config.cache, &self.cache);
+        set(&mut config.http.addr, &self.http_addr);
+        if let Some(symbols) = &self.symbols {
+            config.finnhub.symbols.clone_from(symbols);
+            config.synthetic.symbols.clone_from(symbols);
+        }
+        set(&mut config.finnhub.token, &self.finnhub_token);
+        set(&mut config.finnhub.url, &self.finnhub_url);
+        set(&mut config.synthetic.rate, &self.rate);
+        if self.seed.is_some() {
+            config.synthetic.seed = self.seed;
+        }
+        set(&mut config.persist.batch_size, &self.batch_size);
+        set(&mut config.persist.batch_timeout, &self.batch_timeout);
+        set(&mut config.ingest.max_future_skew, &self.max_future_skew);
     }
 }
 
 /// Runs the parsed command; the exit code on success.
 pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Run(args) => run_roles(&cli, args, Roles::ALL).await,
-        Command::Ingest(args) => run_roles(&cli, args, Roles::INGEST).await,
-        Command::Persist(args) => run_roles(&cli, args, Roles::PERSIST).await,
-        Command::Serve(args) => run_roles(&cli, args, Roles::SERVE).await,
+        Command::Run(args) => run_role(&cli, args, Role::Run).await,
+        Command::Ingest(args) => run_role(&cli, args, Role::Ingest).await,
+        Command::Persist(args) => run_role(&cli, args, Role::Persist).await,
+        Command::Serve(args) => run_role(&cli, args, Role::Serve).await,
         Command::Migrate { action } => {
             let (MigrateAction::Up(args) | MigrateAction::Down(args) | MigrateAction::Status(args)) =
                 action;
@@ -342,7 +383,6 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             }
         }
-        Command::Bench(args) => crate::bench::run(&cli, args).await,
         Command::Simulate {
             provider: SimulateProvider::Finnhub(args),
         } => simulate_finnhub(&cli, args).await,
@@ -362,9 +402,10 @@ async fn record_with(config: &Config, args: &RecordArgs) -> anyhow::Result<ExitC
     use streamforge_providers::recording::Recorder;
     use streamforge_providers::{FinnhubProvider, Provider};
 
-    let finnhub = config
-        .finnhub()
-        .context("record: the Finnhub feed needs a token (--finnhub-token or FINNHUB_TOKEN)")?;
+    if !config.finnhub.enabled() {
+        anyhow::bail!("record: the Finnhub feed needs a token (--finnhub-token or FINNHUB_TOKEN)");
+    }
+    let finnhub = config.finnhub.clone().or_symbols(&config.synthetic.symbols);
     let metrics = streamforge_telemetry::Metrics::new();
     let health = streamforge_telemetry::Health::new();
     let rules = config.tick_rules();
@@ -408,28 +449,19 @@ async fn replay_with(config: &Config, args: &ReplayArgs) -> anyhow::Result<ExitC
     let provider = ReplayProvider::new(args.file.clone(), args.speed, rules)?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
-    let running = pipeline::start_with(
-        config,
-        Roles::ALL,
-        shutdown,
-        None,
-        Some(vec![Box::new(provider)]),
-    )
-    .await?;
+    let running = pipeline::Pipeline::new(config, Role::Run)
+        .with_providers(vec![Box::new(provider)])
+        .start(shutdown)
+        .await?;
     let metrics = running.metrics.clone();
     running.wait().await?;
-    let text = metrics.render();
-    let count = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let stats = metrics.snapshot();
     println!(
         "replayed {}: {} ticks, {} new rows stored, {} already stored",
         args.file.display(),
-        count("streamforge_provider_ticks_total{provider=\"finnhub\"}"),
-        count("streamforge_store_rows_written_total"),
-        count("streamforge_store_rows_deduplicated_total"),
+        stats.provider_ticks(),
+        stats.store.rows_written,
+        stats.store.rows_deduplicated,
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -502,21 +534,21 @@ async fn finish<T>(tracing: Option<Tracing>, result: anyhow::Result<T>) -> anyho
     result
 }
 
-async fn run_roles(cli: &Cli, args: &PipelineArgs, roles: Roles) -> anyhow::Result<ExitCode> {
+async fn run_role(cli: &Cli, args: &PipelineArgs, role: Role) -> anyhow::Result<ExitCode> {
     let config = cli.load_config(args)?;
     config.validate().context("invalid configuration")?;
-    if (roles == Roles::INGEST || roles == Roles::PERSIST) && !config.bus.starts_with("kafka://") {
+    if (role == Role::Ingest || role == Role::Persist) && !config.bus.starts_with("kafka://") {
         anyhow::bail!(
             "bus: the ingest and persist roles run as separate processes and need a shared bus \
              (--bus kafka://HOST:PORT); {} only works inside one `streamforge run`",
             config.bus
         );
     }
-    let tracing = init_logging(&config, roles.name())?;
+    let tracing = init_logging(&config, role.name())?;
     let run = async {
         let shutdown = CancellationToken::new();
         crate::shutdown::on_signal(shutdown.clone());
-        let running = pipeline::start(&config, roles, shutdown, None).await?;
+        let running = pipeline::start(&config, role, shutdown).await?;
         println!(
             "StreamForge is running at http://{} (Ctrl-C to stop)",
             running.http_addr
@@ -538,7 +570,7 @@ async fn migrate(config: &Config, action: &MigrateAction) -> anyhow::Result<Exit
                 MigrateAction::Down(_) => Pg::Down,
                 MigrateAction::Status(_) => Pg::Status,
             };
-            let status = postgres::migrate(&url, pg_action, &config.postgres.schema_options())
+            let status = postgres::migrate(&url, pg_action, &config.postgres)
                 .await
                 .with_context(|| format!("migrating {shown}"))?;
             println!("{shown}: {status}");

@@ -1,428 +1,90 @@
 //! The one typed configuration tree.
 //!
+//! Each component owns its section: the struct, its defaults, doc comments
+//! and `validate()` live beside the code that uses them
+//! ([`streamforge_providers::FinnhubConfig`], [`streamforge_store::PostgresConfig`],
+//! [`crate::pipeline::PersistConfig`], ...); [`Config`] only embeds them and
+//! checks what spans sections.
+//!
 //! Layers, lowest first: built-in defaults < `streamforge.toml` (or the
-//! file named by `--config`) < `.env` < `STREAMFORGE_*` environment
-//! variables < command-line flags. The last two are handled by clap (each
-//! flag names its variable in `--help`); this module applies them over the
-//! file with [`Overrides`]. [`Config::validate`] runs once at start-up and
-//! names the field that is wrong.
+//! file named by `--config`) < `.env` < environment variables < flags.
+//! Every setting can be set from the environment by one rule,
+//! `STREAMFORGE_<SECTION>__<KEY>` (e.g. `STREAMFORGE_PERSIST__BATCH_SIZE=2000`),
+//! see [`Config::layered`]; the short variables of the flags
+//! (`STREAMFORGE_BUS`, `FINNHUB_TOKEN`, ...) are read by clap. [`Config::validate`]
+//! runs once at start-up and names the field that is wrong.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use streamforge_telemetry::LogFormat;
+use streamforge_api::server::HttpConfig;
+use streamforge_api::ApiConfig;
+use streamforge_bus::{KafkaOptions, MemoryBusConfig};
+use streamforge_model::settings::{duration_text, Invalid};
+use streamforge_providers::{FinnhubConfig, SyntheticConfig};
+use streamforge_store::PostgresConfig;
+use streamforge_telemetry::{LogConfig, OtelConfig};
+
+pub use streamforge_model::settings::parse_duration;
+
+use crate::pipeline::{IngestConfig, PersistConfig};
 
 /// File read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "streamforge.toml";
+
+/// Prefix of the environment variables that set any setting:
+/// `STREAMFORGE_<SECTION>__<KEY>`.
+pub const ENV_PREFIX: &str = "STREAMFORGE_";
+
+/// Prefix of environment variables that set [`KafkaOptions::properties`]:
+/// the rest of the name, lower-cased with `_` as `.`, is the setting.
+pub const KAFKA_PROPERTY_ENV_PREFIX: &str = "STREAMFORGE_KAFKA__PROPERTIES__";
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where the SQLite store lives by default.
+    /// Where the SQLite store lives by default (`--data-dir`).
     pub data_dir: PathBuf,
-    /// Bus URL: `memory://`.
+    /// Bus URL: `memory://` or `kafka://HOST:PORT[,HOST:PORT]` (`--bus`).
     pub bus: String,
-    /// Store URL: `sqlite://PATH`; default `sqlite://<data_dir>/streamforge.db`.
+    /// Store URL: `sqlite://PATH` or `postgres://...` (`--store`); default
+    /// `sqlite://<data_dir>/streamforge.db`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
-    /// Cache URL: `memory://`.
+    /// Cache URL: `memory://` or `redis://...` (`--cache`).
     pub cache: String,
     pub http: HttpConfig,
     pub log: LogConfig,
     /// OpenTelemetry traces; the standard `OTEL_*` variables override it.
-    pub otel: streamforge_telemetry::OtelConfig,
-    pub synthetic: SyntheticSection,
-    pub finnhub: FinnhubSection,
+    pub otel: OtelConfig,
+    pub synthetic: SyntheticConfig,
+    pub finnhub: FinnhubConfig,
     pub ingest: IngestConfig,
     pub persist: PersistConfig,
-    pub api: ApiSection,
+    pub api: ApiConfig,
     pub memory_bus: MemoryBusConfig,
     pub postgres: PostgresConfig,
-    pub kafka: KafkaConfig,
+    pub kafka: KafkaOptions,
     pub shutdown: ShutdownConfig,
 }
 
-/// Settings of a `kafka://` bus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// Partitions of topics created when missing.
-    pub partitions: i32,
-    /// Replication factor of topics created when missing.
-    pub replication: i32,
-    /// Producer linger.
-    #[serde(with = "duration_text")]
-    pub linger: Duration,
-    /// Longest wait for a message's acknowledgement.
-    #[serde(with = "duration_text")]
-    pub delivery_timeout: Duration,
-    /// Consumers that miss heartbeats this long leave their group: how soon
-    /// a crashed member's partitions move to another.
-    #[serde(with = "duration_text")]
-    pub session_timeout: Duration,
-    /// Consumers that neither receive nor idle this long leave their group.
-    #[serde(with = "duration_text")]
-    pub max_poll_interval: Duration,
-    /// How often persist reports its consumer lag (a watermark query per
-    /// partition to the broker).
-    #[serde(with = "duration_text")]
-    pub lag_report_every: Duration,
-    /// librdkafka settings passed to every Kafka client, e.g.
-    /// `security.protocol = "SASL_SSL"`, `sasl.mechanism`, `sasl.username`,
-    /// `sasl.password`, `ssl.ca.location`. Also from the environment:
-    /// `STREAMFORGE_KAFKA__PROPERTIES__SASL_PASSWORD=...` sets `sasl.password`.
-    /// Secret values are shown as `***`.
-    pub properties: streamforge_bus::KafkaProperties,
-}
-
-/// Prefix of environment variables that set [`KafkaConfig::properties`]:
-/// the rest of the name, lower-cased with `_` as `.`, is the setting.
-pub const KAFKA_PROPERTY_ENV_PREFIX: &str = "STREAMFORGE_KAFKA__PROPERTIES__";
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        let d = streamforge_bus::KafkaOptions::default();
-        KafkaConfig {
-            partitions: d.partitions,
-            replication: d.replication,
-            linger: d.linger,
-            delivery_timeout: d.delivery_timeout,
-            session_timeout: d.session_timeout,
-            max_poll_interval: d.max_poll_interval,
-            lag_report_every: d.lag_report_every,
-            properties: d.properties,
-        }
-    }
-}
-
-impl KafkaConfig {
-    /// Sets properties from `STREAMFORGE_KAFKA__PROPERTIES__*` variables.
-    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
-        for (name, value) in vars {
-            if let Some(key) = name.strip_prefix(KAFKA_PROPERTY_ENV_PREFIX) {
-                self.properties
-                    .insert(key.to_ascii_lowercase().replace('_', "."), value);
-            }
-        }
-    }
-
-    pub fn options(&self) -> streamforge_bus::KafkaOptions {
-        streamforge_bus::KafkaOptions {
-            partitions: self.partitions,
-            replication: self.replication,
-            linger: self.linger,
-            delivery_timeout: self.delivery_timeout,
-            session_timeout: self.session_timeout,
-            max_poll_interval: self.max_poll_interval,
-            lag_report_every: self.lag_report_every,
-            properties: self.properties.clone(),
-        }
-    }
-}
-
-/// Schema settings of a `postgres://` store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PostgresConfig {
-    /// `auto` (TimescaleDB when the extension can be created), `timescaledb` or `postgres`.
-    pub mode: String,
-    /// Chunk (TimescaleDB) or partition (plain) width in days.
-    pub chunk_days: u32,
-    /// TimescaleDB: compress chunks older than this many days.
-    pub compress_after_days: u32,
-    /// Drop ticks older than this many days; 0 keeps everything.
-    pub retention_days: u32,
-    /// Plain PostgreSQL: daily partitions created ahead of today.
-    pub partitions_ahead: u32,
-    /// How often persist runs store upkeep (partitions ahead, retention).
-    #[serde(with = "duration_text")]
-    pub housekeeping_every: Duration,
-    /// Opening a connection, unless the URL sets `connect_timeout`.
-    #[serde(with = "duration_text")]
-    pub connect_timeout: Duration,
-    /// The server's `statement_timeout` for the store's statements; any
-    /// call the server does not answer within this plus 2 s fails.
-    #[serde(with = "duration_text")]
-    pub statement_timeout: Duration,
-    /// Waiting for a free pooled connection.
-    #[serde(with = "duration_text")]
-    pub pool_wait_timeout: Duration,
-}
-
-impl Default for PostgresConfig {
-    fn default() -> Self {
-        let d = streamforge_store::PgSchemaOptions::default();
-        let t = streamforge_store::PgTimeouts::default();
-        PostgresConfig {
-            mode: "auto".into(),
-            chunk_days: d.chunk_days,
-            compress_after_days: d.compress_after_days,
-            retention_days: d.retention_days,
-            partitions_ahead: d.partitions_ahead,
-            housekeeping_every: Duration::from_secs(3600),
-            connect_timeout: t.connect,
-            statement_timeout: t.statement,
-            pool_wait_timeout: t.pool_wait,
-        }
-    }
-}
-
-impl PostgresConfig {
-    /// How long the store waits for the database.
-    pub fn timeouts(&self) -> streamforge_store::PgTimeouts {
-        streamforge_store::PgTimeouts {
-            connect: self.connect_timeout,
-            statement: self.statement_timeout,
-            pool_wait: self.pool_wait_timeout,
-        }
-    }
-
-    /// The store's schema options.
-    pub fn schema_options(&self) -> streamforge_store::PgSchemaOptions {
-        streamforge_store::PgSchemaOptions {
-            chunk_days: self.chunk_days,
-            compress_after_days: self.compress_after_days,
-            retention_days: self.retention_days,
-            partitions_ahead: self.partitions_ahead,
-            mode: streamforge_store::postgres::Mode::parse(&self.mode),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address of the HTTP API, metrics and health endpoints.
-    pub addr: SocketAddr,
-    /// Serve `/debug/pprof/profile?seconds=N` (a CPU flame graph).
-    pub pprof: bool,
-    /// Connections open at once; one more is answered 503 and closed.
-    pub max_connections: usize,
-    /// A request's headers must arrive within this (also the longest a
-    /// keep-alive connection waits for its next request).
-    #[serde(with = "duration_text")]
-    pub header_timeout: Duration,
-    /// Largest request head (request line and headers); 431 beyond.
-    pub max_header_bytes: usize,
-    /// A connection that moves no byte either way this long is closed.
-    #[serde(with = "duration_text")]
-    pub idle_timeout: Duration,
-    /// A client that takes no byte of its response (a stream) this long is closed.
-    #[serde(with = "duration_text")]
-    pub write_timeout: Duration,
-}
-
-impl HttpConfig {
-    /// The server's limits.
-    pub fn server_options(&self) -> streamforge_api::server::ServerOptions {
-        streamforge_api::server::ServerOptions {
-            max_connections: self.max_connections,
-            header_timeout: self.header_timeout,
-            max_header_bytes: self.max_header_bytes,
-            idle_timeout: self.idle_timeout,
-            write_timeout: self.write_timeout,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// Level filter, e.g. `info` or `info,streamforge_store=debug`.
-    pub level: String,
-    pub format: LogFormat,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SyntheticSection {
-    pub symbols: Vec<String>,
-    /// Total trades per second; 0 = as fast as the pipeline takes them.
-    pub rate: f64,
-    /// Seed for a reproducible market.
-    pub seed: Option<u64>,
-    /// How often a frame of trades is emitted.
-    #[serde(with = "duration_text")]
-    pub slice: Duration,
-}
-
-/// The Finnhub provider: it runs, instead of the synthetic market, when a
-/// token is set (here or in `FINNHUB_TOKEN`).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FinnhubSection {
-    /// API token (secret: `config print` shows `***`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    /// WebSocket endpoint (the simulator: `ws://127.0.0.1:9001`).
-    pub url: String,
-    /// Symbols in Finnhub's notation; empty = the `symbols` list of the
-    /// synthetic market (`--symbols`).
-    pub symbols: Vec<String>,
-    /// Symbols per connection (Finnhub's free tier: 50).
-    pub max_symbols_per_connection: usize,
-    /// Reconnect when nothing (trade or ping) arrived for this long.
-    #[serde(with = "duration_text")]
-    pub silence: Duration,
-    /// First reconnect pause; doubles up to `backoff_max`, with jitter.
-    #[serde(with = "duration_text")]
-    pub backoff_min: Duration,
-    #[serde(with = "duration_text")]
-    pub backoff_max: Duration,
-    /// Pause after the token was rejected (HTTP 401).
-    #[serde(with = "duration_text")]
-    pub unauthorized_retry: Duration,
-    /// A symbol without trades this long shows as silent in `/readyz`.
-    #[serde(with = "duration_text")]
-    pub symbol_silence: Duration,
-}
-
-impl std::fmt::Debug for FinnhubSection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FinnhubSection")
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .field("url", &self.url)
-            .field("symbols", &self.symbols)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for FinnhubSection {
-    fn default() -> Self {
-        let d = streamforge_providers::FinnhubConfig::default();
-        FinnhubSection {
-            token: None,
-            url: d.url,
-            symbols: Vec::new(),
-            max_symbols_per_connection: d.max_symbols_per_connection,
-            silence: d.silence,
-            backoff_min: d.backoff_min,
-            backoff_max: d.backoff_max,
-            unauthorized_retry: d.unauthorized_retry,
-            symbol_silence: d.symbol_silence,
-        }
-    }
-}
-
-impl Config {
-    /// Settings of the bus implementations.
-    pub fn bus_options(&self) -> streamforge_bus::BusOptions {
-        streamforge_bus::BusOptions {
-            memory_capacity: self.memory_bus.capacity,
-            kafka: self.kafka.options(),
-            metrics: None,
-            health: None,
-        }
-    }
-
-    /// The Finnhub provider's settings, when a token is configured.
-    pub fn finnhub(&self) -> Option<streamforge_providers::FinnhubConfig> {
-        let token = self.finnhub.token.as_deref().filter(|t| !t.is_empty())?;
-        let f = &self.finnhub;
-        Some(streamforge_providers::FinnhubConfig {
-            token: streamforge_providers::Secret::new(token),
-            symbols: if f.symbols.is_empty() {
-                self.synthetic.symbols.clone()
-            } else {
-                f.symbols.clone()
-            },
-            url: f.url.clone(),
-            max_symbols_per_connection: f.max_symbols_per_connection,
-            silence: f.silence,
-            backoff_min: f.backoff_min,
-            backoff_max: f.backoff_max,
-            unauthorized_retry: f.unauthorized_retry,
-            symbol_silence: f.symbol_silence,
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IngestConfig {
-    /// Topic for valid ticks.
-    pub topic: String,
-    /// Topic for rejected input, with the reason in headers.
-    pub dlq_topic: String,
-    /// How far ahead of the clock an event time may be.
-    #[serde(with = "duration_text")]
-    pub max_future_skew: Duration,
-    /// Prices must be below this (bounds every computation on them).
-    pub max_price: f64,
-    /// Sizes must be below this.
-    pub max_size: f64,
-    /// Most distinct symbols ingest accepts (per-symbol state is bounded
-    /// by it when a provider's universe is open, e.g. a recording); ticks
-    /// of further symbols go to the dead-letter topic.
-    pub max_symbols: usize,
-    /// Frames buffered between providers and the bus.
-    pub channel_frames: usize,
-    /// A feed silent for longer than this makes `/readyz` fail.
-    #[serde(with = "duration_text")]
-    pub max_feed_silence: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PersistConfig {
-    /// Consumer group of the persist stage.
-    pub group: String,
-    /// Most ticks written in one transaction.
-    pub batch_size: usize,
-    /// Longest wait for a batch to fill once its first tick arrived.
-    #[serde(with = "duration_text")]
-    pub batch_timeout: Duration,
-    /// First delay before retrying a failed store write (doubles up to 30s).
-    #[serde(with = "duration_text")]
-    pub retry_backoff: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ApiSection {
-    pub default_limit: usize,
-    /// Larger `limit` values are capped to this.
-    pub max_limit: usize,
-    /// Look-back when a query has no `from`.
-    #[serde(with = "duration_text")]
-    pub default_window: Duration,
-    /// Longest a REST request may take before it is answered 503.
-    #[serde(with = "duration_text")]
-    pub request_timeout: Duration,
-    /// Live streams (SSE and WebSocket) open at once; one more is answered 503.
-    pub max_streams: usize,
-    /// Symbol subscriptions one WebSocket connection may hold.
-    pub ws_max_subscriptions: usize,
-}
-
-impl ApiSection {
-    /// The query limits of the API.
-    pub fn limits(&self) -> streamforge_api::ApiLimits {
-        streamforge_api::ApiLimits {
-            default_limit: self.default_limit,
-            max_limit: self.max_limit,
-            default_window: self.default_window,
-            request_timeout: self.request_timeout,
-            max_streams: self.max_streams,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MemoryBusConfig {
-    /// Unacknowledged messages a `memory://` topic holds before ingest waits.
-    pub capacity: usize,
-}
-
+/// Shutdown: the `[shutdown]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// Longest time to drain at shutdown before giving up (exit non-zero).
     #[serde(with = "duration_text")]
     pub timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for Config {
@@ -434,112 +96,21 @@ impl Default for Config {
             cache: "memory://".into(),
             http: HttpConfig::default(),
             log: LogConfig::default(),
-            otel: streamforge_telemetry::OtelConfig::default(),
-            synthetic: SyntheticSection::default(),
-            finnhub: FinnhubSection::default(),
+            otel: OtelConfig::default(),
+            synthetic: SyntheticConfig::default(),
+            finnhub: FinnhubConfig::default(),
             ingest: IngestConfig::default(),
             persist: PersistConfig::default(),
-            api: ApiSection::default(),
+            api: ApiConfig::default(),
             memory_bus: MemoryBusConfig::default(),
             postgres: PostgresConfig::default(),
-            kafka: KafkaConfig::default(),
+            kafka: KafkaOptions::default(),
             shutdown: ShutdownConfig::default(),
         }
     }
 }
 
-impl Default for HttpConfig {
-    fn default() -> Self {
-        let d = streamforge_api::server::ServerOptions::default();
-        HttpConfig {
-            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            pprof: false,
-            max_connections: d.max_connections,
-            header_timeout: d.header_timeout,
-            max_header_bytes: d.max_header_bytes,
-            idle_timeout: d.idle_timeout,
-            write_timeout: d.write_timeout,
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-            format: LogFormat::Console,
-        }
-    }
-}
-
-impl Default for SyntheticSection {
-    fn default() -> Self {
-        let d = streamforge_providers::SyntheticConfig::default();
-        SyntheticSection {
-            symbols: d.symbols,
-            rate: d.rate,
-            seed: d.seed,
-            slice: d.slice,
-        }
-    }
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        IngestConfig {
-            topic: "ticks".into(),
-            dlq_topic: "ticks.dlq".into(),
-            max_future_skew: Duration::from_secs(300),
-            max_price: streamforge_model::tick::DEFAULT_MAX_PRICE,
-            max_size: streamforge_model::tick::DEFAULT_MAX_SIZE,
-            max_symbols: 10_000,
-            channel_frames: 64,
-            max_feed_silence: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Default for PersistConfig {
-    fn default() -> Self {
-        PersistConfig {
-            group: "streamforge-persist".into(),
-            batch_size: 5_000,
-            batch_timeout: Duration::from_millis(10),
-            retry_backoff: Duration::from_millis(100),
-        }
-    }
-}
-
-impl Default for ApiSection {
-    fn default() -> Self {
-        let d = streamforge_api::ApiLimits::default();
-        ApiSection {
-            default_limit: d.default_limit,
-            max_limit: d.max_limit,
-            default_window: d.default_window,
-            request_timeout: d.request_timeout,
-            max_streams: d.max_streams,
-            ws_max_subscriptions: streamforge_api::routes::ws::WsOptions::default()
-                .max_subscriptions,
-        }
-    }
-}
-
-impl Default for MemoryBusConfig {
-    fn default() -> Self {
-        MemoryBusConfig { capacity: 100_000 }
-    }
-}
-
-impl Default for ShutdownConfig {
-    fn default() -> Self {
-        ShutdownConfig {
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// A configuration problem, naming the field (or file) at fault.
+/// A configuration problem, naming the field (or file, or variable) at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
@@ -550,94 +121,105 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
-    #[error("{field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        reason: reason.into(),
-    }
-}
-
-/// Values from flags and `STREAMFORGE_*` variables; `None` keeps the file's value.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub data_dir: Option<PathBuf>,
-    pub bus: Option<String>,
-    pub store: Option<String>,
-    pub cache: Option<String>,
-    pub http_addr: Option<SocketAddr>,
-    pub log_level: Option<String>,
-    pub log_format: Option<LogFormat>,
-    pub symbols: Option<Vec<String>>,
-    pub rate: Option<f64>,
-    pub seed: Option<u64>,
-    pub batch_size: Option<usize>,
-    pub batch_timeout: Option<Duration>,
-    pub max_future_skew: Option<Duration>,
-    pub finnhub_token: Option<String>,
-    pub finnhub_url: Option<String>,
+fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(Invalid::new(field, reason))
 }
 
 impl Config {
-    /// Reads `path`, or `streamforge.toml` when `path` is `None` and it
-    /// exists, over the defaults.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    /// The configuration of the file at `path` (or `streamforge.toml` when
+    /// `path` is `None` and it exists) over the defaults, with the
+    /// `STREAMFORGE_<SECTION>__<KEY>` variables among `vars` over the file.
+    pub fn load(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let (path, required) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
         };
-        if !required && !path.exists() {
-            return Ok(Config::default());
-        }
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_toml(&text, &path.display().to_string())
+        let text = if !required && !path.exists() {
+            String::new()
+        } else {
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?
+        };
+        Self::layered(&text, &path.display().to_string(), vars)
     }
 
     /// Parses TOML text over the defaults; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
-            message: e.to_string().trim().replace('\n', " "),
+            message: one_line(e),
         })
     }
 
-    /// Applies flags and environment over the file.
-    pub fn apply(&mut self, o: Overrides) {
-        fn set<T>(slot: &mut T, v: Option<T>) {
-            if let Some(v) = v {
-                *slot = v;
+    /// TOML `text` (named `origin` in errors) over the defaults, then the
+    /// `STREAMFORGE_<SECTION>__<KEY>` variables among `vars` (others are
+    /// left alone). A value is read as its setting's type: numbers,
+    /// `true`/`false`, durations like `250ms`, lists separated by commas.
+    /// `STREAMFORGE_KAFKA__PROPERTIES__SASL_PASSWORD` sets the librdkafka
+    /// property `sasl.password`. An error names the file or the variable.
+    pub fn layered(
+        text: &str,
+        origin: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        // The file alone first, so its errors name it.
+        Self::from_toml(text, origin)?;
+        let mut table: toml::Table = text.parse().map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: one_line(e),
+        })?;
+        let defaults =
+            toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Parse {
+                path: "defaults".into(),
+                message: one_line(e),
+            })?;
+        let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+        vars.sort();
+        let mut properties = Vec::new();
+        for (name, raw) in vars {
+            if let Some(key) = name.strip_prefix(KAFKA_PROPERTY_ENV_PREFIX) {
+                properties.push((key.to_ascii_lowercase().replace('_', "."), raw));
+                continue;
             }
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if !rest.contains("__") {
+                continue; // a flag's short variable, read by clap
+            }
+            let bad = |message: String| ConfigError::Parse {
+                path: format!("environment variable {name}"),
+                message,
+            };
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if path.iter().any(String::is_empty) {
+                return Err(bad("expected STREAMFORGE_<SECTION>__<KEY>".into()));
+            }
+            let value = env_value(lookup(&defaults, &path), &raw).map_err(&bad)?;
+            // Each variable on its own over the defaults, so an error names it.
+            let mut alone = toml::Table::new();
+            insert(&mut alone, &path, value.clone()).map_err(&bad)?;
+            Config::deserialize(toml::Value::Table(alone)).map_err(|e| bad(one_line(e)))?;
+            insert(&mut table, &path, value).map_err(&bad)?;
         }
-        set(&mut self.data_dir, o.data_dir);
-        set(&mut self.bus, o.bus);
-        if o.store.is_some() {
-            self.store = o.store;
+        let mut config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
+                path: format!("{origin} with the environment"),
+                message: one_line(e),
+            })?;
+        for (key, value) in properties {
+            config.kafka.properties.insert(key, value);
         }
-        set(&mut self.cache, o.cache);
-        set(&mut self.http.addr, o.http_addr);
-        set(&mut self.log.level, o.log_level);
-        set(&mut self.log.format, o.log_format);
-        if let Some(symbols) = o.symbols {
-            self.finnhub.symbols.clone_from(&symbols);
-            self.synthetic.symbols = symbols;
-        }
-        if o.finnhub_token.is_some() {
-            self.finnhub.token = o.finnhub_token;
-        }
-        set(&mut self.finnhub.url, o.finnhub_url);
-        set(&mut self.synthetic.rate, o.rate);
-        if o.seed.is_some() {
-            self.synthetic.seed = o.seed;
-        }
-        set(&mut self.persist.batch_size, o.batch_size);
-        set(&mut self.persist.batch_timeout, o.batch_timeout);
-        set(&mut self.ingest.max_future_skew, o.max_future_skew);
+        Ok(config)
     }
 
     /// The store URL in effect.
@@ -650,99 +232,44 @@ impl Config {
         })
     }
 
-    /// Checks every field once; the error names the first bad one.
     /// The validation rules every stage applies to ticks.
     pub fn tick_rules(&self) -> streamforge_model::TickRules {
-        streamforge_model::TickRules {
-            max_future_skew: self.ingest.max_future_skew,
-            max_price: self.ingest.max_price,
-            max_size: self.ingest.max_size,
+        self.ingest.tick_rules()
+    }
+
+    /// Settings of the bus implementations.
+    pub fn bus_options(&self) -> streamforge_bus::BusOptions {
+        streamforge_bus::BusOptions {
+            memory: self.memory_bus.clone(),
+            kafka: self.kafka.clone(),
+            metrics: None,
+            health: None,
         }
     }
 
+    /// Checks every field once; the error names the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_url("bus", &self.bus, streamforge_bus::SCHEMES)?;
         check_url("store", &self.store_url(), streamforge_store::STORE_SCHEMES)?;
         check_url("cache", &self.cache, streamforge_store::CACHE_SCHEMES)?;
-        streamforge_telemetry::logging::parse_filter(&self.log.level)
-            .map_err(|e| invalid("log.level", e.to_string()))?;
         streamforge_telemetry::TraceSettings::resolve(&self.otel, "run")
             .map_err(|e| invalid(e.field, e.message))?;
-        if self.synthetic.symbols.is_empty() {
-            return Err(invalid(
-                "synthetic.symbols",
-                "at least one symbol is needed",
-            ));
+        let sections: [(&str, Result<(), Invalid>); 10] = [
+            ("http", self.http.validate()),
+            ("log", self.log.validate()),
+            ("synthetic", self.synthetic.validate()),
+            ("finnhub", self.finnhub.validate()),
+            ("ingest", self.ingest.validate()),
+            ("persist", self.persist.validate()),
+            ("api", self.api.validate()),
+            ("postgres", self.postgres.validate()),
+            ("kafka", self.kafka.validate()),
+            ("shutdown", self.shutdown.validate()),
+        ];
+        for (section, result) in sections {
+            result.map_err(|e| e.within(section))?;
         }
-        for s in &self.synthetic.symbols {
-            streamforge_model::Symbol::parse(s)
-                .map_err(|e| invalid("synthetic.symbols", e.to_string()))?;
-        }
-        let max_rate = streamforge_providers::synthetic::MAX_RATE;
-        if !(self.synthetic.rate.is_finite()
-            && self.synthetic.rate >= 0.0
-            && self.synthetic.rate <= max_rate)
-        {
-            return Err(invalid(
-                "synthetic.rate",
-                format!(
-                    "must be a number from 0 to {max_rate} (0 = as fast as possible), got {}",
-                    self.synthetic.rate
-                ),
-            ));
-        }
-        if self.synthetic.slice.is_zero() {
-            return Err(invalid("synthetic.slice", "must be longer than 0"));
-        }
-        if self.ingest.topic.is_empty() || self.ingest.topic == self.ingest.dlq_topic {
-            return Err(invalid(
-                "ingest.topic",
-                "must be non-empty and differ from ingest.dlq_topic",
-            ));
-        }
-        if self.ingest.dlq_topic.is_empty() {
-            return Err(invalid("ingest.dlq_topic", "must be non-empty"));
-        }
-        for (field, value) in [
-            ("ingest.max_price", self.ingest.max_price),
-            ("ingest.max_size", self.ingest.max_size),
-        ] {
-            if !(value.is_finite() && value > 0.0 && value <= 1e15) {
-                return Err(invalid(
-                    field,
-                    format!("must be a number above 0 and at most 1e15, got {value}"),
-                ));
-            }
-        }
-        for (field, value) in [
-            ("http.max_connections", self.http.max_connections),
-            ("http.max_header_bytes", self.http.max_header_bytes),
-            ("api.max_streams", self.api.max_streams),
-            ("api.ws_max_subscriptions", self.api.ws_max_subscriptions),
-        ] {
-            if value == 0 {
-                return Err(invalid(field, "must be at least 1"));
-            }
-        }
-        for (field, value) in [
-            ("http.header_timeout", self.http.header_timeout),
-            ("http.idle_timeout", self.http.idle_timeout),
-            ("http.write_timeout", self.http.write_timeout),
-            ("api.request_timeout", self.api.request_timeout),
-            ("postgres.connect_timeout", self.postgres.connect_timeout),
-            (
-                "postgres.statement_timeout",
-                self.postgres.statement_timeout,
-            ),
-            (
-                "postgres.pool_wait_timeout",
-                self.postgres.pool_wait_timeout,
-            ),
-        ] {
-            if value.is_zero() {
-                return Err(invalid(field, "must be longer than 0"));
-            }
-        }
+        // What spans sections.
         if self.http.idle_timeout <= self.api.request_timeout {
             return Err(invalid(
                 "http.idle_timeout",
@@ -750,21 +277,6 @@ impl Config {
                     "must be longer than api.request_timeout ({:?}): a connection waiting for its answer moves no byte",
                     self.api.request_timeout
                 ),
-            ));
-        }
-        if self.ingest.max_symbols == 0 {
-            return Err(invalid("ingest.max_symbols", "must be at least 1"));
-        }
-        if self.ingest.channel_frames == 0 {
-            return Err(invalid("ingest.channel_frames", "must be at least 1"));
-        }
-        if self.persist.group.is_empty() {
-            return Err(invalid("persist.group", "must be non-empty"));
-        }
-        if self.persist.batch_size == 0 || self.persist.batch_size > 1_000_000 {
-            return Err(invalid(
-                "persist.batch_size",
-                format!("must be 1 to 1000000, got {}", self.persist.batch_size),
             ));
         }
         if self.memory_bus.capacity <= self.persist.batch_size {
@@ -776,95 +288,113 @@ impl Config {
                 ),
             ));
         }
-        if self.persist.retry_backoff.is_zero() {
-            return Err(invalid("persist.retry_backoff", "must be longer than 0"));
-        }
-        if !matches!(
-            self.postgres.mode.as_str(),
-            "auto" | "postgres" | "timescaledb"
-        ) {
+        if self.api.default_limit > self.api.max_limit {
             return Err(invalid(
-                "postgres.mode",
-                format!(
-                    "expected auto, postgres or timescaledb, got {:?}",
-                    self.postgres.mode
-                ),
-            ));
-        }
-        if self.kafka.partitions < 1 || self.kafka.replication < 1 {
-            return Err(invalid(
-                "kafka.partitions",
-                "kafka.partitions and kafka.replication must be at least 1",
-            ));
-        }
-        if !(self.finnhub.url.starts_with("ws://") || self.finnhub.url.starts_with("wss://")) {
-            return Err(invalid(
-                "finnhub.url",
-                format!("expected ws:// or wss://, got {:?}", self.finnhub.url),
-            ));
-        }
-        if self.finnhub.max_symbols_per_connection == 0 {
-            return Err(invalid(
-                "finnhub.max_symbols_per_connection",
-                "must be at least 1",
-            ));
-        }
-        if self.finnhub.silence.is_zero() || self.finnhub.backoff_min.is_zero() {
-            return Err(invalid(
-                "finnhub.silence",
-                "finnhub.silence and finnhub.backoff_min must be longer than 0",
-            ));
-        }
-        if let Err(e) = self.kafka.options().check_properties() {
-            let reason = e.to_string();
-            let reason = reason.trim_start_matches("bus configuration: kafka.properties: ");
-            return Err(invalid("kafka.properties", reason));
-        }
-        if self.kafka.lag_report_every < Duration::from_secs(1) {
-            return Err(invalid("kafka.lag_report_every", "must be at least 1s"));
-        }
-        if self.kafka.session_timeout < Duration::from_secs(1) {
-            return Err(invalid("kafka.session_timeout", "must be at least 1s"));
-        }
-        if self.kafka.max_poll_interval < self.kafka.session_timeout {
-            return Err(invalid(
-                "kafka.max_poll_interval",
-                "must be at least kafka.session_timeout",
-            ));
-        }
-        if self.postgres.chunk_days == 0 {
-            return Err(invalid("postgres.chunk_days", "must be at least 1"));
-        }
-        if self.postgres.housekeeping_every.is_zero() {
-            return Err(invalid(
-                "postgres.housekeeping_every",
-                "must be longer than 0",
-            ));
-        }
-        if self.api.max_limit == 0 || self.api.default_limit == 0 {
-            return Err(invalid(
-                "api.max_limit",
-                "api.max_limit and api.default_limit must be at least 1",
+                "api.default_limit",
+                format!("must be at most api.max_limit ({})", self.api.max_limit),
             ));
         }
         Ok(())
     }
 
-    /// The configuration as TOML (what `config print` shows), passwords hidden.
+    /// The configuration as TOML (what `config print` shows), secrets hidden.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         shown.store = Some(streamforge_store::redact_url(&self.store_url()));
         shown.cache = streamforge_store::redact_url(&self.cache);
         shown.bus = streamforge_store::redact_url(&self.bus);
         shown.kafka.properties = self.kafka.properties.redacted();
-        if shown.finnhub.token.is_some() {
-            shown.finnhub.token = Some("***".into());
-        }
+        // `Secret`s serialize as `***`.
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 }
 
-fn check_url(field: &'static str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+impl ShutdownConfig {
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.timeout.is_zero() {
+            return Err(Invalid::new("timeout", "must be longer than 0"));
+        }
+        Ok(())
+    }
+}
+
+fn one_line(e: impl std::fmt::Display) -> String {
+    e.to_string().trim().replace('\n', " ")
+}
+
+/// The default value at `path`, which tells the type of the setting.
+fn lookup<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for p in parents {
+        t = t.get(p)?.as_table()?;
+    }
+    t.get(last)
+}
+
+/// Reads an environment value as the type of `like` (the default); a
+/// setting without a default (unset optionals) takes the obvious type.
+fn env_value(like: Option<&toml::Value>, raw: &str) -> Result<toml::Value, String> {
+    use toml::Value;
+    let text = raw.trim();
+    let expected = |what: &str| format!("expected {what}, got {raw:?}");
+    Ok(match like {
+        Some(Value::String(_)) => Value::String(raw.to_string()),
+        Some(Value::Integer(_)) => {
+            Value::Integer(text.parse().map_err(|_| expected("an integer"))?)
+        }
+        Some(Value::Float(_)) => Value::Float(text.parse().map_err(|_| expected("a number"))?),
+        Some(Value::Boolean(_)) => Value::Boolean(match text.to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(expected("true or false")),
+        }),
+        Some(Value::Array(items)) => {
+            let item = items
+                .first()
+                .cloned()
+                .unwrap_or(Value::String(String::new()));
+            Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| env_value(Some(&item), s))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        Some(Value::Table(_)) => {
+            return Err("names a section; set its keys as ..._<SECTION>__<KEY>".into())
+        }
+        Some(Value::Datetime(_)) => Value::String(raw.to_string()),
+        None => {
+            if let Ok(i) = text.parse::<i64>() {
+                Value::Integer(i)
+            } else {
+                Value::String(raw.to_string())
+            }
+        }
+    })
+}
+
+/// Sets `path` in `table` to `value`, creating the sections on the way.
+fn insert(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err("empty setting name".into());
+    };
+    let mut t = table;
+    for p in parents {
+        t = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("{p} is a setting, not a section"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+fn check_url(field: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
     let Some((scheme, _)) = url.split_once("://") else {
         return Err(invalid(
             field,
@@ -885,28 +415,6 @@ fn check_url(field: &'static str, url: &str, schemes: &[&str]) -> Result<(), Con
         ));
     }
     Ok(())
-}
-
-/// Parses durations written like `5s`, `250ms`, `1m 30s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{text:?} is not a duration like 5s or 250ms: {e}"))
-}
-
-/// Serde for durations as text (`"250ms"`).
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]
@@ -946,22 +454,22 @@ mod tests {
 
     #[test]
     fn kafka_properties_come_from_file_and_environment_and_secrets_stay_hidden() {
-        let mut c = Config::from_toml(
+        let mut c = Config::layered(
             "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"file-secret\"\n",
             "x.toml",
+            [
+                (
+                    "STREAMFORGE_KAFKA__PROPERTIES__SASL_USERNAME".to_string(),
+                    "svc".to_string(),
+                ),
+                (
+                    "STREAMFORGE_KAFKA__PROPERTIES__SASL_PASSWORD".to_string(),
+                    "env-secret".to_string(),
+                ),
+                ("STREAMFORGE_BUS".to_string(), "ignored here".to_string()),
+            ],
         )
         .unwrap();
-        c.kafka.apply_env([
-            (
-                "STREAMFORGE_KAFKA__PROPERTIES__SASL_USERNAME".to_string(),
-                "svc".to_string(),
-            ),
-            (
-                "STREAMFORGE_KAFKA__PROPERTIES__SASL_PASSWORD".to_string(),
-                "env-secret".to_string(),
-            ),
-            ("STREAMFORGE_BUS".to_string(), "ignored here".to_string()),
-        ]);
         let p = &c.kafka.properties.0;
         assert_eq!(p["security.protocol"], "SASL_SSL");
         assert_eq!(p["sasl.username"], "svc");
@@ -979,7 +487,7 @@ mod tests {
         );
         assert!(!format!("{c:?}").contains("env-secret"));
         assert_eq!(
-            c.kafka.options().properties.0["sasl.password"],
+            c.bus_options().kafka.properties.0["sasl.password"],
             "env-secret",
             "the client still gets the real value"
         );
@@ -1045,21 +553,152 @@ mod tests {
     }
 
     #[test]
-    fn overrides_win_over_the_file_and_printing_round_trips() {
-        let mut c = Config::from_toml("[synthetic]\nrate = 5.0", "f").unwrap();
-        c.apply(Overrides {
-            rate: Some(7.0),
-            batch_timeout: Some(Duration::from_millis(3)),
-            ..Default::default()
-        });
-        assert_eq!(c.synthetic.rate, 7.0);
+    fn every_setting_comes_from_the_environment_by_one_rule_over_the_file() {
+        let vars = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let c = Config::layered(
+            "[synthetic]\nrate = 5.0\n[persist]\nbatch_size = 10\n",
+            "f.toml",
+            vars(&[
+                ("STREAMFORGE_SYNTHETIC__RATE", "7"),
+                ("STREAMFORGE_PERSIST__BATCH_TIMEOUT", "3ms"),
+                ("STREAMFORGE_FINNHUB__MAX_SYMBOLS_PER_CONNECTION", "20"),
+                ("STREAMFORGE_FINNHUB__SYMBOLS", "AAPL, MSFT"),
+                ("STREAMFORGE_FINNHUB__TOKEN", "12345"),
+                ("STREAMFORGE_HTTP__PPROF", "true"),
+                ("STREAMFORGE_POSTGRES__MODE", "postgres"),
+                ("STREAMFORGE_LOG__FORMAT", "json"),
+                ("STREAMFORGE_OTEL__PROTOCOL", "http/json"),
+                ("STREAMFORGE_SYNTHETIC__SEED", "42"),
+                ("STREAMFORGE_KAFKA__PARTITIONS", "3"),
+                // The flags' short variables are clap's, not this rule's.
+                ("STREAMFORGE_RATE", "999"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.synthetic.rate, 7.0, "the environment wins over the file");
+        assert_eq!(
+            c.persist.batch_size, 10,
+            "the file stays where no variable is set"
+        );
         assert_eq!(c.persist.batch_timeout, Duration::from_millis(3));
+        assert_eq!(c.finnhub.max_symbols_per_connection, 20);
+        assert_eq!(c.finnhub.symbols, ["AAPL", "MSFT"]);
+        assert_eq!(c.finnhub.token.expose(), "12345");
+        assert!(c.http.pprof);
+        assert_eq!(
+            c.postgres.mode,
+            Some(streamforge_store::postgres::Mode::Postgres)
+        );
+        assert_eq!(c.log.format, streamforge_telemetry::LogFormat::Json);
+        assert_eq!(
+            c.otel.protocol,
+            streamforge_telemetry::traces::OtlpProtocol::HttpJson
+        );
+        assert_eq!(c.synthetic.seed, Some(42));
+        assert_eq!(c.kafka.partitions, 3);
+        c.validate().unwrap();
+
+        for (var, value, wanted) in [
+            (
+                "STREAMFORGE_PERSIST__BATCH_SIZE",
+                "many",
+                "expected an integer",
+            ),
+            ("STREAMFORGE_PERSIST__BATCH_SISE", "5", "batch_sise"),
+            ("STREAMFORGE_PERSSIT__BATCH_SIZE", "5", "perssit"),
+            ("STREAMFORGE_HTTP__PPROF", "yes", "true or false"),
+            (
+                "STREAMFORGE_POSTGRES__MODE",
+                "oracle",
+                "auto, postgres or timescaledb",
+            ),
+            ("STREAMFORGE_PERSIST__BATCH_TIMEOUT", "soon", "soon"),
+            ("STREAMFORGE_PERSIST", "x", ""),
+            ("STREAMFORGE_HTTP", "x", ""),
+            ("STREAMFORGE_POSTGRES__", "x", "SECTION"),
+            ("STREAMFORGE_HTTP__ADDR__PORT", "1", "http.addr"),
+        ] {
+            let got = Config::layered("", "f.toml", vars(&[(var, value)]));
+            if wanted.is_empty() {
+                assert!(got.is_ok(), "{var} is not this rule's: {got:?}");
+                continue;
+            }
+            let e = got.unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("environment variable {var}:")) && e.contains(wanted),
+                "{var}={value}: {e}"
+            );
+        }
+    }
+
+    /// Every dotted setting name under `table`.
+    fn leaves(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in table {
+            let name = format!("{prefix}{k}");
+            match v {
+                toml::Value::Table(t) => leaves(t, &format!("{name}."), out),
+                _ => out.push(name),
+            }
+        }
+    }
+
+    #[test]
+    fn docs_configuration_md_lists_every_setting_with_the_default_of_the_code() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let block = doc
+            .split("## Reference")
+            .nth(1)
+            .and_then(|r| r.split("```toml").nth(1))
+            .and_then(|b| b.split("```").next())
+            .expect("docs/configuration.md has a ```toml block under ## Reference");
+        let documented: toml::Table = block.parse().expect("the reference is TOML");
+        // Unknown or misspelled settings fail here.
+        let mut from_docs = Config::deserialize(toml::Value::Table(documented.clone()))
+            .expect("every setting of the reference exists");
+        assert_eq!(from_docs.store_url(), Config::default().store_url());
+        from_docs.store = None;
+        assert_eq!(
+            from_docs,
+            Config::default(),
+            "a default in docs/configuration.md differs from the code"
+        );
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let mut names = Vec::new();
+        leaves(&defaults, "", &mut names);
+        assert!(names.len() > 60, "{names:?}");
+        for name in names {
+            let path: Vec<String> = name.split('.').map(String::from).collect();
+            assert!(
+                lookup(&documented, &path).is_some(),
+                "docs/configuration.md does not list {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn printing_hides_secrets_and_round_trips() {
+        let mut c = Config::from_toml(
+            "[synthetic]\nrate = 7.0\n[persist]\nbatch_timeout = \"3ms\"",
+            "f",
+        )
+        .unwrap();
         c.store = Some("postgres://app:hunter2@db/ticks".into());
+        c.finnhub.token = streamforge_model::settings::Secret::new("tok-canary");
         let printed = c.to_toml();
         assert!(
             !printed.contains("hunter2") && printed.contains("app:***@db"),
             "{printed}"
         );
+        assert!(
+            !printed.contains("tok-canary") && printed.contains("token = \"***\""),
+            "{printed}"
+        );
+        assert!(!format!("{c:?}").contains("tok-canary"));
         let back = Config::from_toml(&printed, "printed").unwrap();
         assert_eq!(back.synthetic.rate, 7.0);
         assert_eq!(back.persist.batch_timeout, Duration::from_millis(3));

@@ -1,9 +1,10 @@
 //! StreamForge: a real-time market data pipeline.
 //!
 //! This crate is the binary's library: the command line, the configuration
-//! tree, the wiring of each role, shutdown, and the benchmark. The parts it
-//! wires live in their own crates (`model`, `providers`, `bus`, `store`,
-//! `api`, `telemetry`).
+//! tree, the wiring of each role, and shutdown. The parts it wires live in
+//! their own crates (`model`, `providers`, `bus`, `store`, `api`,
+//! `telemetry`); the benchmarks are `crates/bench` (`streamforge-bench`),
+//! which depends on this crate, not the other way round.
 //!
 //! # Layout
 //! - [`cli`] — the `streamforge` command line and what each command does.
@@ -11,12 +12,7 @@
 //! - [`pipeline`] — the stages (`ingest`, `persist`, live tail, HTTP) and
 //!   their orderly shutdown.
 //! - [`shutdown`] — SIGINT/SIGTERM handling.
-//! - [`bench`] — `streamforge bench`, throughput and latency of the pipeline.
-//! - [`bench_ws`] — `streamforge bench --scenario ws`, live fan-out to many
-//!   WebSocket clients.
 
-pub mod bench;
-pub mod bench_ws;
 pub mod cli;
 pub mod config;
 pub mod pipeline;

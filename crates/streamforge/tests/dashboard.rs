@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use streamforge::config::Config;
-use streamforge::pipeline::{self, Roles};
+use streamforge::pipeline::{self, Role};
 use streamforge_testkit::{get_json, wait_for};
 use tokio_util::sync::CancellationToken;
 
@@ -41,9 +41,7 @@ async fn the_dashboard_draws_candles_follows_live_ticks_and_switches_from_the_ke
     c.synthetic.seed = Some(7);
     c.log.level = "warn".into();
     let token = CancellationToken::new();
-    let running = pipeline::start(&c, Roles::ALL, token.clone(), None)
-        .await
-        .unwrap();
+    let running = pipeline::start(&c, Role::Run, token.clone()).await.unwrap();
     let base = format!("http://{}", running.http_addr);
     wait_for("three symbols stored", Duration::from_secs(20), || {
         let url = format!("{base}/api/v1/symbols");

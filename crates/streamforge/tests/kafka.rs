@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use streamforge::config::Config;
-use streamforge::pipeline::{self, Roles, Running};
+use streamforge::pipeline::{self, Role, Running};
 use streamforge_testkit::engines::{psql, shared_kafka, shared_postgres, Redis};
 use streamforge_testkit::kafka::{Kafka, LogOnFailure};
 use streamforge_testkit::{get_json, metric, stored_ticks, wait_for};
@@ -58,11 +58,9 @@ fn config(bus: &str, store: &str, cache: &str, topic: &str) -> Config {
 /// The feed rate of every test here, ticks per second.
 const RATE: f64 = 5_000.0;
 
-async fn start(c: &Config, roles: Roles) -> (Running, CancellationToken) {
+async fn start(c: &Config, roles: Role) -> (Running, CancellationToken) {
     let token = CancellationToken::new();
-    let running = pipeline::start(c, roles, token.clone(), None)
-        .await
-        .unwrap();
+    let running = pipeline::start(c, roles, token.clone()).await.unwrap();
     (running, token)
 }
 
@@ -206,7 +204,7 @@ async fn assert_stored_exactly(c: &Config, db: &str, acked: u64, timeout: Durati
 
 /// Runs ingest for `secs` and stops it; returns the ticks the broker acknowledged.
 async fn ingest_for(c: &Config, secs: u64) -> u64 {
-    let (ingest, token) = start(c, Roles::INGEST).await;
+    let (ingest, token) = start(c, Role::Ingest).await;
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop_ingest(c, ingest, token).await
 }
@@ -233,8 +231,8 @@ async fn ingest_persist_serve_as_separate_roles_store_each_tick_once() {
     let redis = Redis::start().unwrap();
     let c = config(&broker.url(), &db, &redis.url(), &unique("ticks"));
 
-    let (persist, persist_token) = start(&c, Roles::PERSIST).await;
-    let (serve, serve_token) = start(&c, Roles::SERVE).await;
+    let (persist, persist_token) = start(&c, Role::Persist).await;
+    let (serve, serve_token) = start(&c, Role::Serve).await;
     let base = format!("http://{}", serve.http_addr);
     // The persist role answers health and metrics only.
     let (status, _) = get_json(&format!("http://{}/api/v1/symbols", persist.http_addr)).await;
@@ -346,7 +344,7 @@ async fn poison_messages_on_kafka_go_to_the_dead_letter_topic_with_their_source(
 
     let (broker, _log, db) = shared_engines();
     let c = config(&broker.url(), &db, "memory://", &unique("poison"));
-    let (persist, token) = start(&c, Roles::PERSIST).await;
+    let (persist, token) = start(&c, Role::Persist).await;
     let bus = persist.bus();
 
     let now = streamforge_model::Timestamp::now().to_string();
@@ -581,7 +579,7 @@ async fn persist_pauses_while_postgres_is_down_and_resumes_without_losing_ticks(
     c.kafka.session_timeout = Duration::from_secs(6);
     c.kafka.max_poll_interval = Duration::from_secs(6);
     c.persist.retry_backoff = Duration::from_millis(100);
-    let (persist, token) = start(&c, Roles::PERSIST).await;
+    let (persist, token) = start(&c, Role::Persist).await;
     let metrics = persist.metrics.clone();
 
     let ingest_config = c.clone();
@@ -642,12 +640,12 @@ async fn finnhub_ticks_and_gaps_cross_kafka_to_postgres() {
     .unwrap();
     let (broker, _log, db) = shared_engines();
     let mut c = config(&broker.url(), &db, "memory://", &unique("finnhub"));
-    c.finnhub.token = Some("t".into());
+    c.finnhub.token = streamforge_providers::Secret::new("t");
     c.finnhub.url = sim.url();
     c.finnhub.symbols = vec!["AAPL".into(), "BINANCE:BTCUSDT".into()];
     c.finnhub.backoff_min = Duration::from_millis(50);
-    let (persist, persist_token) = start(&c, Roles::PERSIST).await;
-    let (ingest, ingest_token) = start(&c, Roles::INGEST).await;
+    let (persist, persist_token) = start(&c, Role::Persist).await;
+    let (ingest, ingest_token) = start(&c, Role::Ingest).await;
     wait_for("two reconnects", Duration::from_secs(30), || {
         let log = sim.log.clone();
         async move { (log.lock().connections >= 3).then_some(()) }
@@ -798,8 +796,8 @@ async fn the_broker_killed_mid_stream_and_restarted_loses_nothing_while_ingest_h
     let _log = kafka.log_on_failure();
     let db = shared_postgres().create_database().unwrap();
     let c = config(&kafka.url(), &db, "memory://", &unique("brokerkill"));
-    let (persist, persist_token) = start(&c, Roles::PERSIST).await;
-    let (ingest, ingest_token) = start(&c, Roles::INGEST).await;
+    let (persist, persist_token) = start(&c, Role::Persist).await;
+    let (ingest, ingest_token) = start(&c, Role::Ingest).await;
     // Mid-stream: about two seconds of the feed stored.
     wait_for("10,000 ticks stored", Duration::from_secs(60), || {
         let db = db.clone();
@@ -837,8 +835,8 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_holds_ingest_and_is_re
     let db = shared_postgres().create_database().unwrap();
     let mut c = config(&kafka.url(), &db, "memory://", &unique("longoutage"));
     c.kafka.delivery_timeout = Duration::from_secs(10);
-    let (persist, persist_token) = start(&c, Roles::PERSIST).await;
-    let (ingest, ingest_token) = start(&c, Roles::INGEST).await;
+    let (persist, persist_token) = start(&c, Role::Persist).await;
+    let (ingest, ingest_token) = start(&c, Role::Ingest).await;
     wait_some_stored(&db).await;
 
     kafka.kill();
@@ -954,7 +952,7 @@ async fn three_persist_processes_with_one_restarting_every_5s_store_each_tick_on
 
     // Ingest feeds the whole churn: ten restarts of the third member, one
     // every 5 s, however long each drain takes.
-    let (ingest, ingest_token) = start(&c, Roles::INGEST).await;
+    let (ingest, ingest_token) = start(&c, Role::Ingest).await;
     let mut restarts = 0;
     while restarts < 10 {
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -989,10 +987,10 @@ async fn two_serve_instances_on_one_bus_each_stream_every_tick() {
 
     let (broker, _log, db) = shared_engines();
     let c = config(&broker.url(), &db, "memory://", &unique("replicas"));
-    let (persist, persist_token) = start(&c, Roles::PERSIST).await;
+    let (persist, persist_token) = start(&c, Role::Persist).await;
     // Two replicas in one process: the same pid, as containers all have.
-    let (serve_a, token_a) = start(&c, Roles::SERVE).await;
-    let (serve_b, token_b) = start(&c, Roles::SERVE).await;
+    let (serve_a, token_a) = start(&c, Role::Serve).await;
+    let (serve_b, token_b) = start(&c, Role::Serve).await;
     let mut clients = Vec::new();
     for s in [&serve_a, &serve_b] {
         clients.push(SseClient::connect(&format!("http://{}/api/v1/stream", s.http_addr)).await);
@@ -1075,7 +1073,7 @@ async fn sasl_scram_credentials_from_kafka_properties_work_and_wrong_ones_fail_s
         !format!("{c:?}").contains(SASL_PASSWORD),
         "Debug redacts it"
     );
-    let (persist, persist_token) = start(&c, Roles::PERSIST).await;
+    let (persist, persist_token) = start(&c, Role::Persist).await;
     let acked = ingest_for(&c, 2).await;
     assert_stored_exactly(&c, &db, acked, Duration::from_secs(60), "over SASL").await;
     persist_token.cancel();
@@ -1086,7 +1084,7 @@ async fn sasl_scram_credentials_from_kafka_properties_work_and_wrong_ones_fail_s
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(
         Duration::from_secs(60),
-        pipeline::start(&c, Roles::INGEST, CancellationToken::new(), None),
+        pipeline::start(&c, Role::Ingest, CancellationToken::new()),
     )
     .await
     .expect("start-up with wrong credentials fails, it does not hang");
@@ -1111,9 +1109,9 @@ async fn rows_postgres_refuses_mid_stream_on_kafka_are_dead_lettered_once_and_th
 
     let (broker, _log, db) = shared_engines();
     let mut c = config(&broker.url(), &db, "memory://", &unique("refused"));
-    c.postgres.mode = "postgres".into();
+    c.postgres.mode = Some(streamforge_store::postgres::Mode::Postgres);
     c.persist.batch_size = 500;
-    let (persist, token) = start(&c, Roles::PERSIST).await;
+    let (persist, token) = start(&c, Role::Persist).await;
     // The database refuses one price (an operator's trigger, say).
     psql(
         &db,
@@ -1180,7 +1178,7 @@ async fn rows_postgres_refuses_mid_stream_on_kafka_are_dead_lettered_once_and_th
     // A restart goes on from the committed offsets: no poison again.
     token.cancel();
     persist.wait().await.unwrap();
-    let (persist, token) = start(&c, Roles::PERSIST).await;
+    let (persist, token) = start(&c, Role::Persist).await;
     persist
         .bus()
         .publish(&c.ingest.topic, vec![msg(5_000, 42.5)])

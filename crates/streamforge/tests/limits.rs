@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use streamforge::config::Config;
-use streamforge::pipeline::{self, Roles, Running};
+use streamforge::pipeline::{self, Role, Running};
 use streamforge_testkit::{get_json, metric, stored_ticks, wait_for, SseClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,9 +29,7 @@ fn config(dir: &std::path::Path) -> Config {
 
 async fn start(c: &Config) -> (Running, CancellationToken, String) {
     let token = CancellationToken::new();
-    let running = pipeline::start(c, Roles::ALL, token.clone(), None)
-        .await
-        .unwrap();
+    let running = pipeline::start(c, Role::Run, token.clone()).await.unwrap();
     let base = format!("http://{}", running.http_addr);
     (running, token, base)
 }
@@ -320,7 +318,7 @@ async fn with_postgres_frozen_readyz_and_rest_answer_503_promptly_and_both_recov
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.store = Some(url);
-    c.postgres.mode = "postgres".into();
+    c.postgres.mode = Some(streamforge_store::postgres::Mode::Postgres);
     c.postgres.statement_timeout = Duration::from_secs(3);
     c.postgres.pool_wait_timeout = Duration::from_secs(2);
     c.api.request_timeout = Duration::from_secs(8);

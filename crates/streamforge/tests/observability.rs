@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streamforge::config::Config;
-use streamforge::pipeline::{self, Roles};
+use streamforge::pipeline::{self, Role};
 use streamforge_model::Tick;
 use streamforge_providers::{Provider, ProviderError, ProviderFrame, Rejected};
 use streamforge_testkit::engines::{shared_kafka, shared_postgres, Prometheus, Redis};
@@ -171,15 +171,11 @@ async fn prometheus_scrapes_the_pipeline_and_promql_sees_what_went_through() {
     let dir = tempfile::tempdir().unwrap();
     let c = embedded(dir.path());
     let token = CancellationToken::new();
-    let running = pipeline::start_with(
-        &c,
-        Roles::ALL,
-        token.clone(),
-        None,
-        Some(vec![Box::new(FixedFeed(frames()))]),
-    )
-    .await
-    .unwrap();
+    let running = pipeline::Pipeline::new(&c, Role::Run)
+        .with_providers(vec![Box::new(FixedFeed(frames()))])
+        .start(token.clone())
+        .await
+        .unwrap();
     let metrics = running.metrics.clone();
     wait_for("every tick stored", Duration::from_secs(30), || {
         let text = metrics.render();
@@ -339,9 +335,7 @@ async fn metrics_speak_openmetrics_when_asked() {
     let mut c = embedded(dir.path());
     c.synthetic.rate = 200.0;
     let token = CancellationToken::new();
-    let running = pipeline::start(&c, Roles::ALL, token.clone(), None)
-        .await
-        .unwrap();
+    let running = pipeline::start(&c, Role::Run, token.clone()).await.unwrap();
     let url = format!("http://{}/metrics", running.http_addr);
     let client = reqwest::Client::new();
     let get = |accept: Option<&'static str>| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use streamforge::config::Config;
-use streamforge::pipeline::{self, Roles, Running};
+use streamforge::pipeline::{self, Role, Running};
 use streamforge_model::{Interval, Tick, TickRules, Timestamp};
 use streamforge_testkit::reference::{self, assert_json_candles, candles_within};
 use streamforge_testkit::{get_json, metric, stored_ticks, wait_for, SseClient};
@@ -31,9 +31,7 @@ fn config(dir: &std::path::Path, seed: u64) -> Config {
 
 async fn start(c: &Config) -> (Running, CancellationToken, String) {
     let token = CancellationToken::new();
-    let running = pipeline::start(c, Roles::ALL, token.clone(), None)
-        .await
-        .unwrap();
+    let running = pipeline::start(c, Role::Run, token.clone()).await.unwrap();
     let base = format!("http://{}", running.http_addr);
     (running, token, base)
 }
@@ -43,21 +41,17 @@ async fn stop_and_check_drained(running: Running, token: CancellationToken) -> f
     let metrics = running.metrics.clone();
     token.cancel();
     running.wait().await.expect("clean shutdown");
-    let text = metrics.render();
-    let produced = metric(
-        &text,
-        "streamforge_provider_ticks_total{provider=\"synthetic\"}",
-    );
-    let written = metric(&text, "streamforge_store_rows_written_total");
-    let dedup = metric(&text, "streamforge_store_rows_deduplicated_total");
-    assert!(produced > 0.0);
+    let stats = metrics.snapshot();
+    let produced = stats.providers["synthetic"].ticks;
+    let (written, dedup) = (stats.store.rows_written, stats.store.rows_deduplicated);
+    assert!(produced > 0);
     assert_eq!(
         produced,
         written + dedup,
         "every received tick was written at shutdown"
     );
-    assert_eq!(dedup, 0.0, "fresh synthetic ticks are never duplicates");
-    written
+    assert_eq!(dedup, 0, "fresh synthetic ticks are never duplicates");
+    written as f64
 }
 
 /// The API's candles of `symbol` whose buckets lie wholly inside `[from, to)`.
@@ -182,21 +176,29 @@ async fn all_in_one_pipeline_end_to_end_and_restart() {
     // Ready, and metrics show every stage moving.
     let (status, ready) = get_json(&format!("{base}/readyz")).await;
     assert_eq!(status, 200, "{ready}");
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for series in [
-        "streamforge_provider_ticks_total{provider=\"synthetic\"}",
-        "streamforge_bus_published_messages_total{topic=\"ticks\"}",
-        "streamforge_bus_consumed_messages_total{topic=\"ticks\"}",
-        "streamforge_store_rows_written_total",
-        "streamforge_pipeline_ingest_to_stored_seconds_count",
+    let (status, body) = get_json(&format!("{base}/api/v1/pipeline")).await;
+    assert_eq!(status, 200, "{body}");
+    let stats: streamforge_telemetry::PipelineStats =
+        serde_json::from_value(body.clone()).expect("typed pipeline figures");
+    for (figure, value) in [
+        ("synthetic ticks", stats.providers["synthetic"].ticks),
+        ("published", stats.published["ticks"]),
+        ("consumed", stats.consumed["ticks"]),
+        ("rows written", stats.store.rows_written),
+        ("latencies", stats.ingest_to_stored.count),
     ] {
-        assert!(metric(&text, series) > 0.0, "{series} in\n{text}");
+        assert!(value > 0, "{figure} in {body}");
     }
+    assert!(stats.store.rows_written <= stats.providers["synthetic"].ticks);
+    assert_eq!(
+        stats.ingest_to_stored.buckets.last().map(|b| b.1),
+        Some(stats.ingest_to_stored.count),
+        "the +Inf bucket holds every observation"
+    );
+    assert!(
+        stats.ingest_to_stored.quantile_bound(0.99).is_some(),
+        "{body}"
+    );
 
     let store_before = running.store.clone().unwrap();
     let written_first = stop_and_check_drained(running, token).await;

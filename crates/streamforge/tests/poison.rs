@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use streamforge::config::Config;
-use streamforge::pipeline::{self, Roles, Running};
+use streamforge::pipeline::{self, Role, Running};
 use streamforge_bus::{Bus, Consumer, ConsumerOptions, Headers, Message, StartFrom};
 use streamforge_model::{Symbol, Timestamp};
 use streamforge_providers::finnhub::{Simulator, SimulatorConfig};
@@ -41,9 +41,7 @@ fn config(dir: &std::path::Path) -> Config {
 
 async fn start(c: &Config) -> (Running, CancellationToken) {
     let token = CancellationToken::new();
-    let running = pipeline::start(c, Roles::ALL, token.clone(), None)
-        .await
-        .unwrap();
+    let running = pipeline::start(c, Role::Run, token.clone()).await.unwrap();
     (running, token)
 }
 
@@ -230,7 +228,7 @@ async fn postgres_rows_the_store_refuses_are_isolated_and_dead_lettered() {
     let url = pg.create_database().unwrap();
     let mut c = config(dir.path());
     c.store = Some(url.clone());
-    c.postgres.mode = "postgres".into();
+    c.postgres.mode = Some(streamforge_store::postgres::Mode::Postgres);
     refused_rows_are_isolated(&c, |_| install_pg_refusal(&url)).await;
 }
 
@@ -242,7 +240,7 @@ async fn timescaledb_rows_the_store_refuses_are_isolated_and_dead_lettered() {
     let url = pg.create_database().unwrap();
     let mut c = config(dir.path());
     c.store = Some(url.clone());
-    c.postgres.mode = "timescaledb".into();
+    c.postgres.mode = Some(streamforge_store::postgres::Mode::TimescaleDb);
     refused_rows_are_isolated(&c, |_| install_pg_refusal(&url)).await;
 }
 
@@ -263,7 +261,7 @@ async fn simulator(inject: Vec<String>) -> Simulator {
 
 fn finnhub_config(dir: &std::path::Path, sim: &Simulator) -> Config {
     let mut c = config(dir);
-    c.finnhub.token = Some("right-token".into());
+    c.finnhub.token = streamforge_providers::Secret::new("right-token");
     c.finnhub.url = sim.url();
     c.finnhub.symbols = vec!["AAPL".into(), "MSFT".into()];
     c.finnhub.backoff_min = Duration::from_millis(50);
@@ -534,7 +532,9 @@ async fn ingest_serves_at_most_max_symbols_and_dead_letters_the_rest() {
     let token = CancellationToken::new();
     let providers: Vec<Box<dyn streamforge_providers::Provider>> =
         vec![Box::new(ManySymbols { symbols: 30 })];
-    let running = pipeline::start_with(&c, Roles::ALL, token.clone(), None, Some(providers))
+    let running = pipeline::Pipeline::new(&c, Role::Run)
+        .with_providers(providers)
+        .start(token.clone())
         .await
         .unwrap();
     let mut dlq = dlq_consumer(&*running.bus()).await;

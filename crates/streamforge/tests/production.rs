@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use streamforge::config::Config;
-use streamforge::pipeline::{self, Roles, Running};
+use streamforge::pipeline::{self, Role, Running};
 use streamforge_model::{Interval, Symbol, Timestamp};
 use streamforge_store::{Order, TickQuery};
 use streamforge_testkit::engines::{Postgres, Redis};
@@ -45,16 +45,12 @@ async fn stop_and_check(running: Running, token: CancellationToken) {
     let store = running.store.clone().unwrap();
     token.cancel();
     running.wait().await.expect("clean shutdown");
-    let text = metrics.render();
-    let produced = metric(
-        &text,
-        "streamforge_provider_ticks_total{provider=\"synthetic\"}",
-    );
-    let written = metric(&text, "streamforge_store_rows_written_total");
-    assert!(produced > 0.0);
+    let stats = metrics.snapshot();
+    let (produced, written) = (stats.providers["synthetic"].ticks, stats.store.rows_written);
+    assert!(produced > 0);
     assert_eq!(produced, written, "every produced tick was stored once");
     let counted: u64 = store.symbols().await.unwrap().iter().map(|s| s.ticks).sum();
-    assert_eq!(counted as f64, written);
+    assert_eq!(counted, written);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +59,7 @@ async fn runs_on_postgres_and_redis_and_serves_quotes_from_redis() {
     let redis = Redis::start().unwrap();
     let db = pg.create_database().unwrap();
     let token = CancellationToken::new();
-    let running = pipeline::start(&config(&db, &redis.url()), Roles::ALL, token.clone(), None)
+    let running = pipeline::start(&config(&db, &redis.url()), Role::Run, token.clone())
         .await
         .unwrap();
     let base = format!("http://{}", running.http_addr);
@@ -98,14 +94,9 @@ async fn runs_on_postgres_and_redis_and_serves_quotes_from_redis() {
     // With the feed stopped, what serve answers from Redis and PostgreSQL
     // can be checked value by value: a serve role started on them.
     let token = CancellationToken::new();
-    let serve = pipeline::start(
-        &config(&db, &redis.url()),
-        Roles::SERVE,
-        token.clone(),
-        None,
-    )
-    .await
-    .unwrap();
+    let serve = pipeline::start(&config(&db, &redis.url()), Role::Serve, token.clone())
+        .await
+        .unwrap();
     let base = format!("http://{}", serve.http_addr);
     let stored = |symbol: &str| {
         let store = store.clone();
@@ -160,7 +151,7 @@ async fn postgres_stopped_under_load_pauses_persist_and_loses_nothing() {
     let mut pg = Postgres::start().unwrap();
     let db = pg.create_database().unwrap();
     let token = CancellationToken::new();
-    let running = pipeline::start(&config(&db, "memory://"), Roles::ALL, token.clone(), None)
+    let running = pipeline::start(&config(&db, "memory://"), Role::Run, token.clone())
         .await
         .unwrap();
     let base = format!("http://{}", running.http_addr);
@@ -224,7 +215,7 @@ async fn redis_restarted_under_load_the_api_answers_and_the_cache_catches_up() {
     let mut redis = Redis::start().unwrap();
     let db = pg.create_database().unwrap();
     let token = CancellationToken::new();
-    let running = pipeline::start(&config(&db, &redis.url()), Roles::ALL, token.clone(), None)
+    let running = pipeline::start(&config(&db, &redis.url()), Role::Run, token.clone())
         .await
         .unwrap();
     let base = format!("http://{}", running.http_addr);
@@ -277,7 +268,7 @@ async fn redis_down_at_start_up_the_api_answers_from_the_store_and_the_cache_cat
     redis.stop(); // down before the pipeline starts
     let db = pg.create_database().unwrap();
     let token = CancellationToken::new();
-    let running = pipeline::start(&config(&db, &url), Roles::ALL, token.clone(), None)
+    let running = pipeline::start(&config(&db, &url), Role::Run, token.clone())
         .await
         .expect("the pipeline starts without its cache");
     let base = format!("http://{}", running.http_addr);

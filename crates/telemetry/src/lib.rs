@@ -13,10 +13,12 @@ pub mod exposition;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod stats;
 pub mod traces;
 
 pub use exposition::Exposition;
 pub use health::{Health, HealthReport};
-pub use logging::{LogFormat, LoggingError, Tracing};
+pub use logging::{LogConfig, LogFormat, LoggingError, Tracing};
 pub use metrics::Metrics;
+pub use stats::PipelineStats;
 pub use traces::{OtelConfig, TraceSettings};

@@ -24,6 +24,35 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::traces::{tracer_provider, TraceConfigError, TraceSettings};
 
+/// Logging: the `[log]` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `info,streamforge_store=debug`
+    /// (`--log-level`, `STREAMFORGE_LOG`).
+    pub level: String,
+    /// `console` or `json` (`--log-format`, `STREAMFORGE_LOG_FORMAT`).
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Console,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the filter; the error names the setting.
+    pub fn validate(&self) -> Result<(), streamforge_model::settings::Invalid> {
+        parse_filter(&self.level)
+            .map(drop)
+            .map_err(|e| streamforge_model::settings::Invalid::new("level", e.to_string()))
+    }
+}
+
 /// How log lines are written to stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

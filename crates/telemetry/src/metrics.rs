@@ -491,6 +491,62 @@ impl Metrics {
         out
     }
 
+    /// The pipeline's figures now, read from the metrics (not their text).
+    pub fn snapshot(&self) -> crate::stats::PipelineStats {
+        use crate::stats::{by_label, histogram, label, series, Labels, ProviderStats, StoreStats};
+        let mut providers: std::collections::BTreeMap<String, ProviderStats> = Default::default();
+        type Add<'a> = &'a dyn Fn(&mut ProviderStats, &Labels, f64);
+        let mut add = |c: &dyn prometheus::core::Collector, f: Add| {
+            for (labels, v) in series(c) {
+                let p = providers
+                    .entry(label(&labels, "provider").to_string())
+                    .or_default();
+                f(p, &labels, v);
+            }
+        };
+        add(&self.provider_ticks, &|p, _, v| p.ticks += v as u64);
+        add(&self.provider_connections, &|p, _, v| {
+            p.connections += v as i64
+        });
+        add(&self.provider_reconnects, &|p, _, v| {
+            p.reconnects += v as u64
+        });
+        add(&self.provider_gaps, &|p, _, v| p.gaps += v as u64);
+        add(&self.provider_frames, &|p, l, v| {
+            *p.frames.entry(label(l, "kind").to_string()).or_default() += v as u64
+        });
+        add(&self.provider_errors, &|p, l, v| {
+            *p.errors.entry(label(l, "kind").to_string()).or_default() += v as u64
+        });
+        let mut consumer_lag = std::collections::BTreeMap::new();
+        for (labels, v) in series(&self.bus_consumer_lag) {
+            *consumer_lag
+                .entry(label(&labels, "topic").to_string())
+                .or_insert(0i64) += v as i64;
+        }
+        crate::stats::PipelineStats {
+            providers,
+            rejected: by_label(&self.rejected_ticks, &["stage", "reason"]),
+            published: by_label(&self.bus_published_messages, &["topic"]),
+            consumed: by_label(&self.bus_consumed_messages, &["topic"]),
+            dead_letters: by_label(&self.bus_dlq_messages, &["reason"]),
+            consumer_lag,
+            store: StoreStats {
+                batches: self.store_batches.get(),
+                rows_written: self.store_rows_written.get(),
+                rows_deduplicated: self.store_rows_deduplicated.get(),
+                write_errors: self.store_write_errors.get(),
+                gaps_written: self.store_gaps_written.get(),
+            },
+            cache_updates: self.cache_updates.get(),
+            cache_errors: self.cache_errors.get(),
+            ingest_to_stored: histogram(&self.ingest_to_stored),
+            stream_clients: self.stream_clients.get(),
+            http_connections: self.api_connections.get(),
+            persist_paused: self.persist_paused.get() != 0,
+        }
+    }
+
     // ---- named events ----
 
     /// A provider emitted a frame's worth of valid ticks.

@@ -29,8 +29,9 @@ pub struct OtelConfig {
     /// OTLP/HTTP base URL, e.g. `http://localhost:4318` (`/v1/traces` is
     /// appended). Empty: no export unless `OTEL_EXPORTER_OTLP_*ENDPOINT` is set.
     pub endpoint: String,
-    /// `http/protobuf` or `http/json` (`OTEL_EXPORTER_OTLP_PROTOCOL`).
-    pub protocol: String,
+    /// `http/protobuf` or `http/json` (`OTEL_EXPORTER_OTLP_PROTOCOL`; grpc
+    /// is not built in).
+    pub protocol: OtlpProtocol,
     /// Share of provider frames traced, 0.0–1.0 (`OTEL_TRACES_SAMPLER_ARG`).
     pub sample_ratio: f64,
     /// `service.name`; empty = `streamforge-<role>` (`OTEL_SERVICE_NAME`).
@@ -41,7 +42,7 @@ impl Default for OtelConfig {
     fn default() -> Self {
         OtelConfig {
             endpoint: String::new(),
-            protocol: "http/protobuf".into(),
+            protocol: OtlpProtocol::HttpProtobuf,
             sample_ratio: 0.01,
             service_name: String::new(),
         }
@@ -78,9 +79,11 @@ pub struct TraceSettings {
 }
 
 /// OTLP encodings over HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OtlpProtocol {
+    #[serde(rename = "http/protobuf")]
     HttpProtobuf,
+    #[serde(rename = "http/json")]
     HttpJson,
 }
 
@@ -135,7 +138,7 @@ impl TraceSettings {
         } else if let Some(p) = env("OTEL_EXPORTER_OTLP_PROTOCOL") {
             OtlpProtocol::parse("OTEL_EXPORTER_OTLP_PROTOCOL", &p)?
         } else {
-            OtlpProtocol::parse("otel.protocol", &config.protocol)?
+            config.protocol
         };
         let sample_ratio = match env("OTEL_TRACES_SAMPLER_ARG") {
             Some(s) => s.trim().parse::<f64>().map_err(|_| {

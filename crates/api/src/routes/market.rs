@@ -4,8 +4,9 @@ use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::json;
-use streamforge_model::{Candle, Gap, Symbol};
+use streamforge_model::{Candle, Gap, GapReason, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::{CandleQuery, GapQuery, SymbolInfo, TickQuery};
 
 use crate::params::{Params, PathSymbol, RawQuery};
@@ -86,7 +87,6 @@ pub async fn ticks(
     let (from, to) = params.range(&state.limits)?;
     let limit = params.limit(&state.limits)?;
     let order = params.order()?;
-    known(&state, &symbol).await?;
     let ticks = state
         .store
         .ticks(TickQuery {
@@ -97,15 +97,99 @@ pub async fn ticks(
             order,
         })
         .await?;
-    Ok(Json(json!({
-        "symbol": symbol,
-        "from": from,
-        "to": to,
-        "limit": limit,
-        "count": ticks.len(),
-        "ticks": ticks,
-    }))
+    if ticks.is_empty() {
+        // An empty page of a known symbol, or a symbol never seen.
+        known(&state, &symbol).await?;
+    }
+    Ok(Json(TickPage {
+        symbol: &symbol,
+        from,
+        to,
+        limit,
+        count: ticks.len(),
+        ticks: &ticks,
+    })
     .into_response())
+}
+
+/// The answer of `/api/v1/ticks/{symbol}`, serialized as it is.
+#[derive(Serialize)]
+struct TickPage<'a> {
+    symbol: &'a Symbol,
+    from: Timestamp,
+    to: Timestamp,
+    limit: usize,
+    count: usize,
+    ticks: &'a [Tick],
+}
+
+/// One candle of `/api/v1/candles/{symbol}`: complete unless a recorded
+/// gap overlaps it; `gap_ids` are the indexes in the page's `gaps` of the
+/// gaps that do (at most [`MAX_GAPS_PER_CANDLE`]).
+#[derive(Serialize)]
+struct CandleRow<'a> {
+    start: Timestamp,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+    vwap: Option<f64>,
+    trades: u64,
+    first_ts: Timestamp,
+    last_ts: Timestamp,
+    complete: bool,
+    #[serde(skip_serializing_if = "<[usize]>::is_empty")]
+    gap_ids: &'a [usize],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    gaps_truncated: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    filled: bool,
+}
+
+/// A gap as listed in a page (with its `id` in candle pages, its symbol in
+/// gap pages).
+#[derive(Serialize)]
+struct GapRow<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<usize>,
+    provider: &'a str,
+    connection: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    symbol: Option<&'a Symbol>,
+    from: Timestamp,
+    to: Timestamp,
+    seconds: f64,
+    reason: GapReason,
+}
+
+impl<'a> GapRow<'a> {
+    fn of(g: &'a Gap) -> Self {
+        GapRow {
+            id: None,
+            provider: &g.provider,
+            connection: g.connection,
+            symbol: None,
+            from: g.from,
+            to: g.to,
+            seconds: g.seconds(),
+            reason: g.reason,
+        }
+    }
+}
+
+/// The answer of `/api/v1/candles/{symbol}`.
+#[derive(Serialize)]
+struct CandlePage<'a> {
+    symbol: &'a Symbol,
+    interval: Interval,
+    from: Timestamp,
+    to: Timestamp,
+    limit: usize,
+    fill: &'static str,
+    count: usize,
+    candles: Vec<CandleRow<'a>>,
+    gaps: Vec<GapRow<'a>>,
 }
 
 /// How intervals with no trades are answered.
@@ -135,45 +219,26 @@ const MAX_GAPS: usize = 10_000;
 /// Most gap ids one candle lists; `"gaps_truncated": true` says more overlap it.
 const MAX_GAPS_PER_CANDLE: usize = 100;
 
-fn gap_json(g: &Gap) -> serde_json::Value {
-    json!({
-        "provider": g.provider,
-        "connection": g.connection,
-        "from": g.from,
-        "to": g.to,
-        "seconds": g.seconds(),
-        "reason": g.reason,
-    })
-}
-
-/// One candle as answered: complete unless a recorded gap overlaps it;
-/// `overlapping` are the ids (indexes in the page's `gaps`) of the gaps
-/// that do.
-fn candle_json(c: &Candle, filled: bool, overlapping: &[usize]) -> serde_json::Value {
-    let mut row = json!({
-        "start": c.start,
-        "open": c.open,
-        "high": c.high,
-        "low": c.low,
-        "close": c.close,
-        "volume": c.volume,
-        "vwap": c.vwap,
-        "trades": c.trades,
-        "first_ts": c.first_ts,
-        "last_ts": c.last_ts,
-        "complete": overlapping.is_empty(),
-    });
-    if !overlapping.is_empty() {
-        let shown = &overlapping[..overlapping.len().min(MAX_GAPS_PER_CANDLE)];
-        row["gap_ids"] = shown.into();
-        if shown.len() < overlapping.len() {
-            row["gaps_truncated"] = true.into();
-        }
+/// One candle as answered, `overlapping` being the ids of the gaps that
+/// overlap it.
+fn candle_row<'a>(c: &Candle, filled: bool, overlapping: &'a [usize]) -> CandleRow<'a> {
+    let shown = &overlapping[..overlapping.len().min(MAX_GAPS_PER_CANDLE)];
+    CandleRow {
+        start: c.start,
+        open: c.open,
+        high: c.high,
+        low: c.low,
+        close: c.close,
+        volume: c.volume,
+        vwap: c.vwap,
+        trades: c.trades,
+        first_ts: c.first_ts,
+        last_ts: c.last_ts,
+        complete: overlapping.is_empty(),
+        gap_ids: shown,
+        gaps_truncated: shown.len() < overlapping.len(),
+        filled,
     }
-    if filled {
-        row["filled"] = true.into();
-    }
-    row
 }
 
 /// For each candle (ascending by start), the ids of the gaps overlapping
@@ -257,7 +322,6 @@ pub async fn candles(
     let (from, to) = params.range(&state.limits)?;
     let limit = params.limit(&state.limits)?;
     let fill = fill_param(&params)?;
-    known(&state, &symbol).await?;
     let candles = state
         .store
         .candles(CandleQuery {
@@ -268,6 +332,10 @@ pub async fn candles(
             limit,
         })
         .await?;
+    if candles.is_empty() {
+        // No trade in the range of a known symbol, or a symbol never seen.
+        known(&state, &symbol).await?;
+    }
     let gaps = state
         .store
         .gaps(GapQuery {
@@ -282,30 +350,32 @@ pub async fn candles(
         Fill::Previous => fill_previous(candles, limit),
     };
     let ids = overlaps(&candles, &gaps);
-    let rows: Vec<_> = candles
+    let rows: Vec<CandleRow> = candles
         .iter()
         .zip(&ids)
-        .map(|((c, filled), ids)| candle_json(c, *filled, ids))
+        .map(|((c, filled), ids)| candle_row(c, *filled, ids))
         .collect();
-    Ok(Json(json!({
-        "symbol": symbol,
-        "interval": interval,
-        "from": from,
-        "to": to,
-        "limit": limit,
-        "fill": match fill { Fill::None => "none", Fill::Previous => "previous" },
-        "count": rows.len(),
-        "candles": rows,
-        "gaps": gaps
+    Ok(Json(CandlePage {
+        symbol: &symbol,
+        interval,
+        from,
+        to,
+        limit,
+        fill: match fill {
+            Fill::None => "none",
+            Fill::Previous => "previous",
+        },
+        count: rows.len(),
+        candles: rows,
+        gaps: gaps
             .iter()
             .enumerate()
-            .map(|(id, g)| {
-                let mut row = gap_json(g);
-                row["id"] = id.into();
-                row
+            .map(|(id, g)| GapRow {
+                id: Some(id),
+                ..GapRow::of(g)
             })
-            .collect::<Vec<_>>(),
-    }))
+            .collect(),
+    })
     .into_response())
 }
 
@@ -331,18 +401,11 @@ pub async fn gaps(
             limit,
         })
         .await?;
-    let rows: Vec<_> = gaps
+    let rows: Vec<GapRow> = gaps
         .iter()
-        .map(|g| {
-            json!({
-                "provider": g.provider,
-                "connection": g.connection,
-                "symbol": g.symbol,
-                "from": g.from,
-                "to": g.to,
-                "seconds": g.seconds(),
-                "reason": g.reason,
-            })
+        .map(|g| GapRow {
+            symbol: Some(&g.symbol),
+            ..GapRow::of(g)
         })
         .collect();
     Ok(Json(json!({
@@ -418,12 +481,17 @@ mod tests {
         let candles: Vec<_> = (0..1_000).map(candle).collect();
         let gaps: Vec<_> = (0..1_000).map(|_| gap(0.0, 1_000.0)).collect();
         let ids = overlaps(&candles, &gaps);
-        let row = candle_json(&candles[0].0, false, &ids[0]);
+        let row = serde_json::to_value(candle_row(&candles[0].0, false, &ids[0])).unwrap();
         assert_eq!(
             row["gap_ids"].as_array().unwrap().len(),
             MAX_GAPS_PER_CANDLE
         );
         assert_eq!(row["gaps_truncated"], true);
         assert_eq!(row["complete"], false);
+        assert!(row.get("filled").is_none(), "{row}");
+        let alone = serde_json::to_value(candle_row(&candles[0].0, true, &[])).unwrap();
+        assert_eq!(alone["complete"], true);
+        assert_eq!(alone["filled"], true);
+        assert!(alone.get("gap_ids").is_none() && alone.get("gaps_truncated").is_none());
     }
 }

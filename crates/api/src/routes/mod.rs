@@ -27,6 +27,7 @@ pub const PATHS: &[&str] = &[
     "/readyz",
     "/metrics",
     "/api/openapi.json",
+    "/api/v1/pipeline",
     "/api/v1/symbols",
     "/api/v1/quotes/{symbol}/latest",
     "/api/v1/ticks/{symbol}",
@@ -46,6 +47,7 @@ pub fn ops_router(
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::ops_readyz))
         .route("/metrics", get(ops::ops_metrics))
+        .route("/api/v1/pipeline", get(ops::ops_pipeline))
         .fallback(ops::not_found)
         .with_state(state)
 }
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/api/openapi.json", get(ops::openapi))
+        .route("/api/v1/pipeline", get(ops::pipeline))
         .route("/api/v1/symbols", get(market::symbols))
         .route("/api/v1/quotes/{symbol}/latest", get(market::latest_quote))
         .route("/api/v1/ticks/{symbol}", get(market::ticks))

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use streamforge_telemetry::Exposition;
+use streamforge_telemetry::{Exposition, PipelineStats};
 
 use crate::routes::PATHS;
 use crate::{ApiError, AppState};
@@ -80,6 +80,17 @@ pub async fn ops_readyz(State(state): State<OpsState>) -> Response {
 /// `GET /metrics` of a role without a store.
 pub async fn ops_metrics(State(state): State<OpsState>, headers: HeaderMap) -> Response {
     exposition(&state.metrics, &headers)
+}
+
+/// `GET /api/v1/pipeline` of a role without a store.
+pub async fn ops_pipeline(State(state): State<OpsState>) -> Json<PipelineStats> {
+    Json(state.metrics.snapshot())
+}
+
+/// `GET /api/v1/pipeline`: the pipeline's figures as typed JSON (what the
+/// dashboard's pipeline panel shows), read from the same metrics as `/metrics`.
+pub async fn pipeline(State(state): State<AppState>) -> Json<PipelineStats> {
+    Json(state.metrics.snapshot())
 }
 
 /// `GET /metrics`: Prometheus text format, or OpenMetrics when the scraper

@@ -33,38 +33,48 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
+use streamforge_model::settings::{duration_text, Invalid};
 use streamforge_telemetry::{Health, Metrics};
 
+use crate::message::headers;
 use crate::{
     Bus, BusError, Committer, Consumer, ConsumerOptions, Delivery, Headers, Message, Offset,
     Polled, StartFrom,
 };
 
-/// Settings of the Kafka bus.
-#[derive(Clone, Debug, PartialEq)]
+/// Settings of the Kafka bus: the `[kafka]` section.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct KafkaOptions {
     /// Partitions of topics created by StreamForge.
     pub partitions: i32,
     /// Replication factor of topics created by StreamForge.
     pub replication: i32,
     /// Producer linger (`linger.ms`).
+    #[serde(with = "duration_text")]
     pub linger: Duration,
     /// Longest wait for a message's acknowledgement (`message.timeout.ms`).
+    #[serde(with = "duration_text")]
     pub delivery_timeout: Duration,
     /// A consumer that misses heartbeats this long leaves its group
     /// (`session.timeout.ms`): how fast a crashed member's partitions move.
+    #[serde(with = "duration_text")]
     pub session_timeout: Duration,
     /// A consumer that neither receives nor idles this long leaves its group
     /// (`max.poll.interval.ms`).
+    #[serde(with = "duration_text")]
     pub max_poll_interval: Duration,
     /// How often durable consumers report their lag (one watermark query per
     /// assigned partition to the broker).
+    #[serde(with = "duration_text")]
     pub lag_report_every: Duration,
     /// librdkafka settings for every client (producer, consumers, admin),
     /// e.g. `security.protocol`, `sasl.mechanism`, `sasl.username`,
     /// `sasl.password`, `ssl.ca.location`. Applied after StreamForge's own
     /// defaults, so they can tune those too, but not the
-    /// [`RESERVED_PROPERTIES`].
+    /// [`RESERVED_PROPERTIES`]. Also from the environment:
+    /// `STREAMFORGE_KAFKA__PROPERTIES__SASL_PASSWORD=...` sets
+    /// `sasl.password`. Secret values are shown as `***`.
     pub properties: KafkaProperties,
 }
 
@@ -170,6 +180,37 @@ pub fn redact_properties(text: &str, properties: &KafkaProperties) -> String {
 }
 
 impl KafkaOptions {
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.partitions < 1 {
+            return Err(Invalid::new("partitions", "must be at least 1"));
+        }
+        if self.replication < 1 {
+            return Err(Invalid::new("replication", "must be at least 1"));
+        }
+        if let Err(e) = self.check_properties() {
+            let reason = e.to_string();
+            let reason = reason.trim_start_matches("bus configuration: kafka.properties: ");
+            return Err(Invalid::new("properties", reason));
+        }
+        if self.lag_report_every < Duration::from_secs(1) {
+            return Err(Invalid::new("lag_report_every", "must be at least 1s"));
+        }
+        if self.session_timeout < Duration::from_secs(1) {
+            return Err(Invalid::new("session_timeout", "must be at least 1s"));
+        }
+        if self.max_poll_interval < self.session_timeout {
+            return Err(Invalid::new(
+                "max_poll_interval",
+                "must be at least kafka.session_timeout",
+            ));
+        }
+        if self.delivery_timeout.is_zero() {
+            return Err(Invalid::new("delivery_timeout", "must be longer than 0"));
+        }
+        Ok(())
+    }
+
     /// Checks [`KafkaOptions::properties`]: names are librdkafka's
     /// (lower-case, dotted) and none is reserved. The error names the key.
     pub fn check_properties(&self) -> Result<(), BusError> {
@@ -782,7 +823,12 @@ impl KafkaConsumer {
 
 /// Header names every StreamForge message carries, so receiving one does
 /// not allocate its names again.
-const KNOWN_HEADERS: &[&str] = &["content-type", "schema-version", "src_id", "traceparent"];
+const KNOWN_HEADERS: &[&str] = &[
+    headers::CONTENT_TYPE,
+    headers::SCHEMA_VERSION,
+    headers::SRC_ID,
+    headers::TRACEPARENT,
+];
 
 fn header_name(name: &str) -> std::borrow::Cow<'static, str> {
     match KNOWN_HEADERS.iter().find(|k| **k == name) {

@@ -27,6 +27,21 @@ use crate::{
     StartFrom,
 };
 
+/// Settings of a `memory://` bus: the `[memory_bus]` section.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryBusConfig {
+    /// Unacknowledged messages a topic holds before publishers (ingest)
+    /// wait; larger than `persist.batch_size`.
+    pub capacity: usize,
+}
+
+impl Default for MemoryBusConfig {
+    fn default() -> Self {
+        MemoryBusConfig { capacity: 100_000 }
+    }
+}
+
 /// The in-process bus. Cloning shares it.
 #[derive(Clone)]
 pub struct MemoryBus {

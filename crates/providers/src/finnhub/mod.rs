@@ -24,6 +24,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
+use streamforge_model::settings::{duration_text, longer_than_zero, Invalid};
 use streamforge_model::{Gap, GapReason, Symbol, TickRules, Timestamp};
 use streamforge_telemetry::{Health, Metrics};
 use tokio::sync::mpsc;
@@ -47,25 +49,38 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// (without its content), and the connection is made again.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
-/// Settings of the Finnhub provider.
-#[derive(Clone, Debug)]
+/// Settings of the Finnhub provider: the `[finnhub]` section. Finnhub runs
+/// instead of the synthetic market when a token is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FinnhubConfig {
+    /// API token (`--finnhub-token`, `FINNHUB_TOKEN`); `config print` shows `***`.
+    #[serde(skip_serializing_if = "Secret::is_empty")]
     pub token: Secret,
+    /// Symbols in Finnhub's notation (AAPL, BINANCE:BTCUSDT, OANDA:EUR_USD);
+    /// empty = the synthetic market's `symbols` (`--symbols`).
     pub symbols: Vec<String>,
-    /// WebSocket endpoint, `ws://` or `wss://` (tests use the simulator).
+    /// WebSocket endpoint, `ws://` or `wss://` (`--finnhub-url`; the
+    /// simulator: `ws://127.0.0.1:9001`).
     pub url: String,
-    /// Finnhub's free tier allows 50 symbols per connection.
+    /// Symbols per connection (Finnhub's free tier: 50).
     pub max_symbols_per_connection: usize,
-    /// Reconnect when nothing arrived for this long (Finnhub pings about
-    /// once a minute, also while markets are closed).
+    /// Reconnect when nothing (trade or ping) arrived for this long
+    /// (Finnhub pings about once a minute, also while markets are closed).
+    #[serde(with = "duration_text")]
     pub silence: Duration,
-    /// First pause after a failure; doubles up to `backoff_max`, with jitter.
+    /// First pause after a failure; doubles (±25% jitter) up to `backoff_max`.
+    #[serde(with = "duration_text")]
     pub backoff_min: Duration,
+    /// Longest pause between reconnects.
+    #[serde(with = "duration_text")]
     pub backoff_max: Duration,
     /// Pause after the token was rejected (HTTP 401): long, not hammered.
+    #[serde(with = "duration_text")]
     pub unauthorized_retry: Duration,
     /// A symbol without trades this long shows as silent in `/readyz`
     /// (advisory: markets close).
+    #[serde(with = "duration_text")]
     pub symbol_silence: Duration,
 }
 
@@ -82,6 +97,48 @@ impl Default for FinnhubConfig {
             unauthorized_retry: Duration::from_secs(300),
             symbol_silence: Duration::from_secs(300),
         }
+    }
+}
+
+impl FinnhubConfig {
+    /// Whether Finnhub runs: a token is set.
+    pub fn enabled(&self) -> bool {
+        !self.token.is_empty()
+    }
+
+    /// These settings, on `fallback` symbols when they name none (the
+    /// synthetic market's `symbols`, i.e. `--symbols`).
+    pub fn or_symbols(mut self, fallback: &[String]) -> Self {
+        if self.symbols.is_empty() {
+            self.symbols = fallback.to_vec();
+        }
+        self
+    }
+
+    /// Checks every setting but the token and symbols (which only matter
+    /// when the provider runs); the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
+            return Err(Invalid::new(
+                "url",
+                format!("expected ws:// or wss://, got {:?}", self.url),
+            ));
+        }
+        if self.max_symbols_per_connection == 0 {
+            return Err(Invalid::new(
+                "max_symbols_per_connection",
+                "must be at least 1",
+            ));
+        }
+        longer_than_zero(&[
+            ("silence", self.silence),
+            ("backoff_min", self.backoff_min),
+            ("backoff_max", self.backoff_max),
+        ])?;
+        if self.backoff_max < self.backoff_min {
+            return Err(Invalid::new("backoff_max", "must be at least backoff_min"));
+        }
+        Ok(())
     }
 }
 
@@ -118,29 +175,14 @@ impl FinnhubProvider {
         metrics: Metrics,
         health: Health,
     ) -> Result<Self, ProviderError> {
-        if config.token.is_empty() {
+        config.validate().map_err(|e| config_error(e.to_string()))?;
+        if !config.enabled() {
             return Err(config_error(
                 "token: not set (FINNHUB_TOKEN or [finnhub] token)",
             ));
         }
-        if !(config.url.starts_with("ws://") || config.url.starts_with("wss://")) {
-            return Err(config_error(format!(
-                "url: expected ws:// or wss://, got {:?}",
-                config.url
-            )));
-        }
         if config.symbols.is_empty() {
             return Err(config_error("symbols: at least one is needed"));
-        }
-        if config.max_symbols_per_connection == 0 {
-            return Err(config_error(
-                "max_symbols_per_connection: must be at least 1",
-            ));
-        }
-        if config.silence.is_zero() || config.backoff_min.is_zero() {
-            return Err(config_error(
-                "silence and backoff_min must be longer than 0",
-            ));
         }
         let mut symbols: Vec<Symbol> = Vec::new();
         for s in &config.symbols {

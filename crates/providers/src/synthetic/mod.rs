@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use streamforge_model::settings::{duration_text, Invalid};
 use streamforge_model::{OccurrenceCounter, Symbol, Tick, TickRules, Timestamp};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,16 +33,20 @@ pub const MAX_RATE: f64 = 10_000_000.0;
 /// Longest stretch of simulated time drawn at once after a stall.
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
 
-/// Settings of the synthetic market.
-#[derive(Debug, Clone, PartialEq)]
+/// Settings of the synthetic market: the `[synthetic]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SyntheticConfig {
-    /// Symbols to simulate.
+    /// Symbols to simulate (`--symbols`).
     pub symbols: Vec<String>,
-    /// Total trades per second across all symbols; 0 means as fast as possible.
+    /// Total trades per second across all symbols (at most 1e7); 0 (or
+    /// `--rate max`) = as fast as the pipeline takes them.
     pub rate: f64,
     /// Seed for a reproducible market (prices, sizes, arrivals).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// How often a frame of trades is emitted.
+    #[serde(with = "duration_text")]
     pub slice: Duration,
 }
 
@@ -55,6 +61,31 @@ impl Default for SyntheticConfig {
     }
 }
 
+impl SyntheticConfig {
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.symbols.is_empty() {
+            return Err(Invalid::new("symbols", "at least one symbol is needed"));
+        }
+        for s in &self.symbols {
+            Symbol::parse(s).map_err(|e| Invalid::new("symbols", e.to_string()))?;
+        }
+        if !(self.rate.is_finite() && self.rate >= 0.0 && self.rate <= MAX_RATE) {
+            return Err(Invalid::new(
+                "rate",
+                format!(
+                    "must be a number from 0 to {MAX_RATE} (0 = as fast as possible), got {}",
+                    self.rate
+                ),
+            ));
+        }
+        if self.slice.is_zero() {
+            return Err(Invalid::new("slice", "must be longer than 0"));
+        }
+        Ok(())
+    }
+}
+
 /// The synthetic provider.
 #[derive(Debug)]
 pub struct SyntheticProvider {
@@ -65,27 +96,16 @@ pub struct SyntheticProvider {
 
 impl SyntheticProvider {
     pub fn new(config: SyntheticConfig, rules: TickRules) -> Result<Self, ProviderError> {
-        let bad = |reason: String| ProviderError::Config {
+        let bad = |e: Invalid| ProviderError::Config {
             provider: ID,
-            reason,
+            reason: e.to_string(),
         };
-        if config.symbols.is_empty() {
-            return Err(bad("symbols: at least one symbol is needed".into()));
-        }
+        config.validate().map_err(bad)?;
         let symbols = config
             .symbols
             .iter()
-            .map(|s| Symbol::parse(s).map_err(|e| bad(e.to_string())))
+            .map(|s| Symbol::parse(s).map_err(|e| bad(Invalid::new("symbols", e.to_string()))))
             .collect::<Result<Vec<_>, _>>()?;
-        if !(config.rate.is_finite() && config.rate >= 0.0 && config.rate <= MAX_RATE) {
-            return Err(bad(format!(
-                "rate: must be a number from 0 to {MAX_RATE}, got {}",
-                config.rate
-            )));
-        }
-        if config.slice.is_zero() {
-            return Err(bad("slice: must be longer than 0".into()));
-        }
         Ok(SyntheticProvider {
             market: Market::new(&symbols, config.seed, Arc::from(ID)),
             config,

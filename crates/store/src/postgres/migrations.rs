@@ -16,37 +16,12 @@ use std::fmt;
 use deadpool_postgres::Client;
 use streamforge_model::Interval;
 
+use super::PostgresConfig;
 use crate::StoreError;
 
-/// Settings that shape the schema.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PgSchemaOptions {
-    /// Chunk (TimescaleDB) or partition (plain) width, in days.
-    pub chunk_days: u32,
-    /// TimescaleDB: compress chunks older than this many days.
-    pub compress_after_days: u32,
-    /// Drop ticks older than this many days (0 keeps everything).
-    pub retention_days: u32,
-    /// Plain mode: daily partitions kept ready ahead of today.
-    pub partitions_ahead: u32,
-    /// The mode of a new schema; `None` picks TimescaleDB when available.
-    pub mode: Option<Mode>,
-}
-
-impl Default for PgSchemaOptions {
-    fn default() -> Self {
-        PgSchemaOptions {
-            chunk_days: 1,
-            compress_after_days: 7,
-            retention_days: 30,
-            partitions_ahead: 2,
-            mode: None,
-        }
-    }
-}
-
 /// Which engine features the schema uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     TimescaleDb,
     Postgres,
@@ -103,108 +78,122 @@ impl fmt::Display for SchemaStatus {
     }
 }
 
-/// One step; `up` and `down` are SQL for the mode.
+/// One step: its SQL per mode, frozen in `migrations/<mode>/NNNN_<name>.{up,down}.sql`
+/// once shipped (never edited after; [`SHIPPED`] holds their checksums and
+/// a test compares). New schema changes are new files.
 struct Migration {
     name: &'static str,
-    up: fn(Mode, &PgSchemaOptions) -> String,
-    down: fn(Mode) -> String,
+    postgres: [&'static str; 2],
+    timescaledb: [&'static str; 2],
+}
+
+/// A migration's `up` and `down` files in both modes.
+macro_rules! migration {
+    ($name:literal, $file:literal) => {
+        Migration {
+            name: $name,
+            postgres: [
+                include_str!(concat!("migrations/postgres/", $file, ".up.sql")),
+                include_str!(concat!("migrations/postgres/", $file, ".down.sql")),
+            ],
+            timescaledb: [
+                include_str!(concat!("migrations/timescaledb/", $file, ".up.sql")),
+                include_str!(concat!("migrations/timescaledb/", $file, ".down.sql")),
+            ],
+        }
+    };
 }
 
 const MIGRATIONS: &[Migration] = &[
-    Migration {
-        name: "ticks and symbols",
-        up: ticks_up,
-        down: |_| "DROP TABLE IF EXISTS ticks CASCADE; DROP TABLE IF EXISTS symbols;".into(),
-    },
-    Migration {
-        name: "candle aggregates",
-        up: candles_up,
-        down: |mode| match mode {
-            Mode::TimescaleDb => "DROP MATERIALIZED VIEW IF EXISTS candles_1h CASCADE; \
-                                  DROP MATERIALIZED VIEW IF EXISTS candles_1m CASCADE;"
-                .into(),
-            Mode::Postgres => String::new(),
-        },
-    },
-    Migration {
-        name: "feed gaps",
-        up: |_, _| {
-            "CREATE TABLE gaps (
-                 provider   TEXT        NOT NULL,
-                 symbol     TEXT COLLATE \"C\" NOT NULL,
-                 from_ts    TIMESTAMPTZ NOT NULL,
-                 to_ts      TIMESTAMPTZ NOT NULL,
-                 connection INTEGER     NOT NULL,
-                 reason     TEXT        NOT NULL,
-                 PRIMARY KEY (symbol, from_ts, provider));
-             CREATE INDEX gaps_by_time ON gaps (from_ts);"
-                .into()
-        },
-        down: |_| "DROP TABLE IF EXISTS gaps;".into(),
-    },
-    Migration {
-        name: "candle rollups",
-        up: |mode, _| match mode {
-            Mode::Postgres => rollups_up(),
-            Mode::TimescaleDb => continuous_rollups_up(),
-        },
-        down: |mode| {
-            let kind = match mode {
-                Mode::Postgres => "TABLE",
-                Mode::TimescaleDb => "MATERIALIZED VIEW",
-            };
-            let mut sql: String = Interval::ROLLUPS
-                .iter()
-                .rev()
-                .map(|iv| format!("DROP {kind} IF EXISTS candles_{iv} CASCADE;"))
-                .collect();
-            if mode == Mode::TimescaleDb {
-                sql.push_str(&candles_up(mode, &PgSchemaOptions::default()));
-            }
-            sql
-        },
-    },
+    migration!("ticks and symbols", "0001_ticks_and_symbols"),
+    migration!("candle aggregates", "0002_candle_aggregates"),
+    migration!("feed gaps", "0003_feed_gaps"),
+    migration!("candle rollups", "0004_candle_rollups"),
 ];
 
-/// The SQL width of a stored rollup.
-pub(crate) fn sql_interval(iv: Interval) -> &'static str {
-    match iv {
-        Interval::S1 => "1 second",
-        Interval::M1 => "1 minute",
-        Interval::M5 => "5 minutes",
-        Interval::M15 => "15 minutes",
-        Interval::H1 => "1 hour",
-        Interval::D1 => "1 day",
-    }
-}
+/// xxh3-64 of every shipped migration file, recorded when it shipped.
+/// Editing a shipped file fails the test that compares these; a new
+/// migration adds its files here.
+#[cfg(test)]
+const SHIPPED: &[(&str, u64)] = &[
+    // Shipped up to 2026-12-02 (migrations 1-4).
+    ("postgres/0001_ticks_and_symbols.up.sql", 0x9b5e8ce7f1300d7b),
+    (
+        "postgres/0001_ticks_and_symbols.down.sql",
+        0xd838ddb767d819d0,
+    ),
+    (
+        "timescaledb/0001_ticks_and_symbols.up.sql",
+        0x050083c116370f37,
+    ),
+    (
+        "timescaledb/0001_ticks_and_symbols.down.sql",
+        0xd838ddb767d819d0,
+    ),
+    ("postgres/0002_candle_aggregates.up.sql", 0x2d06800538d394c2),
+    (
+        "postgres/0002_candle_aggregates.down.sql",
+        0x2d06800538d394c2,
+    ),
+    (
+        "timescaledb/0002_candle_aggregates.up.sql",
+        0x184e2287eac2acfd,
+    ),
+    (
+        "timescaledb/0002_candle_aggregates.down.sql",
+        0x4429c64b4a64b988,
+    ),
+    ("postgres/0003_feed_gaps.up.sql", 0x24cc93c7d3eab8b6),
+    ("postgres/0003_feed_gaps.down.sql", 0xa68fe468baaaaa71),
+    ("timescaledb/0003_feed_gaps.up.sql", 0x24cc93c7d3eab8b6),
+    ("timescaledb/0003_feed_gaps.down.sql", 0xa68fe468baaaaa71),
+    ("postgres/0004_candle_rollups.up.sql", 0x266baf3567ef0a17),
+    ("postgres/0004_candle_rollups.down.sql", 0xe93812bddcb93e94),
+    ("timescaledb/0004_candle_rollups.up.sql", 0xf753c51651bc5f62),
+    (
+        "timescaledb/0004_candle_rollups.down.sql",
+        0xb8eb6dc553f0f4b5,
+    ),
+];
 
-/// `INSERT` of the rollup rows of `interval` aggregated from `source` (rows
-/// with `symbol, ts, tick_id, price, size`), merged into existing rows: the
-/// open/close of the earlier/later trade by `(ts, tick_id)`, extremes,
-/// sums. Rows are written in key order so concurrent writers cannot deadlock.
-pub(crate) fn rollup_upsert(interval: Interval, source: &str) -> String {
-    format!(
-        "INSERT INTO candles_{iv} AS c
-              (symbol, bucket, open, open_ts, open_id, high, low, close, close_ts, close_id,
-               volume, notional, trades)
-         SELECT symbol, date_bin(INTERVAL '{width}', ts, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS b,
-                (array_agg(price ORDER BY ts, tick_id))[1], min(ts),
-                (array_agg(tick_id ORDER BY ts, tick_id))[1],
-                max(price), min(price),
-                (array_agg(price ORDER BY ts DESC, tick_id DESC))[1], max(ts),
-                (array_agg(tick_id ORDER BY ts DESC, tick_id DESC))[1],
-                sum(size), sum(price * size), count(*)
-           FROM {source} GROUP BY symbol, b ORDER BY symbol, b
-         {merge}",
-        iv = interval.as_str(),
-        width = sql_interval(interval),
-        merge = ROLLUP_MERGE,
-    )
+impl Migration {
+    fn files(&self, mode: Mode) -> &[&'static str; 2] {
+        match mode {
+            Mode::Postgres => &self.postgres,
+            Mode::TimescaleDb => &self.timescaledb,
+        }
+    }
+
+    /// The `up` SQL with the schema settings in place of its parameters
+    /// (`{chunk_days}`, `{compress_after_days}`, `{retention_policy}`).
+    fn up(&self, mode: Mode, o: &PostgresConfig) -> String {
+        let retention = if o.retention_days > 0 {
+            format!(
+                "SELECT add_retention_policy('ticks', INTERVAL '{} days');",
+                o.retention_days
+            )
+        } else {
+            String::new()
+        };
+        self.files(mode)[0]
+            .replace("{chunk_days}", &o.chunk_days.max(1).to_string())
+            .replace(
+                "{compress_after_days}",
+                &o.compress_after_days.max(1).to_string(),
+            )
+            .replace("{retention_policy}", &retention)
+    }
+
+    fn down(&self, mode: Mode) -> &'static str {
+        self.files(mode)[1]
+    }
 }
 
 /// `INSERT` of rollup rows of `interval` already aggregated by the writer,
 /// one array parameter per column (`$1` symbols ... `$13` trade counts, in
-/// key order), merged into existing rows like [`rollup_upsert`].
+/// key order), merged into existing rows: the earlier open and later close by
+/// `(ts, tick_id)`, extremes, sums (`CandlePart::merge` in the model, and
+/// the frozen copy of this rule in migration 4 that filled the tables).
 pub(crate) fn rollup_merge_parts(interval: Interval) -> String {
     format!(
         "INSERT INTO candles_{iv} AS c
@@ -237,25 +226,6 @@ const ROLLUP_MERGE: &str = "ON CONFLICT (symbol, bucket) DO UPDATE SET
              volume = c.volume + EXCLUDED.volume, notional = c.notional + EXCLUDED.notional,
              trades = c.trades + EXCLUDED.trades";
 
-/// How a continuous aggregate is refreshed: materialized from `start` to
-/// `end` before now, every `every`. Newer buckets come from real-time
-/// aggregation; see [`REFRESH_LAG`].
-struct Refresh {
-    start: &'static str,
-    end: &'static str,
-    every: &'static str,
-}
-
-fn refresh_of(iv: Interval) -> Refresh {
-    let (start, end, every) = match iv {
-        Interval::S1 => ("1 hour", "10 seconds", "30 seconds"),
-        Interval::H1 => ("3 days", "1 hour", "30 minutes"),
-        Interval::D1 => ("30 days", "1 day", "1 hour"),
-        _ => ("6 hours", "1 minute", "1 minute"),
-    };
-    Refresh { start, end, every }
-}
-
 /// TimescaleDB: how far behind now a continuous aggregate's materialized
 /// part can end (its refresh policy's end offset, in microseconds). A
 /// tick newer than that is always in the real-time part; an older one may
@@ -267,158 +237,6 @@ pub(crate) fn refresh_lag(iv: Interval) -> i64 {
         Interval::H1 => 3_600 * s,
         Interval::D1 => 86_400 * s,
         _ => 60 * s,
-    }
-}
-
-/// TimescaleDB: the rollups as continuous aggregates with real-time
-/// aggregation: `1s` and `1m` over the ticks, `1h` over `1m`, `1d` over
-/// `1h` (hierarchical), with the same columns as the plain-mode tables.
-/// Replaces the 1m/1h aggregates of migration 2.
-fn continuous_rollups_up() -> String {
-    let mut sql = String::from(
-        "DROP MATERIALIZED VIEW IF EXISTS candles_1h CASCADE;
-         DROP MATERIALIZED VIEW IF EXISTS candles_1m CASCADE;",
-    );
-    for iv in Interval::ROLLUPS {
-        let width = sql_interval(iv);
-        let select = match iv {
-            Interval::S1 | Interval::M1 => format!(
-                "SELECT symbol, time_bucket(INTERVAL '{width}', ts) AS bucket,
-                        (array_agg(price ORDER BY ts, tick_id))[1] AS open, min(ts) AS open_ts,
-                        (array_agg(tick_id ORDER BY ts, tick_id))[1] AS open_id,
-                        max(price) AS high, min(price) AS low,
-                        (array_agg(price ORDER BY ts DESC, tick_id DESC))[1] AS close,
-                        max(ts) AS close_ts,
-                        (array_agg(tick_id ORDER BY ts DESC, tick_id DESC))[1] AS close_id,
-                        sum(size) AS volume, sum(price * size) AS notional, count(*) AS trades
-                   FROM ticks GROUP BY symbol, time_bucket(INTERVAL '{width}', ts)"
-            ),
-            _ => {
-                let finer = if iv == Interval::H1 { "1m" } else { "1h" };
-                format!(
-                    "SELECT symbol, time_bucket(INTERVAL '{width}', bucket) AS bucket,
-                            (array_agg(open ORDER BY open_ts, open_id))[1] AS open,
-                            min(open_ts) AS open_ts,
-                            (array_agg(open_id ORDER BY open_ts, open_id))[1] AS open_id,
-                            max(high) AS high, min(low) AS low,
-                            (array_agg(close ORDER BY close_ts DESC, close_id DESC))[1] AS close,
-                            max(close_ts) AS close_ts,
-                            (array_agg(close_id ORDER BY close_ts DESC, close_id DESC))[1] AS close_id,
-                            sum(volume) AS volume, sum(notional) AS notional,
-                            sum(trades)::BIGINT AS trades
-                       FROM candles_{finer} GROUP BY symbol, time_bucket(INTERVAL '{width}', bucket)"
-                )
-            }
-        };
-        let Refresh { start, end, every } = refresh_of(iv);
-        sql.push_str(&format!(
-            "CREATE MATERIALIZED VIEW candles_{iv}
-                 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-                 {select} WITH NO DATA;
-             SELECT add_continuous_aggregate_policy('candles_{iv}',
-                 start_offset => INTERVAL '{start}', end_offset => INTERVAL '{end}',
-                 schedule_interval => INTERVAL '{every}');"
-        ));
-    }
-    sql
-}
-
-/// Rollup tables for the stored widths, filled from the ticks already there.
-fn rollups_up() -> String {
-    Interval::ROLLUPS
-        .iter()
-        .map(|&iv| {
-            format!(
-                "CREATE TABLE candles_{iv} (
-                     symbol   TEXT COLLATE \"C\" NOT NULL,
-                     bucket   TIMESTAMPTZ      NOT NULL,
-                     open     DOUBLE PRECISION NOT NULL,
-                     open_ts  TIMESTAMPTZ      NOT NULL,
-                     open_id  BIGINT           NOT NULL,
-                     high     DOUBLE PRECISION NOT NULL,
-                     low      DOUBLE PRECISION NOT NULL,
-                     close    DOUBLE PRECISION NOT NULL,
-                     close_ts TIMESTAMPTZ      NOT NULL,
-                     close_id BIGINT           NOT NULL,
-                     volume   DOUBLE PRECISION NOT NULL,
-                     notional DOUBLE PRECISION NOT NULL,
-                     trades   BIGINT           NOT NULL,
-                     PRIMARY KEY (symbol, bucket));
-                 {};",
-                rollup_upsert(iv, "ticks")
-            )
-        })
-        .collect()
-}
-
-fn ticks_up(mode: Mode, o: &PgSchemaOptions) -> String {
-    let columns = "
-        symbol      TEXT COLLATE \"C\" NOT NULL,
-        ts          TIMESTAMPTZ      NOT NULL,
-        tick_id     BIGINT           NOT NULL,
-        price       DOUBLE PRECISION NOT NULL,
-        size        DOUBLE PRECISION NOT NULL,
-        exchange    TEXT             NOT NULL,
-        src_id      TEXT             NOT NULL,
-        conditions  TEXT[]           NOT NULL,
-        ingested_at TIMESTAMPTZ      NOT NULL,
-        PRIMARY KEY (symbol, ts, tick_id)";
-    let symbols = "CREATE TABLE symbols (
-        symbol   TEXT COLLATE \"C\" PRIMARY KEY,
-        first_ts TIMESTAMPTZ NOT NULL,
-        last_ts  TIMESTAMPTZ NOT NULL,
-        ticks    BIGINT      NOT NULL);";
-    match mode {
-        Mode::Postgres => {
-            format!("CREATE TABLE ticks ({columns}) PARTITION BY RANGE (ts); {symbols}")
-        }
-        Mode::TimescaleDb => {
-            let mut sql = format!(
-                "CREATE TABLE ticks ({columns}); {symbols}
-                 SELECT create_hypertable('ticks', 'ts', chunk_time_interval => INTERVAL '{} days');
-                 ALTER TABLE ticks SET (timescaledb.compress,
-                     timescaledb.compress_segmentby = 'symbol',
-                     timescaledb.compress_orderby = 'ts DESC, tick_id DESC');
-                 SELECT add_compression_policy('ticks', INTERVAL '{} days');",
-                o.chunk_days.max(1),
-                o.compress_after_days.max(1)
-            );
-            if o.retention_days > 0 {
-                sql.push_str(&format!(
-                    "SELECT add_retention_policy('ticks', INTERVAL '{} days');",
-                    o.retention_days
-                ));
-            }
-            sql
-        }
-    }
-}
-
-fn candles_up(mode: Mode, _o: &PgSchemaOptions) -> String {
-    match mode {
-        Mode::Postgres => String::new(),
-        Mode::TimescaleDb => ["1m", "1h"]
-            .iter()
-            .map(|iv| {
-                let (width, start, end, every) = match *iv {
-                    "1m" => ("1 minute", "2 hours", "1 minute", "1 minute"),
-                    _ => ("1 hour", "2 days", "1 hour", "30 minutes"),
-                };
-                format!(
-                    "CREATE MATERIALIZED VIEW candles_{iv} WITH (timescaledb.continuous) AS
-                     SELECT symbol, time_bucket(INTERVAL '{width}', ts) AS bucket,
-                            first(price, ts) AS open, max(price) AS high, min(price) AS low,
-                            last(price, ts) AS close, sum(size) AS volume,
-                            sum(price * size) AS notional, count(*) AS trades,
-                            min(ts) AS first_ts, max(ts) AS last_ts
-                       FROM ticks GROUP BY symbol, bucket WITH NO DATA;
-                     ALTER MATERIALIZED VIEW candles_{iv} SET (timescaledb.materialized_only = false);
-                     SELECT add_continuous_aggregate_policy('candles_{iv}',
-                         start_offset => INTERVAL '{start}', end_offset => INTERVAL '{end}',
-                         schedule_interval => INTERVAL '{every}');"
-                )
-            })
-            .collect(),
     }
 }
 
@@ -534,10 +352,7 @@ async fn detect_mode(client: &Client) -> Mode {
 
 /// Applies every pending migration, each in its own transaction, holding
 /// an advisory lock so concurrent `migrate`/`persist` processes take turns.
-pub async fn up(
-    client: &mut Client,
-    options: &PgSchemaOptions,
-) -> Result<SchemaStatus, StoreError> {
+pub async fn up(client: &mut Client, options: &PostgresConfig) -> Result<SchemaStatus, StoreError> {
     client.batch_execute(LOCK).await?;
     let result = async {
         ensure_bookkeeping(client).await?;
@@ -549,7 +364,7 @@ pub async fn up(
         for (i, m) in MIGRATIONS.iter().enumerate().skip(current.version as usize) {
             let version = i as i32 + 1;
             let tx = client.transaction().await?;
-            let sql = (m.up)(mode, options);
+            let sql = m.up(mode, options);
             if !sql.trim().is_empty() {
                 tx.batch_execute(&sql).await?;
             }
@@ -599,9 +414,9 @@ async fn down_locked(client: &mut Client) -> Result<SchemaStatus, StoreError> {
     };
     let m = &MIGRATIONS[current.version as usize - 1];
     let tx = client.transaction().await?;
-    let sql = (m.down)(mode);
+    let sql = m.down(mode);
     if !sql.trim().is_empty() {
-        tx.batch_execute(&sql).await?;
+        tx.batch_execute(sql).await?;
     }
     tx.execute(
         "DELETE FROM streamforge_schema WHERE version = $1",
@@ -635,6 +450,27 @@ mod tests {
         n * unit_s * 1_000_000
     }
 
+    /// The refresh policy of `candles_{iv}` in the frozen TimescaleDB
+    /// migration 4: its start offset, end offset and schedule.
+    fn policy_of(iv: Interval) -> (String, String, String) {
+        let sql = MIGRATIONS[3].timescaledb[0];
+        let at = sql
+            .find(&format!("add_continuous_aggregate_policy('candles_{iv}',"))
+            .unwrap_or_else(|| panic!("no policy for candles_{iv}"));
+        let quoted = |key: &str| {
+            let from = sql[at..].find(key).unwrap() + at + key.len();
+            let rest = &sql[from..];
+            let open = rest.find('\'').unwrap() + 1;
+            let close = rest[open..].find('\'').unwrap() + open;
+            rest[open..close].to_string()
+        };
+        (
+            quoted("start_offset"),
+            quoted("end_offset"),
+            quoted("schedule_interval"),
+        )
+    }
+
     /// The writer refreshes what the policy may have materialized: its lag
     /// must be the policy's end offset, level by level, and each level's
     /// refresh window must reach further back than its lag.
@@ -646,20 +482,99 @@ mod tests {
             (Interval::H1, 3_600_000_000),
             (Interval::D1, 86_400_000_000),
         ];
-        for (iv, lag) in expected {
-            let r = refresh_of(iv);
-            assert_eq!(refresh_lag(iv), lag, "{iv}");
-            assert_eq!(micros_of(r.end), lag, "{iv}: policy end offset {}", r.end);
+        for iv in Interval::ROLLUPS {
+            let (start, end, every) = policy_of(iv);
+            let lag = refresh_lag(iv);
+            if let Some((_, want)) = expected.iter().find(|(i, _)| *i == iv) {
+                assert_eq!(lag, *want, "{iv}");
+            }
+            assert_eq!(micros_of(&end), lag, "{iv}: policy end offset {end}");
+            assert!(micros_of(&start) > lag + iv.micros(), "{iv}: start {start}");
             assert!(
-                micros_of(r.start) > lag + iv.micros(),
-                "{iv}: start {}",
-                r.start
+                micros_of(&every) <= micros_of(&start),
+                "{iv}: every {every}"
             );
-            assert!(
-                micros_of(r.every) <= micros_of(r.start),
-                "{iv}: every {}",
-                r.every
-            );
+        }
+    }
+
+    /// A migration that shipped is never edited: each file's checksum is
+    /// the one recorded when it shipped, and every file is recorded.
+    #[test]
+    fn shipped_migrations_never_change() {
+        let mut files = Vec::new();
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            let slug = m.name.replace(' ', "_");
+            for mode in [Mode::Postgres, Mode::TimescaleDb] {
+                for (kind, sql) in ["up", "down"].iter().zip(m.files(mode)) {
+                    files.push((format!("{mode}/{:04}_{slug}.{kind}.sql", i + 1), *sql));
+                }
+            }
+        }
+        let on_disk = ["postgres", "timescaledb"]
+            .iter()
+            .flat_map(|mode| {
+                let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("src/postgres/migrations")
+                    .join(mode);
+                std::fs::read_dir(&dir)
+                    .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                    .map(move |f| format!("{mode}/{}", f.unwrap().file_name().to_string_lossy()))
+            })
+            .count();
+        assert_eq!(
+            on_disk,
+            files.len(),
+            "every migration file is in MIGRATIONS"
+        );
+        for (name, sql) in &files {
+            let sum = xxhash_rust::xxh3::xxh3_64(sql.as_bytes());
+            match SHIPPED.iter().find(|(n, _)| n == name) {
+                Some((_, shipped)) => assert_eq!(
+                    sum, *shipped,
+                    "{name} changed after it shipped: add a new migration instead"
+                ),
+                None => panic!("{name} is not in SHIPPED; record it: (\"{name}\", 0x{sum:016x}),"),
+            }
+        }
+        assert_eq!(
+            SHIPPED.len(),
+            files.len(),
+            "SHIPPED names a file that is gone"
+        );
+    }
+
+    /// The parameters of migration 1 take the schema settings.
+    #[test]
+    fn the_settings_fill_the_parameters_of_the_frozen_sql() {
+        let o = PostgresConfig {
+            chunk_days: 3,
+            compress_after_days: 9,
+            retention_days: 0,
+            ..PostgresConfig::default()
+        };
+        let sql = MIGRATIONS[0].up(Mode::TimescaleDb, &o);
+        assert!(
+            sql.contains("chunk_time_interval => INTERVAL '3 days'"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("add_compression_policy('ticks', INTERVAL '9 days')"),
+            "{sql}"
+        );
+        assert!(
+            !sql.contains("add_retention_policy") && !sql.contains('{'),
+            "{sql}"
+        );
+        let sql = MIGRATIONS[0].up(Mode::TimescaleDb, &PostgresConfig::default());
+        assert!(
+            sql.contains("add_retention_policy('ticks', INTERVAL '30 days');"),
+            "{sql}"
+        );
+        for m in MIGRATIONS {
+            for mode in [Mode::Postgres, Mode::TimescaleDb] {
+                let up = m.up(mode, &PostgresConfig::default());
+                assert!(!up.contains("{chunk_days}") && !up.contains("{retention_policy}"));
+            }
         }
     }
 }

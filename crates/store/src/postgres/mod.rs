@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::pin_mut;
 use parking_lot::Mutex;
+use streamforge_model::settings::{duration_text, longer_than_zero, Invalid};
 use streamforge_model::{
     rebucket, Candle, CandlePart, Gap, GapReason, Interval, Symbol, Tick, TickId, TickInput,
     TickRules, Timestamp,
@@ -30,7 +31,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row};
 
-pub use migrations::{Mode, PgSchemaOptions, SchemaStatus};
+pub use migrations::{Mode, SchemaStatus};
 use types::PgTime;
 
 use crate::{
@@ -46,7 +47,7 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
-    options: PgSchemaOptions,
+    options: PostgresConfig,
     mode: Mode,
     /// Plain mode: day partitions known to exist (days since the epoch).
     partitions: Arc<Mutex<HashSet<i64>>>,
@@ -60,50 +61,111 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// How long the PostgreSQL store waits for the database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PgTimeouts {
+/// Settings of a `postgres://` store: the `[postgres]` section.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The mode of a new schema: `auto` (TimescaleDB when the extension can
+    /// be created), `timescaledb` or `postgres`. An existing schema keeps its own.
+    #[serde(with = "mode_choice")]
+    pub mode: Option<Mode>,
+    /// Chunk (TimescaleDB) or partition (plain) width, in days.
+    pub chunk_days: u32,
+    /// TimescaleDB: compress chunks older than this many days.
+    pub compress_after_days: u32,
+    /// Drop ticks older than this many days; 0 keeps everything.
+    pub retention_days: u32,
+    /// Plain mode: daily partitions kept ready ahead of today.
+    pub partitions_ahead: u32,
+    /// How often persist runs store upkeep (partitions ahead, retention).
+    #[serde(with = "duration_text")]
+    pub housekeeping_every: Duration,
     /// Opening a connection (TCP and authentication), unless the URL sets
     /// `connect_timeout`.
-    pub connect: Duration,
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
     /// The server's `statement_timeout` for every statement of the store,
     /// unless the URL's `options` set one. The store also gives up on any
     /// call after this plus two seconds, so a database that answers nothing
     /// at all (frozen, or a network black hole) is an error, not a hang.
-    pub statement: Duration,
+    #[serde(with = "duration_text")]
+    pub statement_timeout: Duration,
     /// Waiting for a free connection of the pool.
-    pub pool_wait: Duration,
+    #[serde(with = "duration_text")]
+    pub pool_wait_timeout: Duration,
 }
 
-impl Default for PgTimeouts {
+impl Default for PostgresConfig {
     fn default() -> Self {
-        PgTimeouts {
-            connect: Duration::from_secs(5),
-            statement: Duration::from_secs(15),
-            pool_wait: Duration::from_secs(5),
+        PostgresConfig {
+            mode: None,
+            chunk_days: 1,
+            compress_after_days: 7,
+            retention_days: 30,
+            partitions_ahead: 2,
+            housekeeping_every: Duration::from_secs(3600),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(15),
+            pool_wait_timeout: Duration::from_secs(5),
         }
     }
 }
 
-impl PgTimeouts {
+impl PostgresConfig {
     /// When the store gives up on a call the server has not answered.
-    pub fn call(&self) -> Duration {
-        self.statement + Duration::from_secs(2)
+    pub fn call_timeout(&self) -> Duration {
+        self.statement_timeout + Duration::from_secs(2)
+    }
+
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.chunk_days == 0 {
+            return Err(Invalid::new("chunk_days", "must be at least 1"));
+        }
+        longer_than_zero(&[
+            ("housekeeping_every", self.housekeeping_every),
+            ("connect_timeout", self.connect_timeout),
+            ("statement_timeout", self.statement_timeout),
+            ("pool_wait_timeout", self.pool_wait_timeout),
+        ])
+    }
+}
+
+/// `mode` as text: `auto` is no fixed mode.
+mod mode_choice {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Mode;
+
+    pub fn serialize<S: Serializer>(mode: &Option<Mode>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(mode.map_or("auto", Mode::as_str))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mode>, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "auto" => Ok(None),
+            other => Mode::parse(other).map(Some).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "expected auto, postgres or timescaledb, got {other:?}"
+                ))
+            }),
+        }
     }
 }
 
 /// The pool for `url`, without touching the schema.
-fn pool(url: &str, timeouts: &PgTimeouts) -> Result<Pool, StoreError> {
+fn pool(url: &str, timeouts: &PostgresConfig) -> Result<Pool, StoreError> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
         url: crate::redact_url(url),
         reason: format!("{e}"),
     })?;
     if config.get_connect_timeout().is_none() {
-        config.connect_timeout(timeouts.connect);
+        config.connect_timeout(timeouts.connect_timeout);
     }
     let options = config.get_options().unwrap_or_default().to_string();
     if !options.contains("statement_timeout") {
-        let ms = timeouts.statement.as_millis().max(1);
+        let ms = timeouts.statement_timeout.as_millis().max(1);
         config.options(format!("{options} -c statement_timeout={ms}").trim());
     }
     let manager = Manager::from_config(
@@ -116,9 +178,9 @@ fn pool(url: &str, timeouts: &PgTimeouts) -> Result<Pool, StoreError> {
     Pool::builder(manager)
         .max_size(POOL_SIZE)
         .runtime(deadpool_postgres::Runtime::Tokio1)
-        .wait_timeout(Some(timeouts.pool_wait))
-        .create_timeout(Some(timeouts.connect + Duration::from_secs(1)))
-        .recycle_timeout(Some(timeouts.connect))
+        .wait_timeout(Some(timeouts.pool_wait_timeout))
+        .create_timeout(Some(timeouts.connect_timeout + Duration::from_secs(1)))
+        .recycle_timeout(Some(timeouts.connect_timeout))
         .build()
         .map_err(|e| StoreError::Pool(e.to_string()))
 }
@@ -127,9 +189,9 @@ fn pool(url: &str, timeouts: &PgTimeouts) -> Result<Pool, StoreError> {
 pub async fn migrate(
     url: &str,
     action: MigrateAction,
-    options: &PgSchemaOptions,
+    options: &PostgresConfig,
 ) -> Result<SchemaStatus, StoreError> {
-    let pool = pool(url, &PgTimeouts::default())?;
+    let pool = pool(url, options)?;
     let mut client = pool.get().await?;
     // A migration may rewrite a large table: no statement timeout.
     client.simple_query("SET statement_timeout = 0").await?;
@@ -159,17 +221,8 @@ fn partition_name(day: i64) -> String {
 
 impl PostgresStore {
     /// Connects and brings the schema up to date (the same as `migrate up`).
-    pub async fn open(url: &str, options: PgSchemaOptions) -> Result<Self, StoreError> {
-        Self::open_with(url, options, PgTimeouts::default()).await
-    }
-
-    /// [`open`](Self::open) with these timeouts.
-    pub async fn open_with(
-        url: &str,
-        options: PgSchemaOptions,
-        timeouts: PgTimeouts,
-    ) -> Result<Self, StoreError> {
-        let pool = pool(url, &timeouts)?;
+    pub async fn open(url: &str, options: PostgresConfig) -> Result<Self, StoreError> {
+        let pool = pool(url, &options)?;
         let status = {
             let mut client = pool.get().await?;
             // A migration may rewrite a large table: no statement timeout

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use streamforge_bus::Headers;
 
-use super::headers;
+use streamforge_bus::message::headers;
 
 /// Largest payload a dead letter carries; the rest is cut.
 pub const MAX_PAYLOAD: usize = 64 * 1024;

@@ -12,10 +12,14 @@
 //! publish as a gap of every symbol it has served.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use streamforge_bus::message::headers;
 use streamforge_bus::{Bus, Headers, Message};
-use streamforge_model::{wire, Gap, GapReason, Symbol, Timestamp, GAP_CONTENT_TYPE};
+use streamforge_model::settings::{at_least_one, duration_text, longer_than_zero, Invalid};
+use streamforge_model::{wire, Gap, GapReason, Symbol, TickRules, Timestamp, GAP_CONTENT_TYPE};
 use streamforge_providers::{ProviderFrame, Rejected};
 use streamforge_telemetry::{traces, Health, Metrics};
 use tracing::Instrument;
@@ -27,36 +31,93 @@ use tokio_util::sync::CancellationToken;
 /// Frames coalesced into one publish when they queue up.
 const MAX_FRAMES_PER_PUBLISH: usize = 32;
 
-/// Header names shared with every other bus client.
-pub mod headers {
-    pub const CONTENT_TYPE: &str = "content-type";
-    pub const SCHEMA_VERSION: &str = "schema-version";
-    pub const SRC_ID: &str = "src_id";
-    /// W3C trace context of the provider frame the message came from.
-    pub const TRACEPARENT: &str = "traceparent";
-    /// Dead-letter headers.
-    pub const DLQ_REASON: &str = "dlq-reason";
-    pub const DLQ_ERROR: &str = "dlq-error";
-    pub const DLQ_STAGE: &str = "dlq-stage";
-    pub const DLQ_SOURCE_TOPIC: &str = "dlq-source-topic";
-    pub const DLQ_SOURCE_PARTITION: &str = "dlq-source-partition";
-    pub const DLQ_SOURCE_OFFSET: &str = "dlq-source-offset";
-    /// On a dead letter whose payload was cut to fit the bus.
-    pub const DLQ_TRUNCATED: &str = "dlq-truncated";
-    pub const DLQ_ORIGINAL_SIZE: &str = "dlq-original-size";
-    pub const DLQ_ORIGINAL_XXH3: &str = "dlq-original-xxh3";
+/// Settings of the ingest stage: the `[ingest]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Topic for valid ticks.
+    pub topic: String,
+    /// Topic for rejected input, with the reason in headers.
+    pub dlq_topic: String,
+    /// How far ahead of the clock an event time may be (`--max-future-skew`).
+    #[serde(with = "duration_text")]
+    pub max_future_skew: Duration,
+    /// Prices must be above 0 and below this (bounds every computation on them).
+    pub max_price: f64,
+    /// Sizes must be below this.
+    pub max_size: f64,
+    /// Most distinct symbols ingest serves (per-symbol state is bounded by
+    /// it when a provider's universe is open, e.g. a recording); ticks and
+    /// gaps of further symbols go to the dead-letter topic
+    /// (`too_many_symbols`).
+    pub max_symbols: usize,
+    /// Frames buffered between providers and the bus.
+    pub channel_frames: usize,
+    /// A feed silent for longer than this makes `/readyz` fail (a provider
+    /// with keep-alives sets its own).
+    #[serde(with = "duration_text")]
+    pub max_feed_silence: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            topic: "ticks".into(),
+            dlq_topic: "ticks.dlq".into(),
+            max_future_skew: Duration::from_secs(300),
+            max_price: streamforge_model::tick::DEFAULT_MAX_PRICE,
+            max_size: streamforge_model::tick::DEFAULT_MAX_SIZE,
+            max_symbols: 10_000,
+            channel_frames: 64,
+            max_feed_silence: Duration::from_secs(30),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The validation rules every stage applies to ticks.
+    pub fn tick_rules(&self) -> TickRules {
+        TickRules {
+            max_future_skew: self.max_future_skew,
+            max_price: self.max_price,
+            max_size: self.max_size,
+        }
+    }
+
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.topic.is_empty() || self.topic == self.dlq_topic {
+            return Err(Invalid::new(
+                "topic",
+                "must be non-empty and differ from ingest.dlq_topic",
+            ));
+        }
+        if self.dlq_topic.is_empty() {
+            return Err(Invalid::new("dlq_topic", "must be non-empty"));
+        }
+        for (field, value) in [("max_price", self.max_price), ("max_size", self.max_size)] {
+            if !(value.is_finite() && value > 0.0 && value <= 1e15) {
+                return Err(Invalid::new(
+                    field,
+                    format!("must be a number above 0 and at most 1e15, got {value}"),
+                ));
+            }
+        }
+        at_least_one(&[
+            ("max_symbols", self.max_symbols),
+            ("channel_frames", self.channel_frames),
+        ])?;
+        longer_than_zero(&[("max_feed_silence", self.max_feed_silence)])
+    }
 }
 
 /// Everything the stage needs.
 pub struct Ingest {
     pub bus: std::sync::Arc<dyn Bus>,
-    pub topic: String,
-    pub dlq_topic: String,
+    /// Its topics and the most distinct symbols it serves.
+    pub config: IngestConfig,
     pub metrics: Metrics,
     pub health: Health,
-    /// Most distinct symbols served; ticks and gaps of further symbols go
-    /// to the dead-letter topic (`too_many_symbols`).
-    pub max_symbols: usize,
     /// Publish retries give up once this fires.
     pub shutdown: CancellationToken,
 }
@@ -84,7 +145,7 @@ impl Ingest {
             let publish = tracing::info_span!(
                 parent: &spans[0],
                 "bus.publish",
-                topic = %self.topic,
+                topic = %self.config.topic,
                 frames = spans.len(),
                 messages = batch.len(),
             );
@@ -139,7 +200,7 @@ impl Ingest {
         for tick in &frame.ticks {
             let mut payload = Vec::with_capacity(224);
             wire::encode_into(tick, &mut payload);
-            match symbol_key(keys, tick.symbol(), provider, self.max_symbols) {
+            match symbol_key(keys, tick.symbol(), provider, self.config.max_symbols) {
                 Some(key) => batch.push(Message {
                     key,
                     payload: payload.into(),
@@ -153,7 +214,7 @@ impl Ingest {
             let h = message_headers(GAP_CONTENT_TYPE, &src, &trace);
             for gap in &frame.gaps {
                 let payload = gap.encode();
-                match symbol_key(keys, &gap.symbol, provider, self.max_symbols) {
+                match symbol_key(keys, &gap.symbol, provider, self.config.max_symbols) {
                     Some(key) => batch.push(Message {
                         key,
                         payload: payload.into(),
@@ -165,7 +226,7 @@ impl Ingest {
         }
         let mut rejects = frame.rejects;
         if let Some((_, symbol)) = refused.first() {
-            tracing::warn!(provider, refused = refused.len(), symbol = %symbol, max_symbols = self.max_symbols,
+            tracing::warn!(provider, refused = refused.len(), symbol = %symbol, max_symbols = self.config.max_symbols,
                 "ticks of more symbols than ingest.max_symbols refused to the dead-letter topic");
         }
         rejects.extend(refused.into_iter().map(|(raw, symbol)| Rejected {
@@ -173,7 +234,7 @@ impl Ingest {
             reason: "too_many_symbols",
             error: format!(
                 "symbol: {symbol} is beyond the {} distinct symbols ingest serves (ingest.max_symbols)",
-                self.max_symbols
+                self.config.max_symbols
             ),
         }));
         if let Some(first) = rejects.first() {
@@ -209,9 +270,16 @@ impl Ingest {
     ) -> anyhow::Result<()> {
         let (bus, m, h, stop) = (&*self.bus, &self.metrics, &self.health, &self.shutdown);
         let ticks = std::mem::take(batch);
-        let outage = publish_retrying(bus, m, h, &self.topic, ticks, stop).await?;
-        let dead_outage =
-            publish_retrying(bus, m, h, &self.dlq_topic, std::mem::take(dead), stop).await?;
+        let outage = publish_retrying(bus, m, h, &self.config.topic, ticks, stop).await?;
+        let dead_outage = publish_retrying(
+            bus,
+            m,
+            h,
+            &self.config.dlq_topic,
+            std::mem::take(dead),
+            stop,
+        )
+        .await?;
         match outage.into_iter().chain(dead_outage).min() {
             Some(since) => self.record_outage(since, served).await,
             None => Ok(()),
@@ -248,7 +316,7 @@ impl Ingest {
             "recorded the time the bus was unavailable as a gap of every symbol served"
         );
         let (bus, m, h, stop) = (&*self.bus, &self.metrics, &self.health, &self.shutdown);
-        publish_retrying(bus, m, h, &self.topic, gaps, stop).await?;
+        publish_retrying(bus, m, h, &self.config.topic, gaps, stop).await?;
         Ok(())
     }
 }
@@ -353,11 +421,12 @@ mod tests {
         let metrics = Metrics::new();
         let ingest = Ingest {
             bus: bus.clone(),
-            topic: "ticks".into(),
-            dlq_topic: "ticks.dlq".into(),
+            config: IngestConfig {
+                max_symbols: 2,
+                ..IngestConfig::default()
+            },
             metrics: metrics.clone(),
             health: Health::new(),
-            max_symbols: 2,
             shutdown: CancellationToken::new(),
         };
         let (tx, rx) = mpsc::channel(4);

@@ -17,7 +17,7 @@ pub mod dead_letter;
 mod ingest;
 mod live;
 mod persist;
-mod probe;
+pub mod retry;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,70 +26,68 @@ use std::sync::Arc;
 use anyhow::Context;
 use streamforge_api::{AppState, LiveHub};
 use streamforge_bus::{Bus, BusError, ConsumerOptions, StartFrom};
-use streamforge_providers::{build_providers, ProvidersConfig, SyntheticConfig};
+use streamforge_providers::build_providers;
 use streamforge_store::{Cache, StoreOptions, TickStore};
 use streamforge_telemetry::{Health, Metrics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-pub use ingest::{feed_check, headers};
-pub use probe::{LatencyProbe, ProbeReport};
+pub use ingest::{feed_check, IngestConfig};
+pub use persist::PersistConfig;
+pub use streamforge_bus::message::headers;
 
 use crate::config::Config;
 
-/// Which stages a process runs. Every role serves `/healthz`, `/readyz`
-/// and `/metrics` on its HTTP address.
+/// Which stages a process runs. Every role serves `/healthz`, `/readyz`,
+/// `/metrics` and `/api/v1/pipeline` on its HTTP address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Roles {
-    /// Providers and the ingest stage.
-    pub ingest: bool,
-    /// The persist stage.
-    pub persist: bool,
-    /// The query API and live streams (`serve`).
-    pub api: bool,
+pub enum Role {
+    /// `streamforge run`: everything in one process.
+    Run,
+    /// `streamforge ingest`: providers to the bus.
+    Ingest,
+    /// `streamforge persist`: the bus to the store and cache.
+    Persist,
+    /// `streamforge serve`: the API over the store, cache and bus.
+    Serve,
 }
 
-impl Roles {
-    /// `streamforge run`: everything in one process.
-    pub const ALL: Roles = Roles {
-        ingest: true,
-        persist: true,
-        api: true,
-    };
-    /// `streamforge ingest`: providers to the bus.
-    pub const INGEST: Roles = Roles {
-        ingest: true,
-        persist: false,
-        api: false,
-    };
-    /// `streamforge persist`: the bus to the store and cache.
-    pub const PERSIST: Roles = Roles {
-        ingest: false,
-        persist: true,
-        api: false,
-    };
-    /// `streamforge serve`: the API over the store, cache and bus.
-    pub const SERVE: Roles = Roles {
-        ingest: false,
-        persist: false,
-        api: true,
-    };
-
+impl Role {
     /// The role's name in traces (`service.name` is `streamforge-<name>`).
     pub fn name(self) -> &'static str {
-        match (self.ingest, self.persist, self.api) {
-            (true, true, true) => "run",
-            (true, false, false) => "ingest",
-            (false, true, false) => "persist",
-            (false, false, true) => "serve",
-            _ => "custom",
+        match self {
+            Role::Run => "run",
+            Role::Ingest => "ingest",
+            Role::Persist => "persist",
+            Role::Serve => "serve",
         }
     }
 
+    /// Providers and the ingest stage.
+    pub fn ingests(self) -> bool {
+        matches!(self, Role::Run | Role::Ingest)
+    }
+
+    /// The persist stage.
+    pub fn persists(self) -> bool {
+        matches!(self, Role::Run | Role::Persist)
+    }
+
+    /// The query API and live streams.
+    pub fn serves(self) -> bool {
+        matches!(self, Role::Run | Role::Serve)
+    }
+
     fn needs_store(self) -> bool {
-        self.persist || self.api
+        self.persists() || self.serves()
     }
 }
+
+/// Called with each batch the store committed and the time it did: a
+/// harness's view of the write path (the benchmarks' exact latencies).
+pub type StoredHook =
+    Arc<dyn Fn(&[streamforge_model::Tick], streamforge_model::Timestamp) + Send + Sync>;
 
 /// A started pipeline.
 pub struct Running {
@@ -108,6 +106,8 @@ pub struct Running {
     persist: Option<JoinHandle<anyhow::Result<()>>>,
     live: Option<JoinHandle<anyhow::Result<()>>>,
     http: JoinHandle<anyhow::Result<()>>,
+    /// Housekeeping and other helpers: stopped by the token, waited for last.
+    helpers: TaskTracker,
 }
 
 /// Publishes `messages` (if any) to `topic` and counts what the bus took.
@@ -160,7 +160,8 @@ async fn publish_retrying(
 ) -> anyhow::Result<Option<streamforge_model::Timestamp>> {
     let mut pending = messages;
     let mut outage: Option<streamforge_model::Timestamp> = None;
-    let mut backoff = std::time::Duration::from_millis(100);
+    let mut backoff =
+        retry::Backoff::new(std::time::Duration::from_millis(100), MAX_PUBLISH_BACKOFF);
     loop {
         let attempt = streamforge_model::Timestamp::now();
         let n = pending.len();
@@ -210,11 +211,7 @@ async fn publish_retrying(
                 return Err(e).with_context(|| format!("publishing {n} messages to {topic}"));
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.cancelled() => {}
-        }
-        backoff = (backoff * 2).min(MAX_PUBLISH_BACKOFF);
+        backoff.wait(shutdown).await;
     }
 }
 
@@ -288,265 +285,345 @@ fn live_group() -> String {
     )
 }
 
-/// Opens the backends and starts the stages of `roles`.
+/// Opens the backends and starts the stages of `role`.
 pub async fn start(
     config: &Config,
-    roles: Roles,
+    role: Role,
     shutdown: CancellationToken,
-    probe: Option<Arc<LatencyProbe>>,
 ) -> anyhow::Result<Running> {
-    start_with(config, roles, shutdown, probe, None).await
+    Pipeline::new(config, role).start(shutdown).await
 }
 
-/// Like [`start`], with these providers instead of the configured ones
-/// (`replay`). When they all return, the pipeline drains and stops.
-pub async fn start_with(
-    config: &Config,
-    roles: Roles,
-    shutdown: CancellationToken,
-    probe: Option<Arc<LatencyProbe>>,
+/// A pipeline about to start: the configuration, the role, and what a
+/// harness (replay, benchmarks) sets on top. Production sets nothing.
+pub struct Pipeline<'a> {
+    config: &'a Config,
+    role: Role,
     providers: Option<Vec<Box<dyn streamforge_providers::Provider>>>,
-) -> anyhow::Result<Running> {
-    config.validate().context("invalid configuration")?;
-    let metrics = Metrics::new();
-    let health = Health::new();
-    let rules = config.tick_rules();
+    on_stored: Option<StoredHook>,
+}
 
-    let store_url = config.store_url();
-    let store_shown = streamforge_store::redact_url(&store_url);
-    let backends = if roles.needs_store() {
-        let store_options = StoreOptions {
-            postgres: config.postgres.schema_options(),
-            postgres_timeouts: config.postgres.timeouts(),
+impl<'a> Pipeline<'a> {
+    pub fn new(config: &'a Config, role: Role) -> Self {
+        Pipeline {
+            config,
+            role,
+            providers: None,
+            on_stored: None,
+        }
+    }
+
+    /// These providers instead of the configured ones (`replay`). When they
+    /// all return, the pipeline drains and stops.
+    pub fn with_providers(
+        mut self,
+        providers: Vec<Box<dyn streamforge_providers::Provider>>,
+    ) -> Self {
+        self.providers = Some(providers);
+        self
+    }
+
+    /// Calls `hook` after each batch the store committed.
+    pub fn on_stored(mut self, hook: StoredHook) -> Self {
+        self.on_stored = Some(hook);
+        self
+    }
+
+    /// Opens the backends and starts the stages.
+    pub async fn start(self, shutdown: CancellationToken) -> anyhow::Result<Running> {
+        let Pipeline {
+            config,
+            role,
+            providers,
+            on_stored,
+        } = self;
+        config.validate().context("invalid configuration")?;
+        let b = Backends::open(config, role).await?;
+
+        // Consumers first, so nothing published is missed.
+        let persist_consumer = if role.persists() {
+            Some(
+                b.bus
+                    .consumer(
+                        &config.ingest.topic,
+                        ConsumerOptions {
+                            group: config.persist.group.clone(),
+                            start: StartFrom::Earliest,
+                            durable: true,
+                        },
+                    )
+                    .await
+                    .context("joining the persist consumer group")?,
+            )
+        } else {
+            None
         };
-        let store: Arc<dyn TickStore> =
-            streamforge_store::open_store_with(&store_url, &store_options)
-                .await
-                .with_context(|| format!("opening the store {store_shown}"))?;
-        health.set("store", true, store.kind());
-        let cache: Arc<dyn Cache> = streamforge_store::open_cache(&config.cache)
+        let live_consumer = if role.serves() {
+            Some(
+                b.bus
+                    .consumer(
+                        &config.ingest.topic,
+                        ConsumerOptions {
+                            // Unique per instance: replicas of `serve` (every
+                            // container is pid 1) must each get every partition.
+                            group: live_group(),
+                            start: StartFrom::Latest,
+                            durable: false,
+                        },
+                    )
+                    .await
+                    .context("creating the live-stream consumer")?,
+            )
+        } else {
+            None
+        };
+
+        let listener = tokio::net::TcpListener::bind(config.http.addr)
             .await
-            .with_context(|| {
-                format!(
-                    "opening the cache {}",
-                    streamforge_store::redact_url(&config.cache)
+            .with_context(|| format!("binding http.addr {}", config.http.addr))?;
+        let http_addr = listener.local_addr()?;
+
+        let helpers = TaskTracker::new();
+        let (provider_tasks, ingest) = if role.ingests() {
+            let providers = match providers {
+                Some(p) => p,
+                None => build_providers(
+                    &config.synthetic,
+                    &config.finnhub,
+                    b.rules,
+                    &b.metrics,
+                    &b.health,
                 )
-            })?;
-        Some((store, cache))
-    } else {
-        None
-    };
-    let bus_options = streamforge_bus::BusOptions {
-        metrics: Some(metrics.clone()),
-        health: Some(health.clone()),
-        ..config.bus_options()
-    };
-    let bus = streamforge_bus::connect(&config.bus, &bus_options)
-        .await
-        .with_context(|| format!("connecting to the bus {}", config.bus))?;
-    let topic = config.ingest.topic.clone();
+                .context("configuring providers")?,
+            };
+            let (tasks, ingest) = wire_ingest(config, &b, providers, &shutdown);
+            (tasks, Some(ingest))
+        } else {
+            (Vec::new(), None)
+        };
+        let persist = persist_consumer
+            .zip(b.stores.clone())
+            .map(|(consumer, (store, cache))| {
+                helpers.spawn(housekeeping(
+                    store.clone(),
+                    config.postgres.housekeeping_every,
+                    shutdown.clone(),
+                ));
+                wire_persist(config, &b, store, cache, consumer, on_stored, &shutdown)
+            });
+        let hub = LiveHub::default();
+        let live = live_consumer
+            .zip(b.stores.clone())
+            .map(|(consumer, (store, _))| {
+                spawn_stage(
+                    "live",
+                    &shutdown,
+                    None,
+                    live::run(
+                        consumer,
+                        hub.clone(),
+                        store,
+                        b.rules,
+                        b.metrics.clone(),
+                        shutdown.clone(),
+                    ),
+                )
+            });
+        let router = wire_router(config, role, &b, hub, &shutdown);
+        let (token, server, m) = (shutdown.clone(), config.http, b.metrics.clone());
+        let http = spawn_stage("http", &shutdown, None, async move {
+            streamforge_api::server::serve(listener, router, server, m, token).await;
+            Ok(())
+        });
+        helpers.close();
 
-    // Consumers first, so nothing published is missed.
-    let persist_consumer = if roles.persist {
-        let c = bus
-            .consumer(
-                &topic,
-                ConsumerOptions {
-                    group: config.persist.group.clone(),
-                    start: StartFrom::Earliest,
-                    durable: true,
-                },
-            )
+        tracing::info!(
+            url = %format!("http://{http_addr}"),
+            bus = %config.bus,
+            role = role.name(),
+            store = %if role.needs_store() { b.store_shown.as_str() } else { "-" },
+            cache = %streamforge_store::redact_url(&config.cache),
+            "streamforge is running"
+        );
+        Ok(Running {
+            http_addr,
+            metrics: b.metrics,
+            health: b.health,
+            store: b.stores.map(|(store, _)| store),
+            shutdown,
+            bus: b.bus,
+            topic: config.ingest.topic.clone(),
+            drain_timeout: config.shutdown.timeout,
+            providers: provider_tasks,
+            ingest,
+            persist,
+            live,
+            http,
+            helpers,
+        })
+    }
+}
+
+/// What the stages share: the backends a role needs, and the telemetry.
+struct Backends {
+    metrics: Metrics,
+    health: Health,
+    rules: streamforge_model::TickRules,
+    bus: Arc<dyn Bus>,
+    /// The store and cache, for roles that have them.
+    stores: Option<(Arc<dyn TickStore>, Arc<dyn Cache>)>,
+    /// The store URL with its password hidden.
+    store_shown: String,
+}
+
+impl Backends {
+    async fn open(config: &Config, role: Role) -> anyhow::Result<Backends> {
+        let metrics = Metrics::new();
+        let health = Health::new();
+        let store_url = config.store_url();
+        let store_shown = streamforge_store::redact_url(&store_url);
+        let stores = if role.needs_store() {
+            let store_options = StoreOptions {
+                postgres: config.postgres.clone(),
+            };
+            let store: Arc<dyn TickStore> =
+                streamforge_store::open_store_with(&store_url, &store_options)
+                    .await
+                    .with_context(|| format!("opening the store {store_shown}"))?;
+            health.set("store", true, store.kind());
+            let cache: Arc<dyn Cache> = streamforge_store::open_cache(&config.cache)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the cache {}",
+                        streamforge_store::redact_url(&config.cache)
+                    )
+                })?;
+            Some((store, cache))
+        } else {
+            None
+        };
+        let bus_options = streamforge_bus::BusOptions {
+            metrics: Some(metrics.clone()),
+            health: Some(health.clone()),
+            ..config.bus_options()
+        };
+        let bus = streamforge_bus::connect(&config.bus, &bus_options)
             .await
-            .context("joining the persist consumer group")?;
-        Some(c)
-    } else {
-        None
-    };
-    let live_consumer = if roles.api {
-        let c = bus
-            .consumer(
-                &topic,
-                ConsumerOptions {
-                    // Unique per instance: replicas of `serve` (every
-                    // container is pid 1) must each get every partition.
-                    group: live_group(),
-                    start: StartFrom::Latest,
-                    durable: false,
-                },
-            )
-            .await
-            .context("creating the live-stream consumer")?;
-        Some(c)
-    } else {
-        None
-    };
+            .with_context(|| format!("connecting to the bus {}", config.bus))?;
+        Ok(Backends {
+            rules: config.tick_rules(),
+            metrics,
+            health,
+            bus,
+            stores,
+            store_shown,
+        })
+    }
+}
 
-    let listener = tokio::net::TcpListener::bind(config.http.addr)
-        .await
-        .with_context(|| format!("binding http.addr {}", config.http.addr))?;
-    let http_addr = listener.local_addr()?;
-
-    let providers = if !roles.ingest {
-        Vec::new()
-    } else if let Some(p) = providers {
-        p
-    } else {
-        build_providers(
-            &ProvidersConfig {
-                synthetic: SyntheticConfig {
-                    symbols: config.synthetic.symbols.clone(),
-                    rate: config.synthetic.rate,
-                    seed: config.synthetic.seed,
-                    slice: config.synthetic.slice,
-                },
-                finnhub: config.finnhub(),
-            },
-            rules,
-            &metrics,
-            &health,
-        )
-        .context("configuring providers")?
-    };
-
-    let hub = LiveHub::default();
-    let unblock = Some((bus.clone(), topic.clone()));
-
+/// The providers, each its own task, and the ingest stage they feed.
+#[allow(clippy::type_complexity)]
+fn wire_ingest(
+    config: &Config,
+    b: &Backends,
+    providers: Vec<Box<dyn streamforge_providers::Provider>>,
+    shutdown: &CancellationToken,
+) -> (
+    Vec<JoinHandle<anyhow::Result<()>>>,
+    JoinHandle<anyhow::Result<()>>,
+) {
     let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(config.ingest.channel_frames);
-    let mut provider_tasks = Vec::new();
+    let mut tasks = Vec::new();
     for p in providers {
         let name = p.id();
         let silence = p.max_silence().unwrap_or(config.ingest.max_feed_silence);
-        health.expect_fresh(&feed_check(name), silence);
+        b.health.expect_fresh(&feed_check(name), silence);
         let (tx, token) = (frames_tx.clone(), shutdown.clone());
-        provider_tasks.push(spawn_stage("provider", &shutdown, None, async move {
+        tasks.push(spawn_stage("provider", shutdown, None, async move {
             p.run(tx, token)
                 .await
                 .with_context(|| format!("provider {name}"))
         }));
     }
     drop(frames_tx);
+    let ingest = spawn_stage(
+        "ingest",
+        shutdown,
+        None,
+        ingest::Ingest {
+            bus: b.bus.clone(),
+            config: config.ingest.clone(),
+            metrics: b.metrics.clone(),
+            health: b.health.clone(),
+            shutdown: shutdown.clone(),
+        }
+        .run(frames_rx),
+    );
+    (tasks, ingest)
+}
 
-    let ingest = roles.ingest.then(|| {
-        spawn_stage(
-            "ingest",
-            &shutdown,
-            None,
-            ingest::Ingest {
-                bus: bus.clone(),
-                topic: topic.clone(),
-                dlq_topic: config.ingest.dlq_topic.clone(),
-                metrics: metrics.clone(),
-                health: health.clone(),
-                max_symbols: config.ingest.max_symbols,
-                shutdown: shutdown.clone(),
-            }
-            .run(frames_rx),
-        )
-    });
-    let persist = persist_consumer
-        .zip(backends.clone())
-        .map(|(consumer, (store, cache))| {
-            spawn_stage(
-                "persist",
-                &shutdown,
-                unblock.clone(),
-                persist::Persist {
-                    bus: bus.clone(),
-                    store,
-                    cache,
-                    dlq_topic: config.ingest.dlq_topic.clone(),
-                    batch_size: config.persist.batch_size,
-                    batch_timeout: config.persist.batch_timeout,
-                    retry_backoff: config.persist.retry_backoff,
-                    rules,
-                    metrics: metrics.clone(),
-                    health: health.clone(),
-                    shutdown: shutdown.clone(),
-                    probe,
-                }
-                .run(consumer),
-            )
-        });
-    if let (true, Some((store, _))) = (roles.persist, &backends) {
-        tokio::spawn(housekeeping(
-            store.clone(),
-            config.postgres.housekeeping_every,
-            shutdown.clone(),
-        ));
-    }
-    let live = live_consumer
-        .zip(backends.clone())
-        .map(|(consumer, (store, _))| {
-            spawn_stage(
-                "live",
-                &shutdown,
-                None,
-                live::run(
-                    consumer,
-                    hub.clone(),
-                    store,
-                    rules,
-                    metrics.clone(),
-                    shutdown.clone(),
-                ),
-            )
-        });
+/// The persist stage over its consumer.
+fn wire_persist(
+    config: &Config,
+    b: &Backends,
+    store: Arc<dyn TickStore>,
+    cache: Arc<dyn Cache>,
+    consumer: Box<dyn streamforge_bus::Consumer>,
+    on_stored: Option<StoredHook>,
+    shutdown: &CancellationToken,
+) -> JoinHandle<anyhow::Result<()>> {
+    spawn_stage(
+        "persist",
+        shutdown,
+        // A publisher waiting for room must not wait for a consumer that died.
+        Some((b.bus.clone(), config.ingest.topic.clone())),
+        persist::Persist {
+            bus: b.bus.clone(),
+            store,
+            cache,
+            dlq_topic: config.ingest.dlq_topic.clone(),
+            config: config.persist.clone(),
+            rules: b.rules,
+            metrics: b.metrics.clone(),
+            health: b.health.clone(),
+            shutdown: shutdown.clone(),
+            on_stored,
+        }
+        .run(consumer),
+    )
+}
 
-    let router = match (&backends, roles.api) {
+/// The HTTP routes of `role`: the whole API where it serves, the
+/// operations endpoints otherwise.
+fn wire_router(
+    config: &Config,
+    role: Role,
+    b: &Backends,
+    hub: LiveHub,
+    shutdown: &CancellationToken,
+) -> axum::Router {
+    let router = match (&b.stores, role.serves()) {
         (Some((store, cache)), true) => streamforge_api::router(AppState {
             store: store.clone(),
             cache: cache.clone(),
             live: hub,
-            metrics: metrics.clone(),
-            health: health.clone(),
-            limits: config.api.limits(),
+            metrics: b.metrics.clone(),
+            health: b.health.clone(),
+            limits: config.api.clone(),
             ws: streamforge_api::routes::ws::WsOptions {
                 max_subscriptions: config.api.ws_max_subscriptions,
                 ..Default::default()
             },
             shutdown: shutdown.clone(),
         }),
-        _ => streamforge_api::ops_router(metrics.clone(), health.clone()),
+        _ => streamforge_api::ops_router(b.metrics.clone(), b.health.clone()),
     };
-    let router = if config.http.pprof {
+    if config.http.pprof {
         router.merge(streamforge_api::routes::profile::router())
     } else {
         router
-    };
-    let (token, server, m) = (
-        shutdown.clone(),
-        config.http.server_options(),
-        metrics.clone(),
-    );
-    let http = spawn_stage("http", &shutdown, None, async move {
-        streamforge_api::server::serve(listener, router, server, m, token).await;
-        Ok(())
-    });
-
-    tracing::info!(
-        url = %format!("http://{http_addr}"),
-        bus = %config.bus,
-        roles = ?roles,
-        store = %if roles.needs_store() { store_shown.as_str() } else { "-" },
-        cache = %streamforge_store::redact_url(&config.cache),
-        "streamforge is running"
-    );
-    Ok(Running {
-        http_addr,
-        metrics,
-        health,
-        store: backends.map(|(store, _)| store),
-        shutdown,
-        bus,
-        topic,
-        drain_timeout: config.shutdown.timeout,
-        providers: provider_tasks,
-        ingest,
-        persist,
-        live,
-        http,
-    })
+    }
 }
 
 /// Waits for a stage (at most `deadline`) and records how it ended.
@@ -616,6 +693,14 @@ impl Running {
             join(&mut failures, "live", live, deadline).await;
         }
         join(&mut failures, "http", self.http, deadline).await;
+        if tokio::time::timeout(self.drain_timeout, self.helpers.wait())
+            .await
+            .is_err()
+        {
+            failures.push(anyhow::anyhow!(
+                "housekeeping did not stop within shutdown.timeout"
+            ));
+        }
         match failures.len() {
             0 => {
                 tracing::info!("pipeline stopped cleanly");

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use streamforge_bus::message::last_offsets;
 use streamforge_bus::{Bus, Committer, Consumer, Delivery, Headers, Message, Offset, Polled};
+use streamforge_model::settings::{duration_text, Invalid};
 use streamforge_model::{wire, Gap, Tick, TickRules, Timestamp, GAP_CONTENT_TYPE};
 use streamforge_store::{Cache, StoreError, TickBatch, TickStore};
 use streamforge_telemetry::traces::{self, SpanContext};
@@ -28,8 +30,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::ingest::headers;
-use super::{dead_letter, publish_retrying, LatencyProbe};
+use super::retry::Backoff;
+use super::{dead_letter, publish_retrying, StoredHook};
+use streamforge_bus::message::headers;
 
 /// DLQ reason of records the store refused.
 const STORE_REFUSED: &str = "store_refused";
@@ -37,22 +40,69 @@ const STORE_REFUSED: &str = "store_refused";
 /// Longest pause between store retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Settings of the persist stage: the `[persist]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersistConfig {
+    /// Consumer group of the persist stage.
+    pub group: String,
+    /// Most ticks written in one transaction (`--batch-size`).
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill once its first tick arrived
+    /// (`--batch-timeout`).
+    #[serde(with = "duration_text")]
+    pub batch_timeout: Duration,
+    /// First pause before retrying a failed store write; doubles up to 30s.
+    #[serde(with = "duration_text")]
+    pub retry_backoff: Duration,
+}
+
+impl Default for PersistConfig {
+    fn default() -> Self {
+        PersistConfig {
+            group: "streamforge-persist".into(),
+            batch_size: 5_000,
+            batch_timeout: Duration::from_millis(10),
+            retry_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+impl PersistConfig {
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.group.is_empty() {
+            return Err(Invalid::new("group", "must be non-empty"));
+        }
+        if self.batch_size == 0 || self.batch_size > 1_000_000 {
+            return Err(Invalid::new(
+                "batch_size",
+                format!("must be 1 to 1000000, got {}", self.batch_size),
+            ));
+        }
+        if self.retry_backoff.is_zero() {
+            return Err(Invalid::new("retry_backoff", "must be longer than 0"));
+        }
+        Ok(())
+    }
+}
+
 /// Everything the stage needs.
 pub struct Persist {
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn TickStore>,
     pub cache: Arc<dyn Cache>,
+    /// Where refused ticks go (`ingest.dlq_topic`).
     pub dlq_topic: String,
-    pub batch_size: usize,
-    pub batch_timeout: Duration,
-    pub retry_backoff: Duration,
+    /// Batch size, wait and retry pause.
+    pub config: PersistConfig,
     pub rules: TickRules,
     pub metrics: Metrics,
     pub health: Health,
     /// Fires when the pipeline shuts down: store retries give up then.
     pub shutdown: CancellationToken,
-    /// Optional exact latency recording (benchmarks).
-    pub probe: Option<Arc<LatencyProbe>>,
+    /// Called after each committed batch (a harness's hook; `None` in production).
+    pub on_stored: Option<StoredHook>,
 }
 
 /// A decoded batch on its way to the store.
@@ -89,7 +139,7 @@ impl Persist {
         let committer = consumer.committer();
         let (tx, mut rx) = mpsc::channel::<Prepared>(PREPARED_AHEAD);
         let fetch = async {
-            let mut batch: Vec<Delivery> = Vec::with_capacity(self.batch_size);
+            let mut batch: Vec<Delivery> = Vec::with_capacity(self.config.batch_size);
             let mut decoder = wire::Decoder::default();
             loop {
                 let closed = self.fill(&mut *consumer, &mut batch).await?;
@@ -97,7 +147,7 @@ impl Persist {
                     // Decoding is CPU work: on a blocking thread, so the
                     // writer (the same task) goes on meanwhile.
                     let deliveries =
-                        std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
+                        std::mem::replace(&mut batch, Vec::with_capacity(self.config.batch_size));
                     let (metrics, rules) = (self.metrics.clone(), self.rules);
                     let mut d = std::mem::take(&mut decoder);
                     let (prepared, d) = tokio::task::spawn_blocking(move || {
@@ -194,8 +244,8 @@ impl Persist {
         batch: &mut Vec<Delivery>,
     ) -> anyhow::Result<bool> {
         let mut deadline: Option<tokio::time::Instant> = None;
-        while batch.len() < self.batch_size {
-            let want = self.batch_size - batch.len();
+        while batch.len() < self.config.batch_size {
+            let want = self.config.batch_size - batch.len();
             let polled = match deadline {
                 // On a broker, shutdown stops consuming (the rest stays in the
                 // topic); an in-process bus is drained until it closes.
@@ -217,8 +267,9 @@ impl Persist {
                         self.metrics.bus_consumed(&first.topic, m.len(), bytes);
                     }
                     batch.extend(m);
-                    deadline
-                        .get_or_insert_with(|| tokio::time::Instant::now() + self.batch_timeout);
+                    deadline.get_or_insert_with(|| {
+                        tokio::time::Instant::now() + self.config.batch_timeout
+                    });
                 }
                 Polled::Lagged(n) => {
                     // A durable group is never trimmed past; this would be a bus bug.
@@ -404,8 +455,8 @@ impl Persist {
                 started.elapsed(),
                 ticks.iter().map(|t| seconds_between(t, stored_at)),
             );
-            if let Some(p) = &self.probe {
-                p.record(ticks, stored_at);
+            if let Some(hook) = &self.on_stored {
+                hook(ticks, stored_at);
             }
             return Ok(Ok(()));
         }
@@ -426,7 +477,7 @@ impl Persist {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        let mut backoff = self.retry_backoff;
+        let mut backoff = Backoff::new(self.config.retry_backoff, MAX_BACKOFF);
         loop {
             let e = match attempt().await {
                 Ok(v) => return Ok(Ok(v)),
@@ -436,18 +487,14 @@ impl Persist {
             self.metrics.store_write_failed(&e);
             self.health.set("store", false, e.to_string());
             if !e.is_retryable() {
-                tracing::error!(error = %e, retry_in = ?backoff, "the store refused a write for a reason other than its data; retrying until it is fixed");
+                tracing::error!(error = %e, retry_in = ?backoff.next(), "the store refused a write for a reason other than its data; retrying until it is fixed");
             }
             if self.shutdown.is_cancelled() {
                 return Err(e).context(format!(
                     "shutting down with {what} not written to the store"
                 ));
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = self.shutdown.cancelled() => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff.wait(&self.shutdown).await;
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `streamforge bench`: the embedded pipeline under load.
+//! The scenarios of `streamforge-bench`: the embedded pipeline under load.
 //!
 //! Two scenarios, each on a fresh SQLite store in a temporary directory, or
 //! on the store and cache given with `--store` / `--cache` (PostgreSQL,
@@ -10,7 +10,7 @@
 //! - `sink`: the store and cache alone, with pre-generated batches.
 //! - `bus`: the bus alone: publish pre-encoded ticks, then consume them.
 //! - `ws`: live fan-out to `--clients` WebSocket clients at `--latency-rate`
-//!   ticks/s ([`crate::bench_ws`]).
+//!   ticks/s ([`crate::ws`]).
 //!
 //! A warm-up period is excluded from each measurement.
 
@@ -22,9 +22,12 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{parse_rate, Cli, PipelineArgs};
-use crate::config::parse_duration;
-use crate::pipeline::{self, LatencyProbe, ProbeReport, Roles};
+use streamforge::cli::{parse_rate, PipelineArgs};
+use streamforge::config::{parse_duration, Config};
+use streamforge::pipeline::{Pipeline, Role};
+
+use crate::probe::{LatencyProbe, ProbeReport};
+use crate::BenchCli as Cli;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -42,7 +45,7 @@ pub enum Scenario {
     All,
 }
 
-/// Flags of `streamforge bench`.
+/// Flags of `streamforge-bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Which measurement to run.
@@ -92,8 +95,13 @@ async fn scenario(
     let config = cli.load_config(&pargs)?;
     let probe = Arc::new(LatencyProbe::default());
     let shutdown = CancellationToken::new();
-    let running =
-        pipeline::start(&config, Roles::ALL, shutdown.clone(), Some(probe.clone())).await?;
+    let hook = probe.clone();
+    let running = Pipeline::new(&config, Role::Run)
+        .on_stored(Arc::new(move |ticks, stored_at| {
+            hook.record(ticks, stored_at)
+        }))
+        .start(shutdown.clone())
+        .await?;
     eprintln!(
         "bench {name}: rate {}, batch {} / {:?}, warm-up {:?}, measuring {:?}...",
         if rate == 0.0 {
@@ -116,9 +124,7 @@ async fn scenario(
 }
 
 /// The synthetic market of the configured symbols and seed.
-fn market(
-    config: &crate::config::Config,
-) -> anyhow::Result<streamforge_providers::synthetic::Market> {
+fn market(config: &Config) -> anyhow::Result<streamforge_providers::synthetic::Market> {
     let symbols: Vec<streamforge_model::Symbol> = config
         .synthetic
         .symbols
@@ -150,8 +156,7 @@ async fn sink(cli: &Cli, args: &BenchArgs) -> anyhow::Result<SinkReport> {
     let store = streamforge_store::open_store_with(
         &config.store_url(),
         &streamforge_store::StoreOptions {
-            postgres: config.postgres.schema_options(),
-            postgres_timeouts: config.postgres.timeouts(),
+            postgres: config.postgres.clone(),
         },
     )
     .await
@@ -239,11 +244,11 @@ async fn bus(cli: &Cli, args: &BenchArgs) -> anyhow::Result<(usize, Duration, Du
     let rules = TickRules::default();
     let mut headers = Headers::with_capacity(2);
     headers.insert(
-        "content-type",
+        streamforge_bus::message::headers::CONTENT_TYPE,
         bytes::Bytes::from_static(streamforge_model::wire::CONTENT_TYPE.as_bytes()),
     );
     headers.insert(
-        "schema-version",
+        streamforge_bus::message::headers::SCHEMA_VERSION,
         bytes::Bytes::from_static(streamforge_model::wire::SCHEMA_VERSION.as_bytes()),
     );
     let mut messages = Vec::with_capacity(inputs.len());
@@ -371,7 +376,7 @@ async fn run_scenarios(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     if args.scenario == Scenario::Ws {
-        let r = crate::bench_ws::run(
+        let r = crate::ws::run(
             args.clients,
             args.ws_symbols,
             args.latency_rate,

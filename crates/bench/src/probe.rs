@@ -1,5 +1,5 @@
 //! [`LatencyProbe`]: exact ingest→stored latency and throughput, for
-//! `streamforge bench`. Recorded once per batch, off by default.
+//! the benchmarks, fed by the pipeline's `on_stored` hook once per batch.
 
 use std::time::{Duration, Instant};
 

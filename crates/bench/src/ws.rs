@@ -1,4 +1,4 @@
-//! `streamforge bench --scenario ws`: live fan-out to many WebSocket clients.
+//! `streamforge-bench --scenario ws`: live fan-out to many WebSocket clients.
 //!
 //! Starts `streamforge run` as a child process (embedded defaults, the
 //! synthetic market at `--latency-rate` ticks/s), connects `--clients`
@@ -52,6 +52,22 @@ impl WsReport {
     pub fn bytes_per_client(&self) -> f64 {
         self.rss_after.saturating_sub(self.rss_before) as f64 / self.connected.max(1) as f64
     }
+}
+
+/// The `streamforge` binary the scenario runs: `STREAMFORGE_BIN`, else the
+/// one built beside this benchmark (`cargo build --release -p streamforge`).
+fn server_binary() -> anyhow::Result<std::path::PathBuf> {
+    if let Some(bin) = std::env::var_os("STREAMFORGE_BIN") {
+        return Ok(bin.into());
+    }
+    let exe = std::env::current_exe().context("finding this benchmark's path")?;
+    let sibling = exe.with_file_name("streamforge");
+    anyhow::ensure!(
+        sibling.exists(),
+        "{} not found: build it first (cargo build --release -p streamforge) or set STREAMFORGE_BIN",
+        sibling.display()
+    );
+    Ok(sibling)
 }
 
 /// Resident set size of `pid` in bytes.
@@ -159,7 +175,7 @@ pub async fn run(
         ),
     )
     .context("writing the server's configuration")?;
-    let exe = std::env::current_exe().context("finding the streamforge binary")?;
+    let exe = server_binary()?;
     let mut server = tokio::process::Command::new(exe)
         .arg("--config")
         .arg(&config)
@@ -200,7 +216,7 @@ pub async fn run(
     let stop = tokio_util::sync::CancellationToken::new();
     let connected = Arc::new(AtomicU64::new(0));
     let url = format!("ws://127.0.0.1:{port}/api/v1/ws");
-    let symbols = crate::config::Config::default().synthetic.symbols;
+    let symbols = streamforge::config::Config::default().synthetic.symbols;
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let wanted: Vec<&str> = if symbols_per_client == 0 {
