@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use libfuzzer_sys::fuzz_target;
 use streamforge_model::{TickRules, Timestamp};
 use streamforge_providers::finnhub::FrameParser;
-use streamforge_providers::recording::{frames, replay_due, MAX_REPLAY_STEP};
+use streamforge_providers::recording::frames;
+use streamforge_providers::replay::{replay_due, MAX_REPLAY_STEP};
 
 fuzz_target!(|data: &[u8]| {
     let start = tokio::time::Instant::now();

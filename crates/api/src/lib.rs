@@ -10,7 +10,8 @@
 //! - [`error`] — [`ApiError`], the one error type of every handler.
 //! - [`params`] — query-parameter parsing (times, limits, intervals, symbols).
 //! - [`live`] — [`LiveHub`], the fan-out of live ticks and candle updates to
-//!   stream clients, with a resume window; [`live::CandleTracker`].
+//!   stream clients, with a resume window (the candle updates it carries
+//!   are made by the pipeline's live stage).
 //! - [`routes`] — the handlers; [`router`] wires them with the metrics
 //!   layer, the REST request timeout and the cap on live streams.
 //! - [`server`] — the HTTP server and its connection limits and timers.

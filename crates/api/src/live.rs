@@ -8,19 +8,17 @@
 //! other clients: it misses the oldest batches and is told so (SSE), or is
 //! told and disconnected (WebSocket).
 //!
-//! [`CandleTracker`] turns the live ticks into candle updates: the current
-//! candle of each symbol and of each interval some client wants
-//! ([`LiveHub::want_candles`]), seeded from the store's rollup the first
-//! time the bucket is seen, then merged with every newer live tick.
+//! The candle updates it carries are made by the pipeline's live stage
+//! (`streamforge::pipeline::candles`), for the intervals some client wants
+//! ([`LiveHub::want_candles`]); the hub only fans them out.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use streamforge_model::{Candle, CandlePart, Interval, Symbol, Tick, Timestamp};
-use streamforge_store::{CandleQuery, TickStore};
+use streamforge_model::{Candle, Interval, Symbol, Tick};
 use tokio::sync::broadcast;
 
 /// Batches a client may fall behind before it starts missing them.
@@ -295,171 +293,5 @@ impl LiveHub {
     /// Clients connected now.
     pub fn clients(&self) -> usize {
         self.shared.tx.receiver_count()
-    }
-}
-
-/// The current candle of one symbol and interval.
-#[derive(Clone, Copy, Debug)]
-struct Current {
-    start: Timestamp,
-    part: CandlePart,
-    /// Ticks at or before this time were in the seed from the store.
-    seeded_through: Option<Timestamp>,
-}
-
-/// Candle updates from live ticks, for every interval.
-///
-/// A bucket first seen mid-way (the server started, or the live tail
-/// skipped data) is seeded from the store's rollup; live ticks not newer
-/// than the seed's last trade are taken as already in it. From then on
-/// every live tick of the bucket is merged, and a tick of a later bucket
-/// starts it afresh. A late tick of an earlier bucket is not streamed: the
-/// store corrects that candle, and `GET /api/v1/candles` serves it.
-#[derive(Default)]
-pub struct CandleTracker {
-    current: HashMap<(Symbol, Interval), Current>,
-}
-
-impl CandleTracker {
-    /// Forgets everything: after missed ticks, buckets are seeded again.
-    pub fn reset(&mut self) {
-        self.current.clear();
-    }
-
-    /// Symbols and intervals tracked now.
-    pub fn len(&self) -> usize {
-        self.current.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.current.is_empty()
-    }
-
-    /// Merges a batch of live ticks into the candles of the `wanted`
-    /// intervals (the others are forgotten); returns the candles it
-    /// changed, one per symbol and interval. Buckets seen for the first
-    /// time are seeded from `store`, concurrently; a seed that fails leaves
-    /// the bucket unseeded (the candle then covers the live ticks only).
-    pub async fn update(
-        &mut self,
-        ticks: &[Tick],
-        store: &dyn TickStore,
-        wanted: &[Interval],
-    ) -> Vec<Candle> {
-        self.current.retain(|(_, i), _| wanted.contains(i));
-        if wanted.is_empty() {
-            return Vec::new();
-        }
-        // Seeds for the symbols and intervals not tracked yet, at the
-        // bucket of their first tick in this batch.
-        let mut unseeded: HashMap<(Symbol, Interval), Timestamp> = HashMap::new();
-        for tick in ticks {
-            for &interval in wanted {
-                let key = (tick.symbol().clone(), interval);
-                if !self.current.contains_key(&key) {
-                    unseeded
-                        .entry(key)
-                        .or_insert_with(|| interval.bucket_start(tick.ts()));
-                }
-            }
-        }
-        let seeds = futures::future::join_all(unseeded.into_iter().map(
-            |((symbol, interval), start)| async move {
-                let part = seed(store, &symbol, interval, start).await;
-                ((symbol, interval), start, part)
-            },
-        ))
-        .await;
-        for (key, start, part) in seeds {
-            if let Some(part) = part {
-                let seeded_through = Some(part.close.0 .0);
-                self.current.insert(
-                    key,
-                    Current {
-                        start,
-                        part,
-                        seeded_through,
-                    },
-                );
-            }
-        }
-        let mut changed: HashSet<(Symbol, Interval)> = HashSet::new();
-        for tick in ticks {
-            for &interval in wanted {
-                let start = interval.bucket_start(tick.ts());
-                let key = (tick.symbol().clone(), interval);
-                let Some(entry) = self.current.get_mut(&key) else {
-                    // Nothing stored of this bucket: its first tick starts it.
-                    self.current.insert(
-                        key.clone(),
-                        Current {
-                            start,
-                            part: CandlePart::of(tick),
-                            seeded_through: None,
-                        },
-                    );
-                    changed.insert(key);
-                    continue;
-                };
-                if start < entry.start {
-                    continue;
-                }
-                if start > entry.start {
-                    // A new bucket: it began after the one tracked.
-                    *entry = Current {
-                        start,
-                        part: CandlePart::of(tick),
-                        seeded_through: None,
-                    };
-                    changed.insert(key);
-                    continue;
-                }
-                if entry.seeded_through.is_some_and(|s| tick.ts() <= s) {
-                    continue;
-                }
-                entry.part.push(tick);
-                changed.insert(key);
-            }
-        }
-        let mut out: Vec<Candle> = changed
-            .into_iter()
-            .filter_map(|key| {
-                let c = self.current.get(&key)?;
-                Some(c.part.into_candle(key.0, key.1, c.start))
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.symbol, a.interval).cmp(&(&b.symbol, b.interval)));
-        out
-    }
-}
-
-/// The stored candle of one bucket, as a part.
-async fn seed(
-    store: &dyn TickStore,
-    symbol: &Symbol,
-    interval: Interval,
-    start: Timestamp,
-) -> Option<CandlePart> {
-    let query = CandleQuery {
-        symbol: symbol.clone(),
-        interval,
-        from: start,
-        to: start.saturating_add_micros(interval.micros()),
-        limit: 1,
-    };
-    match store.candles(query).await {
-        Ok(c) => c.into_iter().next().map(|c| CandlePart {
-            open: ((c.first_ts, i64::MIN), c.open),
-            close: ((c.last_ts, i64::MAX), c.close),
-            high: c.high,
-            low: c.low,
-            volume: c.volume,
-            notional: c.vwap.unwrap_or(0.0) * c.volume,
-            trades: c.trades,
-        }),
-        Err(e) => {
-            tracing::warn!(error = %e, %symbol, %interval, "cannot seed a live candle from the store");
-            None
-        }
     }
 }

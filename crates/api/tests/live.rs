@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use streamforge_api::live::{CandleTracker, Resume, ResumeWindow};
+use streamforge_api::live::{Resume, ResumeWindow};
 use streamforge_api::routes::ws::WsOptions;
 use streamforge_api::{router, ApiConfig, AppState, LiveHub};
 use streamforge_model::{Candle, Gap, GapReason, Interval, Symbol, Tick, Timestamp};
@@ -489,51 +489,6 @@ async fn sse_resumes_after_the_last_event_id_within_the_window_and_says_when_it_
     assert_eq!(res.status().as_u16(), 400);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["parameter"], "Last-Event-ID");
-}
-
-#[tokio::test]
-async fn live_candles_start_from_the_stored_bucket_and_add_only_newer_ticks() {
-    let stored = [
-        tick("AAPL", T0 + 1_000, 10.0),
-        tick("AAPL", T0 + 2_000, 14.0),
-    ];
-    let server = serve(&stored, LiveHub::default(), WsOptions::default()).await;
-    let mut tracker = CandleTracker::default();
-    // The live tail sees the last stored tick again, then a new one.
-    let live = [stored[1].clone(), tick("AAPL", T0 + 3_000, 9.0)];
-    let all = Interval::ALL;
-    assert!(
-        tracker
-            .update(&live, server.state.store.as_ref(), &[])
-            .await
-            .is_empty(),
-        "nothing tracked when nobody wants candles"
-    );
-    let updates = tracker
-        .update(&live, server.state.store.as_ref(), &all)
-        .await;
-    let m1 = updates.iter().find(|c| c.interval == Interval::M1).unwrap();
-    assert_eq!(
-        (m1.open, m1.high, m1.low, m1.close, m1.trades),
-        (10.0, 14.0, 9.0, 9.0, 3),
-        "stored ticks counted once"
-    );
-    assert_eq!(updates.len(), Interval::ALL.len());
-    // A tick of the next minute starts that candle afresh.
-    let next = tracker
-        .update(
-            &[tick("AAPL", T0 + 61_000, 20.0)],
-            server.state.store.as_ref(),
-            &all,
-        )
-        .await;
-    let m1 = next.iter().find(|c| c.interval == Interval::M1).unwrap();
-    assert_eq!(
-        (m1.open, m1.trades, m1.start),
-        (20.0, 1, Timestamp::from_millis(T0 + 60_000))
-    );
-    let m5 = next.iter().find(|c| c.interval == Interval::M5).unwrap();
-    assert_eq!((m5.open, m5.close, m5.trades), (10.0, 20.0, 4));
 }
 
 #[tokio::test]

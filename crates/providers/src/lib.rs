@@ -19,6 +19,7 @@
 pub mod error;
 pub mod finnhub;
 pub mod recording;
+pub mod replay;
 pub mod synthetic;
 
 use async_trait::async_trait;
@@ -103,6 +104,30 @@ pub fn build_providers(
         synthetic.clone(),
         rules,
     )?)])
+}
+
+/// A provider's parser of its own raw frames: what its connection does
+/// with each message, and what a replay of its recording does again.
+pub trait FrameParse: Send {
+    /// The frame's ticks with `ingested_at`, validated with `rules`
+    /// against the clock `checked_at`; `None` for a frame that carries no
+    /// trades (a ping, a notice).
+    fn parse_frame(
+        &mut self,
+        frame: &[u8],
+        rules: &TickRules,
+        ingested_at: streamforge_model::Timestamp,
+        checked_at: streamforge_model::Timestamp,
+    ) -> Option<ProviderFrame>;
+}
+
+/// The frame parser of `provider`, for providers whose frames can be
+/// recorded and replayed.
+pub fn frame_parser(provider: &str) -> Option<Box<dyn FrameParse>> {
+    match provider {
+        finnhub::ID => Some(Box::new(finnhub::FrameParser::default())),
+        _ => None,
+    }
 }
 
 /// Name of a provider's freshness check in `/readyz`.

@@ -1,27 +1,24 @@
-//! Recordings of raw provider frames, and their replay.
+//! Recordings of raw provider frames: the file format.
 //!
 //! A recording is zstd-compressed NDJSON, one line per frame received:
-//! `{"received":"2026-11-28T10:00:00.123456Z","connection":0,"frame":"..."}`
-//! (`frame` is the message exactly as the provider sent it). Replaying
-//! feeds the frames through the same parser, so the ticks get the same ids
-//! as live and a replay stores nothing twice.
+//! `{"provider":"finnhub","received":"2026-11-28T10:00:00.123456Z","connection":0,"frame":"..."}`
+//! (`frame` is the message exactly as the provider sent it). Replaying it
+//! ([`crate::replay`]) feeds the frames through that provider's own parser,
+//! so the ticks get the same ids as live and a replay stores nothing twice.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use streamforge_model::{TickRules, Timestamp};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-use crate::finnhub::{FrameParser, Parsed, ID as FINNHUB};
-use crate::{Provider, ProviderError, ProviderFrame};
+use streamforge_model::Timestamp;
 
 /// One frame as received.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordedFrame {
+    /// The provider whose protocol the frame is in (its id); recordings
+    /// made before the field existed are Finnhub's.
+    #[serde(default = "finnhub")]
+    pub provider: String,
     pub received: Timestamp,
     pub connection: u32,
     pub frame: String,
@@ -163,147 +160,14 @@ pub fn frames<R: BufRead>(
     })
 }
 
+/// Recordings without a `provider` field are Finnhub's.
+fn finnhub() -> String {
+    "finnhub".to_string()
+}
+
 /// Longest line a recording may have (a frame is at most
 /// [`crate::finnhub::MAX_MESSAGE_BYTES`], escaped as JSON).
 pub const MAX_LINE_BYTES: usize = 2 * 1024 * 1024;
-
-/// Slowest and fastest replay pace (`--speed`).
-pub const MIN_SPEED: f64 = 1e-3;
-pub const MAX_SPEED: f64 = 1e6;
-
-/// Longest pause replay makes between two frames at the recorded pace: a
-/// wild receive time (years later) does not make it sleep for years.
-pub const MAX_REPLAY_STEP: Duration = Duration::from_secs(600);
-
-/// When the frame received at `received` is due, the one before having
-/// been received at `previous` and due at `previous_due`: the recorded
-/// step, never negative and at most [`MAX_REPLAY_STEP`], divided by `speed`.
-pub fn replay_due(
-    previous: Timestamp,
-    previous_due: tokio::time::Instant,
-    received: Timestamp,
-    speed: f64,
-) -> tokio::time::Instant {
-    let step_micros = received
-        .as_micros()
-        .checked_sub(previous.as_micros())
-        .unwrap_or(i64::MAX)
-        .clamp(0, MAX_REPLAY_STEP.as_micros() as i64);
-    // Checked: a speed near 0 (or not a number) must not overflow or panic.
-    let longest = MAX_REPLAY_STEP.div_f64(MIN_SPEED);
-    let step = Duration::try_from_secs_f64(step_micros as f64 / 1e6 / speed)
-        .map_or(longest, |d| d.min(longest));
-    previous_due + step
-}
-
-/// Replays a Finnhub recording as a provider.
-pub struct ReplayProvider {
-    path: PathBuf,
-    /// `None`: as fast as the pipeline takes it; `Some(k)`: k times the
-    /// recorded pace.
-    speed: Option<f64>,
-    rules: TickRules,
-}
-
-impl ReplayProvider {
-    pub fn new(path: PathBuf, speed: Option<f64>, rules: TickRules) -> Result<Self, ProviderError> {
-        if let Some(s) = speed {
-            if !(MIN_SPEED..=MAX_SPEED).contains(&s) {
-                return Err(ProviderError::Config {
-                    provider: FINNHUB,
-                    reason: format!("speed: must be from {MIN_SPEED} to {MAX_SPEED}, got {s}"),
-                });
-            }
-        }
-        Ok(ReplayProvider { path, speed, rules })
-    }
-}
-
-#[async_trait]
-impl Provider for ReplayProvider {
-    fn id(&self) -> &'static str {
-        FINNHUB
-    }
-
-    fn max_silence(&self) -> Option<Duration> {
-        // A slow replay may pause as long as the recording did.
-        Some(Duration::from_secs(3600))
-    }
-
-    async fn run(
-        self: Box<Self>,
-        out: mpsc::Sender<ProviderFrame>,
-        cancel: CancellationToken,
-    ) -> Result<(), ProviderError> {
-        let (tx, mut rx) = mpsc::channel::<Result<RecordedFrame, RecordingError>>(256);
-        let path = self.path.clone();
-        let reader = tokio::task::spawn_blocking(move || {
-            let frames = match read(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            for f in frames {
-                let stop = f.is_err();
-                if tx.blocking_send(f).is_err() || stop {
-                    return;
-                }
-            }
-        });
-        let mut parser = FrameParser::default();
-        let started = tokio::time::Instant::now();
-        let mut previous: Option<(Timestamp, tokio::time::Instant)> = None;
-        let mut frames = 0u64;
-        while let Some(next) = rx.recv().await {
-            let rec = next.map_err(|e| ProviderError::Config {
-                provider: FINNHUB,
-                reason: format!("replay: {e}"),
-            })?;
-            if let Some(speed) = self.speed {
-                let (prev, prev_due) = previous.unwrap_or((rec.received, started));
-                let due = replay_due(prev, prev_due, rec.received, speed);
-                previous = Some((rec.received, due));
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep_until(due) => {}
-                }
-            } else if cancel.is_cancelled() {
-                break;
-            }
-            // Validated against the time it was received, so an old
-            // recording's trades are not "in the future" of nothing.
-            let frame = match parser.parse(
-                rec.frame.as_bytes(),
-                &self.rules,
-                Timestamp::now(),
-                rec.received,
-            ) {
-                Parsed::Trades { ticks, rejects } => ProviderFrame {
-                    provider: FINNHUB,
-                    ticks,
-                    rejects,
-                    gaps: Vec::new(),
-                },
-                Parsed::Malformed(r) => ProviderFrame {
-                    provider: FINNHUB,
-                    rejects: vec![r],
-                    ..ProviderFrame::default()
-                },
-                Parsed::Ping | Parsed::Error(_) => continue,
-            };
-            frames += 1;
-            if out.send(frame).await.is_err() {
-                return Err(ProviderError::OutputClosed { provider: FINNHUB });
-            }
-        }
-        drop(rx);
-        let _ = reader.await;
-        tracing::info!(path = %self.path.display(), frames, "replay finished");
-        Ok(())
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -325,29 +189,5 @@ mod tests {
         assert!(frames[0].is_ok());
         let e = frames[1].as_ref().unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("longer than"), "{e}");
-    }
-
-    #[test]
-    fn replay_pauses_follow_the_recording_but_a_wild_receive_time_does_not_sleep_forever() {
-        let t0 = Timestamp::from_millis(1_764_000_000_000);
-        let due0 = tokio::time::Instant::now();
-        let later = t0.saturating_add_micros(2_000_000);
-        assert_eq!(
-            replay_due(t0, due0, later, 1.0) - due0,
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            replay_due(t0, due0, later, 4.0) - due0,
-            Duration::from_millis(500)
-        );
-        // Backwards in time: no pause; years ahead: at most MAX_REPLAY_STEP.
-        assert_eq!(replay_due(later, due0, t0, 1.0), due0);
-        for wild in [Timestamp::MAX, Timestamp::from_millis(253_402_300_799_000)] {
-            assert_eq!(replay_due(t0, due0, wild, 1.0) - due0, MAX_REPLAY_STEP);
-        }
-        assert_eq!(
-            replay_due(Timestamp::MIN, due0, Timestamp::MAX, 1.0) - due0,
-            MAX_REPLAY_STEP
-        );
     }
 }

@@ -124,7 +124,7 @@ pub fn parse_speed(text: &str) -> Result<Speed, String> {
     if text.eq_ignore_ascii_case("max") {
         return Ok(None);
     }
-    use streamforge_providers::recording::{MAX_SPEED, MIN_SPEED};
+    use streamforge_providers::replay::{MAX_SPEED, MIN_SPEED};
     match text.trim_end_matches(['x', 'X']).parse::<f64>() {
         Ok(k) if (MIN_SPEED..=MAX_SPEED).contains(&k) => Ok(Some(k)),
         _ => Err(format!(
@@ -443,7 +443,7 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn replay_with(config: &Config, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    use streamforge_providers::recording::ReplayProvider;
+    use streamforge_providers::replay::ReplayProvider;
 
     let rules = config.tick_rules();
     let provider = ReplayProvider::new(args.file.clone(), args.speed, rules)?;

@@ -217,6 +217,31 @@ impl FrameParser {
 }
 
 /// A trade written back as Finnhub JSON (the dead-letter form).
+impl crate::FrameParse for FrameParser {
+    fn parse_frame(
+        &mut self,
+        frame: &[u8],
+        rules: &TickRules,
+        ingested_at: Timestamp,
+        checked_at: Timestamp,
+    ) -> Option<crate::ProviderFrame> {
+        match self.parse(frame, rules, ingested_at, checked_at) {
+            Parsed::Trades { ticks, rejects } => Some(crate::ProviderFrame {
+                provider: ID,
+                ticks,
+                rejects,
+                gaps: Vec::new(),
+            }),
+            Parsed::Malformed(r) => Some(crate::ProviderFrame {
+                provider: ID,
+                rejects: vec![r],
+                ..crate::ProviderFrame::default()
+            }),
+            Parsed::Ping | Parsed::Error(_) => None,
+        }
+    }
+}
+
 fn trade_json(trade: &RawTrade<'_>) -> Vec<u8> {
     let mut o = serde_json::Map::new();
     if let Some(s) = &trade.s {

@@ -508,6 +508,7 @@ impl Connection {
             };
             if let Some(tap) = &self.tap {
                 let recorded = crate::recording::RecordedFrame {
+                    provider: ID.to_string(),
                     received,
                     connection: self.id,
                     frame: String::from_utf8_lossy(raw).into_owned(),

@@ -6,13 +6,14 @@
 
 use std::sync::Arc;
 
-use streamforge_api::live::CandleTracker;
 use streamforge_api::LiveHub;
 use streamforge_bus::{Consumer, Polled};
 use streamforge_model::{wire, TickRules, Timestamp};
 use streamforge_store::TickStore;
 use streamforge_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
+
+use super::candles::CandleTracker;
 
 /// Most messages taken from the bus at once.
 const MAX_BATCH: usize = 4_096;

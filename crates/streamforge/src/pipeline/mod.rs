@@ -13,6 +13,7 @@
 //! providers stop, ingest publishes what it holds, the ticks topic is
 //! closed, persist writes and commits the rest, then the process exits.
 
+pub mod candles;
 pub mod dead_letter;
 mod ingest;
 mod live;
