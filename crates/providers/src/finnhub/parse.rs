@@ -1,4 +1,4 @@
-//! Finnhub's WebSocket messages, parsed into ticks.
+//! Finnhub's server messages (`messages.rs`) parsed into ticks.
 //!
 //! The server sends `{"type":"trade","data":[{"s","p","t","v","c"}...]}`
 //! (many trades of several symbols per frame; `t` epoch milliseconds, `v`
@@ -7,13 +7,12 @@
 //! every trade that is not a valid tick, becomes a [`Rejected`] carrying its
 //! raw text, never an error that stops the feed.
 
-use std::borrow::Cow;
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use streamforge_model::{OccurrenceCounter, SymbolInterner, Tick, TickInput, TickRules, Timestamp};
 
+use super::messages::{Envelope, RawTrade};
 use crate::Rejected;
 
 /// Provider id, and each Finnhub tick's `src_id`.
@@ -33,29 +32,6 @@ pub enum Parsed {
     Error(String),
     /// Not a message of the protocol (or not JSON at all).
     Malformed(Rejected),
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow)]
-    data: Option<&'a RawValue>,
-    #[serde(default)]
-    msg: Option<String>,
-}
-
-/// One trade as sent. Missing fields are caught by validation, so that a bad
-/// trade is rejected alone.
-#[derive(Deserialize)]
-struct RawTrade<'a> {
-    #[serde(borrow)]
-    s: Option<Cow<'a, str>>,
-    p: Option<f64>,
-    t: Option<i64>,
-    v: Option<f64>,
-    #[serde(default, borrow)]
-    c: Option<Vec<Cow<'a, str>>>,
 }
 
 /// Parses server messages; keeps the symbols it has seen, so that a symbol

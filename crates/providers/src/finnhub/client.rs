@@ -1,0 +1,559 @@
+//! The Finnhub client: one task per WebSocket connection, each
+//! subscribing its share of the symbols, reading frames through the
+//! [`FrameParser`], and reconnecting with backoff.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use streamforge_model::{Gap, GapReason, Symbol, TickRules, Timestamp};
+use streamforge_telemetry::{Health, Metrics};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_util::sync::CancellationToken;
+
+use super::error::{config_error, ConnectError};
+use super::messages;
+use super::{FinnhubConfig, FrameParser, Parsed, CONNECT_TIMEOUT, ID, MAX_MESSAGE_BYTES};
+use crate::{Provider, ProviderError, ProviderFrame};
+
+/// The provider: one task per connection.
+pub struct FinnhubProvider {
+    /// Where raw frames are copied to (`streamforge record`).
+    tap: Option<mpsc::Sender<crate::recording::RecordedFrame>>,
+    config: FinnhubConfig,
+    symbols: Vec<Symbol>,
+    rules: TickRules,
+    metrics: Metrics,
+    health: Health,
+}
+
+impl std::fmt::Debug for FinnhubProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FinnhubProvider")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl FinnhubProvider {
+    pub fn new(
+        config: FinnhubConfig,
+        rules: TickRules,
+        metrics: Metrics,
+        health: Health,
+    ) -> Result<Self, ProviderError> {
+        config.validate().map_err(|e| config_error(e.to_string()))?;
+        if !config.enabled() {
+            return Err(config_error(
+                "token: not set (FINNHUB_TOKEN or [finnhub] token)",
+            ));
+        }
+        if config.symbols.is_empty() {
+            return Err(config_error("symbols: at least one is needed"));
+        }
+        let mut symbols: Vec<Symbol> = Vec::new();
+        for s in &config.symbols {
+            let sym = Symbol::parse(s).map_err(|e| config_error(format!("symbols: {e}")))?;
+            if !symbols.contains(&sym) {
+                symbols.push(sym);
+            }
+        }
+        // wss:// needs a TLS crypto provider; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(FinnhubProvider {
+            tap: None,
+            config,
+            symbols,
+            rules,
+            metrics,
+            health,
+        })
+    }
+}
+
+impl FinnhubProvider {
+    /// Also sends every raw frame received, with its receive time and
+    /// connection, to `tap` (waiting when it is full: a recording is complete).
+    pub fn record_to(mut self, tap: mpsc::Sender<crate::recording::RecordedFrame>) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+}
+
+#[async_trait]
+impl Provider for FinnhubProvider {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn max_silence(&self) -> Option<Duration> {
+        Some(self.config.silence)
+    }
+
+    async fn run(
+        self: Box<Self>,
+        out: mpsc::Sender<ProviderFrame>,
+        cancel: CancellationToken,
+    ) -> Result<(), ProviderError> {
+        let connections: Vec<Connection> = self
+            .symbols
+            .chunks(self.config.max_symbols_per_connection)
+            .enumerate()
+            .map(|(i, chunk)| Connection {
+                tap: self.tap.clone(),
+                id: i as u32,
+                symbols: chunk.to_vec(),
+                config: self.config.clone(),
+                rules: self.rules,
+                metrics: self.metrics.clone(),
+                health: self.health.clone(),
+            })
+            .collect();
+        tracing::info!(
+            symbols = self.symbols.len(),
+            connections = connections.len(),
+            url = %self.config.url,
+            "finnhub provider started"
+        );
+        for c in &connections {
+            for s in &c.symbols {
+                self.health
+                    .expect_fresh_advisory(&symbol_check(s), self.config.symbol_silence);
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in connections {
+            let (out, cancel) = (out.clone(), cancel.clone());
+            tasks.spawn(async move { c.run(out, cancel).await });
+        }
+        drop(out);
+        let mut result = Ok(());
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    cancel.cancel();
+                    result = Err(e);
+                }
+                Err(e) => {
+                    cancel.cancel();
+                    result = Err(config_error(format!("a connection task failed: {e}")));
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Name of a symbol's advisory freshness check in `/readyz`.
+pub fn symbol_check(symbol: &Symbol) -> String {
+    format!("symbol:{ID}:{symbol}")
+}
+
+/// Why a connection ended.
+enum Ended {
+    /// Shutdown: no gap.
+    Cancelled,
+    /// The feed was down from `since` (the last message received).
+    Down { since: Timestamp, reason: GapReason },
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One WebSocket connection and the symbols it carries.
+struct Connection {
+    tap: Option<mpsc::Sender<crate::recording::RecordedFrame>>,
+    id: u32,
+    symbols: Vec<Symbol>,
+    config: FinnhubConfig,
+    rules: TickRules,
+    metrics: Metrics,
+    health: Health,
+}
+
+impl Connection {
+    async fn run(
+        self,
+        out: mpsc::Sender<ProviderFrame>,
+        cancel: CancellationToken,
+    ) -> Result<(), ProviderError> {
+        let mut parser = FrameParser::default();
+        let mut backoff = self.config.backoff_min;
+        // Set while the feed is down: since when, and why.
+        let mut down: Option<(Timestamp, GapReason)> = None;
+        let mut attempts: u64 = 0;
+        loop {
+            if cancel.is_cancelled() {
+                return self.close_gap(&out, down).await;
+            }
+            if attempts > 0 {
+                self.metrics.provider_reconnect(ID);
+            }
+            attempts += 1;
+            let pause = match self.connect().await {
+                Ok(mut ws) => match self.subscribe(&mut ws).await {
+                    Ok(()) => {
+                        let subscribed = Timestamp::now();
+                        self.metrics.provider_connected(ID, true);
+                        tracing::info!(
+                            connection = self.id,
+                            symbols = self.symbols.len(),
+                            "finnhub connected and subscribed"
+                        );
+                        if let Some((from, reason)) = down.take() {
+                            self.send_gaps(&out, from, subscribed, reason).await?;
+                        }
+                        backoff = self.config.backoff_min;
+                        let ended = self.read(&mut ws, &mut parser, &out, &cancel).await;
+                        self.metrics.provider_connected(ID, false);
+                        match ended? {
+                            Ended::Cancelled => {
+                                let _ = ws.close(None).await;
+                                return Ok(());
+                            }
+                            Ended::Down { since, reason } => {
+                                tracing::warn!(
+                                    connection = self.id,
+                                    reason = reason.as_str(),
+                                    "finnhub feed lost; reconnecting"
+                                );
+                                down = Some((since, reason));
+                                Duration::ZERO
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        down.get_or_insert((Timestamp::now(), GapReason::Disconnected));
+                        self.metrics.provider_error(ID, "connect");
+                        tracing::warn!(connection = self.id, error = %e, "finnhub subscribe failed");
+                        next_backoff(&mut backoff, self.config.backoff_max)
+                    }
+                },
+                Err(ConnectError::Unauthorized) => {
+                    down.get_or_insert((Timestamp::now(), GapReason::Disconnected));
+                    self.metrics.provider_error(ID, "unauthorized");
+                    tracing::error!(
+                        connection = self.id,
+                        retry_in = ?self.config.unauthorized_retry,
+                        "finnhub rejected the token (HTTP 401): check FINNHUB_TOKEN / [finnhub] token"
+                    );
+                    self.health
+                        .set(&crate::feed_check(ID), false, "token rejected (HTTP 401)");
+                    self.config.unauthorized_retry
+                }
+                Err(ConnectError::Other(e)) => {
+                    down.get_or_insert((Timestamp::now(), GapReason::Disconnected));
+                    self.metrics.provider_error(ID, "connect");
+                    tracing::warn!(connection = self.id, error = %e, "finnhub connection failed");
+                    next_backoff(&mut backoff, self.config.backoff_max)
+                }
+            };
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = cancel.cancelled() => return self.close_gap(&out, down).await,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Socket, ConnectError> {
+        let base = &self.config.url;
+        let url = format!("{}token={}", with_query(base), self.config.token.expose());
+        let redact = |e: String| self.config.token.redact(&e);
+        let limits = tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(limits), false);
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Err(_) => Err(ConnectError::Other(format!(
+                "no connection to {base} within {CONNECT_TIMEOUT:?}"
+            ))),
+            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Err(tungstenite::Error::Http(res))) if res.status().as_u16() == 401 => {
+                Err(ConnectError::Unauthorized)
+            }
+            Ok(Err(tungstenite::Error::Http(res))) => Err(ConnectError::Other(format!(
+                "{base} answered HTTP {} to the upgrade",
+                res.status()
+            ))),
+            Ok(Err(e)) => Err(ConnectError::Other(redact(format!("{base}: {e}")))),
+        }
+    }
+
+    async fn subscribe(&self, ws: &mut Socket) -> Result<(), String> {
+        for s in &self.symbols {
+            let msg = messages::subscribe(s);
+            ws.feed(WsMessage::text(msg))
+                .await
+                .map_err(|e| self.config.token.redact(&e.to_string()))?;
+        }
+        ws.flush()
+            .await
+            .map_err(|e| self.config.token.redact(&e.to_string()))
+    }
+
+    /// Reads until the connection ends, goes silent, or shutdown.
+    async fn read(
+        &self,
+        ws: &mut Socket,
+        parser: &mut FrameParser,
+        out: &mpsc::Sender<ProviderFrame>,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, ProviderError> {
+        let feed = crate::feed_check(ID);
+        let mut last = Timestamp::now();
+        loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => return Ok(Ended::Cancelled),
+                n = tokio::time::timeout(self.config.silence, ws.next()) => n,
+            };
+            let msg = match next {
+                Err(_) => {
+                    self.metrics.provider_error(ID, "silent");
+                    return Ok(Ended::Down {
+                        since: last,
+                        reason: GapReason::Silent,
+                    });
+                }
+                Ok(None) => {
+                    return Ok(Ended::Down {
+                        since: last,
+                        reason: GapReason::Disconnected,
+                    })
+                }
+                Ok(Some(Err(tungstenite::Error::Capacity(e)))) => {
+                    // Refused before it was buffered: the content is gone,
+                    // the dead letter says what came.
+                    self.metrics.provider_error(ID, "frame_too_large");
+                    let error = format!(
+                        "frame: the server sent a message over {MAX_MESSAGE_BYTES} bytes ({e}); the connection is made again"
+                    );
+                    tracing::warn!(connection = self.id, %error, "finnhub message refused");
+                    let frame = ProviderFrame {
+                        provider: ID,
+                        rejects: vec![crate::Rejected {
+                            raw: Vec::new(),
+                            reason: "frame_too_large",
+                            error,
+                        }],
+                        ..ProviderFrame::default()
+                    };
+                    if out.send(frame).await.is_err() {
+                        return Err(ProviderError::OutputClosed { provider: ID });
+                    }
+                    return Ok(Ended::Down {
+                        since: last,
+                        reason: GapReason::Disconnected,
+                    });
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(connection = self.id, error = %self.config.token.redact(&e.to_string()), "finnhub read failed");
+                    return Ok(Ended::Down {
+                        since: last,
+                        reason: GapReason::Disconnected,
+                    });
+                }
+                Ok(Some(Ok(m))) => m,
+            };
+            let received = Timestamp::now();
+            last = received;
+            self.health.set(&feed, true, "");
+            self.health.seen(&feed);
+            let raw: &[u8] = match &msg {
+                WsMessage::Text(t) => t.as_bytes(),
+                WsMessage::Binary(b) => b,
+                // Protocol pings are answered by the library; they show the
+                // connection is alive.
+                _ => continue,
+            };
+            if let Some(tap) = &self.tap {
+                let recorded = crate::recording::RecordedFrame {
+                    provider: ID.to_string(),
+                    received,
+                    connection: self.id,
+                    frame: String::from_utf8_lossy(raw).into_owned(),
+                };
+                if tap.send(recorded).await.is_err() {
+                    return Err(ProviderError::OutputClosed { provider: ID });
+                }
+            }
+            match parser.parse(raw, &self.rules, received, received) {
+                Parsed::Trades {
+                    mut ticks,
+                    mut rejects,
+                } => {
+                    self.metrics.provider_frame(ID, "trade");
+                    // Trades of symbols this connection did not subscribe
+                    // are refused: per-symbol state downstream stays
+                    // bounded by the configured universe.
+                    if ticks.iter().any(|t| !self.symbols.contains(t.symbol())) {
+                        let (kept, foreign): (Vec<_>, Vec<_>) = ticks
+                            .into_iter()
+                            .partition(|t| self.symbols.contains(t.symbol()));
+                        ticks = kept;
+                        rejects.extend(foreign.into_iter().map(|t| crate::Rejected {
+                            raw: streamforge_model::wire::encode(&t),
+                            reason: "unsubscribed_symbol",
+                            error: format!(
+                                "symbol: {} is not subscribed on this connection",
+                                t.symbol()
+                            ),
+                        }));
+                    }
+                    let mut seen: Vec<&Symbol> = Vec::new();
+                    let at = received.as_micros() as f64 / 1e6;
+                    for t in &ticks {
+                        // Only this connection's symbols: a fixed label set.
+                        if !seen.contains(&t.symbol()) {
+                            seen.push(t.symbol());
+                            self.health.seen(&symbol_check(t.symbol()));
+                            self.metrics
+                                .provider_symbol_trade(ID, t.symbol().as_str(), at);
+                        }
+                    }
+                    let frame = ProviderFrame {
+                        provider: ID,
+                        ticks,
+                        rejects,
+                        gaps: Vec::new(),
+                    };
+                    if out.send(frame).await.is_err() {
+                        return Err(ProviderError::OutputClosed { provider: ID });
+                    }
+                }
+                Parsed::Ping => self.metrics.provider_frame(ID, "ping"),
+                Parsed::Error(msg) => {
+                    self.metrics.provider_frame(ID, "error");
+                    let kind = if msg.contains("too many symbols") {
+                        "too_many_symbols"
+                    } else if msg.starts_with("Invalid symbol") {
+                        "invalid_symbol"
+                    } else {
+                        "server_error"
+                    };
+                    self.metrics.provider_error(ID, kind);
+                    tracing::error!(connection = self.id, kind, message = %msg, "finnhub reported an error");
+                }
+                Parsed::Malformed(r) => {
+                    self.metrics.provider_frame(ID, "malformed");
+                    let frame = ProviderFrame {
+                        provider: ID,
+                        rejects: vec![r],
+                        ..ProviderFrame::default()
+                    };
+                    if out.send(frame).await.is_err() {
+                        return Err(ProviderError::OutputClosed { provider: ID });
+                    }
+                }
+            }
+        }
+    }
+
+    /// At shutdown during an outage: the outage so far is a gap too.
+    async fn close_gap(
+        &self,
+        out: &mpsc::Sender<ProviderFrame>,
+        down: Option<(Timestamp, GapReason)>,
+    ) -> Result<(), ProviderError> {
+        match down {
+            Some((from, reason)) => self.send_gaps(out, from, Timestamp::now(), reason).await,
+            None => Ok(()),
+        }
+    }
+
+    /// One gap per symbol of this connection.
+    async fn send_gaps(
+        &self,
+        out: &mpsc::Sender<ProviderFrame>,
+        from: Timestamp,
+        to: Timestamp,
+        reason: GapReason,
+    ) -> Result<(), ProviderError> {
+        let gaps: Vec<Gap> = self
+            .symbols
+            .iter()
+            .map(|s| Gap {
+                provider: ID.to_string(),
+                connection: self.id,
+                symbol: s.clone(),
+                from,
+                to,
+                reason,
+            })
+            .collect();
+        self.metrics.provider_gap(
+            ID,
+            reason.as_str(),
+            (to.as_micros() - from.as_micros()) as f64 / 1e6,
+        );
+        tracing::warn!(
+            connection = self.id,
+            reason = reason.as_str(),
+            from = %from,
+            to = %to,
+            symbols = gaps.len(),
+            "finnhub feed gap recorded"
+        );
+        let frame = ProviderFrame {
+            provider: ID,
+            gaps,
+            ..ProviderFrame::default()
+        };
+        out.send(frame)
+            .await
+            .map_err(|_| ProviderError::OutputClosed { provider: ID })
+    }
+}
+
+/// `url` ready for one more query parameter: a path of at least `/`
+/// (`wss://ws.finnhub.io` has none), then `?` or `&`.
+fn with_query(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority_and_path, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let path_sep = if authority_and_path.contains('/') {
+        ""
+    } else {
+        "/"
+    };
+    match query {
+        Some(q) if !q.is_empty() => format!("{scheme}://{authority_and_path}{path_sep}?{q}&"),
+        _ => format!("{scheme}://{authority_and_path}{path_sep}?"),
+    }
+}
+
+/// The current backoff with ±25% jitter; doubles `backoff` for next time.
+fn next_backoff(backoff: &mut Duration, max: Duration) -> Duration {
+    let jitter = rand::thread_rng().gen_range(0.75..1.25);
+    let pause = backoff.mul_f64(jitter);
+    *backoff = (*backoff * 2).min(max);
+    pause
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_goes_into_a_well_formed_query() {
+        assert_eq!(with_query("wss://ws.finnhub.io"), "wss://ws.finnhub.io/?");
+        assert_eq!(with_query("ws://127.0.0.1:9001/"), "ws://127.0.0.1:9001/?");
+        assert_eq!(with_query("ws://h:1/feed?x=1"), "ws://h:1/feed?x=1&");
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter() {
+        let mut b = Duration::from_millis(100);
+        let first = next_backoff(&mut b, Duration::from_millis(300));
+        assert!((75..=125).contains(&first.as_millis()));
+        assert_eq!(b, Duration::from_millis(200));
+        next_backoff(&mut b, Duration::from_millis(300));
+        assert_eq!(b, Duration::from_millis(300));
+    }
+}
