@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, Uri};
 use libfuzzer_sys::fuzz_target;
 use streamforge_api::params::Params;
 use streamforge_api::routes::stream::parse_last_event_id;
-use streamforge_api::ApiLimits;
+use streamforge_api::ApiConfig;
 
 const ALLOWED: &[&str] = &[
     "from", "to", "limit", "interval", "order", "symbols", "symbol", "fill", "candles",
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(params) = Params::new(raw, ALLOWED) else {
         return;
     };
-    let limits = ApiLimits::default();
+    let limits = ApiConfig::default();
     if let Ok((from, to)) = params.range(&limits) {
         assert!(from < to);
     }
