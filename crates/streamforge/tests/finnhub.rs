@@ -125,11 +125,12 @@ async fn ticks_are_stored_as_sent_across_dropped_connections_with_gaps_recorded(
     .await;
     assert_eq!(got, sent, "stored exactly what was sent");
     assert!(sim.log.lock().duplicate_frames_sent > 0);
-    let text = running.metrics.render();
     assert!(
-        metric(&text, "streamforge_store_rows_deduplicated_total") > 0.0,
+        running.metrics.snapshot().store.rows_deduplicated > 0,
         "duplicated frames were stored once"
     );
+    // The exposition itself carries the per-symbol gauge Prometheus scrapes.
+    let text = running.metrics.render();
     assert!(
         metric(
             &text,
@@ -177,19 +178,10 @@ async fn ticks_are_stored_as_sent_across_dropped_connections_with_gaps_recorded(
         3 * list.len() as u64,
         "{all}"
     );
-    let text = running.metrics.render();
-    assert!(
-        metric(
-            &text,
-            "streamforge_provider_reconnects_total{provider=\"finnhub\"}"
-        ) >= 2.0
-    );
-    assert!(
-        metric(
-            &text,
-            "streamforge_provider_gaps_total{provider=\"finnhub\",reason=\"disconnected\"}"
-        ) >= 2.0
-    );
+    let stats = running.metrics.snapshot();
+    let finnhub = &stats.providers["finnhub"];
+    assert!(finnhub.reconnects >= 2, "{stats:?}");
+    assert!(finnhub.gaps["disconnected"] >= 2, "{stats:?}");
     token.cancel();
     running.wait().await.unwrap();
 }
@@ -225,13 +217,10 @@ async fn a_silent_connection_is_replaced_within_the_window_and_leaves_a_silent_g
         (1.0..5.0).contains(&secs),
         "detected after the 1s window, replaced soon after: {secs}s"
     );
-    let text = running.metrics.render();
+    let stats = running.metrics.snapshot();
     assert!(
-        metric(
-            &text,
-            "streamforge_provider_errors_total{kind=\"silent\",provider=\"finnhub\"}"
-        ) >= 1.0,
-        "{text}"
+        stats.providers["finnhub"].errors.get("silent") >= Some(&1),
+        "{stats:?}"
     );
     token.cancel();
     running.wait().await.unwrap();
@@ -252,31 +241,17 @@ async fn malformed_frames_are_counted_and_the_symbol_cap_is_reported() {
     wait_for("malformed frames counted", Duration::from_secs(30), || {
         let m = running.metrics.clone();
         async move {
-            let text = m.render();
-            (metric(
-                &text,
-                "streamforge_pipeline_rejected_ticks_total{reason=\"malformed_frame\",stage=\"ingest\"}",
-            ) >= 3.0
-                && metric(&text, "streamforge_provider_ticks_total{provider=\"finnhub\"}") > 50.0)
-                .then_some(())
+            let s = m.snapshot();
+            (s.rejected.get("ingest/malformed_frame") >= Some(&3)
+                && s.providers.get("finnhub").is_some_and(|f| f.ticks > 50))
+            .then_some(())
         }
     })
     .await;
-    let text = running.metrics.render();
-    assert!(
-        metric(
-            &text,
-            "streamforge_provider_errors_total{kind=\"too_many_symbols\",provider=\"finnhub\"}"
-        ) >= 1.0,
-        "{text}"
-    );
-    assert!(
-        metric(
-            &text,
-            "streamforge_provider_errors_total{kind=\"invalid_symbol\",provider=\"finnhub\"}"
-        ) >= 1.0,
-        "{text}"
-    );
+    let stats = running.metrics.snapshot();
+    let errors = &stats.providers["finnhub"].errors;
+    assert!(errors.get("too_many_symbols") >= Some(&1), "{stats:?}");
+    assert!(errors.get("invalid_symbol") >= Some(&1), "{stats:?}");
     // The capped symbol never got trades; the other two did.
     let base = format!("http://{}", running.http_addr);
     let (_, symbols) = get_json(&format!("{base}/api/v1/symbols")).await;

@@ -14,7 +14,7 @@ use streamforge::config::Config;
 use streamforge::pipeline::{self, Role, Running};
 use streamforge_testkit::engines::{psql, shared_kafka, shared_postgres, Redis};
 use streamforge_testkit::kafka::{Kafka, LogOnFailure};
-use streamforge_testkit::{get_json, metric, stored_ticks, wait_for};
+use streamforge_testkit::{get_json, stored_ticks, wait_for};
 use tokio_util::sync::CancellationToken;
 
 /// The test binary's broker (its log printed if the test fails) and a
@@ -66,10 +66,12 @@ async fn start(c: &Config, roles: Role) -> (Running, CancellationToken) {
 
 /// Messages the broker acknowledged to `metrics`' producer on `topic`.
 fn acknowledged(metrics: &streamforge_telemetry::Metrics, topic: &str) -> u64 {
-    metric(
-        &metrics.render(),
-        &format!("streamforge_bus_published_messages_total{{topic=\"{topic}\"}}"),
-    ) as u64
+    metrics
+        .snapshot()
+        .published
+        .get(topic)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Rows in `ticks`.
@@ -314,20 +316,14 @@ async fn ingest_persist_serve_as_separate_roles_store_each_tick_once() {
     assert_eq!(status, 200, "{ticks}");
     assert_eq!(ticks["count"], 10);
 
-    // Persist reports its lag per partition; caught up, it reads 0.
-    let series = format!(
-        "streamforge_bus_consumer_lag{{partition=\"0\",topic=\"{}\"}}",
-        c.ingest.topic
-    );
+    // Persist reports its lag (per partition, summed by topic); caught up,
+    // it reads 0.
     wait_for(
         "persist to report a lag of 0",
         Duration::from_secs(75),
         || {
-            let (m, series) = (persist.metrics.clone(), series.clone());
-            async move {
-                let text = m.render();
-                (text.contains(&series) && metric(&text, &series) == 0.0).then_some(())
-            }
+            let (m, topic) = (persist.metrics.clone(), c.ingest.topic.clone());
+            async move { (m.snapshot().consumer_lag.get(&topic) == Some(&0)).then_some(()) }
         },
     )
     .await;
@@ -588,7 +584,7 @@ async fn persist_pauses_while_postgres_is_down_and_resumes_without_losing_ticks(
     pg.stop();
     wait_for("persist to pause", Duration::from_secs(30), || {
         let metrics = metrics.clone();
-        async move { (metric(&metrics.render(), "streamforge_persist_paused") == 1.0).then_some(()) }
+        async move { metrics.snapshot().persist_paused.then_some(()) }
     })
     .await;
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -614,10 +610,10 @@ async fn persist_pauses_while_postgres_is_down_and_resumes_without_losing_ticks(
     };
     assert_eq!(stored, acked, "nothing lost across the outage");
     assert_stored_exactly(&c, &db, acked, Duration::from_secs(5), "PostgreSQL outage").await;
-    let text = metrics.render();
-    assert!(metric(&text, "streamforge_persist_pauses_total") >= 1.0);
-    assert_eq!(metric(&text, "streamforge_persist_paused"), 0.0);
-    assert!(metric(&text, "streamforge_store_write_errors_total") >= 1.0);
+    let stats = metrics.snapshot();
+    assert!(stats.persist_pauses >= 1, "{stats:?}");
+    assert!(!stats.persist_paused, "{stats:?}");
+    assert!(stats.store.write_errors >= 1, "{stats:?}");
     token.cancel();
     persist.wait().await.unwrap();
 }
@@ -661,10 +657,11 @@ async fn finnhub_ticks_and_gaps_cross_kafka_to_postgres() {
         || {
             let metrics = ingest.metrics.clone();
             async move {
-                let taken = metric(
-                    &metrics.render(),
-                    "streamforge_provider_ticks_total{provider=\"finnhub\"}",
-                );
+                let taken = metrics
+                    .snapshot()
+                    .providers
+                    .get("finnhub")
+                    .map_or(0, |p| p.ticks) as f64;
                 (taken >= sent_rows).then_some(())
             }
         },
@@ -674,10 +671,11 @@ async fn finnhub_ticks_and_gaps_cross_kafka_to_postgres() {
     let ingest_metrics = ingest.metrics.clone();
     ingest.wait().await.expect("ingest drains and flushes");
     // Outages of the one connection (two symbols): each is a gap per symbol.
-    let outages = metric(
-        &ingest_metrics.render(),
-        "streamforge_provider_gaps_total{provider=\"finnhub\",reason=\"disconnected\"}",
-    ) as u64;
+    let outages = ingest_metrics.snapshot().providers["finnhub"]
+        .gaps
+        .get("disconnected")
+        .copied()
+        .unwrap_or(0);
     assert!(outages >= 2, "two reconnects are two outages: {outages}");
     let sent = sim
         .log
@@ -740,10 +738,11 @@ async fn finnhub_ticks_and_gaps_cross_kafka_to_postgres() {
 
 /// Ticks ingest took from its providers so far.
 fn provider_ticks(metrics: &streamforge_telemetry::Metrics) -> f64 {
-    metric(
-        &metrics.render(),
-        "streamforge_provider_ticks_total{provider=\"synthetic\"}",
-    )
+    metrics
+        .snapshot()
+        .providers
+        .get("synthetic")
+        .map_or(0, |p| p.ticks) as f64
 }
 
 /// Waits until `/readyz` at `addr` answers `status` with the `bus` check `ok`.
@@ -858,16 +857,10 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_holds_ingest_and_is_re
     let metrics = ingest.metrics.clone();
     ingest_token.cancel();
     ingest.wait().await.expect("ingest drains and flushes");
-    let text = metrics.render();
+    let stats = metrics.snapshot();
     assert!(
-        metric(
-            &text,
-            &format!(
-                "streamforge_bus_publish_errors_total{{topic=\"{}\"}}",
-                c.ingest.topic
-            )
-        ) >= 1.0,
-        "deliveries timed out during the outage and were retried"
+        stats.publish_errors.get(&c.ingest.topic) >= Some(&1),
+        "deliveries timed out during the outage and were retried: {stats:?}"
     );
     let produced = provider_ticks(&metrics) as u64;
     let symbols = c.synthetic.symbols.len() as u64;
@@ -877,11 +870,11 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_holds_ingest_and_is_re
         "every tick and one gap record per symbol acknowledged"
     );
     assert_eq!(
-        metric(
-            &text,
-            "streamforge_provider_gaps_total{provider=\"synthetic\",reason=\"bus_unavailable\"}"
-        ),
-        symbols as f64
+        stats.providers["synthetic"]
+            .gaps
+            .get("bus_unavailable")
+            .copied(),
+        Some(symbols as u64)
     );
     assert_stored_exactly(
         &c,

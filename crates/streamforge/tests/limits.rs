@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use streamforge::config::Config;
 use streamforge::pipeline::{self, Role, Running};
-use streamforge_testkit::{get_json, metric, stored_ticks, wait_for, SseClient};
+use streamforge_testkit::{get_json, stored_ticks, wait_for, SseClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -48,10 +48,13 @@ async fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
 }
 
 fn refused(running: &Running, limit: &str) -> f64 {
-    metric(
-        &running.metrics.render(),
-        &format!("streamforge_api_refused_total{{limit=\"{limit}\"}}"),
-    )
+    running
+        .metrics
+        .snapshot()
+        .refused
+        .get(limit)
+        .copied()
+        .unwrap_or(0) as f64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +116,7 @@ async fn connections_beyond_the_cap_get_a_json_503_and_room_comes_back() {
         Duration::from_secs(10),
         || {
             let m = running.metrics.clone();
-            async move { (metric(&m.render(), "streamforge_api_connections") == 8.0).then_some(()) }
+            async move { (m.snapshot().http_connections == 8).then_some(()) }
         },
     )
     .await;
@@ -256,9 +259,9 @@ async fn an_sse_client_that_does_not_read_is_closed_after_the_write_timeout() {
     s.write_all(b"GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let clients = || metric(&running.metrics.render(), "streamforge_api_stream_clients");
+    let clients = || running.metrics.snapshot().stream_clients;
     wait_for("the stream to open", Duration::from_secs(10), || async {
-        (clients() == 1.0).then_some(())
+        (clients() == 1).then_some(())
     })
     .await;
     let stored_before = stored_ticks(&base).await.unwrap_or(0);
@@ -267,7 +270,7 @@ async fn an_sse_client_that_does_not_read_is_closed_after_the_write_timeout() {
     wait_for(
         "the stalled stream to be closed",
         Duration::from_secs(60),
-        || async { (clients() == 0.0).then_some(()) },
+        || async { (clients() == 0).then_some(()) },
     )
     .await;
     let stored_after = stored_ticks(&base).await.unwrap_or(0);
@@ -407,12 +410,7 @@ async fn a_thousand_concurrent_large_sqlite_queries_neither_grow_memory_without_
         async move { (stored_ticks(&base).await? >= 10_000).then_some(()) }
     })
     .await;
-    let written = || {
-        metric(
-            &running.metrics.render(),
-            "streamforge_store_rows_written_total",
-        )
-    };
+    let written = || running.metrics.snapshot().store.rows_written as f64;
     let rss_before = rss_bytes();
     let written_before = written();
     let started = std::time::Instant::now();

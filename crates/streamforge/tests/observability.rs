@@ -14,7 +14,7 @@ use streamforge::pipeline::{self, Role};
 use streamforge_model::Tick;
 use streamforge_providers::{Provider, ProviderError, ProviderFrame, Rejected};
 use streamforge_testkit::engines::{shared_kafka, shared_postgres, Prometheus, Redis};
-use streamforge_testkit::{metric, tick, wait_for};
+use streamforge_testkit::{tick, wait_for};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -178,10 +178,8 @@ async fn prometheus_scrapes_the_pipeline_and_promql_sees_what_went_through() {
         .unwrap();
     let metrics = running.metrics.clone();
     wait_for("every tick stored", Duration::from_secs(30), || {
-        let text = metrics.render();
-        async move {
-            (metric(&text, "streamforge_store_rows_written_total") as usize == TICKS).then_some(())
-        }
+        let written = metrics.snapshot().store.rows_written;
+        async move { (written as usize == TICKS).then_some(()) }
     })
     .await;
 

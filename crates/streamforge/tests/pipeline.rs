@@ -10,7 +10,7 @@ use streamforge::config::Config;
 use streamforge::pipeline::{self, Role, Running};
 use streamforge_model::{Interval, Tick, TickRules, Timestamp};
 use streamforge_testkit::reference::{self, assert_json_candles, candles_within};
-use streamforge_testkit::{get_json, metric, stored_ticks, wait_for, SseClient};
+use streamforge_testkit::{get_json, stored_ticks, wait_for, SseClient};
 use tokio_util::sync::CancellationToken;
 
 const SYMBOLS: &[&str] = &["AAPL", "MSFT", "BINANCE:BTCUSDT"];
@@ -363,20 +363,10 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_valid_ticks_around_them
     .await;
     assert_eq!(prices, [1.0, 5.0], "exactly the valid ticks are stored");
 
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(metric(&text, "streamforge_pipeline_rejected_ticks_total{reason=\"malformed_json\",stage=\"persist\"}"), 2.0, "{text}");
-    assert_eq!(
-        metric(
-            &text,
-            "streamforge_bus_dlq_messages_total{reason=\"too_large\"}"
-        ),
-        1.0
-    );
+    let (status, body) = get_json(&format!("{base}/api/v1/pipeline")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rejected"]["persist/malformed_json"], 2, "{body}");
+    assert_eq!(body["dead_letters"]["too_large"], 1, "{body}");
     token.cancel();
     running.wait().await.unwrap();
 }

@@ -17,7 +17,7 @@ use streamforge_model::{Symbol, Timestamp};
 use streamforge_providers::finnhub::{Simulator, SimulatorConfig};
 use streamforge_store::{Order, TickQuery};
 use streamforge_testkit::engines::{psql, shared_postgres};
-use streamforge_testkit::{metric, wait_for};
+use streamforge_testkit::wait_for;
 use tokio_util::sync::CancellationToken;
 
 /// The price the store is told to refuse (by a trigger the test installs).
@@ -181,13 +181,13 @@ async fn refused_rows_are_isolated(c: &Config, refuse: impl FnOnce(&Running)) {
         }
     })
     .await;
-    let text = running.metrics.render();
     assert_eq!(
-        metric(
-            &text,
-            "streamforge_pipeline_rejected_ticks_total{reason=\"store_refused\",stage=\"persist\"}"
-        ),
-        poison_at.len() as f64
+        running
+            .metrics
+            .snapshot()
+            .rejected
+            .get("persist/store_refused"),
+        Some(&(poison_at.len() as u64))
     );
     token.cancel();
     running.wait().await.expect("a clean stop after poison");
@@ -383,17 +383,12 @@ async fn a_trade_of_1e200_and_trades_of_foreign_symbols_are_dead_lettered_and_po
     assert_eq!(got, want, "the trades stored are exactly the trades sent");
     let sent_rows = sim.log.lock().sent.len();
     assert_eq!(rows, sent_rows, "each sent trade is one row");
-    let text = running.metrics.render();
+    let stats = running.metrics.snapshot();
     for reason in ["price_too_large", "size_too_large", "unsubscribed_symbol"] {
         assert_eq!(
-            metric(
-                &text,
-                &format!(
-                    "streamforge_pipeline_rejected_ticks_total{{reason=\"{reason}\",stage=\"ingest\"}}"
-                )
-            ),
-            1.0,
-            "{reason}"
+            stats.rejected.get(&format!("ingest/{reason}")),
+            Some(&1),
+            "{reason}: {stats:?}"
         );
     }
     token.cancel();
@@ -429,20 +424,11 @@ async fn an_oversized_provider_frame_is_refused_counted_and_the_feed_reconnects(
         async move { (stored(running).await.1 > before + 20).then_some(()) }
     })
     .await;
-    let text = running.metrics.render();
-    assert_eq!(
-        metric(
-            &text,
-            "streamforge_pipeline_rejected_ticks_total{reason=\"frame_too_large\",stage=\"ingest\"}"
-        ),
-        1.0
-    );
+    let stats = running.metrics.snapshot();
+    assert_eq!(stats.rejected.get("ingest/frame_too_large"), Some(&1));
     assert!(
-        metric(
-            &text,
-            "streamforge_provider_gaps_total{provider=\"finnhub\",reason=\"disconnected\"}"
-        ) >= 1.0,
-        "the reconnect is recorded as a gap: {text}"
+        stats.providers["finnhub"].gaps.get("disconnected") >= Some(&1),
+        "the reconnect is recorded as a gap: {stats:?}"
     );
     // And stored: one disconnected gap per subscribed symbol.
     let store = running.store.clone().unwrap();
@@ -560,10 +546,7 @@ async fn ingest_serves_at_most_max_symbols_and_dead_letters_the_rest() {
         "the first ten: {names:?}"
     );
     assert_eq!(
-        metric(
-            &metrics.render(),
-            "streamforge_pipeline_rejected_ticks_total{reason=\"too_many_symbols\",stage=\"ingest\"}"
-        ),
-        20.0
+        metrics.snapshot().rejected.get("ingest/too_many_symbols"),
+        Some(&20)
     );
 }

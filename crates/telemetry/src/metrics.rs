@@ -511,7 +511,9 @@ impl Metrics {
         add(&self.provider_reconnects, &|p, _, v| {
             p.reconnects += v as u64
         });
-        add(&self.provider_gaps, &|p, _, v| p.gaps += v as u64);
+        add(&self.provider_gaps, &|p, l, v| {
+            *p.gaps.entry(label(l, "reason").to_string()).or_default() += v as u64
+        });
         add(&self.provider_frames, &|p, l, v| {
             *p.frames.entry(label(l, "kind").to_string()).or_default() += v as u64
         });
@@ -544,6 +546,9 @@ impl Metrics {
             stream_clients: self.stream_clients.get(),
             http_connections: self.api_connections.get(),
             persist_paused: self.persist_paused.get() != 0,
+            persist_pauses: self.persist_pauses.get(),
+            publish_errors: by_label(&self.bus_publish_errors, &["topic"]),
+            refused: by_label(&self.api_refused, &["limit"]),
         }
     }
 

@@ -20,8 +20,8 @@ pub struct ProviderStats {
     pub reconnects: u64,
     /// Errors, by kind.
     pub errors: BTreeMap<String, u64>,
-    /// Feed gaps recorded.
-    pub gaps: u64,
+    /// Feed gaps recorded, by reason.
+    pub gaps: BTreeMap<String, u64>,
 }
 
 /// A latency histogram: observations, their sum, and cumulative counts by
@@ -75,6 +75,12 @@ pub struct PipelineStats {
     pub http_connections: i64,
     /// Whether persist has paused fetching (the store is down).
     pub persist_paused: bool,
+    /// Times persist paused fetching.
+    pub persist_pauses: u64,
+    /// Publishes the bus failed, by topic.
+    pub publish_errors: BTreeMap<String, u64>,
+    /// Requests and streams refused at a limit, by limit.
+    pub refused: BTreeMap<String, u64>,
 }
 
 /// What the persist stage wrote.
@@ -187,6 +193,10 @@ mod tests {
         m.provider_reconnect("finnhub");
         m.provider_connected("finnhub", true);
         m.provider_gap("finnhub", "silent", 2.0);
+        m.provider_gap("finnhub", "disconnected", 1.0);
+        m.provider_gap("finnhub", "silent", 1.0);
+        m.http_refused("max_streams");
+        m.bus_publish_failed("ticks");
         m.ticks_rejected("ingest", "price_too_large", 2);
         m.ticks_rejected("persist", "malformed_json", 1);
         m.bus_published("ticks", 12, 1200);
@@ -206,9 +216,11 @@ mod tests {
 
         let s = m.snapshot();
         let f = &s.providers["finnhub"];
+        assert_eq!((f.ticks, f.reconnects, f.connections), (12, 1, 1));
+        assert_eq!((f.gaps["silent"], f.gaps["disconnected"]), (2, 1));
         assert_eq!(
-            (f.ticks, f.reconnects, f.connections, f.gaps),
-            (12, 1, 1, 1)
+            (s.refused["max_streams"], s.publish_errors["ticks"]),
+            (1, 1)
         );
         assert_eq!(
             (f.frames["trade"], f.frames["ping"], f.errors["silent"]),
@@ -233,6 +245,7 @@ mod tests {
         );
         assert_eq!((s.cache_updates, s.stream_clients), (3, 2));
         assert!(s.persist_paused);
+        assert_eq!(s.persist_pauses, 1);
         let h = &s.ingest_to_stored;
         assert_eq!(h.count, 3);
         assert!((h.sum_seconds - 7.0204).abs() < 1e-9);
