@@ -41,6 +41,20 @@ if [ ! -d "$web_tests/node_modules/playwright-core" ]; then
     npm ci --prefix "$web_tests" --no-audit --no-fund
 fi
 
+# Schemathesis for the API contract test (crates/streamforge/tests/api_contract.rs),
+# from PyPI into its own virtual environment, pinned.
+schemathesis_version=4.32.5
+schemathesis_env="${HOME:-/root}/.cache/streamforge/schemathesis"
+if ! "$schemathesis_env/bin/st" --version 2>/dev/null | grep -q "$schemathesis_version"; then
+    echo "installing schemathesis $schemathesis_version into $schemathesis_env (API contract test)"
+    rm -rf "$schemathesis_env"
+    if ! python3 -m venv "$schemathesis_env"; then
+        echo "cannot create a Python virtual environment: install python3-venv" >&2
+        exit 1
+    fi
+    "$schemathesis_env/bin/pip" install -q --disable-pip-version-check "schemathesis==$schemathesis_version"
+fi
+
 missing=()
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     missing+=(postgresql)

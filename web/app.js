@@ -1,6 +1,6 @@
 // StreamForge dashboard: symbol list, candlestick chart and pipeline panel.
 // History comes from the REST API, live updates from the WebSocket
-// (/api/v1/ws), pipeline figures from this process's /metrics. No bundler:
+// (/api/v1/ws), pipeline figures from /api/v1/pipeline. No bundler:
 // this file runs as it is, with the vendored Lightweight Charts global.
 "use strict";
 

@@ -105,13 +105,26 @@ try {
   }, null, { timeout: 15000 });
   const panel = await page.$$eval("#pipeline div", (ds) => ds.map((d) => d.textContent.trim()).join(" | "));
   step(`pipeline panel: ${panel}`);
+  await page.screenshot({ path: join(outDir, "dashboard.png"), fullPage: true });
+
+  // The API explorer lists the document's operations and calls one.
+  await page.goto(`${base}/api/explorer`, { waitUntil: "load" });
+  await page.waitForFunction(() => window.streamforgeExplorer && window.streamforgeExplorer.operations >= 10, null, { timeout: 15000 });
+  const quote = page.locator('details.op[data-path="/api/v1/quotes/{symbol}/latest"]');
+  await quote.locator("summary").click();
+  await quote.locator('input[name="symbol"]').fill(first);
+  await quote.locator("button").click();
+  await quote.locator(".status.ok").waitFor({ timeout: 10000 });
+  const answer = JSON.parse(await quote.locator("pre.answer").textContent());
+  if (answer.symbol !== first) throw new Error(`explorer answered ${JSON.stringify(answer)} for ${first}`);
+  step(`explorer: ${await page.evaluate(() => window.streamforgeExplorer.operations)} operations, latest ${first} at ${answer.price}`);
 
   if (external.length) throw new Error(`requests left the machine: ${external.join(", ")}`);
   if (problems.length) throw new Error(problems.join("; "));
 } catch (e) {
   failed = e;
 }
-const shot = join(outDir, "dashboard.png");
+const shot = join(outDir, failed ? "dashboard.png" : "explorer.png");
 await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
 console.log(`screenshot: ${shot}`);
 await browser.close();

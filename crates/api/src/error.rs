@@ -3,8 +3,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 use streamforge_store::{CacheError, StoreError};
+
+use crate::openapi::ErrorBody;
 
 /// An HTTP error answer: `{"error": "...", "detail": "..."}` (plus
 /// `"parameter"` for a bad parameter).
@@ -62,30 +63,34 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = match &self {
-            ApiError::BadParameter { parameter, detail } => json!({
-                "error": "invalid parameter",
-                "parameter": parameter,
-                "detail": format!("{parameter}: {detail}"),
-            }),
-            ApiError::UnknownSymbol(s) => json!({
-                "error": "unknown symbol",
-                "detail": format!("no ticks are stored for {s}"),
-            }),
-            ApiError::NotFound(what) => json!({"error": "not found", "detail": what}),
-            ApiError::Busy(what) => json!({"error": "busy", "detail": what}),
-            ApiError::Unavailable(what) => json!({"error": "unavailable", "detail": what}),
+        let body = |error: &'static str, detail: String| ErrorBody {
+            error,
+            detail,
+            parameter: None,
+        };
+        let body = match self {
+            ApiError::BadParameter { parameter, detail } => ErrorBody {
+                error: "invalid parameter",
+                detail: format!("{parameter}: {detail}"),
+                parameter: Some(parameter),
+            },
+            ApiError::UnknownSymbol(s) => {
+                body("unknown symbol", format!("no ticks are stored for {s}"))
+            }
+            ApiError::NotFound(what) => body("not found", what),
+            ApiError::Busy(what) => body("busy", what),
+            ApiError::Unavailable(what) => body("unavailable", what),
             ApiError::Internal(what) => {
                 tracing::error!(error = %what, "request failed inside the process");
-                json!({"error": "internal error", "detail": what})
+                body("internal error", what)
             }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store query failed");
-                json!({"error": "store error", "detail": e.to_string()})
+                body("store error", e.to_string())
             }
             ApiError::Cache(e) => {
                 tracing::error!(error = %e, "cache query failed");
-                json!({"error": "cache error", "detail": e.to_string()})
+                body("cache error", e.to_string())
             }
         };
         (status, Json(body)).into_response()

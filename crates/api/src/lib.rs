@@ -12,12 +12,15 @@
 //! - [`live`] — [`LiveHub`], the fan-out of live ticks and candle updates to
 //!   stream clients, with a resume window (the candle updates it carries
 //!   are made by the pipeline's live stage).
+//! - [`openapi`] — the OpenAPI document, generated from the handlers'
+//!   `#[utoipa::path]` attributes and the types they answer with.
 //! - [`routes`] — the handlers; [`router`] wires them with the metrics
 //!   layer, the REST request timeout and the cap on live streams.
 //! - [`server`] — the HTTP server and its connection limits and timers.
 
 pub mod error;
 pub mod live;
+pub mod openapi;
 pub mod params;
 pub mod routes;
 pub mod server;
@@ -40,7 +43,7 @@ pub use routes::{ops_router, router};
 pub struct ApiConfig {
     /// Rows returned when `limit` is not given.
     pub default_limit: usize,
-    /// Largest `limit` honored; larger values are capped to it.
+    /// Largest `limit` a query may ask; a larger one is answered `400`.
     pub max_limit: usize,
     /// Look-back when a query has no `from`.
     #[serde(with = "duration_text")]

@@ -20,14 +20,31 @@ pub struct Params {
 }
 
 impl Params {
-    /// Checks that only `allowed` names are present.
-    pub fn new(raw: HashMap<String, String>, allowed: &[&str]) -> Result<Self, ApiError> {
-        if let Some(unknown) = raw.keys().find(|k| !allowed.contains(&k.as_str())) {
+    /// Checks that only `allowed` names are present, each with a value.
+    pub fn new(
+        raw: HashMap<String, String>,
+        allowed: &[impl AsRef<str>],
+    ) -> Result<Self, ApiError> {
+        let known = |k: &str| allowed.iter().any(|a| a.as_ref() == k);
+        if let Some(unknown) = raw.keys().find(|k| !known(k)) {
+            let names: Vec<&str> = allowed.iter().map(AsRef::as_ref).collect();
             return Err(ApiError::BadParameter {
                 parameter: "query",
                 detail: format!(
                     "unknown parameter {unknown:?}; this endpoint takes {}",
-                    allowed.join(", ")
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            });
+        }
+        if let Some(empty) = raw.iter().find(|(_, v)| v.is_empty()).map(|(k, _)| k) {
+            return Err(ApiError::BadParameter {
+                parameter: "query",
+                detail: format!(
+                    "parameter {empty:?} has no value; leave it out to get its default"
                 ),
             });
         }
@@ -35,10 +52,7 @@ impl Params {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.raw
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.raw.get(name).map(String::as_str)
     }
 
     /// RFC 3339 or epoch milliseconds.
@@ -61,28 +75,30 @@ impl Params {
         // No tick lies outside [1970, 9999]: clamping changes no answer and
         // keeps every computation on the bounds (buckets, offsets) in range.
         let (from, to) = (clamp_time(from), clamp_time(to));
-        if from >= to {
+        // `[t, t)` is an empty range, answered with an empty page.
+        if from > to {
             return Err(ApiError::bad(
                 "from",
-                format!("must be before to ({from} >= {to})"),
+                format!("must not be after to ({from} > {to})"),
             ));
         }
         Ok((from, to))
     }
 
-    /// A positive row count, capped at the configured maximum.
+    /// A row count from 1 to the configured maximum.
     pub fn limit(&self, limits: &ApiConfig) -> Result<usize, ApiError> {
         match self.get("limit") {
             None => Ok(limits.default_limit.min(limits.max_limit)),
             Some(v) => match v.parse::<usize>() {
-                Ok(0) | Err(_) => Err(ApiError::bad(
+                Ok(n) if (1..=limits.max_limit).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad(
                     "limit",
                     format!(
-                        "expected a whole number from 1 to {}, got {v:?}",
-                        limits.max_limit
+                        "expected a whole number from 1 to {} (api.max_limit), got {:?}",
+                        limits.max_limit,
+                        v.chars().take(40).collect::<String>()
                     ),
                 )),
-                Ok(n) => Ok(n.min(limits.max_limit)),
             },
         }
     }
@@ -181,7 +197,7 @@ mod tests {
         let (from, to) = q.range(&limits).unwrap();
         assert_eq!(from, Timestamp::from_micros(0));
         assert_eq!(to, streamforge_model::tick::MAX_TICK_TIME);
-        // Both beyond the same end: an empty range is still an error, not a wrap.
+        // Both beyond the same end: an empty range, not a wrap.
         let q = p(
             &[
                 ("from", "9223372036854775000"),
@@ -190,6 +206,16 @@ mod tests {
             &["from", "to"],
         )
         .unwrap();
+        let (from, to) = q.range(&limits).unwrap();
+        assert_eq!(
+            (from, to),
+            (
+                streamforge_model::tick::MAX_TICK_TIME,
+                streamforge_model::tick::MAX_TICK_TIME
+            )
+        );
+        // Reversed: an error that names `from`.
+        let q = p(&[("from", "2000"), ("to", "1000")], &["from", "to"]).unwrap();
         assert_eq!(
             q.range(&limits).unwrap_err().to_string().split(':').next(),
             Some("invalid parameter from")
@@ -298,15 +324,23 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_capped() {
+    fn limits_beyond_the_maximum_are_refused_and_empty_values_too() {
         let limits = ApiConfig::default();
         assert_eq!(
-            p(&[("limit", "999999")], &["limit"])
+            p(&[("limit", "10000")], &["limit"])
                 .unwrap()
                 .limit(&limits)
                 .unwrap(),
             10_000
         );
+        let err = p(&[("limit", "10001")], &["limit"])
+            .unwrap()
+            .limit(&limits)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("from 1 to 10000"), "{err}");
         assert_eq!(p(&[], &["limit"]).unwrap().limit(&limits).unwrap(), 1_000);
+        let err = p(&[("symbol", "")], &["symbol"]).err().unwrap().to_string();
+        assert!(err.contains("\"symbol\" has no value"), "{err}");
     }
 }

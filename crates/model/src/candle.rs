@@ -12,7 +12,19 @@ use serde::{Deserialize, Serialize};
 use crate::{Symbol, Tick, Timestamp};
 
 /// A candle width.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Interval {
     #[serde(rename = "1s")]
     S1,

@@ -13,7 +13,7 @@ use crate::{Symbol, Timestamp};
 pub const GAP_CONTENT_TYPE: &str = "application/vnd.streamforge.gap+json";
 
 /// Why a feed had a gap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GapReason {
     /// The connection closed or failed.

@@ -14,11 +14,13 @@
 //!   rollups are kept in ([`rebucket`] folds them into coarser candles).
 //! - [`gap`] — [`Gap`], a span in which a feed may have missed trades.
 //! - [`wire`] — the JSON codec, which also reads the original tick format.
+//! - [`schema`] — the JSON Schemas of the types the API answers with.
 //! - [`settings`] — what every configuration section shares: durations as
 //!   text, [`settings::Secret`], and [`settings::Invalid`] naming the setting.
 
 pub mod candle;
 pub mod gap;
+pub mod schema;
 pub mod settings;
 pub mod symbol;
 pub mod tick;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Tick, TickError, TickId, TickInput, TickRules, Timestamp};
+use crate::{Symbol, Tick, TickError, TickId, TickInput, TickRules, Timestamp};
 
 /// Version of this wire form, carried in the `schema-version` header.
 pub const SCHEMA_VERSION: &str = "1";
@@ -53,17 +53,46 @@ impl DecodeError {
     }
 }
 
-#[derive(Serialize)]
+/// A trade as the bus carries it and the API answers it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Tick)]
 struct Out<'a> {
+    #[schema(value_type = Symbol)]
     symbol: &'a str,
+    /// The trade's time at the venue.
     ts: Timestamp,
     price: f64,
+    /// Traded quantity; 0 when the venue reported none.
     size: f64,
+    /// Venue or market the trade came from (may be empty).
     exchange: &'a str,
+    /// The provider it came from (`finnhub`, `synthetic`, ...).
     src_id: &'a str,
+    /// The venue's trade conditions, as it sent them.
     conditions: &'a [String],
     tick_id: TickId,
+    /// When StreamForge took the trade in.
     ingested_at: Timestamp,
+}
+
+impl utoipa::PartialSchema for Tick {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        <Out as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Tick {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Tick")
+    }
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <Out as utoipa::ToSchema>::schemas(schemas)
+    }
 }
 
 #[derive(Deserialize)]

@@ -79,6 +79,7 @@ async fn the_dashboard_draws_candles_follows_live_ticks_and_switches_from_the_ke
         "ok: key 3 switched to 5m",
         "ok: clicks switched back",
         "ok: pipeline panel",
+        "ok: explorer",
     ] {
         assert!(stdout.contains(step), "step {step:?} missing:\n{stdout}");
     }

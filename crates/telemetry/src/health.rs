@@ -29,7 +29,7 @@ pub struct Health {
 }
 
 /// One check as `/readyz` shows it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct CheckReport {
     pub ok: bool,
     pub detail: String,
@@ -40,7 +40,7 @@ pub struct CheckReport {
 }
 
 /// Every check and the verdict.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct HealthReport {
     pub ready: bool,
     pub checks: BTreeMap<String, CheckReport>,

@@ -9,7 +9,7 @@ use prometheus::core::Collector;
 use serde::{Deserialize, Serialize};
 
 /// What one provider did since the process started.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProviderStats {
     /// Valid ticks emitted.
     pub ticks: u64,
@@ -26,11 +26,35 @@ pub struct ProviderStats {
 
 /// A latency histogram: observations, their sum, and cumulative counts by
 /// upper bound in seconds (the last bound is `+Inf`, written as `null`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Histogram {
     pub count: u64,
     pub sum_seconds: f64,
+    #[schema(schema_with = bucket_schema)]
     pub buckets: Vec<(Option<f64>, u64)>,
+}
+
+/// `[upper bound in seconds or null for +Inf, cumulative count]` pairs.
+fn bucket_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                            Type::Number,
+                            Type::Null,
+                        ]))
+                        .minimum(Some(0.0)),
+                )
+                .min_items(Some(2))
+                .max_items(Some(2)),
+        )
+        .description(Some(
+            "Cumulative counts by upper bound: [bound in seconds, or null for +Inf, count]",
+        ))
+        .build()
 }
 
 impl Histogram {
@@ -50,7 +74,7 @@ impl Histogram {
 }
 
 /// The pipeline's figures since the process started.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PipelineStats {
     /// Per provider id.
     pub providers: BTreeMap<String, ProviderStats>,
@@ -84,7 +108,7 @@ pub struct PipelineStats {
 }
 
 /// What the persist stage wrote.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoreStats {
     pub batches: u64,
     /// New rows.

@@ -1,16 +1,25 @@
 //! Market data queries: symbols, latest quotes, ticks and candles.
 
+use std::sync::LazyLock;
+
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::json;
 use streamforge_model::{Candle, Gap, GapReason, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::{CandleQuery, GapQuery, SymbolInfo, TickQuery};
+use utoipa::ToSchema;
 
+use crate::openapi::{query_names, ErrorBody, Limit, SymbolPath, TimeRange};
 use crate::params::{Params, PathSymbol, RawQuery};
 use crate::{ApiError, AppState};
+
+/// The query parameters each handler accepts: the ones it documents.
+static NO_QUERY: [&str; 0] = [];
+static TICKS_QUERY: LazyLock<Vec<String>> = LazyLock::new(query_names::<__path_ticks>);
+static CANDLES_QUERY: LazyLock<Vec<String>> = LazyLock::new(query_names::<__path_candles>);
+static GAPS_QUERY: LazyLock<Vec<String>> = LazyLock::new(query_names::<__path_gaps>);
 
 /// 404 unless the store has ticks of `symbol`.
 async fn known(state: &AppState, symbol: &Symbol) -> Result<SymbolInfo, ApiError> {
@@ -21,35 +30,83 @@ async fn known(state: &AppState, symbol: &Symbol) -> Result<SymbolInfo, ApiError
         .ok_or_else(|| ApiError::UnknownSymbol(symbol.to_string()))
 }
 
-/// `GET /api/v1/symbols`
+/// One symbol of `/api/v1/symbols`.
+#[derive(Serialize, ToSchema)]
+struct SymbolRow {
+    symbol: Symbol,
+    /// Event time of its first and last stored tick.
+    first_ts: Timestamp,
+    last_ts: Timestamp,
+    /// Ticks stored.
+    ticks: u64,
+    /// Price of its latest tick, from the cache (`null` when the cache has none).
+    last_price: Option<f64>,
+}
+
+/// The answer of `/api/v1/symbols`.
+#[derive(Serialize, ToSchema)]
+struct SymbolList {
+    symbols: Vec<SymbolRow>,
+}
+
+/// Symbols with stored ticks
+///
+/// Every symbol the store has ticks of, with its first and last tick time,
+/// its tick count and its latest price.
+#[utoipa::path(
+    get,
+    path = "/api/v1/symbols",
+    tag = "market",
+    responses(
+        (status = 200, description = "The stored symbols", body = SymbolList),
+        (status = 400, description = "A query parameter was given (this endpoint takes none)", body = ErrorBody),
+        (status = 503, description = "The store did not answer in time", body = ErrorBody),
+    )
+)]
 pub async fn symbols(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    Params::new(raw, &[])?;
+    Params::new(raw, &NO_QUERY)?;
     let infos = state.store.symbols().await?;
-    let mut out = Vec::with_capacity(infos.len());
+    let mut symbols = Vec::with_capacity(infos.len());
     for info in infos {
         // The cache is optional here: a cache outage must not hide the list.
         let last = state.cache.latest(&info.symbol).await.ok().flatten();
-        out.push(json!({
-            "symbol": info.symbol,
-            "first_ts": info.first_ts,
-            "last_ts": info.last_ts,
-            "ticks": info.ticks,
-            "last_price": last.as_ref().map(|t| t.price()),
-        }));
+        symbols.push(SymbolRow {
+            symbol: info.symbol,
+            first_ts: info.first_ts,
+            last_ts: info.last_ts,
+            ticks: info.ticks,
+            last_price: last.as_ref().map(|t| t.price()),
+        });
     }
-    Ok(Json(json!({ "symbols": out })).into_response())
+    Ok(Json(SymbolList { symbols }).into_response())
 }
 
-/// `GET /api/v1/quotes/{symbol}/latest`: from the cache, else the store.
+/// Latest tick of a symbol
+///
+/// From the cache, falling back to the store; the `x-streamforge-source`
+/// header says which (`cache` or `store`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/quotes/{symbol}/latest",
+    tag = "market",
+    params(SymbolPath),
+    responses(
+        (status = 200, description = "The symbol's latest tick", body = Tick,
+            headers(("x-streamforge-source" = String, description = "cache or store"))),
+        (status = 400, description = "A bad symbol, or a query parameter (this endpoint takes none)", body = ErrorBody),
+        (status = 404, description = "Nothing is stored for the symbol", body = ErrorBody),
+        (status = 503, description = "The store did not answer in time", body = ErrorBody),
+    )
+)]
 pub async fn latest_quote(
     State(state): State<AppState>,
     PathSymbol(symbol): PathSymbol,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    Params::new(raw, &[])?;
+    Params::new(raw, &NO_QUERY)?;
     let cached = match state.cache.latest(&symbol).await {
         Ok(t) => {
             state
@@ -77,13 +134,41 @@ pub async fn latest_quote(
     Ok(response)
 }
 
-/// `GET /api/v1/ticks/{symbol}?from&to&limit&order`
+/// How ticks are ordered, by event time.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // describes the `order` parameter, which `Params::order` reads
+pub(crate) enum TickOrder {
+    Asc,
+    Desc,
+}
+
+/// Ticks of a symbol in a time range
+///
+/// Ticks with event time in `[from, to)`, in event-time order, at most `limit`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ticks/{symbol}",
+    tag = "market",
+    params(
+        SymbolPath,
+        TimeRange,
+        Limit,
+        ("order" = Option<TickOrder>, Query, description = "asc (the default) or desc, by event time."),
+    ),
+    responses(
+        (status = 200, description = "A page of ticks", body = TickPage),
+        (status = 400, description = "A bad parameter; `parameter` names it", body = ErrorBody),
+        (status = 404, description = "Nothing is stored for the symbol", body = ErrorBody),
+        (status = 503, description = "The store did not answer in time", body = ErrorBody),
+    )
+)]
 pub async fn ticks(
     State(state): State<AppState>,
     PathSymbol(symbol): PathSymbol,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::new(raw, &["from", "to", "limit", "order"])?;
+    let params = Params::new(raw, &TICKS_QUERY)?;
     let (from, to) = params.range(&state.limits)?;
     let limit = params.limit(&state.limits)?;
     let order = params.order()?;
@@ -113,12 +198,14 @@ pub async fn ticks(
 }
 
 /// The answer of `/api/v1/ticks/{symbol}`, serialized as it is.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TickPage<'a> {
     symbol: &'a Symbol,
+    /// The range asked, defaults filled in.
     from: Timestamp,
     to: Timestamp,
     limit: usize,
+    /// Ticks in this page.
     count: usize,
     ticks: &'a [Tick],
 }
@@ -126,39 +213,56 @@ struct TickPage<'a> {
 /// One candle of `/api/v1/candles/{symbol}`: complete unless a recorded
 /// gap overlaps it; `gap_ids` are the indexes in the page's `gaps` of the
 /// gaps that do (at most [`MAX_GAPS_PER_CANDLE`]).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Candle)]
 struct CandleRow<'a> {
+    /// Bucket start (inclusive); the bucket ends at start + interval.
     start: Timestamp,
     open: f64,
     high: f64,
     low: f64,
     close: f64,
+    /// Sum of trade sizes.
     volume: f64,
+    /// Volume-weighted average price; `null` when every trade had size 0.
     vwap: Option<f64>,
+    /// Trades in the bucket.
     trades: u64,
+    /// Event time of the first and last trade in the bucket.
     first_ts: Timestamp,
     last_ts: Timestamp,
+    /// `false` when a recorded feed gap overlaps the bucket: trades may be missing.
     complete: bool,
+    /// Ids (in the page's `gaps`) of the gaps overlapping the bucket, at
+    /// most 100; only when `complete` is false.
     #[serde(skip_serializing_if = "<[usize]>::is_empty")]
     gap_ids: &'a [usize],
+    /// Present and true when more than 100 gaps overlap the bucket.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     gaps_truncated: bool,
+    /// Present and true on an interval without trades filled by `fill=previous`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     filled: bool,
 }
 
-/// A gap as listed in a page (with its `id` in candle pages, its symbol in
+/// A recorded feed gap: a span `[from, to)` in which a provider may have
+/// missed trades of a symbol (with its `id` in candle pages, its symbol in
 /// gap pages).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Gap)]
 struct GapRow<'a> {
+    /// In a candle page: the gap's index, which candles' `gap_ids` reference.
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<usize>,
     provider: &'a str,
+    /// Which of the provider's connections (0-based).
     connection: u32,
+    /// In a gap page: the symbol.
     #[serde(skip_serializing_if = "Option::is_none")]
     symbol: Option<&'a Symbol>,
     from: Timestamp,
     to: Timestamp,
+    /// Length in seconds.
     seconds: f64,
     reason: GapReason,
 }
@@ -179,21 +283,43 @@ impl<'a> GapRow<'a> {
 }
 
 /// The answer of `/api/v1/candles/{symbol}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CandlePage<'a> {
     symbol: &'a Symbol,
     interval: Interval,
+    /// The range asked, defaults filled in.
     from: Timestamp,
     to: Timestamp,
     limit: usize,
-    fill: &'static str,
+    fill: Fill,
+    /// Candles in this page.
     count: usize,
     candles: Vec<CandleRow<'a>>,
+    /// Every recorded gap of the symbol in the range, once, each with an
+    /// `id` (its index here) that candles reference.
     gaps: Vec<GapRow<'a>>,
 }
 
-/// How intervals with no trades are answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The answer of `/api/v1/gaps`.
+#[derive(Serialize, ToSchema)]
+struct GapPage<'a> {
+    /// The symbol asked, `null` for all.
+    symbol: Option<&'a Symbol>,
+    /// The range asked, defaults filled in.
+    from: Timestamp,
+    to: Timestamp,
+    limit: usize,
+    /// Gaps in this page.
+    count: usize,
+    gaps: Vec<GapRow<'a>>,
+}
+
+/// How intervals with no trades are answered: `none` (the default), they
+/// are absent; `previous`, they are present between two candles with
+/// open = high = low = close = the previous close, volume 0 and
+/// `filled: true`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 enum Fill {
     /// Absent (the default): a missing candle means no trade was stored.
     None,
@@ -305,19 +431,39 @@ fn fill_previous(candles: Vec<Candle>, limit: usize) -> Vec<(Candle, bool)> {
     out
 }
 
-/// `GET /api/v1/candles/{symbol}?interval&from&to&limit&fill`
+/// OHLCV candles of a symbol
 ///
-/// Served from the store's rollups. The answer lists every gap in the
-/// range once, each with an `id`, so a chart can show outages with no
-/// candle; a candle overlapping gaps says `"complete": false` and lists
-/// their ids in `gap_ids` (at most 100; `"gaps_truncated": true` beyond),
-/// so the answer grows with candles plus gaps, not their product.
+/// Served from the store's rollups: buckets starting in `[from, to)`. The
+/// answer lists every gap in the range once, each with an `id`, so a chart
+/// can show outages with no candle; a candle overlapping gaps says
+/// `"complete": false` and lists their ids in `gap_ids` (at most 100;
+/// `"gaps_truncated": true` beyond), so the answer grows with candles plus
+/// gaps, not their product. Intervals with no trades are absent unless
+/// `fill=previous`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/candles/{symbol}",
+    tag = "market",
+    params(
+        SymbolPath,
+        ("interval" = Option<Interval>, Query, description = "Candle width; default 1m."),
+        TimeRange,
+        Limit,
+        ("fill" = Option<Fill>, Query, description = "none (the default) or previous."),
+    ),
+    responses(
+        (status = 200, description = "A page of candles and the gaps they overlap", body = CandlePage),
+        (status = 400, description = "A bad parameter; `parameter` names it", body = ErrorBody),
+        (status = 404, description = "Nothing is stored for the symbol", body = ErrorBody),
+        (status = 503, description = "The store did not answer in time", body = ErrorBody),
+    )
+)]
 pub async fn candles(
     State(state): State<AppState>,
     PathSymbol(symbol): PathSymbol,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::new(raw, &["interval", "from", "to", "limit", "fill"])?;
+    let params = Params::new(raw, &CANDLES_QUERY)?;
     let interval = params.interval()?;
     let (from, to) = params.range(&state.limits)?;
     let limit = params.limit(&state.limits)?;
@@ -361,10 +507,7 @@ pub async fn candles(
         from,
         to,
         limit,
-        fill: match fill {
-            Fill::None => "none",
-            Fill::Previous => "previous",
-        },
+        fill,
         count: rows.len(),
         candles: rows,
         gaps: gaps
@@ -379,13 +522,32 @@ pub async fn candles(
     .into_response())
 }
 
-/// `GET /api/v1/gaps?symbol&from&to&limit`: recorded feed outages, of one
-/// symbol or all, oldest first.
+/// Recorded feed outages (gaps)
+///
+/// A gap is a span in which a provider may have missed trades of a symbol:
+/// from its last message before a disconnect or silence to the moment the
+/// symbol was subscribed again. Gaps overlapping `[from, to)` are listed,
+/// of one symbol or all, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gaps",
+    tag = "market",
+    params(
+        ("symbol" = Option<Symbol>, Query, description = "Only gaps of this instrument; all symbols when absent."),
+        TimeRange,
+        Limit,
+    ),
+    responses(
+        (status = 200, description = "A page of gaps", body = GapPage),
+        (status = 400, description = "A bad parameter; `parameter` names it", body = ErrorBody),
+        (status = 503, description = "The store did not answer in time", body = ErrorBody),
+    )
+)]
 pub async fn gaps(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::new(raw, &["symbol", "from", "to", "limit"])?;
+    let params = Params::new(raw, &GAPS_QUERY)?;
     let symbol = params
         .get("symbol")
         .map(crate::params::path_symbol)
@@ -408,14 +570,14 @@ pub async fn gaps(
             ..GapRow::of(g)
         })
         .collect();
-    Ok(Json(json!({
-        "symbol": symbol,
-        "from": from,
-        "to": to,
-        "limit": limit,
-        "count": rows.len(),
-        "gaps": rows,
-    }))
+    Ok(Json(GapPage {
+        symbol: symbol.as_ref(),
+        from,
+        to,
+        limit,
+        count: rows.len(),
+        gaps: rows,
+    })
     .into_response())
 }
 

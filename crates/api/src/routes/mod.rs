@@ -1,7 +1,7 @@
 //! The router: every route, and the layer that counts requests.
 
-mod market;
-mod ops;
+pub(crate) mod market;
+pub(crate) mod ops;
 pub mod profile;
 pub mod stream;
 pub mod web;
@@ -27,6 +27,7 @@ pub const PATHS: &[&str] = &[
     "/readyz",
     "/metrics",
     "/api/openapi.json",
+    "/api/explorer",
     "/api/v1/pipeline",
     "/api/v1/symbols",
     "/api/v1/quotes/{symbol}/latest",
@@ -75,6 +76,8 @@ impl StreamSlots {
 /// The full API.
 pub fn router(state: AppState) -> Router {
     let slots = StreamSlots(Arc::new(Semaphore::new(state.limits.max_streams)));
+    let document = axum::body::Bytes::from(crate::openapi::document(&state.limits));
+    let openapi = get(move || ops::openapi(document.clone()));
     let streams = Router::new()
         .route("/api/v1/stream", get(stream::sse))
         .route("/api/v1/ws", get(ws::upgrade))
@@ -86,7 +89,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/api/openapi.json", get(ops::openapi))
+        .route("/api/openapi.json", openapi)
+        .route("/api/explorer", get(web::explorer))
         .route("/api/v1/pipeline", get(ops::pipeline))
         .route("/api/v1/symbols", get(market::symbols))
         .route("/api/v1/quotes/{symbol}/latest", get(market::latest_quote))

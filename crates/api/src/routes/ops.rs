@@ -4,34 +4,63 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
-use streamforge_telemetry::{Exposition, PipelineStats};
+use serde::Serialize;
+use streamforge_telemetry::{Exposition, HealthReport, PipelineStats};
+use utoipa::ToSchema;
 
 use crate::routes::PATHS;
 use crate::{ApiError, AppState};
 
-/// The OpenAPI 3.1 document of this API.
-pub const OPENAPI: &str = include_str!("../openapi.json");
-
-/// `GET /`: what this server offers.
-pub async fn index() -> Json<serde_json::Value> {
-    Json(json!({
-        "service": "streamforge",
-        "version": env!("CARGO_PKG_VERSION"),
-        "endpoints": PATHS,
-    }))
+/// What this server offers.
+#[derive(Serialize, ToSchema)]
+pub struct ServiceIndex {
+    /// Always `streamforge`.
+    service: &'static str,
+    version: &'static str,
+    /// Every path the server answers.
+    endpoints: &'static [&'static str],
 }
 
-/// `GET /healthz`: the process is alive.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// Service index
+///
+/// The service's name, version and endpoints.
+#[utoipa::path(get, path = "/api", tag = "operations", operation_id = "service_index",
+    responses((status = 200, description = "Name, version and endpoints", body = ServiceIndex)))]
+pub async fn index() -> Json<ServiceIndex> {
+    Json(ServiceIndex {
+        service: "streamforge",
+        version: env!("CARGO_PKG_VERSION"),
+        endpoints: PATHS,
+    })
+}
+
+/// The answer of `/healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Alive {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// Liveness
+///
+/// The process is alive and answering.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Alive)))]
+pub async fn healthz() -> Json<Alive> {
+    Json(Alive { status: "ok" })
 }
 
 /// Longest `/readyz` waits for the store or the cache to answer a ping.
 pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// `GET /readyz`: backends reachable and feeds fresh; 503 with the failing
-/// checks otherwise.
+/// Readiness: backends reachable and feeds fresh
+///
+/// Every check with its state; `503` when one that is not advisory fails.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = HealthReport),
+        (status = 503, description = "Not ready; the failing checks say why", body = HealthReport),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     // Both at once, each bounded: a frozen backend makes the answer a
     // prompt 503, not a hang.
@@ -87,14 +116,26 @@ pub async fn ops_pipeline(State(state): State<OpsState>) -> Json<PipelineStats> 
     Json(state.metrics.snapshot())
 }
 
-/// `GET /api/v1/pipeline`: the pipeline's figures as typed JSON (what the
-/// dashboard's pipeline panel shows), read from the same metrics as `/metrics`.
+/// The pipeline's figures
+///
+/// Since the process started (what the dashboard's pipeline panel shows):
+/// per provider ticks, frames, connections, reconnects, errors and gaps;
+/// rejects, publishes, consumption and dead letters; consumer lag; store
+/// writes; the ingest-to-stored latency histogram; live clients. Read from
+/// the same metrics as `/metrics`.
+#[utoipa::path(get, path = "/api/v1/pipeline", tag = "operations",
+    responses((status = 200, description = "Pipeline figures", body = PipelineStats)))]
 pub async fn pipeline(State(state): State<AppState>) -> Json<PipelineStats> {
     Json(state.metrics.snapshot())
 }
 
-/// `GET /metrics`: Prometheus text format, or OpenMetrics when the scraper
-/// asks for it in `Accept`.
+/// Prometheus metrics
+///
+/// Text exposition format 0.0.4, or OpenMetrics 1.0 when `Accept` asks for
+/// `application/openmetrics-text` (see docs/metrics.md).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics",
+        content((String = "text/plain"), (String = "application/openmetrics-text")))))]
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     exposition(&state.metrics, &headers)
 }
@@ -109,9 +150,14 @@ fn exposition(metrics: &streamforge_telemetry::Metrics, headers: &HeaderMap) -> 
         .into_response()
 }
 
-/// `GET /api/openapi.json`
-pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// This document
+///
+/// The OpenAPI 3.1 document of this server, generated from its handlers.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json",
+        body = Object)))]
+pub async fn openapi(document: axum::body::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
 /// Any other path.

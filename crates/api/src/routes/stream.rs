@@ -158,15 +158,38 @@ fn intervals(params: &Params) -> Result<Vec<Interval>, ApiError> {
     })
 }
 
-/// `GET /api/v1/stream?symbols=AAPL,MSFT&candles=1m` (all symbols when
-/// `symbols` is omitted; candle updates only when `candles` is given).
+/// Live ticks and candle updates as Server-Sent Events
+///
+/// Each tick is an event `tick` whose data is the tick's JSON; with
+/// `candles=1m,...` each candle update is an event `candle`. Event ids are
+/// `<epoch>-<batch>:<index>` (the epoch names the server process);
+/// reconnecting with `Last-Event-ID` resumes within the last 60 s / 4096
+/// batches of the same process, else an event `reset` says data was
+/// missed. A client that falls behind gets an event `lagged`.
+#[utoipa::path(get, path = "/api/v1/stream", tag = "live",
+    params(
+        ("symbols" = Option<String>, Query, description = "Comma-separated symbols; all when omitted.",
+            example = "AAPL,MSFT"),
+        ("candles" = Option<String>, Query,
+            description = "Comma-separated intervals (1s,1m,5m,15m,1h,1d) whose candle updates to stream.",
+            example = "1m"),
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "The id of the last event received (<epoch>-<batch>:<index>), to resume after it."),
+    ),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad parameter; `parameter` names it", body = crate::openapi::ErrorBody),
+        (status = 503, description = "api.max_streams streams are open; retry later", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn sse(
     State(state): State<AppState>,
     Extension(slots): Extension<StreamSlots>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let params = Params::new(raw, &["symbols", "candles"])?;
+    static QUERY: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(crate::openapi::query_names::<__path_sse>);
+    let params = Params::new(raw, &QUERY)?;
     let slot = slots.take(&state.metrics, state.limits.max_streams)?;
     let wants = Wants {
         symbols: params

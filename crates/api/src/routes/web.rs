@@ -1,6 +1,7 @@
-//! The web dashboard: `web/` embedded in the binary, served at `/` and
-//! `/assets/...`. No CDN, no bundler: what is in `web/` is what the browser
-//! gets (the charting library is vendored under `web/vendor/`).
+//! The web dashboard and the API explorer: `web/` embedded in the binary,
+//! served at `/`, `/api/explorer` and `/assets/...`. No CDN, no bundler:
+//! what is in `web/` is what the browser gets (the charting library is
+//! vendored under `web/vendor/`).
 
 use axum::extract::Path;
 use axum::http::{header, HeaderValue};
@@ -12,6 +13,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../../../web/app.js"),
+    ),
+    (
+        "explorer.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../../web/explorer.js"),
     ),
     (
         "app.css",
@@ -38,6 +44,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 ];
 
 const INDEX: &[u8] = include_bytes!("../../../../web/index.html");
+const EXPLORER: &[u8] = include_bytes!("../../../../web/explorer.html");
 
 fn respond(content_type: &'static str, body: &'static [u8]) -> Response {
     (
@@ -50,9 +57,23 @@ fn respond(content_type: &'static str, body: &'static [u8]) -> Response {
         .into_response()
 }
 
-/// `GET /`: the dashboard page.
+/// The dashboard
+///
+/// The web dashboard (HTML; its scripts and styles are under `/assets/`).
+#[utoipa::path(get, path = "/", tag = "web", operation_id = "dashboard",
+    responses((status = 200, description = "The dashboard page", content_type = "text/html", body = String)))]
 pub async fn index() -> Response {
     respond("text/html; charset=utf-8", INDEX)
+}
+
+/// The API explorer
+///
+/// Reads this server's OpenAPI document and lets you call every operation
+/// from the browser (HTML; served from the binary, no CDN).
+#[utoipa::path(get, path = "/api/explorer", tag = "web",
+    responses((status = 200, description = "The explorer page", content_type = "text/html", body = String)))]
+pub async fn explorer() -> Response {
+    respond("text/html; charset=utf-8", EXPLORER)
 }
 
 /// `GET /assets/{*path}`

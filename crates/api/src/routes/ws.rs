@@ -73,7 +73,20 @@ const CLOSE_SHUTDOWN: u16 = 1001;
 /// Largest request a client may send.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// `GET /api/v1/ws`
+/// Live ticks and candle updates over a WebSocket
+///
+/// Send JSON `{"op":"subscribe"|"unsubscribe","channel":"ticks"|"candles",
+/// "symbols":["AAPL"|"*"],"interval":"1m"}` or `{"op":"ping"}`; receive
+/// `{"type":"ticks","seq":N,"data":[Tick]}`, `{"type":"candle","data":Candle}`
+/// and answers (`subscribed`, `unsubscribed`, `pong`, `error`). The server
+/// pings every 15 s; a client that cannot keep up gets
+/// `{"type":"slow_consumer"}` and close code 1008.
+#[utoipa::path(get, path = "/api/v1/ws", tag = "live",
+    responses(
+        (status = 101, description = "Switching protocols"),
+        (status = 400, description = "Not a WebSocket upgrade request"),
+        (status = 503, description = "api.max_streams streams are open; retry later", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Extension(slots): Extension<StreamSlots>,

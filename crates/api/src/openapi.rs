@@ -1,0 +1,243 @@
+//! The OpenAPI document, generated from the handlers.
+//!
+//! Each handler states its parameters and answers in a `#[utoipa::path]`
+//! attribute beside it, with the types it really serializes; [`ApiDoc`]
+//! gathers them and [`document`] fills in what the server's `[api]`
+//! section decides (the largest and default `limit`). The REST handlers
+//! accept exactly the query parameters their operation documents
+//! ([`query_names`]), so the document and the server cannot drift apart.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+use utoipa::openapi::{RefOr, Required, Schema};
+use utoipa::{IntoParams, OpenApi, PartialSchema, ToSchema};
+
+use crate::ApiConfig;
+
+/// Every documented operation.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "StreamForge API",
+        description = "Real-time market data: trade ticks, latest quotes, OHLCV candles, feed gaps \
+                       and live streams. Times are UTC; query times accept RFC 3339 or epoch \
+                       milliseconds. Errors are JSON {\"error\", \"detail\"} (plus \"parameter\" \
+                       for a bad parameter). An explorer of this document is served at /api/explorer."
+    ),
+    paths(
+        crate::routes::web::index,
+        crate::routes::web::explorer,
+        crate::routes::ops::index,
+        crate::routes::ops::healthz,
+        crate::routes::ops::readyz,
+        crate::routes::ops::metrics,
+        crate::routes::ops::openapi,
+        crate::routes::ops::pipeline,
+        crate::routes::market::symbols,
+        crate::routes::market::latest_quote,
+        crate::routes::market::ticks,
+        crate::routes::market::candles,
+        crate::routes::market::gaps,
+        crate::routes::stream::sse,
+        crate::routes::ws::upgrade,
+    ),
+    components(schemas(crate::routes::market::TickOrder)),
+    tags(
+        (name = "market", description = "Stored ticks, quotes, candles and gaps"),
+        (name = "live", description = "Live ticks and candle updates"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+        (name = "web", description = "The dashboard and the API explorer"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as served: [`ApiDoc`] with the limits of `config`.
+pub fn document(config: &ApiConfig) -> String {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for op in paths.values_mut().filter_map(|p| p.get_mut("get")) {
+            let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) else {
+                continue;
+            };
+            for p in params.iter_mut().filter(|p| p["name"] == "limit") {
+                p["schema"]["maximum"] = config.max_limit.into();
+                p["schema"]["default"] = config.default_limit.min(config.max_limit).into();
+                p["description"] = format!(
+                    "Most rows to answer, 1 to {} (api.max_limit); default {} (api.default_limit).",
+                    config.max_limit,
+                    config.default_limit.min(config.max_limit)
+                )
+                .into();
+            }
+        }
+    }
+    serde_json::to_string(&doc).unwrap_or_default()
+}
+
+/// The query parameters operation `P` documents: what its handler accepts.
+pub fn query_names<P: utoipa::Path>() -> Vec<String> {
+    P::operation()
+        .parameters
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.parameter_in == ParameterIn::Query)
+        .map(|p| p.name)
+        .collect()
+}
+
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What kind of failure: `invalid parameter`, `unknown symbol`,
+    /// `not found`, `busy`, `unavailable`, `store error`, ...
+    pub error: &'static str,
+    /// What was wrong, in words.
+    pub detail: String,
+    /// The offending parameter, for `400` answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<&'static str>,
+}
+
+/// A query time: RFC 3339 or epoch milliseconds (times beyond
+/// 1970-01-01..9999-12-31 are read as those bounds).
+pub struct QueryTime;
+
+impl PartialSchema for QueryTime {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                    .examples(["2025-08-27T20:15:31.134Z"]),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(i64::MIN as f64))
+                    .maximum(Some(i64::MAX as f64))
+                    .examples([1_756_325_731_134_i64]),
+            )
+            .description(Some(
+                "RFC 3339 time (2025-08-27T20:15:31.134Z) or epoch milliseconds",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for QueryTime {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("QueryTime")
+    }
+}
+
+/// `from` and `to`: the range `[from, to)` of a query.
+pub struct TimeRange;
+
+impl IntoParams for TimeRange {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let time = |name: &str, description: &str| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(QueryTime::schema()))
+                .build()
+        };
+        vec![
+            time(
+                "from",
+                "Start, inclusive: RFC 3339 time or epoch milliseconds. Default: `to` minus \
+                 api.default_window (24 h). Must not be after `to` (equal: an empty range).",
+            ),
+            time(
+                "to",
+                "End, exclusive: RFC 3339 time or epoch milliseconds. Default: now plus 5 minutes.",
+            ),
+        ]
+    }
+}
+
+/// `limit`: the most rows to answer (its bounds are set from the
+/// configuration by [`document`]).
+pub struct Limit;
+
+impl IntoParams for Limit {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let defaults = ApiConfig::default();
+        vec![ParameterBuilder::new()
+            .name("limit")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some("Most rows to answer."))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1.0))
+                    .maximum(Some(defaults.max_limit as f64)),
+            ))
+            .build()]
+    }
+}
+
+/// The `{symbol}` path segment.
+pub struct SymbolPath;
+
+impl IntoParams for SymbolPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("symbol")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(
+                "Instrument, e.g. AAPL or BINANCE:BTCUSDT (lower case is read as upper case).",
+            ))
+            .schema(Some(streamforge_model::Symbol::schema()))
+            .example(Some("AAPL".into()))
+            .build()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_bounds_come_from_the_configuration() {
+        let config = ApiConfig {
+            max_limit: 250,
+            default_limit: 20,
+            ..ApiConfig::default()
+        };
+        let doc: serde_json::Value = serde_json::from_str(&document(&config)).unwrap();
+        let params = doc["paths"]["/api/v1/ticks/{symbol}"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let limit = params.iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(limit["schema"]["maximum"], 250);
+        assert_eq!(limit["schema"]["minimum"], 1);
+        assert_eq!(limit["schema"]["default"], 20);
+    }
+
+    #[test]
+    fn handlers_accept_the_query_parameters_they_document() {
+        use crate::routes::market::{__path_candles, __path_gaps, __path_ticks};
+        assert_eq!(
+            query_names::<__path_ticks>(),
+            ["from", "to", "limit", "order"]
+        );
+        assert_eq!(
+            query_names::<__path_candles>(),
+            ["interval", "from", "to", "limit", "fill"]
+        );
+        assert_eq!(
+            query_names::<__path_gaps>(),
+            ["symbol", "from", "to", "limit"]
+        );
+    }
+}
