@@ -138,6 +138,8 @@ pub struct BusOptions {
     pub metrics: Option<streamforge_telemetry::Metrics>,
     /// Where durable consumers report whether they have partitions.
     pub health: Option<streamforge_telemetry::Health>,
+    /// The task tree the bus's own background tasks join.
+    pub tasks: Option<streamforge_telemetry::Tasks>,
 }
 
 /// How long [`connect`] waits for a broker's first answer.
@@ -158,6 +160,10 @@ pub async fn connect(url: &str, options: &BusOptions) -> Result<Arc<dyn Bus>, Bu
             let bus = KafkaBus::connect(url, options.kafka.clone(), options.metrics.clone())?;
             let bus = match &options.health {
                 Some(h) => bus.with_health(h.clone()),
+                None => bus,
+            };
+            let bus = match &options.tasks {
+                Some(t) => bus.with_tasks(t.clone()),
                 None => bus,
             };
             // Wrong credentials or an unreachable cluster fail here, at start-up.

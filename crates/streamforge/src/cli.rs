@@ -414,22 +414,37 @@ async fn record_with(config: &Config, args: &RecordArgs) -> anyhow::Result<ExitC
     let mut recorder = Recorder::create(&args.out)?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
+    let tasks = streamforge_telemetry::Tasks::new(shutdown.clone());
     if let Some(d) = args.duration {
         let s = shutdown.clone();
-        tokio::spawn(async move {
+        tasks.spawn("record duration", async move {
             tokio::time::sleep(d).await;
             s.cancel();
         });
     }
     // The ticks themselves are not needed here; drain them.
     let (frames_tx, mut frames_rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move { while frames_rx.recv().await.is_some() {} });
+    tasks.spawn_draining("tick drain", async move {
+        while frames_rx.recv().await.is_some() {}
+    });
     let feed = tokio::spawn(Box::new(provider).run(frames_tx, shutdown.clone()));
     eprintln!("recording to {} (Ctrl-C to stop)", args.out.display());
-    while let Some(frame) = tap_rx.recv().await {
-        recorder.write(&frame)?;
+    let written = async {
+        while let Some(frame) = tap_rx.recv().await {
+            recorder.write(&frame)?;
+        }
+        anyhow::Ok(())
     }
-    feed.await.context("the provider task")??;
+    .await;
+    if written.is_err() {
+        // The file cannot be written: stop the feed, and let its tap fail.
+        shutdown.cancel();
+    }
+    drop(tap_rx);
+    let fed = feed.await.context("the provider task");
+    tasks.stop().await;
+    written?;
+    fed??;
     let frames = recorder.finish()?;
     eprintln!("recorded {frames} frames to {}", args.out.display());
     Ok(ExitCode::SUCCESS)

@@ -244,6 +244,7 @@ impl Config {
             kafka: self.kafka.clone(),
             metrics: None,
             health: None,
+            tasks: None,
         }
     }
 

@@ -817,9 +817,25 @@ async fn the_broker_killed_mid_stream_and_restarted_loses_nothing_while_ingest_h
     let killed = std::time::Instant::now();
     wait_bus_check(ingest.http_addr, 503, false, Duration::from_secs(10)).await;
     // Ingest holds what it could not publish and takes nothing new: its
-    // memory stays bounded while the providers wait.
-    let taken = provider_ticks(&ingest.metrics);
-    tokio::time::sleep(Duration::from_secs(5).saturating_sub(killed.elapsed())).await;
+    // memory stays bounded while the providers wait. (What was already on
+    // its way when the check turned may still land: wait until the count
+    // holds still for a second, then watch it hold for three more.)
+    let settle = std::time::Instant::now();
+    let mut taken = provider_ticks(&ingest.metrics);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = provider_ticks(&ingest.metrics);
+        if now == taken {
+            break;
+        }
+        assert!(
+            settle.elapsed() < Duration::from_secs(20),
+            "ingest still took input 20 s after the broker was killed ({taken} -> {now})"
+        );
+        taken = now;
+    }
+    let watch = Duration::from_secs(5).saturating_sub(killed.elapsed());
+    tokio::time::sleep(watch.max(Duration::from_secs(3))).await;
     assert_eq!(
         provider_ticks(&ingest.metrics),
         taken,

@@ -14,6 +14,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod stats;
+pub mod tasks;
 pub mod traces;
 
 pub use exposition::Exposition;
@@ -21,4 +22,5 @@ pub use health::{Health, HealthReport};
 pub use logging::{LogConfig, LogFormat, LoggingError, Tracing};
 pub use metrics::Metrics;
 pub use stats::PipelineStats;
+pub use tasks::Tasks;
 pub use traces::{OtelConfig, TraceSettings};

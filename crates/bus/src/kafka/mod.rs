@@ -34,7 +34,7 @@ use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 use streamforge_model::settings::{duration_text, Invalid};
-use streamforge_telemetry::{Health, Metrics};
+use streamforge_telemetry::{Health, Metrics, Tasks};
 
 use crate::message::headers;
 use crate::{
@@ -404,6 +404,8 @@ const ASSIGNMENT_CHECK: Duration = Duration::from_secs(1);
 pub struct KafkaBus {
     metrics: Option<Metrics>,
     health: Option<Health>,
+    /// Where the consumers' lag and assignment reporters run.
+    tasks: Tasks,
     brokers: String,
     options: KafkaOptions,
     context: BusContext,
@@ -427,6 +429,13 @@ impl KafkaBus {
     pub fn with_health(mut self, health: Health) -> Self {
         *self.context.0.health.lock() = Some(health.clone());
         self.health = Some(health);
+        self
+    }
+
+    /// Runs the consumers' reporters (lag, assignment) in `tasks`, so they
+    /// stop with it; without it they stop when their consumer is dropped.
+    pub fn with_tasks(mut self, tasks: Tasks) -> Self {
+        self.tasks = tasks;
         self
     }
 
@@ -485,6 +494,7 @@ impl KafkaBus {
         Ok(KafkaBus {
             metrics,
             health: None,
+            tasks: Tasks::default(),
             brokers,
             options,
             context,
@@ -709,18 +719,20 @@ impl Bus for KafkaBus {
         consumer.subscribe(&[topic]).map_err(kafka_err)?;
         let consumer = Arc::new(consumer);
         if let Some(health) = self.health.clone().filter(|_| options.durable) {
-            tokio::spawn(report_assignment(
-                Arc::downgrade(&consumer),
-                health,
-                topic.to_string(),
-            ));
+            self.tasks.spawn(
+                "kafka assignment reporter",
+                report_assignment(Arc::downgrade(&consumer), health, topic.to_string()),
+            );
         }
         if let Some(metrics) = self.metrics.clone().filter(|_| options.durable) {
-            tokio::spawn(report_lag(
-                Arc::downgrade(&consumer),
-                metrics,
-                self.options.lag_report_every,
-            ));
+            self.tasks.spawn(
+                "kafka lag reporter",
+                report_lag(
+                    Arc::downgrade(&consumer),
+                    metrics,
+                    self.options.lag_report_every,
+                ),
+            );
         }
         Ok(Box::new(KafkaConsumer {
             committer: Arc::new(KafkaCommitter {

@@ -29,10 +29,9 @@ use streamforge_api::{AppState, LiveHub};
 use streamforge_bus::{Bus, BusError, ConsumerOptions, StartFrom};
 use streamforge_providers::build_providers;
 use streamforge_store::{Cache, StoreOptions, TickStore};
-use streamforge_telemetry::{Health, Metrics};
+use streamforge_telemetry::{Health, Metrics, Tasks};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use ingest::{feed_check, IngestConfig};
 pub use persist::PersistConfig;
@@ -107,8 +106,9 @@ pub struct Running {
     persist: Option<JoinHandle<anyhow::Result<()>>>,
     live: Option<JoinHandle<anyhow::Result<()>>>,
     http: JoinHandle<anyhow::Result<()>>,
-    /// Housekeeping and other helpers: stopped by the token, waited for last.
-    helpers: TaskTracker,
+    /// Housekeeping, the bus's reporters and other helpers: stopped by the
+    /// token, waited for last.
+    helpers: Tasks,
 }
 
 /// Publishes `messages` (if any) to `topic` and counts what the bus took.
@@ -339,7 +339,8 @@ impl<'a> Pipeline<'a> {
             on_stored,
         } = self;
         config.validate().context("invalid configuration")?;
-        let b = Backends::open(config, role).await?;
+        let helpers = Tasks::new(shutdown.clone());
+        let b = Backends::open(config, role, &helpers).await?;
 
         // Consumers first, so nothing published is missed.
         let persist_consumer = if role.persists() {
@@ -384,7 +385,6 @@ impl<'a> Pipeline<'a> {
             .with_context(|| format!("binding http.addr {}", config.http.addr))?;
         let http_addr = listener.local_addr()?;
 
-        let helpers = TaskTracker::new();
         let (provider_tasks, ingest) = if role.ingests() {
             let providers = match providers {
                 Some(p) => p,
@@ -405,11 +405,14 @@ impl<'a> Pipeline<'a> {
         let persist = persist_consumer
             .zip(b.stores.clone())
             .map(|(consumer, (store, cache))| {
-                helpers.spawn(housekeeping(
-                    store.clone(),
-                    config.postgres.housekeeping_every,
-                    shutdown.clone(),
-                ));
+                helpers.spawn_draining(
+                    "store housekeeping",
+                    housekeeping(
+                        store.clone(),
+                        config.postgres.housekeeping_every,
+                        shutdown.clone(),
+                    ),
+                );
                 wire_persist(config, &b, store, cache, consumer, on_stored, &shutdown)
             });
         let hub = LiveHub::default();
@@ -436,8 +439,6 @@ impl<'a> Pipeline<'a> {
             streamforge_api::server::serve(listener, router, server, m, token).await;
             Ok(())
         });
-        helpers.close();
-
         tracing::info!(
             url = %format!("http://{http_addr}"),
             bus = %config.bus,
@@ -478,7 +479,7 @@ struct Backends {
 }
 
 impl Backends {
-    async fn open(config: &Config, role: Role) -> anyhow::Result<Backends> {
+    async fn open(config: &Config, role: Role, tasks: &Tasks) -> anyhow::Result<Backends> {
         let metrics = Metrics::new();
         let health = Health::new();
         let store_url = config.store_url();
@@ -507,6 +508,7 @@ impl Backends {
         let bus_options = streamforge_bus::BusOptions {
             metrics: Some(metrics.clone()),
             health: Some(health.clone()),
+            tasks: Some(tasks.clone()),
             ..config.bus_options()
         };
         let bus = streamforge_bus::connect(&config.bus, &bus_options)
@@ -699,7 +701,8 @@ impl Running {
             .is_err()
         {
             failures.push(anyhow::anyhow!(
-                "housekeeping did not stop within shutdown.timeout"
+                "background tasks ({} left: housekeeping, bus reporters) did not stop within shutdown.timeout",
+                self.helpers.len()
             ));
         }
         match failures.len() {
