@@ -15,7 +15,7 @@ ACTIONLINT_VERSION ?= v1.7.12
 COMPOSE ?= docker compose --env-file deploy/.env -f deploy/docker-compose.yml
 STORE ?= $(or $(STREAMFORGE_STORE),postgres://postgres:streamforge@127.0.0.1:5432/market)
 
-.PHONY: all run test deps unit-test doc-test bench lint fmt clean-data up down migrate-up migrate-down migrate-version fuzz
+.PHONY: all run test deps unit-test doc-test bench bench-rest lint fmt clean-data up down migrate-up migrate-down migrate-version fuzz
 
 all: lint test
 
@@ -56,6 +56,11 @@ doc-test:
 bench:
 	$(CARGO) build --release -p streamforge -p streamforge-bench
 	$(CARGO) run --release -p streamforge-bench --
+
+## bench-rest: REST reads with wrk against an embedded run, every endpoint
+## in one round, ratios to /healthz (docs/benchmarks.md)
+bench-rest:
+	./scripts/bench-rest.sh
 
 ## fuzz: every fuzz target for FUZZ_SECONDS each (default 600); needs a
 ## nightly toolchain and cargo-fuzz, says so when missing (docs/reliability.md)

@@ -108,7 +108,8 @@ impl LiveBatch {
         self.tick_json.get_or_init(|| {
             self.ticks
                 .iter()
-                .map(|t| serde_json::to_string(t).unwrap_or_default())
+                // The wire encoder writes ASCII and copied UTF-8 only.
+                .map(|t| String::from_utf8(streamforge_model::wire::encode(t)).unwrap_or_default())
                 .collect()
         })
     }

@@ -94,9 +94,25 @@ impl FromStr for TickId {
     }
 }
 
+impl TickId {
+    /// The 16 lowercase hex digits of [`fmt::Display`], on the stack.
+    pub(crate) fn hex(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        for (i, digit) in out.iter_mut().enumerate() {
+            *digit = b"0123456789abcdef"[(self.0 >> ((15 - i) * 4)) as usize & 0xf];
+        }
+        out
+    }
+}
+
 impl Serialize for TickId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let hex = self.hex();
+        // Hex digits only.
+        match std::str::from_utf8(&hex) {
+            Ok(text) => serializer.serialize_str(text),
+            Err(_) => serializer.collect_str(self),
+        }
     }
 }
 

@@ -164,20 +164,17 @@ fn parse_utc_fast(b: &[u8]) -> Option<Timestamp> {
     Some(Timestamp(secs * Timestamp::MICROS_PER_SECOND + micros))
 }
 
-impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC with as many fractional digits as needed (0, 3 or 6).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// RFC 3339 in UTC with 0, 3 or 6 fractional digits, written into
+    /// `buf`; `None` for years outside 0000-9999.
+    pub(crate) fn write_rfc3339(self, buf: &mut [u8; 27]) -> Option<&str> {
         let secs = self.0.div_euclid(Self::MICROS_PER_SECOND);
         let micros = self.0.rem_euclid(Self::MICROS_PER_SECOND) as u32;
         let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
         if !(0..=9999).contains(&y) {
-            return match self.to_datetime() {
-                Some(dt) => f.write_str(&dt.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-                None => write!(f, "@{}us", self.0),
-            };
+            return None;
         }
         let sod = secs.rem_euclid(86_400) as u32;
-        let mut buf = [0u8; 27];
         let put = |buf: &mut [u8], at: usize, v: u32, width: usize| {
             let mut v = v;
             for i in (0..width).rev() {
@@ -185,31 +182,45 @@ impl fmt::Display for Timestamp {
                 v /= 10;
             }
         };
-        put(&mut buf, 0, y as u32, 4);
+        put(buf, 0, y as u32, 4);
         buf[4] = b'-';
-        put(&mut buf, 5, mo, 2);
+        put(buf, 5, mo, 2);
         buf[7] = b'-';
-        put(&mut buf, 8, d, 2);
+        put(buf, 8, d, 2);
         buf[10] = b'T';
-        put(&mut buf, 11, sod / 3600, 2);
+        put(buf, 11, sod / 3600, 2);
         buf[13] = b':';
-        put(&mut buf, 14, sod / 60 % 60, 2);
+        put(buf, 14, sod / 60 % 60, 2);
         buf[16] = b':';
-        put(&mut buf, 17, sod % 60, 2);
+        put(buf, 17, sod % 60, 2);
         let mut len = 19;
         if micros != 0 {
             buf[19] = b'.';
             if micros.is_multiple_of(1000) {
-                put(&mut buf, 20, micros / 1000, 3);
+                put(buf, 20, micros / 1000, 3);
                 len = 23;
             } else {
-                put(&mut buf, 20, micros, 6);
+                put(buf, 20, micros, 6);
                 len = 26;
             }
         }
         buf[len] = b'Z';
         // Only ASCII digits and separators were written.
-        f.write_str(std::str::from_utf8(&buf[..=len]).map_err(|_| fmt::Error)?)
+        std::str::from_utf8(&buf[..=len]).ok()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with as many fractional digits as needed (0, 3 or 6).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 27];
+        if let Some(text) = self.write_rfc3339(&mut buf) {
+            return f.write_str(text);
+        }
+        match self.to_datetime() {
+            Some(dt) => f.write_str(&dt.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            None => write!(f, "@{}us", self.0),
+        }
     }
 }
 
@@ -228,7 +239,12 @@ impl FromStr for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        // Formatted on the stack: no `fmt` machinery on the hot path.
+        let mut buf = [0u8; 27];
+        match self.write_rfc3339(&mut buf) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.collect_str(self),
+        }
     }
 }
 

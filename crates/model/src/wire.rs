@@ -138,10 +138,67 @@ impl<'a> From<&'a Tick> for Out<'a> {
     }
 }
 
-/// Appends the JSON form of `tick` to `out`.
+/// Appends the JSON form of `tick` to `out`: the same bytes as serializing
+/// it with serde_json (a test holds them equal), written directly — every
+/// tick is encoded once on the bus's hot path, and REST pages of ticks are
+/// written with it too.
 pub fn encode_into(tick: &Tick, out: &mut Vec<u8>) {
-    // Serializing plain strings and finite numbers into a Vec cannot fail.
-    serde_json::to_writer(out, tick).expect("tick serializes to JSON");
+    out.reserve(224);
+    out.extend_from_slice(b"{\"symbol\":");
+    json_str(out, tick.symbol().as_str());
+    out.extend_from_slice(b",\"ts\":");
+    json_time(out, tick.ts());
+    out.extend_from_slice(b",\"price\":");
+    json_f64(out, tick.price());
+    out.extend_from_slice(b",\"size\":");
+    json_f64(out, tick.size());
+    out.extend_from_slice(b",\"exchange\":");
+    json_str(out, tick.exchange());
+    out.extend_from_slice(b",\"src_id\":");
+    json_str(out, tick.src_id());
+    out.extend_from_slice(b",\"conditions\":[");
+    for (i, c) in tick.conditions().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(out, c);
+    }
+    out.extend_from_slice(b"],\"tick_id\":\"");
+    out.extend_from_slice(&tick.tick_id().hex());
+    out.extend_from_slice(b"\",\"ingested_at\":");
+    json_time(out, tick.ingested_at());
+    out.push(b'}');
+}
+
+/// A JSON string: copied as is unless it has a character JSON escapes.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+fn json_time(out: &mut Vec<u8>, t: Timestamp) {
+    let mut buf = [0u8; 27];
+    match t.write_rfc3339(&mut buf) {
+        Some(text) => {
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+        None => {
+            let _ = serde_json::to_writer(&mut *out, &t);
+        }
+    }
+}
+
+fn json_f64(out: &mut Vec<u8>, v: f64) {
+    // serde_json's own float formatting, so the bytes stay the same.
+    let _ = serde_json::to_writer(&mut *out, &v);
 }
 
 /// The JSON form of `tick`.
@@ -325,6 +382,23 @@ mod tests {
             let tick = rules.check(input, now).unwrap();
             let back = decode(&encode(&tick), &rules, now).unwrap();
             prop_assert_eq!(back, tick);
+        }
+
+        #[test]
+        fn the_direct_encoder_writes_what_serde_json_writes(input in arb_input()) {
+            let now = Timestamp::from_micros(2_000_000_000_000_000);
+            let tick = TickRules::default().check(input, now).unwrap();
+            let direct = String::from_utf8(encode(&tick)).unwrap();
+            let serde = serde_json::to_string(&Out::from(&tick)).unwrap();
+            prop_assert_eq!(direct, serde);
+        }
+
+        #[test]
+        fn timestamps_and_ids_serialize_as_they_display(micros in any::<i64>(), id in any::<i64>()) {
+            let t = Timestamp::from_micros(micros);
+            prop_assert_eq!(serde_json::to_string(&t).unwrap(), serde_json::to_string(&t.to_string()).unwrap());
+            let id = TickId::from_i64(id);
+            prop_assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{id}\""));
         }
 
         #[test]

@@ -21,6 +21,7 @@ pub mod memory_cache;
 pub mod postgres;
 pub mod query;
 pub mod redis_cache;
+mod rows;
 pub mod sqlite;
 pub mod timed;
 

@@ -24,9 +24,21 @@ const BATCH_BUCKETS: &[f64] = &[
     1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0,
 ];
 
-/// The registry and every metric in it. Cheap to clone (shared handles).
+/// The registry and every metric in it. Cheap to clone: one shared
+/// allocation (every request's handler state holds a clone).
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(std::sync::Arc<MetricSet>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricSet;
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+/// The handles behind [`Metrics`].
+#[doc(hidden)]
+pub struct MetricSet {
     registry: Registry,
     provider_ticks: IntCounterVec,
     rejected_ticks: IntCounterVec,
@@ -194,7 +206,7 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(persist_paused.clone()))
             .expect("unique metric");
-        Metrics {
+        Metrics(std::sync::Arc::new(MetricSet {
             provider_ticks: counter_vec(
                 &r,
                 "streamforge_provider_ticks_total",
@@ -385,7 +397,7 @@ impl Metrics {
                 "Times persist paused consumption while the store was down or behind.",
             ),
             registry: r,
-        }
+        }))
     }
 
     /// Every metric in `format` (see [`Exposition::negotiate`]). Labelled

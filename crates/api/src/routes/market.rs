@@ -186,15 +186,22 @@ pub async fn ticks(
         // An empty page of a known symbol, or a symbol never seen.
         known(&state, &symbol).await?;
     }
-    Ok(Json(TickPage {
+    let page = TickPage {
         symbol: &symbol,
         from,
         to,
         limit,
         count: ticks.len(),
         ticks: &ticks,
-    })
-    .into_response())
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        page.to_json(),
+    )
+        .into_response())
 }
 
 /// The answer of `/api/v1/ticks/{symbol}`, serialized as it is.
@@ -208,6 +215,33 @@ struct TickPage<'a> {
     /// Ticks in this page.
     count: usize,
     ticks: &'a [Tick],
+}
+
+impl TickPage<'_> {
+    /// The page as its `Serialize` form writes it, the ticks written by the
+    /// wire encoder (a page is mostly ticks).
+    fn to_json(&self) -> Vec<u8> {
+        fn field<T: Serialize>(out: &mut Vec<u8>, name: &str, value: &T) {
+            out.extend_from_slice(name.as_bytes());
+            // Symbols, times and integers always serialize.
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+        let mut out = Vec::with_capacity(128 + self.ticks.len() * 224);
+        field(&mut out, "{\"symbol\":", self.symbol);
+        field(&mut out, ",\"from\":", &self.from);
+        field(&mut out, ",\"to\":", &self.to);
+        field(&mut out, ",\"limit\":", &self.limit);
+        field(&mut out, ",\"count\":", &self.count);
+        out.extend_from_slice(b",\"ticks\":[");
+        for (i, tick) in self.ticks.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            streamforge_model::wire::encode_into(tick, &mut out);
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
 }
 
 /// One candle of `/api/v1/candles/{symbol}`: complete unless a recorded
@@ -585,6 +619,40 @@ pub async fn gaps(
 mod tests {
     use super::*;
     use streamforge_model::{GapReason, Interval, Timestamp};
+
+    #[test]
+    fn a_tick_page_is_written_as_its_serialize_form() {
+        let ticks: Vec<Tick> = (0..5)
+            .map(|i| {
+                streamforge_testkit::tick_with_conditions(
+                    "BINANCE:BTCUSDT",
+                    1_756_325_700_000 + i,
+                    100.0 + i as f64 / 3.0,
+                    i as f64,
+                    if i % 2 == 0 {
+                        vec!["\"q\\".into()]
+                    } else {
+                        vec![]
+                    },
+                )
+            })
+            .collect();
+        let symbol = Symbol::parse("BINANCE:BTCUSDT").unwrap();
+        for ticks in [&ticks[..], &ticks[..1], &[]] {
+            let page = TickPage {
+                symbol: &symbol,
+                from: Timestamp::MIN,
+                to: Timestamp::from_millis(1_756_325_800_000),
+                limit: 100,
+                count: ticks.len(),
+                ticks,
+            };
+            assert_eq!(
+                String::from_utf8(page.to_json()).unwrap(),
+                serde_json::to_string(&page).unwrap()
+            );
+        }
+    }
 
     fn candle(start_min: i64) -> (Candle, bool) {
         let start = Timestamp::from_millis(start_min * 60_000);

@@ -23,16 +23,18 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::pin_mut;
 use parking_lot::Mutex;
 use streamforge_model::settings::{duration_text, longer_than_zero, Invalid};
-use streamforge_model::{
-    rebucket, Candle, CandlePart, Gap, GapReason, Interval, Symbol, Tick, TickId, TickInput,
-    TickRules, Timestamp,
-};
+use streamforge_model::{rebucket, Candle, CandlePart, Gap, Interval, Symbol, Tick, Timestamp};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row};
 
 pub use migrations::{Mode, SchemaStatus};
 use types::PgTime;
+
+use crate::rows::{
+    self, GapRow, RollupRow, TickReader, TickRow, GAP_COLUMNS, ROLLUP_COLUMNS, SYMBOL_COLUMNS,
+    TICK_COLUMNS,
+};
 
 use crate::{
     CandleQuery, GapQuery, Order, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore,
@@ -483,8 +485,6 @@ fn refresh_windows(buckets: &[i64], width: i64) -> Vec<(i64, i64)> {
     windows
 }
 
-const TICK_COLUMNS: &str = "ts, tick_id, price, size, exchange, src_id, conditions, ingested_at";
-
 /// The write statement's common part: insert the staged ticks that are new
 /// (`ins`), and fold them into the per-symbol summary (`agg`, `up`).
 const INSERT_CTES: &str = "WITH ins AS (
@@ -631,22 +631,37 @@ impl<'a> RollupColumns<'a> {
     }
 }
 
-fn tick_from_row(symbol: &Symbol, row: &Row) -> Result<Tick, StoreError> {
-    let input = TickInput {
-        symbol: symbol.clone(),
+/// The values of a row selected with [`TICK_COLUMNS`].
+fn tick_row(row: &Row) -> Result<TickRow<'_>, StoreError> {
+    Ok(TickRow {
         ts: row.try_get::<_, PgTime>(0)?.0,
-        tick_id: Some(TickId::from_i64(row.try_get(1)?)),
+        tick_id: row.try_get(1)?,
         price: row.try_get(2)?,
         size: row.try_get(3)?,
-        exchange: Arc::from(row.try_get::<_, &str>(4)?),
-        src_id: Arc::from(row.try_get::<_, &str>(5)?),
+        exchange: row.try_get(4)?,
+        src_id: row.try_get(5)?,
         conditions: row.try_get(6)?,
-        occurrence: 0,
         ingested_at: row.try_get::<_, PgTime>(7)?.0,
-    };
-    TickRules::default()
-        .check(input, Timestamp::MAX)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+    })
+}
+
+/// A row selected with [`ROLLUP_COLUMNS`].
+fn part_from_row(r: &Row) -> Result<(Timestamp, CandlePart), StoreError> {
+    RollupRow {
+        bucket: r.try_get::<_, PgTime>(0)?.0,
+        open: r.try_get(1)?,
+        open_ts: r.try_get::<_, PgTime>(2)?.0,
+        open_id: r.try_get(3)?,
+        high: r.try_get(4)?,
+        low: r.try_get(5)?,
+        close: r.try_get(6)?,
+        close_ts: r.try_get::<_, PgTime>(7)?.0,
+        close_id: r.try_get(8)?,
+        volume: r.try_get(9)?,
+        notional: r.try_get(10)?,
+        trades: r.try_get(11)?,
+    }
+    .part()
 }
 
 #[async_trait]
@@ -682,7 +697,10 @@ impl TickStore for PostgresStore {
                 ],
             )
             .await?;
-        rows.iter().map(|r| tick_from_row(&q.symbol, r)).collect()
+        let mut reader = TickReader::default();
+        rows.iter()
+            .map(|r| reader.tick(&q.symbol, tick_row(r)?))
+            .collect()
     }
 
     async fn candles(&self, q: CandleQuery) -> Result<Vec<Candle>, StoreError> {
@@ -691,41 +709,24 @@ impl TickStore for PostgresStore {
             q.interval.first_start_from(q.from),
             q.interval.first_start_from(q.to),
         );
-        // Each candle folds at most this many rollup rows.
-        let per_candle = (q.interval.micros() / rollup.micros()) as usize;
         let client = self.pool.get().await?;
         let rows = client
             .query(
                 &format!(
-                    "SELECT bucket, open, open_ts, open_id, high, low, close, close_ts, close_id,
-                            volume, notional, trades
-                       FROM candles_{rollup} WHERE symbol = $1 AND bucket >= $2 AND bucket < $3
-                      ORDER BY bucket LIMIT $4"
+                    "SELECT {ROLLUP_COLUMNS} FROM candles_{rollup} \
+                      WHERE symbol = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket LIMIT $4"
                 ),
                 &[
                     &q.symbol.as_str(),
                     &PgTime(from),
                     &PgTime(to),
-                    &(q.limit.saturating_mul(per_candle).min(i64::MAX as usize) as i64),
+                    &rows::rollup_rows_for(q.interval, q.limit),
                 ],
             )
             .await?;
         let parts = rows
             .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<_, PgTime>(0)?.0,
-                    CandlePart {
-                        open: ((r.try_get::<_, PgTime>(2)?.0, r.try_get(3)?), r.try_get(1)?),
-                        high: r.try_get(4)?,
-                        low: r.try_get(5)?,
-                        close: ((r.try_get::<_, PgTime>(7)?.0, r.try_get(8)?), r.try_get(6)?),
-                        volume: r.try_get(9)?,
-                        notional: r.try_get(10)?,
-                        trades: r.try_get::<_, i64>(11)? as u64,
-                    },
-                ))
-            })
+            .map(part_from_row)
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(rebucket(&q.symbol, q.interval, parts, q.limit))
     }
@@ -733,7 +734,10 @@ impl TickStore for PostgresStore {
     async fn symbols(&self) -> Result<Vec<SymbolInfo>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
-            .query("SELECT symbol, first_ts, last_ts, ticks FROM symbols WHERE ticks > 0 ORDER BY symbol", &[])
+            .query(
+                &format!("SELECT {SYMBOL_COLUMNS} FROM symbols WHERE ticks > 0 ORDER BY symbol"),
+                &[],
+            )
             .await?;
         rows.iter().map(symbol_info).collect()
     }
@@ -742,7 +746,7 @@ impl TickStore for PostgresStore {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT symbol, first_ts, last_ts, ticks FROM symbols WHERE symbol = $1 AND ticks > 0",
+                &format!("SELECT {SYMBOL_COLUMNS} FROM symbols WHERE symbol = $1 AND ticks > 0"),
                 &[&symbol.as_str()],
             )
             .await?;
@@ -760,7 +764,9 @@ impl TickStore for PostgresStore {
                 &[&symbol.as_str()],
             )
             .await?;
-        row.as_ref().map(|r| tick_from_row(symbol, r)).transpose()
+        row.as_ref()
+            .map(|r| TickReader::default().tick(symbol, tick_row(r)?))
+            .transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -811,38 +817,38 @@ impl TickStore for PostgresStore {
         let symbol = q.symbol.as_ref().map(|s| s.as_str().to_string());
         let rows = client
             .query(
-                "SELECT provider, symbol, from_ts, to_ts, connection, reason FROM gaps \
-                 WHERE ($1::text IS NULL OR symbol = $1) AND to_ts > $2 AND from_ts < $3 \
-                 ORDER BY from_ts, symbol, provider LIMIT $4",
+                &format!(
+                    "SELECT {GAP_COLUMNS} FROM gaps \
+                     WHERE ($1::text IS NULL OR symbol = $1) AND to_ts > $2 AND from_ts < $3 \
+                     ORDER BY from_ts, symbol, provider LIMIT $4"
+                ),
                 &[&symbol, &PgTime(q.from), &PgTime(q.to), &(q.limit as i64)],
             )
             .await?;
         rows.iter()
             .map(|r| {
-                let reason: &str = r.try_get(5)?;
-                Ok(Gap {
+                GapRow {
                     provider: r.try_get(0)?,
-                    symbol: Symbol::parse(r.try_get(1)?)
-                        .map_err(|e| StoreError::Corrupt(format!("gaps.symbol: {e}")))?,
+                    symbol: r.try_get(1)?,
                     from: r.try_get::<_, PgTime>(2)?.0,
                     to: r.try_get::<_, PgTime>(3)?.0,
-                    connection: r.try_get::<_, i32>(4)? as u32,
-                    reason: GapReason::parse(reason).ok_or_else(|| {
-                        StoreError::Corrupt(format!("gaps.reason: unknown {reason:?}"))
-                    })?,
-                })
+                    connection: i64::from(r.try_get::<_, i32>(4)?),
+                    reason: r.try_get(5)?,
+                }
+                .gap()
             })
             .collect()
     }
 }
 
+/// A row selected with [`SYMBOL_COLUMNS`].
 fn symbol_info(r: &Row) -> Result<SymbolInfo, StoreError> {
-    Ok(SymbolInfo {
-        symbol: Symbol::parse(r.try_get(0)?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        first_ts: r.try_get::<_, PgTime>(1)?.0,
-        last_ts: r.try_get::<_, PgTime>(2)?.0,
-        ticks: r.try_get::<_, i64>(3)? as u64,
-    })
+    rows::symbol_info(
+        r.try_get(0)?,
+        r.try_get::<_, PgTime>(1)?.0,
+        r.try_get::<_, PgTime>(2)?.0,
+        r.try_get(3)?,
+    )
 }
 
 #[cfg(test)]

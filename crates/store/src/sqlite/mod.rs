@@ -19,11 +19,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
-use streamforge_model::{
-    rebucket, Candle, CandlePart, Gap, GapReason, Interval, Symbol, Tick, TickId, TickInput,
-    TickRules, Timestamp,
-};
+use streamforge_model::{rebucket, Candle, CandlePart, Gap, Interval, Symbol, Tick, Timestamp};
 
+use crate::rows::{
+    self, GapRow, RollupRow, TickReader, TickRow, GAP_COLUMNS, ROLLUP_COLUMNS, SYMBOL_COLUMNS,
+    TICK_COLUMNS,
+};
 use crate::{
     CandleQuery, GapQuery, Order, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore,
     WriteOutcome,
@@ -394,66 +395,83 @@ impl Rollups {
     }
 }
 
-/// Columns of a tick row, after the symbol (known from the query).
-const TICK_COLUMNS: &str = "ts, tick_id, price, size, exchange, src_id, conditions, ingested_at";
-
 /// `symbol_id` of the symbol bound as `?1`.
+///
+/// Every `LIMIT` here is written `LIMIT +?N`: SQLite's planner reads the
+/// value of a bare `LIMIT ?N`, so each new binding recompiles the statement
+/// (a parse and plan per query, a tenth of a REST tick page's CPU); the
+/// unary plus keeps the value out of the plan and the cached statement valid.
 const SYMBOL_ID: &str = "(SELECT id FROM symbols WHERE symbol = ?1)";
 
-/// Rebuilds a tick of `symbol` from a row selected with [`TICK_COLUMNS`].
-fn tick_from_row(symbol: &Symbol, row: &Row<'_>) -> Result<Tick, StoreError> {
-    let conditions: String = row.get(6)?;
-    let conditions: Vec<String> = if conditions.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&conditions)
-            .map_err(|e| StoreError::Corrupt(format!("conditions {conditions:?}: {e}")))?
+/// The range query of [`TickStore::ticks`].
+fn ticks_sql(order: Order) -> String {
+    let order = match order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
     };
-    let exchange: String = row.get(4)?;
-    let src_id: String = row.get(5)?;
-    let input = TickInput {
-        symbol: symbol.clone(),
-        ts: Timestamp::from_micros(row.get(0)?),
-        tick_id: Some(TickId::from_i64(row.get(1)?)),
-        price: row.get(2)?,
-        size: row.get(3)?,
-        exchange: Arc::from(exchange),
-        src_id: Arc::from(src_id),
-        conditions,
-        occurrence: 0,
-        ingested_at: Timestamp::from_micros(row.get(7)?),
-    };
-    // Stored ticks were validated on the way in; the clock check does not apply.
-    TickRules::default()
-        .check(input, Timestamp::MAX)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+    format!(
+        "SELECT {TICK_COLUMNS} FROM ticks \
+         WHERE symbol_id = {SYMBOL_ID} AND ts >= ?2 AND ts < ?3 \
+         ORDER BY ts {order}, tick_id {order} LIMIT +?4"
+    )
 }
 
-fn symbol_info_from_row(row: &Row<'_>) -> Result<SymbolInfo, StoreError> {
-    let symbol: String = row.get(0)?;
-    Ok(SymbolInfo {
-        symbol: Symbol::parse(&symbol).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        first_ts: Timestamp::from_micros(row.get(1)?),
-        last_ts: Timestamp::from_micros(row.get(2)?),
-        ticks: row.get::<_, i64>(3)? as u64,
+/// The text in column `i`, borrowed from the row.
+fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+    row.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+            .into()
     })
 }
 
-/// A rollup row selected as `bucket, open, open_ts, open_id, high, low,
-/// close, close_ts, close_id, volume, notional, trades`.
+/// The values of a row selected with [`TICK_COLUMNS`].
+fn tick_row<'r>(row: &'r Row<'_>) -> Result<TickRow<'r>, StoreError> {
+    let conditions = text(row, 6)?;
+    let conditions: Vec<String> = if conditions.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(conditions)
+            .map_err(|e| StoreError::Corrupt(format!("ticks.conditions {conditions:?}: {e}")))?
+    };
+    Ok(TickRow {
+        ts: Timestamp::from_micros(row.get(0)?),
+        tick_id: row.get(1)?,
+        price: row.get(2)?,
+        size: row.get(3)?,
+        exchange: text(row, 4)?,
+        src_id: text(row, 5)?,
+        conditions,
+        ingested_at: Timestamp::from_micros(row.get(7)?),
+    })
+}
+
+/// A row selected with [`SYMBOL_COLUMNS`].
+fn symbol_info_from_row(row: &Row<'_>) -> Result<SymbolInfo, StoreError> {
+    rows::symbol_info(
+        text(row, 0)?,
+        Timestamp::from_micros(row.get(1)?),
+        Timestamp::from_micros(row.get(2)?),
+        row.get(3)?,
+    )
+}
+
+/// A row selected with [`ROLLUP_COLUMNS`].
 fn part_from_row(r: &Row<'_>) -> Result<(Timestamp, CandlePart), StoreError> {
-    Ok((
-        Timestamp::from_micros(r.get(0)?),
-        CandlePart {
-            open: ((Timestamp::from_micros(r.get(2)?), r.get(3)?), r.get(1)?),
-            high: r.get(4)?,
-            low: r.get(5)?,
-            close: ((Timestamp::from_micros(r.get(7)?), r.get(8)?), r.get(6)?),
-            volume: r.get(9)?,
-            notional: r.get(10)?,
-            trades: r.get::<_, i64>(11)? as u64,
-        },
-    ))
+    RollupRow {
+        bucket: Timestamp::from_micros(r.get(0)?),
+        open: r.get(1)?,
+        open_ts: Timestamp::from_micros(r.get(2)?),
+        open_id: r.get(3)?,
+        high: r.get(4)?,
+        low: r.get(5)?,
+        close: r.get(6)?,
+        close_ts: Timestamp::from_micros(r.get(7)?),
+        close_id: r.get(8)?,
+        volume: r.get(9)?,
+        notional: r.get(10)?,
+        trades: r.get(11)?,
+    }
+    .part()
 }
 
 #[async_trait]
@@ -474,15 +492,7 @@ impl TickStore for SqliteStore {
 
     async fn ticks(&self, q: TickQuery) -> Result<Vec<Tick>, StoreError> {
         self.read(move |c| {
-            let order = match q.order {
-                Order::Asc => "ASC",
-                Order::Desc => "DESC",
-            };
-            let sql = format!(
-                "SELECT {TICK_COLUMNS} FROM ticks \
-                 WHERE symbol_id = {SYMBOL_ID} AND ts >= ?2 AND ts < ?3 \
-                 ORDER BY ts {order}, tick_id {order} LIMIT ?4"
-            );
+            let sql = ticks_sql(q.order);
             let mut stmt = c.prepare_cached(&sql)?;
             let mut rows = stmt.query(params![
                 q.symbol.as_str(),
@@ -490,9 +500,9 @@ impl TickStore for SqliteStore {
                 q.to.as_micros(),
                 q.limit as i64
             ])?;
-            let mut out = Vec::new();
+            let (mut out, mut reader) = (Vec::new(), TickReader::default());
             while let Some(row) = rows.next()? {
-                out.push(tick_from_row(&q.symbol, row)?);
+                out.push(reader.tick(&q.symbol, tick_row(row)?)?);
             }
             Ok(out)
         })
@@ -506,13 +516,9 @@ impl TickStore for SqliteStore {
                 q.interval.first_start_from(q.from).as_micros(),
                 q.interval.first_start_from(q.to).as_micros(),
             );
-            // Each candle folds at most this many rollup rows.
-            let per_candle = (q.interval.micros() / rollup.micros()) as usize;
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT bucket, open, open_ts, open_id, high, low, close, close_ts, close_id, \
-                        volume, notional, trades \
-                   FROM candles_{} WHERE symbol_id = {SYMBOL_ID} AND bucket >= ?2 AND bucket < ?3 \
-                  ORDER BY bucket LIMIT ?4",
+                "SELECT {ROLLUP_COLUMNS} FROM candles_{} WHERE symbol_id = {SYMBOL_ID} AND bucket >= ?2 AND bucket < ?3 \
+                  ORDER BY bucket LIMIT +?4",
                 rollup.as_str()
             ))?;
             let rows = stmt.query_and_then(
@@ -520,7 +526,7 @@ impl TickStore for SqliteStore {
                     q.symbol.as_str(),
                     from,
                     to,
-                    q.limit.saturating_mul(per_candle).min(i64::MAX as usize) as i64
+                    rows::rollup_rows_for(q.interval, q.limit)
                 ],
                 part_from_row,
             )?;
@@ -532,10 +538,9 @@ impl TickStore for SqliteStore {
 
     async fn symbols(&self) -> Result<Vec<SymbolInfo>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT symbol, first_ts, last_ts, ticks FROM symbols WHERE ticks > 0 \
-                 ORDER BY symbol",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {SYMBOL_COLUMNS} FROM symbols WHERE ticks > 0 ORDER BY symbol"
+            ))?;
             let mut rows = stmt.query([])?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
@@ -549,10 +554,9 @@ impl TickStore for SqliteStore {
     async fn symbol(&self, symbol: &Symbol) -> Result<Option<SymbolInfo>, StoreError> {
         let symbol = symbol.clone();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT symbol, first_ts, last_ts, ticks FROM symbols \
-                 WHERE symbol = ?1 AND ticks > 0",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {SYMBOL_COLUMNS} FROM symbols WHERE symbol = ?1 AND ticks > 0"
+            ))?;
             let mut rows = stmt.query([symbol.as_str()])?;
             rows.next()?.map(symbol_info_from_row).transpose()
         })
@@ -568,7 +572,9 @@ impl TickStore for SqliteStore {
             );
             let mut stmt = c.prepare_cached(&sql)?;
             let mut rows = stmt.query([symbol.as_str()])?;
-            rows.next()?.map(|r| tick_from_row(&symbol, r)).transpose()
+            rows.next()?
+                .map(|r| TickReader::default().tick(&symbol, tick_row(r)?))
+                .transpose()
         })
         .await
     }
@@ -609,11 +615,11 @@ impl TickStore for SqliteStore {
 
     async fn gaps(&self, q: GapQuery) -> Result<Vec<Gap>, StoreError> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT provider, symbol, from_ts, to_ts, connection, reason FROM gaps \
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {GAP_COLUMNS} FROM gaps \
                  WHERE (?1 IS NULL OR symbol = ?1) AND to_ts > ?2 AND from_ts < ?3 \
-                 ORDER BY from_ts, symbol, provider LIMIT ?4",
-            )?;
+                 ORDER BY from_ts, symbol, provider LIMIT +?4"
+            ))?;
             let mut rows = stmt.query(params![
                 q.symbol.as_ref().map(|s| s.as_str()),
                 q.from.as_micros(),
@@ -622,19 +628,17 @@ impl TickStore for SqliteStore {
             ])?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
-                let symbol: String = row.get(1)?;
-                let reason: String = row.get(5)?;
-                out.push(Gap {
-                    provider: row.get(0)?,
-                    symbol: Symbol::parse(&symbol)
-                        .map_err(|e| StoreError::Corrupt(format!("gaps.symbol: {e}")))?,
-                    from: Timestamp::from_micros(row.get(2)?),
-                    to: Timestamp::from_micros(row.get(3)?),
-                    connection: row.get(4)?,
-                    reason: GapReason::parse(&reason).ok_or_else(|| {
-                        StoreError::Corrupt(format!("gaps.reason: unknown {reason:?}"))
-                    })?,
-                });
+                out.push(
+                    GapRow {
+                        provider: row.get(0)?,
+                        symbol: text(row, 1)?,
+                        from: Timestamp::from_micros(row.get(2)?),
+                        to: Timestamp::from_micros(row.get(3)?),
+                        connection: row.get(4)?,
+                        reason: text(row, 5)?,
+                    }
+                    .gap()?,
+                );
             }
             Ok(out)
         })

@@ -71,3 +71,24 @@ async fn unknown_scheme_and_bad_paths_are_clear_errors() {
         .to_string();
     assert!(err.contains("memcached") && err.contains("memory"), "{err}");
 }
+
+#[tokio::test]
+async fn cached_range_queries_are_not_recompiled_for_new_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path().join("t.db")).await.unwrap();
+    let batch: Vec<Tick> = (0..50).map(|i| tick("AAPL", T0 + i, 1.0, 1.0)).collect();
+    s.write_batch(Arc::from(batch)).await.unwrap();
+    for limit in 1..=20 {
+        let page = s.ticks(TickQuery { limit, ..q("AAPL") }).await.unwrap();
+        assert_eq!(page.len(), limit);
+    }
+    // One reader ran every query (they ran one after another).
+    let readers = s.inner.readers.lock();
+    assert_eq!(readers.len(), 1);
+    let stmt = readers[0].prepare_cached(&ticks_sql(Order::Asc)).unwrap();
+    assert_eq!(
+        stmt.get_status(rusqlite::StatementStatus::RePrepare),
+        0,
+        "a new LIMIT binding recompiled the cached statement"
+    );
+}
