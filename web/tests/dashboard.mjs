@@ -107,8 +107,12 @@ try {
   step(`pipeline panel: ${panel}`);
   await page.screenshot({ path: join(outDir, "dashboard.png"), fullPage: true });
 
-  // The API explorer lists the document's operations and calls one.
-  await page.goto(`${base}/api/explorer`, { waitUntil: "load" });
+  // The dashboard links the API explorer, which lists the document's
+  // operations and calls one.
+  await Promise.all([
+    page.waitForURL(`${base}/api/explorer`, { timeout: 10000 }),
+    page.click('footer a[href="/api/explorer"]'),
+  ]);
   await page.waitForFunction(() => window.streamforgeExplorer && window.streamforgeExplorer.operations >= 10, null, { timeout: 15000 });
   const quote = page.locator('details.op[data-path="/api/v1/quotes/{symbol}/latest"]');
   await quote.locator("summary").click();

@@ -19,6 +19,7 @@
 //! - [`server`] — the HTTP server and its connection limits and timers.
 
 pub mod error;
+mod events;
 pub mod live;
 pub mod openapi;
 pub mod params;

@@ -28,6 +28,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use streamforge_model::settings::{at_least_one, duration_text, longer_than_zero, Invalid};
+use streamforge_telemetry::events::Refusal;
+use streamforge_telemetry::Event;
 use streamforge_telemetry::Metrics;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -119,7 +121,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics.http_refused("max_connections");
+            crate::events::LimitReached {
+                limit: Refusal::MaxConnections,
+            }
+            .emit(&metrics);
             connections.spawn(refuse(stream, options));
             continue;
         };

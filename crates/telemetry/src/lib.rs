@@ -9,6 +9,7 @@
 //!   and content negotiation between them.
 //! - [`health`] — [`Health`], the named readiness checks behind `/readyz`.
 
+pub mod events;
 pub mod exposition;
 pub mod health;
 pub mod logging;
@@ -17,6 +18,7 @@ pub mod stats;
 pub mod tasks;
 pub mod traces;
 
+pub use events::Event;
 pub use exposition::Exposition;
 pub use health::{Health, HealthReport};
 pub use logging::{LogConfig, LogFormat, LoggingError, Tracing};

@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
+use crate::events::{CacheRead, FrameKind, ProviderErrorKind, Refusal, Stage};
 use crate::exposition::{encode_openmetrics, Exposition};
+use streamforge_model::GapReason;
 
 use prometheus::{
     core::Collector, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec,
@@ -574,19 +576,13 @@ impl Metrics {
     }
 
     /// Ticks were rejected at `stage` for `reason` and sent to the dead-letter topic.
-    pub fn ticks_rejected(&self, stage: &str, reason: &str, count: usize) {
+    pub fn ticks_rejected(&self, stage: Stage, reason: &str, count: usize) {
         self.rejected_ticks
-            .with_label_values(&[stage, reason])
+            .with_label_values(&[stage.as_str(), reason])
             .inc_by(count as u64);
         self.bus_dlq_messages
             .with_label_values(&[reason])
             .inc_by(count as u64);
-        tracing::debug!(
-            stage,
-            reason,
-            count,
-            "ticks rejected to the dead-letter topic"
-        );
     }
 
     /// A batch was accepted by the bus.
@@ -642,9 +638,9 @@ impl Metrics {
         }
     }
 
-    /// A latest-quote read from the cache: `hit`, `miss` or `error`.
-    pub fn cache_read(&self, result: &'static str) {
-        self.cache_reads.with_label_values(&[result]).inc();
+    /// A latest-quote read from the cache.
+    pub fn cache_read(&self, result: CacheRead) {
+        self.cache_reads.with_label_values(&[result.as_str()]).inc();
     }
 
     /// A batch was committed to the store. `latencies` are the seconds from
@@ -675,10 +671,9 @@ impl Metrics {
         );
     }
 
-    /// A store write failed; the batch will be retried.
-    pub fn store_write_failed(&self, error: &dyn std::fmt::Display) {
+    /// A store write failed (the persist stage's event logs it).
+    pub fn store_write_failed(&self) {
         self.store_write_errors.inc();
-        tracing::warn!(%error, "store write failed; retrying");
     }
 
     /// Latest quotes were replaced by newer ticks.
@@ -686,10 +681,9 @@ impl Metrics {
         self.cache_updates.inc_by(entries as u64);
     }
 
-    /// A cache update failed; the store still has the ticks.
-    pub fn cache_failed(&self, error: &dyn std::fmt::Display) {
+    /// A cache update failed (the persist stage's event logs it).
+    pub fn cache_failed(&self) {
         self.cache_errors.inc();
-        tracing::warn!(%error, "cache update failed");
     }
 
     /// An HTTP request finished.
@@ -717,10 +711,9 @@ impl Metrics {
         self.stream_slow_disconnects.inc();
     }
 
-    /// A server limit refused or cut a client: `max_connections`,
-    /// `max_streams`, `request_timeout`, `max_subscriptions`.
-    pub fn http_refused(&self, limit: &'static str) {
-        self.api_refused.with_label_values(&[limit]).inc();
+    /// A server limit refused or cut a client.
+    pub fn http_refused(&self, limit: Refusal) {
+        self.api_refused.with_label_values(&[limit.as_str()]).inc();
     }
 
     /// A slow live-stream client missed `n` batches.
@@ -746,16 +739,16 @@ impl Metrics {
     }
 
     /// A provider received a message of `kind`.
-    pub fn provider_frame(&self, provider: &str, kind: &str) {
+    pub fn provider_frame(&self, provider: &str, kind: FrameKind) {
         self.provider_frames
-            .with_label_values(&[provider, kind])
+            .with_label_values(&[provider, kind.as_str()])
             .inc();
     }
 
-    /// A provider failed in a way of `kind` (the caller logs the details).
-    pub fn provider_error(&self, provider: &str, kind: &str) {
+    /// A provider failed in a way of `kind` (the provider's event logs it).
+    pub fn provider_error(&self, provider: &str, kind: ProviderErrorKind) {
         self.provider_errors
-            .with_label_values(&[provider, kind])
+            .with_label_values(&[provider, kind.as_str()])
             .inc();
     }
 
@@ -775,9 +768,9 @@ impl Metrics {
     }
 
     /// A provider recorded an outage of `seconds`.
-    pub fn provider_gap(&self, provider: &str, reason: &str, seconds: f64) {
+    pub fn provider_gap(&self, provider: &str, reason: GapReason, seconds: f64) {
         self.provider_gaps
-            .with_label_values(&[provider, reason])
+            .with_label_values(&[provider, reason.as_str()])
             .inc();
         self.provider_gap_seconds
             .with_label_values(&[provider])
@@ -794,11 +787,6 @@ impl Metrics {
         self.persist_paused.set(i64::from(paused));
         if paused {
             self.persist_pauses.inc();
-            tracing::warn!(
-                "store behind or down: persist paused consumption, keeping its group membership"
-            );
-        } else {
-            tracing::info!("persist resumed consumption");
         }
     }
 

@@ -202,7 +202,9 @@ pub(crate) fn histogram(h: &prometheus::Histogram) -> Histogram {
 mod tests {
     use std::time::Duration;
 
+    use crate::events::{FrameKind, ProviderErrorKind, Refusal, Stage};
     use crate::Metrics;
+    use streamforge_model::GapReason;
 
     #[test]
     fn the_snapshot_reads_each_figure_by_its_labels() {
@@ -210,19 +212,19 @@ mod tests {
         m.provider_ticks("finnhub", 7);
         m.provider_ticks("synthetic", 3);
         m.provider_ticks("finnhub", 5);
-        m.provider_frame("finnhub", "trade");
-        m.provider_frame("finnhub", "ping");
-        m.provider_frame("finnhub", "trade");
-        m.provider_error("finnhub", "silent");
+        m.provider_frame("finnhub", FrameKind::Trade);
+        m.provider_frame("finnhub", FrameKind::Ping);
+        m.provider_frame("finnhub", FrameKind::Trade);
+        m.provider_error("finnhub", ProviderErrorKind::Silent);
         m.provider_reconnect("finnhub");
         m.provider_connected("finnhub", true);
-        m.provider_gap("finnhub", "silent", 2.0);
-        m.provider_gap("finnhub", "disconnected", 1.0);
-        m.provider_gap("finnhub", "silent", 1.0);
-        m.http_refused("max_streams");
+        m.provider_gap("finnhub", GapReason::Silent, 2.0);
+        m.provider_gap("finnhub", GapReason::Disconnected, 1.0);
+        m.provider_gap("finnhub", GapReason::Silent, 1.0);
+        m.http_refused(Refusal::MaxStreams);
         m.bus_publish_failed("ticks");
-        m.ticks_rejected("ingest", "price_too_large", 2);
-        m.ticks_rejected("persist", "malformed_json", 1);
+        m.ticks_rejected(Stage::Ingest, "price_too_large", 2);
+        m.ticks_rejected(Stage::Persist, "malformed_json", 1);
         m.bus_published("ticks", 12, 1200);
         m.bus_consumed("ticks", 10, 1000);
         m.bus_consumer_lag("ticks", 0, 4);

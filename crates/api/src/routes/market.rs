@@ -9,6 +9,7 @@ use axum::Json;
 use serde::Serialize;
 use streamforge_model::{Candle, Gap, GapReason, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::{CandleQuery, GapQuery, SymbolInfo, TickQuery};
+use streamforge_telemetry::events::CacheRead;
 use utoipa::ToSchema;
 
 use crate::openapi::{query_names, ErrorBody, Limit, SymbolPath, TimeRange};
@@ -109,13 +110,15 @@ pub async fn latest_quote(
     Params::new(raw, &NO_QUERY)?;
     let cached = match state.cache.latest(&symbol).await {
         Ok(t) => {
-            state
-                .metrics
-                .cache_read(if t.is_some() { "hit" } else { "miss" });
+            state.metrics.cache_read(if t.is_some() {
+                CacheRead::Hit
+            } else {
+                CacheRead::Miss
+            });
             t
         }
         Err(e) => {
-            state.metrics.cache_read("error");
+            state.metrics.cache_read(CacheRead::Error);
             tracing::warn!(error = %e, "cache read failed; answering from the store");
             None
         }

@@ -15,6 +15,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use streamforge_telemetry::events::Refusal;
+use streamforge_telemetry::Event;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{ApiError, AppState};
@@ -65,7 +67,7 @@ impl StreamSlots {
         max: usize,
     ) -> Result<OwnedSemaphorePermit, ApiError> {
         self.0.clone().try_acquire_owned().map_err(|_| {
-            metrics.http_refused("max_streams");
+            crate::events::LimitReached { limit: Refusal::MaxStreams }.emit(metrics);
             ApiError::Unavailable(format!(
                 "{max} live streams are open, the most this server takes (api.max_streams); retry later"
             ))
@@ -118,7 +120,10 @@ async fn request_timeout(State(state): State<AppState>, req: Request, next: Next
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
-            state.metrics.http_refused("request_timeout");
+            crate::events::LimitReached {
+                limit: Refusal::RequestTimeout,
+            }
+            .emit(&state.metrics);
             ApiError::Unavailable(format!(
                 "no answer within {limit:?} (api.request_timeout); the store may be unavailable"
             ))

@@ -33,6 +33,8 @@ use axum::Extension;
 use serde::Deserialize;
 use serde_json::json;
 use streamforge_model::{Interval, Symbol};
+use streamforge_telemetry::events::Refusal;
+use streamforge_telemetry::Event;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{timeout, Instant};
 
@@ -333,8 +335,7 @@ async fn serve(mut socket: WebSocket, state: AppState) {
     };
     match end {
         End::Slow(detail) => {
-            state.metrics.stream_slow_disconnect();
-            tracing::info!(%detail, "disconnecting a slow WebSocket client");
+            crate::events::SlowClientDisconnected { detail: &detail }.emit(&state.metrics);
             // Best effort: a stuck client may not take even this.
             let tell = async {
                 socket
@@ -421,7 +422,10 @@ impl Session {
                 let after =
                     subs.count() - selection.count() + selection.count_after_subscribe(&symbols);
                 if subscribe && after > self.max_subscriptions {
-                    self.metrics.http_refused("max_subscriptions");
+                    crate::events::LimitReached {
+                        limit: Refusal::MaxSubscriptions,
+                    }
+                    .emit(&self.metrics);
                     return text(json!({
                         "type": "error",
                         "error": format!(

@@ -8,12 +8,17 @@ use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use streamforge_model::{Gap, GapReason, Symbol, TickRules, Timestamp};
-use streamforge_telemetry::{Health, Metrics};
+use streamforge_telemetry::events::FrameKind;
+use streamforge_telemetry::{Event, Health, Metrics};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::error::{config_error, ConnectError};
+use super::events::{
+    ConnectFailed, Connected, Disconnected, FrameTooLarge, GapRecorded, Reconnecting, ServerError,
+    TokenRejected, WentSilent,
+};
 use super::messages;
 use super::{FinnhubConfig, FrameParser, Parsed, CONNECT_TIMEOUT, ID, MAX_MESSAGE_BYTES};
 use crate::{Provider, ProviderError, ProviderFrame};
@@ -190,36 +195,37 @@ impl Connection {
                 return self.close_gap(&out, down).await;
             }
             if attempts > 0 {
-                self.metrics.provider_reconnect(ID);
+                Reconnecting.emit(&self.metrics);
             }
             attempts += 1;
             let pause = match self.connect().await {
                 Ok(mut ws) => match self.subscribe(&mut ws).await {
                     Ok(()) => {
                         let subscribed = Timestamp::now();
-                        self.metrics.provider_connected(ID, true);
-                        tracing::info!(
-                            connection = self.id,
-                            symbols = self.symbols.len(),
-                            "finnhub connected and subscribed"
-                        );
+                        Connected {
+                            connection: self.id,
+                            symbols: self.symbols.len(),
+                        }
+                        .emit(&self.metrics);
                         if let Some((from, reason)) = down.take() {
                             self.send_gaps(&out, from, subscribed, reason).await?;
                         }
                         backoff = self.config.backoff_min;
                         let ended = self.read(&mut ws, &mut parser, &out, &cancel).await;
-                        self.metrics.provider_connected(ID, false);
+                        Disconnected {
+                            connection: self.id,
+                            reason: match &ended {
+                                Ok(Ended::Down { reason, .. }) => Some(*reason),
+                                _ => None,
+                            },
+                        }
+                        .emit(&self.metrics);
                         match ended? {
                             Ended::Cancelled => {
                                 let _ = ws.close(None).await;
                                 return Ok(());
                             }
                             Ended::Down { since, reason } => {
-                                tracing::warn!(
-                                    connection = self.id,
-                                    reason = reason.as_str(),
-                                    "finnhub feed lost; reconnecting"
-                                );
                                 down = Some((since, reason));
                                 Duration::ZERO
                             }
@@ -227,27 +233,34 @@ impl Connection {
                     }
                     Err(e) => {
                         down.get_or_insert((Timestamp::now(), GapReason::Disconnected));
-                        self.metrics.provider_error(ID, "connect");
-                        tracing::warn!(connection = self.id, error = %e, "finnhub subscribe failed");
+                        ConnectFailed {
+                            connection: self.id,
+                            step: "subscribe",
+                            error: &e,
+                        }
+                        .emit(&self.metrics);
                         next_backoff(&mut backoff, self.config.backoff_max)
                     }
                 },
                 Err(ConnectError::Unauthorized) => {
                     down.get_or_insert((Timestamp::now(), GapReason::Disconnected));
-                    self.metrics.provider_error(ID, "unauthorized");
-                    tracing::error!(
-                        connection = self.id,
-                        retry_in = ?self.config.unauthorized_retry,
-                        "finnhub rejected the token (HTTP 401): check FINNHUB_TOKEN / [finnhub] token"
-                    );
+                    TokenRejected {
+                        connection: self.id,
+                        retry_in: self.config.unauthorized_retry,
+                    }
+                    .emit(&self.metrics);
                     self.health
                         .set(&crate::feed_check(ID), false, "token rejected (HTTP 401)");
                     self.config.unauthorized_retry
                 }
                 Err(ConnectError::Other(e)) => {
                     down.get_or_insert((Timestamp::now(), GapReason::Disconnected));
-                    self.metrics.provider_error(ID, "connect");
-                    tracing::warn!(connection = self.id, error = %e, "finnhub connection failed");
+                    ConnectFailed {
+                        connection: self.id,
+                        step: "connection",
+                        error: &e,
+                    }
+                    .emit(&self.metrics);
                     next_backoff(&mut backoff, self.config.backoff_max)
                 }
             };
@@ -313,7 +326,11 @@ impl Connection {
             };
             let msg = match next {
                 Err(_) => {
-                    self.metrics.provider_error(ID, "silent");
+                    WentSilent {
+                        connection: self.id,
+                        silence: self.config.silence,
+                    }
+                    .emit(&self.metrics);
                     return Ok(Ended::Down {
                         since: last,
                         reason: GapReason::Silent,
@@ -328,11 +345,14 @@ impl Connection {
                 Ok(Some(Err(tungstenite::Error::Capacity(e)))) => {
                     // Refused before it was buffered: the content is gone,
                     // the dead letter says what came.
-                    self.metrics.provider_error(ID, "frame_too_large");
                     let error = format!(
                         "frame: the server sent a message over {MAX_MESSAGE_BYTES} bytes ({e}); the connection is made again"
                     );
-                    tracing::warn!(connection = self.id, %error, "finnhub message refused");
+                    FrameTooLarge {
+                        connection: self.id,
+                        error: &error,
+                    }
+                    .emit(&self.metrics);
                     let frame = ProviderFrame {
                         provider: ID,
                         rejects: vec![crate::Rejected {
@@ -386,7 +406,7 @@ impl Connection {
                     mut ticks,
                     mut rejects,
                 } => {
-                    self.metrics.provider_frame(ID, "trade");
+                    self.metrics.provider_frame(ID, FrameKind::Trade);
                     // Trades of symbols this connection did not subscribe
                     // are refused: per-symbol state downstream stays
                     // bounded by the configured universe.
@@ -425,21 +445,16 @@ impl Connection {
                         return Err(ProviderError::OutputClosed { provider: ID });
                     }
                 }
-                Parsed::Ping => self.metrics.provider_frame(ID, "ping"),
+                Parsed::Ping => self.metrics.provider_frame(ID, FrameKind::Ping),
                 Parsed::Error(msg) => {
-                    self.metrics.provider_frame(ID, "error");
-                    let kind = if msg.contains("too many symbols") {
-                        "too_many_symbols"
-                    } else if msg.starts_with("Invalid symbol") {
-                        "invalid_symbol"
-                    } else {
-                        "server_error"
-                    };
-                    self.metrics.provider_error(ID, kind);
-                    tracing::error!(connection = self.id, kind, message = %msg, "finnhub reported an error");
+                    ServerError {
+                        connection: self.id,
+                        message: &msg,
+                    }
+                    .emit(&self.metrics);
                 }
                 Parsed::Malformed(r) => {
-                    self.metrics.provider_frame(ID, "malformed");
+                    self.metrics.provider_frame(ID, FrameKind::Malformed);
                     let frame = ProviderFrame {
                         provider: ID,
                         rejects: vec![r],
@@ -485,19 +500,14 @@ impl Connection {
                 reason,
             })
             .collect();
-        self.metrics.provider_gap(
-            ID,
-            reason.as_str(),
-            (to.as_micros() - from.as_micros()) as f64 / 1e6,
-        );
-        tracing::warn!(
-            connection = self.id,
-            reason = reason.as_str(),
-            from = %from,
-            to = %to,
-            symbols = gaps.len(),
-            "finnhub feed gap recorded"
-        );
+        GapRecorded {
+            connection: self.id,
+            reason,
+            from,
+            to,
+            symbols: gaps.len(),
+        }
+        .emit(&self.metrics);
         let frame = ProviderFrame {
             provider: ID,
             gaps,

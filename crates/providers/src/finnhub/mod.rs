@@ -26,6 +26,7 @@
 
 pub mod client;
 mod error;
+mod events;
 mod messages;
 pub mod parse;
 pub mod simulator;

@@ -21,9 +21,11 @@ use streamforge_bus::{Bus, Headers, Message};
 use streamforge_model::settings::{at_least_one, duration_text, longer_than_zero, Invalid};
 use streamforge_model::{wire, Gap, GapReason, Symbol, TickRules, Timestamp, GAP_CONTENT_TYPE};
 use streamforge_providers::{ProviderFrame, Rejected};
-use streamforge_telemetry::{traces, Health, Metrics};
+use streamforge_telemetry::events::Stage;
+use streamforge_telemetry::{traces, Event, Health, Metrics};
 use tracing::Instrument;
 
+use super::events::DeadLettered;
 use super::{dead_letter, publish_retrying};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -237,12 +239,12 @@ impl Ingest {
                 self.config.max_symbols
             ),
         }));
-        if let Some(first) = rejects.first() {
-            // One line per frame, not per tick: the first error stands for the rest.
-            tracing::warn!(provider, rejected = rejects.len(), reason = first.reason, error = %first.error, "provider input rejected to the dead-letter topic");
-        }
+        // One line per frame, not per tick: the first error stands for the rest.
+        let mut tally = DeadLettered::new(Stage::Ingest);
         for r in rejects {
-            self.metrics.ticks_rejected("ingest", r.reason, 1);
+            tally.add(r.reason, || {
+                (format!("provider {provider}"), r.error.clone())
+            });
             let mut h = Headers::with_capacity(8);
             h.insert(headers::SRC_ID, src.clone());
             h.insert(headers::TRACEPARENT, trace.clone());
@@ -256,6 +258,7 @@ impl Ingest {
                 headers: h,
             });
         }
+        tally.emit(&self.metrics);
         drop(entered);
         span
     }
@@ -301,7 +304,7 @@ impl Ingest {
                 reason: GapReason::BusUnavailable,
             };
             self.metrics
-                .provider_gap(provider, GapReason::BusUnavailable.as_str(), gap.seconds());
+                .provider_gap(provider, GapReason::BusUnavailable, gap.seconds());
             let src = Bytes::from_static(provider.as_bytes());
             gaps.push(Message {
                 key: key.clone(),

@@ -15,6 +15,7 @@
 
 pub mod candles;
 pub mod dead_letter;
+mod events;
 mod ingest;
 mod live;
 mod persist;

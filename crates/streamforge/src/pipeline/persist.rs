@@ -25,14 +25,18 @@ use streamforge_model::settings::{duration_text, Invalid};
 use streamforge_model::{wire, Gap, Tick, TickRules, Timestamp, GAP_CONTENT_TYPE};
 use streamforge_store::{Cache, StoreError, TickBatch, TickStore};
 use streamforge_telemetry::traces::{self, SpanContext};
-use streamforge_telemetry::{Health, Metrics};
+use streamforge_telemetry::{Event, Health, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::events::{
+    CacheUpdateFailed, DeadLettered, OffsetCommitRefused, PersistPaused, StoreWriteFailed,
+};
 use super::retry::Backoff;
 use super::{dead_letter, publish_retrying, StoredHook};
 use streamforge_bus::message::headers;
+use streamforge_telemetry::events::Stage;
 
 /// DLQ reason of records the store refused.
 const STORE_REFUSED: &str = "store_refused";
@@ -206,9 +210,12 @@ impl Persist {
     /// offsets or the partitions' new owner receives the messages again and
     /// the store keeps them once.
     async fn commit(&self, committer: &dyn Committer, offsets: &[Offset]) {
-        if let Err(e) = committer.commit(offsets).await {
-            self.metrics.bus_commit_failed();
-            tracing::warn!(error = %e, partitions = offsets.len(), "offset commit refused; the batch is stored and will be committed by a later commit or redelivered");
+        if let Err(error) = committer.commit(offsets).await {
+            OffsetCommitRefused {
+                error: &error,
+                partitions: offsets.len(),
+            }
+            .emit(&self.metrics);
         }
     }
 
@@ -223,16 +230,16 @@ impl Persist {
         if let Ok(permit) = tokio::time::timeout(PAUSE_AFTER, tx.reserve()).await {
             return Ok(permit.ok());
         }
-        self.metrics.persist_paused(true);
+        PersistPaused(true).emit(&self.metrics);
         let permit = tokio::select! {
             p = tx.reserve() => p.ok(),
             r = consumer.idle() => {
-                self.metrics.persist_paused(false);
+                PersistPaused(false).emit(&self.metrics);
                 r.context("holding the consumer while the store is behind")?;
                 return Ok(None);
             }
         };
-        self.metrics.persist_paused(false);
+        PersistPaused(false).emit(&self.metrics);
         Ok(permit)
     }
 
@@ -342,7 +349,7 @@ impl Persist {
                     self.metrics
                         .ingested_to_cached(ticks.iter().map(|t| seconds_between(t, cached_at)));
                 }
-                Err(e) => self.metrics.cache_failed(&e),
+                Err(error) => CacheUpdateFailed { error: &error }.emit(&self.metrics),
             }
         }
         if !dead.is_empty() {
@@ -370,10 +377,14 @@ impl Persist {
             return;
         };
         let d = &sources[*first];
-        tracing::warn!(refused = refused.len(), partition = d.partition, offset = d.offset, error = %e,
-            "the store refused {what}; they go to the dead-letter topic and the rest of the batch is stored");
-        self.metrics
-            .ticks_rejected("persist", STORE_REFUSED, refused.len());
+        let mut tally = DeadLettered::new(Stage::Persist);
+        tally.add_n(STORE_REFUSED, refused.len(), || {
+            (
+                format!("partition {} offset {}", d.partition, d.offset),
+                format!("the store refused {what} (the rest of the batch is stored): {e}"),
+            )
+        });
+        tally.emit(&self.metrics);
         for (i, e) in refused {
             dead.push(dead_letter(&sources[*i], STORE_REFUSED, &e.to_string()));
         }
@@ -484,11 +495,12 @@ impl Persist {
                 Err(e) if e.is_data_error() => return Ok(Err(e)),
                 Err(e) => e,
             };
-            self.metrics.store_write_failed(&e);
-            self.health.set("store", false, e.to_string());
-            if !e.is_retryable() {
-                tracing::error!(error = %e, retry_in = ?backoff.next(), "the store refused a write for a reason other than its data; retrying until it is fixed");
+            StoreWriteFailed {
+                error: &e,
+                retry_in: backoff.next(),
             }
+            .emit(&self.metrics);
+            self.health.set("store", false, e.to_string());
             if self.shutdown.is_cancelled() {
                 return Err(e).context(format!(
                     "shutting down with {what} not written to the store"
@@ -514,6 +526,8 @@ fn prepare(
     let mut gaps = Vec::new();
     let mut gap_sources = Vec::new();
     let mut dead = Vec::new();
+    let mut tally = DeadLettered::new(Stage::Persist);
+    let where_ = |d: &Delivery| format!("partition {} offset {}", d.partition, d.offset);
     for d in batch {
         if d.message.headers.get_str(headers::CONTENT_TYPE) == Some(GAP_CONTENT_TYPE) {
             match Gap::decode(&d.message.payload) {
@@ -522,8 +536,9 @@ fn prepare(
                     gap_sources.push(d.clone());
                 }
                 Err(e) => {
-                    metrics.ticks_rejected("persist", "malformed_gap", 1);
-                    tracing::warn!(partition = d.partition, offset = d.offset, error = %e, "undecodable gap record sent to the dead-letter topic");
+                    tally.add("malformed_gap", || {
+                        (where_(d), format!("undecodable gap record: {e}"))
+                    });
                     dead.push(dead_letter(d, "malformed_gap", &e));
                 }
             }
@@ -538,15 +553,14 @@ fn prepare(
                 tick_sources.push(d.clone());
             }
             Err(e) => {
-                metrics.ticks_rejected("persist", e.reason(), 1);
-                if dead.is_empty() {
-                    // One line per batch, not per message.
-                    tracing::warn!(partition = d.partition, offset = d.offset, reason = e.reason(), error = %e, "undecodable message sent to the dead-letter topic (first of this batch)");
-                }
-                dead.push(dead_letter(d, e.reason(), &e.to_string()));
+                let error = e.to_string();
+                tally.add(e.reason(), || (where_(d), error.clone()));
+                dead.push(dead_letter(d, e.reason(), &error));
             }
         }
     }
+    // One line per batch, not per message.
+    tally.emit(metrics);
     drop(_entered);
     Prepared {
         ticks: Arc::from(ticks),
