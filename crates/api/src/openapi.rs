@@ -44,7 +44,7 @@ use crate::ApiConfig;
         crate::routes::stream::sse,
         crate::routes::ws::upgrade,
     ),
-    components(schemas(crate::routes::market::TickOrder)),
+    components(schemas(crate::routes::market::TickOrder, ErrorBody)),
     tags(
         (name = "market", description = "Stored ticks, quotes, candles and gaps"),
         (name = "live", description = "Live ticks and candle updates"),
@@ -87,6 +87,33 @@ pub fn query_names<P: utoipa::Path>() -> Vec<String> {
         .map(|p| p.name)
         .collect()
 }
+
+/// The error answers several operations share, each stated once. They
+/// document the answers `ApiError` makes and are never built themselves.
+mod answers {
+    #![allow(dead_code)]
+    use super::ErrorBody;
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 400, description = "A bad parameter; `parameter` names it")]
+    pub struct BadParameter(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 404, description = "Nothing is stored for the symbol")]
+    pub struct UnknownSymbol(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 503, description = "The store did not answer in time")]
+    pub struct StoreUnavailable(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 503,
+        description = "api.max_streams streams are open; retry later"
+    )]
+    pub struct StreamsFull(ErrorBody);
+}
+pub(crate) use answers::{BadParameter, StoreUnavailable, StreamsFull, UnknownSymbol};
 
 /// The body of every error answer.
 #[derive(Serialize, ToSchema)]

@@ -61,7 +61,7 @@ struct SymbolList {
     responses(
         (status = 200, description = "The stored symbols", body = SymbolList),
         (status = 400, description = "A query parameter was given (this endpoint takes none)", body = ErrorBody),
-        (status = 503, description = "The store did not answer in time", body = ErrorBody),
+        crate::openapi::StoreUnavailable,
     )
 )]
 pub async fn symbols(
@@ -98,8 +98,8 @@ pub async fn symbols(
         (status = 200, description = "The symbol's latest tick", body = Tick,
             headers(("x-streamforge-source" = String, description = "cache or store"))),
         (status = 400, description = "A bad symbol, or a query parameter (this endpoint takes none)", body = ErrorBody),
-        (status = 404, description = "Nothing is stored for the symbol", body = ErrorBody),
-        (status = 503, description = "The store did not answer in time", body = ErrorBody),
+        crate::openapi::UnknownSymbol,
+        crate::openapi::StoreUnavailable,
     )
 )]
 pub async fn latest_quote(
@@ -161,9 +161,9 @@ pub(crate) enum TickOrder {
     ),
     responses(
         (status = 200, description = "A page of ticks", body = TickPage),
-        (status = 400, description = "A bad parameter; `parameter` names it", body = ErrorBody),
-        (status = 404, description = "Nothing is stored for the symbol", body = ErrorBody),
-        (status = 503, description = "The store did not answer in time", body = ErrorBody),
+        crate::openapi::BadParameter,
+        crate::openapi::UnknownSymbol,
+        crate::openapi::StoreUnavailable,
     )
 )]
 pub async fn ticks(
@@ -490,9 +490,9 @@ fn fill_previous(candles: Vec<Candle>, limit: usize) -> Vec<(Candle, bool)> {
     ),
     responses(
         (status = 200, description = "A page of candles and the gaps they overlap", body = CandlePage),
-        (status = 400, description = "A bad parameter; `parameter` names it", body = ErrorBody),
-        (status = 404, description = "Nothing is stored for the symbol", body = ErrorBody),
-        (status = 503, description = "The store did not answer in time", body = ErrorBody),
+        crate::openapi::BadParameter,
+        crate::openapi::UnknownSymbol,
+        crate::openapi::StoreUnavailable,
     )
 )]
 pub async fn candles(
@@ -576,8 +576,8 @@ pub async fn candles(
     ),
     responses(
         (status = 200, description = "A page of gaps", body = GapPage),
-        (status = 400, description = "A bad parameter; `parameter` names it", body = ErrorBody),
-        (status = 503, description = "The store did not answer in time", body = ErrorBody),
+        crate::openapi::BadParameter,
+        crate::openapi::StoreUnavailable,
     )
 )]
 pub async fn gaps(

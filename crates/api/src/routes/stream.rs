@@ -178,8 +178,8 @@ fn intervals(params: &Params) -> Result<Vec<Interval>, ApiError> {
     ),
     responses(
         (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
-        (status = 400, description = "A bad parameter; `parameter` names it", body = crate::openapi::ErrorBody),
-        (status = 503, description = "api.max_streams streams are open; retry later", body = crate::openapi::ErrorBody),
+        crate::openapi::BadParameter,
+        crate::openapi::StreamsFull,
     ))]
 pub(crate) async fn sse(
     State(state): State<AppState>,

@@ -87,7 +87,7 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024;
     responses(
         (status = 101, description = "Switching protocols"),
         (status = 400, description = "Not a WebSocket upgrade request"),
-        (status = 503, description = "api.max_streams streams are open; retry later", body = crate::openapi::ErrorBody),
+        crate::openapi::StreamsFull,
     ))]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
