@@ -151,7 +151,7 @@ pub const SCHEMES: &[&str] = &["memory", "kafka"];
 /// Opens the bus named by `url`; the scheme picks the implementation.
 pub async fn connect(url: &str, options: &BusOptions) -> Result<Arc<dyn Bus>, BusError> {
     let (scheme, _rest) = url.split_once("://").ok_or_else(|| BusError::Url {
-        url: url.to_string(),
+        url: streamforge_model::settings::redact_url(url),
         reason: "expected SCHEME://...".into(),
     })?;
     match scheme {
@@ -171,7 +171,7 @@ pub async fn connect(url: &str, options: &BusOptions) -> Result<Arc<dyn Bus>, Bu
             Ok(Arc::new(bus))
         }
         other => Err(BusError::Url {
-            url: url.to_string(),
+            url: streamforge_model::settings::redact_url(url),
             reason: format!(
                 "unknown scheme {other:?}; this build supports: {}",
                 SCHEMES.join(", ")

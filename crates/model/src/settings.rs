@@ -143,6 +143,74 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Query parameters whose values are secrets in the URLs StreamForge takes
+/// (libpq's `password` and `sslpassword`, tokens and keys of any service).
+const SECRET_PARAMS: &[&str] = &[
+    "password",
+    "sslpassword",
+    "pass",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "key",
+    "sasl.password",
+    "sasl_password",
+];
+
+/// `url` with every secret replaced by `***`, for logs, messages and
+/// `config print`: the password of its userinfo (`user:***@host`) and the
+/// values of secret query parameters (`?password=***`). Works on strings
+/// that are not valid URLs too (an unknown scheme, a typo), so an error
+/// that quotes what the user gave never quotes the password.
+pub fn redact_url(url: &str) -> String {
+    let (head, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    // The query starts at the first `?`; the userinfo ends at the last `@`
+    // before it (a password may contain `@`, `/` or `:`).
+    let (before_query, query) = match rest.find('?') {
+        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+        None => (rest, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(head);
+    match before_query.rfind('@') {
+        Some(at) if !head.is_empty() => {
+            let userinfo = &before_query[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&before_query[at..]);
+        }
+        _ => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, _)) if SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => {
+                    out.push_str(k);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(pair),
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +253,40 @@ mod tests {
             "b"
         );
         assert!(longer_than_zero(&[("a", d(1))]).is_ok());
+    }
+
+    #[test]
+    fn urls_lose_their_secrets_and_keep_the_rest() {
+        let cases = [
+            (
+                "postgres://app:s3cret@db:5432/x",
+                "postgres://app:***@db:5432/x",
+            ),
+            ("postgres://app@db/x", "postgres://app@db/x"),
+            ("redis://:pw@cache:6379/", "redis://:***@cache:6379/"),
+            (
+                "rediss://default:p@ss/w:rd@cache:6380/0",
+                "rediss://default:***@cache:6380/0",
+            ),
+            (
+                "postgres://app@db/x?sslmode=require&password=s3cret&application_name=a@b",
+                "postgres://app@db/x?sslmode=require&password=***&application_name=a@b",
+            ),
+            (
+                "postgresql://db/x?PASSWORD=s3cret&sslpassword=k3y",
+                "postgresql://db/x?PASSWORD=***&sslpassword=***",
+            ),
+            ("mongodb://root:hunter2@h/x", "mongodb://root:***@h/x"),
+            (
+                "sqlite://data/streamforge.db",
+                "sqlite://data/streamforge.db",
+            ),
+            ("memory://", "memory://"),
+            ("kafka://a:9092,b:9092", "kafka://a:9092,b:9092"),
+            ("not a url?token=abc", "not a url?token=***"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 }

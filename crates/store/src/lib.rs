@@ -107,16 +107,7 @@ fn split_url(url: &str) -> Option<(&str, &str)> {
     url.split_once("://")
 }
 
-/// `url` with any password replaced by `***`, for logs and messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-            None => url.to_string(),
-        },
-        _ => url.to_string(),
-    }
-}
+pub use streamforge_model::settings::redact_url;
 
 /// Settings of store implementations.
 #[derive(Clone, Debug, Default)]

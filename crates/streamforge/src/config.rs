@@ -396,6 +396,9 @@ fn insert(table: &mut toml::Table, path: &[String], value: toml::Value) -> Resul
 }
 
 fn check_url(field: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    // The error quotes the URL: never with its password.
+    let shown = streamforge_model::settings::redact_url(url);
+    let url = shown.as_str();
     let Some((scheme, _)) = url.split_once("://") else {
         return Err(invalid(
             field,

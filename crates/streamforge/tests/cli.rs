@@ -35,6 +35,56 @@ fn help_shows_flags_with_their_environment_variables() {
 }
 
 #[test]
+fn passwords_in_urls_never_show_in_config_print_or_config_check() {
+    const CANARY: &str = "canary-7f3a9";
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("postgres://app:{CANARY}@db/x?sslmode=require&password={CANARY}");
+    let cache = format!("rediss://default:{CANARY}@cache:6380/0");
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["config", "print", "--store", &store, "--cache", &cache])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains(CANARY),
+        "a password in config print:\n{text}"
+    );
+    assert!(
+        text.contains("postgres://app:***@db/x?sslmode=require&password=***"),
+        "the rest of the URL is shown:\n{text}"
+    );
+    // An unknown scheme is quoted in the error, without its password.
+    for (flag, url) in [
+        ("--store", format!("mysql://root:{CANARY}@db/x")),
+        ("--cache", format!("memcached://u:{CANARY}@c")),
+        ("--bus", format!("amqp://u:{CANARY}@mq/?token={CANARY}")),
+    ] {
+        let out = bin()
+            .current_dir(dir.path())
+            .args(["config", "check", flag, &url])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains("unknown scheme"), "{flag}: {all}");
+        assert!(
+            !all.contains(CANARY),
+            "{flag}: a password in the error: {all}"
+        );
+    }
+}
+
+#[test]
 fn config_check_names_the_bad_field_and_print_shows_the_effective_config() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin()

@@ -448,7 +448,7 @@ impl KafkaBus {
         metrics: Option<Metrics>,
     ) -> Result<Self, BusError> {
         let bad = |reason: &str| BusError::Url {
-            url: url.to_string(),
+            url: streamforge_model::settings::redact_url(url),
             reason: reason.to_string(),
         };
         let brokers = url
