@@ -262,6 +262,17 @@ pub struct PipelineArgs {
     )]
     pub finnhub_token: Option<Secret>,
 
+    /// A file holding the Finnhub API token (keeps it out of `ps` and the
+    /// environment), e.g. a mounted secret; surrounding whitespace is ignored.
+    #[arg(
+        long,
+        env = "FINNHUB_TOKEN_FILE",
+        value_name = "FILE",
+        value_parser = read_secret_file,
+        conflicts_with = "finnhub_token"
+    )]
+    pub finnhub_token_file: Option<Secret>,
+
     /// Finnhub WebSocket endpoint [default: wss://ws.finnhub.io].
     #[arg(long, env = "STREAMFORGE_FINNHUB_URL", value_name = "URL")]
     pub finnhub_url: Option<String>,
@@ -270,6 +281,17 @@ pub struct PipelineArgs {
 /// A credential from the command line or its variable.
 fn parse_secret(text: &str) -> Result<Secret, String> {
     Ok(Secret::new(text))
+}
+
+/// A credential read from the file named: its content without the
+/// surrounding whitespace (a trailing newline), never empty.
+fn read_secret_file(path: &str) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(format!("{path} is empty"));
+    }
+    Ok(Secret::new(secret))
 }
 
 /// `max` or a number of trades per second.
@@ -337,6 +359,7 @@ impl PipelineArgs {
             config.synthetic.symbols.clone_from(symbols);
         }
         set(&mut config.finnhub.token, &self.finnhub_token);
+        set(&mut config.finnhub.token, &self.finnhub_token_file);
         set(&mut config.finnhub.url, &self.finnhub_url);
         set(&mut config.synthetic.rate, &self.rate);
         if self.seed.is_some() {

@@ -85,6 +85,55 @@ fn passwords_in_urls_never_show_in_config_print_or_config_check() {
 }
 
 #[test]
+fn the_finnhub_token_can_come_from_a_file_and_never_over_plain_ws_to_another_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "canary-token-91\n").unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["config", "print", "--finnhub-token-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("token = \"***\""),
+        "the token was read:\n{text}"
+    );
+    assert!(!text.contains("canary-token-91"), "{text}");
+
+    std::fs::write(&file, "  \n").unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .env("FINNHUB_TOKEN_FILE", &file)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is empty") && err.contains("token"), "{err}");
+
+    let out = bin()
+        .current_dir(dir.path())
+        .env("FINNHUB_TOKEN", "canary-token-91")
+        .args(["config", "check", "--finnhub-url", "ws://ws.finnhub.io"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("finnhub.url") && err.contains("wss://"),
+        "{err}"
+    );
+    assert!(!err.contains("canary-token-91"), "{err}");
+}
+
+#[test]
 fn config_check_names_the_bad_field_and_print_shows_the_effective_config() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin()

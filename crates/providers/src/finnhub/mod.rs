@@ -105,6 +105,21 @@ impl Default for FinnhubConfig {
     }
 }
 
+/// Whether `url`'s host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl FinnhubConfig {
     /// Whether Finnhub runs: a token is set.
     pub fn enabled(&self) -> bool {
@@ -120,13 +135,23 @@ impl FinnhubConfig {
         self
     }
 
-    /// Checks every setting but the token and symbols (which only matter
-    /// when the provider runs); the error names the first bad one.
+    /// Checks every setting but the symbols (which only matter when the
+    /// provider runs), and that a token never goes unencrypted to another
+    /// host; the error names the first bad one.
     pub fn validate(&self) -> Result<(), Invalid> {
         if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
             return Err(Invalid::new(
                 "url",
                 format!("expected ws:// or wss://, got {:?}", self.url),
+            ));
+        }
+        if !self.token.is_empty() && self.url.starts_with("ws://") && !loopback_url(&self.url) {
+            return Err(Invalid::new(
+                "url",
+                format!(
+                    "{} is ws:// to a host other than this one: the token would travel unencrypted; use wss:// (ws:// is for a local simulator)",
+                    self.url
+                ),
             ));
         }
         if self.max_symbols_per_connection == 0 {
@@ -144,5 +169,40 @@ impl FinnhubConfig {
             return Err(Invalid::new("backoff_max", "must be at least backoff_min"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_goes_unencrypted_only_to_this_machine() {
+        let with = |url: &str, token: &str| FinnhubConfig {
+            url: url.into(),
+            token: Secret::new(token),
+            ..FinnhubConfig::default()
+        };
+        for url in [
+            "ws://127.0.0.1:9001",
+            "ws://localhost:9001/",
+            "ws://[::1]:9001?x=1",
+            "wss://ws.finnhub.io",
+        ] {
+            assert!(with(url, "t").validate().is_ok(), "{url}");
+        }
+        for url in [
+            "ws://ws.finnhub.io",
+            "ws://10.0.0.5:9001",
+            "ws://127.0.0.1.evil.example/",
+        ] {
+            let err = with(url, "t").validate().unwrap_err().to_string();
+            assert!(
+                err.contains("url") && err.contains("wss://"),
+                "{url}: {err}"
+            );
+        }
+        // Without a token nothing is sent: any URL is fine.
+        assert!(with("ws://ws.finnhub.io", "").validate().is_ok());
     }
 }
