@@ -114,6 +114,27 @@ fn the_compose_file_keeps_its_services_ports_and_health_gates() {
     ] {
         assert!(compose.contains(port), "port {port}");
     }
+    // Secure by default: every published port on loopback only, every
+    // password from deploy/.env with no default, Redis behind a password.
+    for line in compose.lines().map(str::trim) {
+        if let Some(port) = line.strip_prefix("- \"").filter(|p| {
+            p.trim_end_matches('"')
+                .split(':')
+                .all(|part| part.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        }) {
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "{line}: published on every interface"
+            );
+        }
+    }
+    for secret in ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD"] {
+        assert!(
+            compose.contains(&format!("${{{secret}:?")) && !compose.contains(&format!("${{{secret}:-")),
+            "{secret} must come from deploy/.env without a default"
+        );
+    }
+    assert!(compose.contains("--requirepass"), "Redis requires a password");
     assert!(compose.contains("condition: service_healthy"));
     assert!(compose.contains("condition: service_completed_successfully"));
     assert!(
@@ -122,6 +143,9 @@ fn the_compose_file_keeps_its_services_ports_and_health_gates() {
     );
     let env = read(&deploy().join(".env.example"));
     assert!(env.contains("FINNHUB_TOKEN="));
+    for secret in ["POSTGRES_PASSWORD=", "REDIS_PASSWORD=", "GRAFANA_ADMIN_PASSWORD="] {
+        assert!(env.contains(secret), ".env.example documents {secret}");
+    }
     // The compose stack runs the Kafka version the tests run.
     let pom = read(&deploy().join("../scripts/kafka/pom.xml"));
     let version = pom
