@@ -31,8 +31,40 @@ const fmt = (x, digits = 2) =>
   });
 const toTime = (iso) => Math.floor(Date.parse(iso) / 1000);
 
+// ---- API key ---------------------------------------------------------------
+// With [[api.keys]] configured the server answers 401 without one: the
+// dashboard asks once and keeps the key for this tab only (sessionStorage).
+
+const KEY_ITEM = "streamforge-api-key";
+const apiKey = () => sessionStorage.getItem(KEY_ITEM);
+const authHeaders = () => {
+  const k = apiKey();
+  return k ? { accept: "application/json", authorization: `Bearer ${k}` } : { accept: "application/json" };
+};
+
+let asking = null;
+function askForKey(why) {
+  // One prompt at a time, however many requests were refused.
+  asking ??= Promise.resolve().then(() => {
+    const k = window.prompt(`${why}\nAPI key (scopes read and stream; kept while this tab is open):`);
+    if (k) sessionStorage.setItem(KEY_ITEM, k.trim());
+    asking = null;
+    return Boolean(k);
+  });
+  return asking;
+}
+
+async function authedFetch(path) {
+  for (;;) {
+    const r = await fetch(path, { headers: authHeaders() });
+    if (r.status !== 401 && r.status !== 403) return r;
+    const why = r.status === 401 ? "This StreamForge asks for an API key." : "This API key may not read here.";
+    if (!(await askForKey(why))) return r;
+  }
+}
+
 async function getJson(path) {
-  const r = await fetch(path, { headers: { accept: "application/json" } });
+  const r = await authedFetch(path);
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
 }
@@ -239,7 +271,8 @@ document.addEventListener("keydown", (e) => {
 // ---- live stream -----------------------------------------------------------
 
 function connect() {
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws`;
+  const key = apiKey();
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws${key ? `?api_key=${encodeURIComponent(key)}` : ""}`;
   const ws = new WebSocket(url);
   state.ws = ws;
   const badge = $("conn");
@@ -283,7 +316,7 @@ const total = (byKey) => Object.values(byKey || {}).reduce((a, v) => a + v, 0);
 async function pollPipeline() {
   let stats;
   try {
-    const r = await fetch("/api/v1/pipeline", { headers: { accept: "application/json" } });
+    const r = await fetch("/api/v1/pipeline", { headers: authHeaders() });
     if (!r.ok) return;
     stats = await r.json();
   } catch { return; }
@@ -318,9 +351,21 @@ async function pollPipeline() {
 
 // ---- start ---------------------------------------------------------------------
 
-makeChart();
-loadSymbols().catch((e) => { $("symbols-empty").textContent = `cannot load symbols: ${e.message}`; });
-connect();
-pollPipeline();
-window.setInterval(pollPipeline, 2000);
-window.setInterval(() => state.symbols.forEach(paintFreshness), 1000);
+async function start() {
+  makeChart();
+  // The open index says what a caller without a key may do: ask for a key
+  // first when that is not enough to read, so no request is refused.
+  if (!apiKey()) {
+    try {
+      const index = await (await fetch("/api", { headers: { accept: "application/json" } })).json();
+      if (!(index.scopes || []).includes("read")) await askForKey("This StreamForge asks for an API key.");
+    } catch { /* the queries below say what is wrong */ }
+  }
+  loadSymbols().catch((e) => { $("symbols-empty").textContent = `cannot load symbols: ${e.message}`; });
+  connect();
+  pollPipeline();
+  window.setInterval(pollPipeline, 2000);
+  window.setInterval(() => state.symbols.forEach(paintFreshness), 1000);
+}
+
+start();

@@ -125,7 +125,10 @@ function operation(doc, path, method, op) {
     }
     const started = performance.now();
     try {
-      const response = await fetch(req.url, { headers: req.headers });
+      // The dashboard's key, when it asked for one (sessionStorage, this tab).
+      const key = sessionStorage.getItem("streamforge-api-key");
+      const headers = key ? { ...req.headers, authorization: `Bearer ${key}` } : req.headers;
+      const response = await fetch(req.url, { headers });
       const text = await body(response);
       const ms = Math.round(performance.now() - started);
       const curl = ["curl", "-sS", ...Object.entries(req.headers).map(([k, v]) => `-H '${k}: ${v}'`),

@@ -36,6 +36,11 @@ await page.route("**/*", (route) => {
   return route.abort();
 });
 
+// With API keys on, the dashboard asks for one (a prompt) and keeps it.
+const key = process.env.STREAMFORGE_KEY || "";
+let asked = 0;
+page.on("dialog", (d) => { asked += 1; d.accept(key); });
+
 const bars = () => page.evaluate(() => window.streamforge.series.data().length);
 const selected = () => page.evaluate(() => window.streamforge.selected);
 
@@ -44,13 +49,19 @@ try {
   await page.waitForFunction(() => document.querySelectorAll("#symbols tbody tr").length >= 2, null, { timeout: 20000 });
   const symbols = await page.$$eval("#symbols tbody tr", (rows) => rows.map((r) => r.dataset.symbol));
   step(`page loaded with symbols ${symbols.join(", ")}`);
+  if (key) {
+    if (asked !== 1) throw new Error(`asked for the API key ${asked} times, not once`);
+    step("asked once for the API key");
+  }
 
   // The chart holds the candles the API returns for the selected symbol.
   await page.waitForFunction(() => window.streamforge.series && window.streamforge.series.data().length > 0, null, { timeout: 20000 });
   const first = await selected();
   const api = await page.evaluate(async (s) => {
     const from = new Date(Date.now() - 500 * 60 * 1000).toISOString();
-    const r = await fetch(`/api/v1/candles/${encodeURIComponent(s)}?interval=1m&from=${from}&limit=500`);
+    const k = sessionStorage.getItem("streamforge-api-key");
+    const r = await fetch(`/api/v1/candles/${encodeURIComponent(s)}?interval=1m&from=${from}&limit=500`,
+      { headers: k ? { authorization: `Bearer ${k}` } : {} });
     return (await r.json()).candles;
   }, first);
   const drawn = await page.evaluate(() => window.streamforge.series.data());

@@ -29,6 +29,12 @@ pub enum ApiError {
     /// `503`, try again later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// No key, or a key this server does not know: `401`.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// A known key without the scope the route needs: `403`.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// Something failed inside the process.
     #[error("internal error: {0}")]
     Internal(String),
@@ -51,6 +57,8 @@ impl ApiError {
             ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnknownSymbol(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Busy(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,6 +87,15 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotFound(what) => body("not found", what),
             ApiError::Busy(what) => body("busy", what),
+            ApiError::Unauthorized(what) => {
+                let mut response = (status, Json(body("unauthorized", what))).into_response();
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"streamforge\""),
+                );
+                return response;
+            }
+            ApiError::Forbidden(what) => body("forbidden", what),
             ApiError::Unavailable(what) => body("unavailable", what),
             ApiError::Internal(what) => {
                 tracing::error!(error = %what, "request failed inside the process");

@@ -18,6 +18,7 @@
 //!   layer, the REST request timeout and the cap on live streams.
 //! - [`server`] — the HTTP server and its connection limits and timers.
 
+pub mod auth;
 pub mod error;
 mod events;
 pub mod live;
@@ -57,6 +58,12 @@ pub struct ApiConfig {
     pub max_streams: usize,
     /// Symbol subscriptions one WebSocket connection may hold.
     pub ws_max_subscriptions: usize,
+    /// Callers without a key may `read` and `stream` even though keys are
+    /// configured; with no keys, everyone may do everything — which on an
+    /// address other machines can reach needs this set on purpose.
+    pub anonymous: bool,
+    /// API keys (`[[api.keys]]`); `streamforge keys generate` makes one.
+    pub keys: Vec<auth::ApiKey>,
 }
 
 impl Default for ApiConfig {
@@ -68,6 +75,8 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(30),
             max_streams: 1_024,
             ws_max_subscriptions: routes::ws::WsOptions::default().max_subscriptions,
+            anonymous: false,
+            keys: Vec::new(),
         }
     }
 }
@@ -81,7 +90,8 @@ impl ApiConfig {
             ("max_streams", self.max_streams),
             ("ws_max_subscriptions", self.ws_max_subscriptions),
         ])?;
-        longer_than_zero(&[("request_timeout", self.request_timeout)])
+        longer_than_zero(&[("request_timeout", self.request_timeout)])?;
+        auth::validate_keys(&self.keys)
     }
 }
 

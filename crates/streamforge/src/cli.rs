@@ -86,6 +86,77 @@ pub enum Command {
         #[command(subcommand)]
         provider: SimulateProvider,
     },
+    /// API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Print a new random API key once, and the [[api.keys]] block (its
+    /// SHA-256, never the key) to paste into the configuration.
+    Generate {
+        /// The key's name, in logs and metrics.
+        #[arg(long)]
+        id: String,
+        /// What it may do: read, stream, ops.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<KeyScope>,
+    },
+}
+
+/// A scope on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyScope {
+    Read,
+    Stream,
+    Ops,
+}
+
+impl From<KeyScope> for streamforge_api::auth::Scope {
+    fn from(s: KeyScope) -> Self {
+        match s {
+            KeyScope::Read => streamforge_api::auth::Scope::Read,
+            KeyScope::Stream => streamforge_api::auth::Scope::Stream,
+            KeyScope::Ops => streamforge_api::auth::Scope::Ops,
+        }
+    }
+}
+
+/// `streamforge keys generate`: 32 random bytes from the OS, hex, with a
+/// `sf_` prefix so a leaked key is recognizable.
+fn generate_key(id: &str, scopes: &[KeyScope]) -> anyhow::Result<(String, String)> {
+    use rand::RngCore;
+    let entry = streamforge_api::auth::ApiKey {
+        id: id.to_string(),
+        sha256: String::new(),
+        scopes: scopes.iter().map(|s| (*s).into()).collect(),
+    };
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let key: String = std::iter::once("sf_".to_string())
+        .chain(bytes.iter().map(|b| format!("{b:02x}")))
+        .collect();
+    let entry = streamforge_api::auth::ApiKey {
+        sha256: streamforge_api::auth::digest_hex(&key),
+        ..entry
+    };
+    streamforge_api::auth::validate_keys(std::slice::from_ref(&entry))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scopes: Vec<String> = entry
+        .scopes
+        .iter()
+        .map(|s| format!("{:?}", s.as_str()))
+        .collect();
+    let block = format!(
+        "[[api.keys]]\nid = {:?}\nsha256 = {:?}\nscopes = [{}]\n",
+        entry.id,
+        entry.sha256,
+        scopes.join(", ")
+    );
+    Ok((key, block))
 }
 
 /// Flags of `streamforge record`.
@@ -385,6 +456,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             config.validate()?;
             let tracing = init_logging(&config, "migrate")?;
             finish(tracing, migrate(&config, action).await).await
+        }
+        Command::Keys {
+            action: KeysAction::Generate { id, scopes },
+        } => {
+            let (key, block) = generate_key(id, scopes)?;
+            eprintln!("The key (shown once; give it to the client, store it nowhere else):");
+            println!("{key}");
+            eprintln!("\nAdd to streamforge.toml (the server keeps only the key's SHA-256):\n");
+            println!("{block}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config { action } => {
             let (ConfigAction::Print(args) | ConfigAction::Check(args)) = action;

@@ -271,6 +271,8 @@ impl Config {
             result.map_err(|e| e.within(section))?;
         }
         // What spans sections.
+        streamforge_api::auth::check_exposure(self.http.addr, &self.api.keys, self.api.anonymous)
+            .map_err(|reason| invalid("http.addr", reason))?;
         if self.http.idle_timeout <= self.api.request_timeout {
             return Err(invalid(
                 "http.idle_timeout",

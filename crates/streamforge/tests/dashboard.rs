@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use streamforge::config::Config;
 use streamforge::pipeline::{self, Role};
-use streamforge_testkit::{get_json, wait_for};
+use streamforge_testkit::wait_for;
 use tokio_util::sync::CancellationToken;
 
 fn web_tests_dir() -> std::path::PathBuf {
@@ -40,13 +40,29 @@ async fn the_dashboard_draws_candles_follows_live_ticks_and_switches_from_the_ke
     c.synthetic.rate = 300.0;
     c.synthetic.seed = Some(7);
     c.log.level = "warn".into();
+    // With keys on: the dashboard must ask for one and then work as before.
+    let key = "sf_dashboard-test-key";
+    c.api.keys = vec![streamforge_api::auth::ApiKey {
+        id: "dashboard".into(),
+        sha256: streamforge_api::auth::digest_hex(key),
+        scopes: vec![
+            streamforge_api::auth::Scope::Read,
+            streamforge_api::auth::Scope::Stream,
+        ],
+    }];
     let token = CancellationToken::new();
     let running = pipeline::start(&c, Role::Run, token.clone()).await.unwrap();
     let base = format!("http://{}", running.http_addr);
     wait_for("three symbols stored", Duration::from_secs(20), || {
         let url = format!("{base}/api/v1/symbols");
         async move {
-            let (_, v) = get_json(&url).await;
+            let res = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .ok()?;
+            let v: serde_json::Value = res.json().await.ok()?;
             (v["symbols"].as_array().map_or(0, Vec::len) == 3).then_some(())
         }
     })
@@ -58,6 +74,7 @@ async fn the_dashboard_draws_candles_follows_live_ticks_and_switches_from_the_ke
         .arg(&base)
         .arg(&out)
         .env("CHROMIUM", &chromium)
+        .env("STREAMFORGE_KEY", key)
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(180), run)
@@ -73,6 +90,7 @@ async fn the_dashboard_draws_candles_follows_live_ticks_and_switches_from_the_ke
     );
     for step in [
         "ok: page loaded",
+        "ok: asked once for the API key",
         "ok: chart drew",
         "ok: live update",
         "ok: ArrowDown switched",

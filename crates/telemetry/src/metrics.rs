@@ -64,6 +64,7 @@ pub struct MetricSet {
     stream_lagged_batches: IntCounter,
     stream_slow_disconnects: IntCounter,
     api_refused: IntCounterVec,
+    api_auth_failures: IntCounterVec,
     bus_tail_skipped_messages: IntCounter,
     persist_paused: IntGauge,
     persist_pauses: IntCounter,
@@ -318,6 +319,12 @@ impl Metrics {
                 "Connections, requests and streams refused or cut by a server limit, by limit.",
                 &["limit"],
             ),
+            api_auth_failures: counter_vec(
+                &r,
+                "streamforge_api_auth_failures_total",
+                "Requests refused for want of a valid API key or scope, by reason.",
+                &["reason"],
+            ),
             bus_tail_skipped_messages: counter(
                 &r,
                 "streamforge_bus_tail_skipped_messages_total",
@@ -469,8 +476,9 @@ impl Metrics {
     /// Label vectors without children do not show in `gather`; describe them too.
     fn unobserved_families(&self) -> Vec<prometheus::proto::MetricFamily> {
         use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
-        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 21] = [
+        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 22] = [
             (&self.api_refused, COUNTER),
+            (&self.api_auth_failures, COUNTER),
             (&self.bus_publish_errors, COUNTER),
             (&self.bus_publish_duration, HISTOGRAM),
             (&self.bus_consumed_bytes, COUNTER),
@@ -563,6 +571,7 @@ impl Metrics {
             persist_pauses: self.persist_pauses.get(),
             publish_errors: by_label(&self.bus_publish_errors, &["topic"]),
             refused: by_label(&self.api_refused, &["limit"]),
+            auth_failures: by_label(&self.api_auth_failures, &["reason"]),
         }
     }
 
@@ -709,6 +718,11 @@ impl Metrics {
     /// A WebSocket client was disconnected for being too slow.
     pub fn stream_slow_disconnect(&self) {
         self.stream_slow_disconnects.inc();
+    }
+
+    /// A request was refused: `missing_key`, `invalid_key` or `missing_scope`.
+    pub fn auth_failed(&self, reason: &'static str) {
+        self.api_auth_failures.with_label_values(&[reason]).inc();
     }
 
     /// A server limit refused or cut a client.

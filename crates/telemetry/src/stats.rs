@@ -105,6 +105,8 @@ pub struct PipelineStats {
     pub publish_errors: BTreeMap<String, u64>,
     /// Requests and streams refused at a limit, by limit.
     pub refused: BTreeMap<String, u64>,
+    /// Requests refused for want of a valid API key or scope, by reason.
+    pub auth_failures: BTreeMap<String, u64>,
 }
 
 /// What the persist stage wrote.

@@ -128,13 +128,21 @@ fn the_compose_file_keeps_its_services_ports_and_health_gates() {
             );
         }
     }
-    for secret in ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD"] {
+    for secret in [
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+    ] {
         assert!(
-            compose.contains(&format!("${{{secret}:?")) && !compose.contains(&format!("${{{secret}:-")),
+            compose.contains(&format!("${{{secret}:?"))
+                && !compose.contains(&format!("${{{secret}:-")),
             "{secret} must come from deploy/.env without a default"
         );
     }
-    assert!(compose.contains("--requirepass"), "Redis requires a password");
+    assert!(
+        compose.contains("--requirepass"),
+        "Redis requires a password"
+    );
     assert!(compose.contains("condition: service_healthy"));
     assert!(compose.contains("condition: service_completed_successfully"));
     assert!(
@@ -143,7 +151,11 @@ fn the_compose_file_keeps_its_services_ports_and_health_gates() {
     );
     let env = read(&deploy().join(".env.example"));
     assert!(env.contains("FINNHUB_TOKEN="));
-    for secret in ["POSTGRES_PASSWORD=", "REDIS_PASSWORD=", "GRAFANA_ADMIN_PASSWORD="] {
+    for secret in [
+        "POSTGRES_PASSWORD=",
+        "REDIS_PASSWORD=",
+        "GRAFANA_ADMIN_PASSWORD=",
+    ] {
         assert!(env.contains(secret), ".env.example documents {secret}");
     }
     // The compose stack runs the Kafka version the tests run.

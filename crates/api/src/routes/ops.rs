@@ -19,6 +19,10 @@ pub struct ServiceIndex {
     version: &'static str,
     /// Every path the server answers.
     endpoints: &'static [&'static str],
+    /// What this caller may do without presenting more (`read`, `stream`,
+    /// `ops`): everything with no keys configured; a client that finds
+    /// `read` missing knows to ask for an API key before anything else.
+    scopes: Vec<&'static str>,
 }
 
 /// Service index
@@ -26,11 +30,18 @@ pub struct ServiceIndex {
 /// The service's name, version and endpoints.
 #[utoipa::path(get, path = "/api", tag = "operations", operation_id = "service_index",
     responses((status = 200, description = "Name, version and endpoints", body = ServiceIndex)))]
-pub async fn index() -> Json<ServiceIndex> {
+pub async fn index(caller: Option<axum::Extension<crate::auth::Caller>>) -> Json<ServiceIndex> {
+    use crate::auth::Scope;
+    let scopes = [Scope::Read, Scope::Stream, Scope::Ops]
+        .into_iter()
+        .filter(|s| caller.as_ref().is_none_or(|c| c.may(*s)))
+        .map(Scope::as_str)
+        .collect();
     Json(ServiceIndex {
         service: "streamforge",
         version: env!("CARGO_PKG_VERSION"),
         endpoints: PATHS,
+        scopes,
     })
 }
 

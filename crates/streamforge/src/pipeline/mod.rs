@@ -623,11 +623,14 @@ fn wire_router(
         }),
         _ => streamforge_api::ops_router(b.metrics.clone(), b.health.clone()),
     };
-    if config.http.pprof {
+    let router = if config.http.pprof {
         router.merge(streamforge_api::routes::profile::router())
     } else {
         router
-    }
+    };
+    // Every route, the profiler's too, behind the keys.
+    streamforge_api::auth::Auth::new(&config.api.keys, config.api.anonymous, b.metrics.clone())
+        .layer(router)
 }
 
 /// Waits for a stage (at most `deadline`) and records how it ended.

@@ -1,0 +1,425 @@
+//! Who may call: API keys with scopes.
+//!
+//! Keys are configured as `[[api.keys]]` with an `id`, the hex SHA-256 of
+//! the key (the key itself is never stored) and `scopes`. A client sends
+//! `Authorization: Bearer <key>` or `X-API-Key: <key>`; live streams also
+//! take `?api_key=<key>` (browsers cannot set headers on a WebSocket or an
+//! `EventSource`). The presented key is hashed and compared with every
+//! configured digest in constant time.
+//!
+//! What each route needs: `/healthz`, the dashboard, the API index, the
+//! explorer and the OpenAPI document need nothing; the REST queries need
+//! `read`; `/api/v1/stream` and `/api/v1/ws` need `stream`; `/metrics` and
+//! `/debug/pprof` need `ops`; `/readyz` answers everyone but shows its checks
+//! (which name backend errors) only to `ops`.
+//!
+//! With no keys configured, every caller has every scope: the default
+//! embedded `run` on a loopback address needs no setup. Binding another
+//! address with no keys is refused at start-up (see [`check_exposure`])
+//! unless `api.anonymous = true` says so on purpose; with keys and
+//! `api.anonymous = true`, callers without a key may `read` and `stream`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use streamforge_model::settings::Invalid;
+use streamforge_telemetry::Metrics;
+
+use crate::ApiError;
+
+/// What a key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The REST queries (`/api/v1/...`).
+    Read,
+    /// The live streams (`/api/v1/stream`, `/api/v1/ws`).
+    Stream,
+    /// `/metrics`, `/readyz` with its checks, `/debug/pprof`.
+    Ops,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Stream => "stream",
+            Scope::Ops => "ops",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Scope::Read => 1,
+            Scope::Stream => 2,
+            Scope::Ops => 4,
+        }
+    }
+}
+
+/// One `[[api.keys]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// A name for the key, in logs and metrics (never the key).
+    pub id: String,
+    /// Hex SHA-256 of the key (`streamforge keys generate` prints it).
+    pub sha256: String,
+    /// What the key may do.
+    pub scopes: Vec<Scope>,
+}
+
+impl ApiKey {
+    /// The digest configured, as bytes.
+    fn digest(&self) -> Option<[u8; 32]> {
+        let hex = self.sha256.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let text = std::str::from_utf8(pair).ok()?;
+            out[i] = u8::from_str_radix(text, 16).ok()?;
+        }
+        Some(out)
+    }
+}
+
+/// Checks `[[api.keys]]`: ids present and distinct, digests of 64 hex
+/// digits, at least one scope each.
+pub fn validate_keys(keys: &[ApiKey]) -> Result<(), Invalid> {
+    let mut ids = std::collections::HashSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        let at = |field: &str| format!("keys[{i}].{field}");
+        if key.id.trim().is_empty() {
+            return Err(Invalid::new(at("id"), "must not be empty"));
+        }
+        if !ids.insert(key.id.as_str()) {
+            return Err(Invalid::new(
+                at("id"),
+                format!("{:?} is used twice", key.id),
+            ));
+        }
+        if key.digest().is_none() {
+            return Err(Invalid::new(
+                at("sha256"),
+                "must be the 64 hex digits of the key's SHA-256 (`streamforge keys generate` prints it)",
+            ));
+        }
+        if key.scopes.is_empty() {
+            return Err(Invalid::new(
+                at("scopes"),
+                "name at least one of read, stream, ops",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to serve an address other machines can reach with no key
+/// configured, unless `anonymous` says so on purpose.
+pub fn check_exposure(addr: SocketAddr, keys: &[ApiKey], anonymous: bool) -> Result<(), String> {
+    if keys.is_empty() && !anonymous && !addr.ip().is_loopback() {
+        return Err(format!(
+            "http.addr {addr} is reachable from other machines and no API key is configured: \
+             add one (`streamforge keys generate --id NAME --scopes read,stream,ops` prints a key \
+             and the [[api.keys]] block to paste), or set api.anonymous = true \
+             (STREAMFORGE_API__ANONYMOUS=true) to serve everyone on purpose, or bind 127.0.0.1"
+        ));
+    }
+    Ok(())
+}
+
+/// The hex SHA-256 of `key`: what `[[api.keys]] sha256` holds.
+pub fn digest_hex(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The keys and what callers without one may do.
+#[derive(Clone)]
+pub struct Auth(Arc<Inner>);
+
+struct Inner {
+    keys: Vec<([u8; 32], u8, String)>,
+    /// Scope bits of a caller without a key.
+    anonymous: u8,
+    metrics: Metrics,
+}
+
+/// The caller of a request, once authenticated (an extension).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The key's id; `None` for an anonymous caller.
+    pub key: Option<String>,
+    scopes: u8,
+}
+
+impl Caller {
+    pub fn may(&self, scope: Scope) -> bool {
+        self.scopes & scope.bit() != 0
+    }
+}
+
+const ALL: u8 = 1 | 2 | 4;
+
+impl Auth {
+    /// From validated `[[api.keys]]` (entries with a bad digest are skipped;
+    /// [`validate_keys`] refuses them first).
+    pub fn new(keys: &[ApiKey], anonymous: bool, metrics: Metrics) -> Auth {
+        let anonymous = match (keys.is_empty(), anonymous) {
+            (true, _) => ALL,
+            (false, true) => Scope::Read.bit() | Scope::Stream.bit(),
+            (false, false) => 0,
+        };
+        Auth(Arc::new(Inner {
+            keys: keys
+                .iter()
+                .filter_map(|k| {
+                    let scopes = k.scopes.iter().fold(0, |bits, s| bits | s.bit());
+                    Some((k.digest()?, scopes, k.id.clone()))
+                })
+                .collect(),
+            anonymous,
+            metrics,
+        }))
+    }
+
+    /// The key with this digest, compared with every configured one in
+    /// constant time (no early exit, no data-dependent branch per byte).
+    fn find(&self, presented: &str) -> Option<(u8, &str)> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for (want, scopes, id) in &self.0.keys {
+            let diff = want
+                .iter()
+                .zip(&digest)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 {
+                found = Some((*scopes, id.as_str()));
+            }
+        }
+        found
+    }
+
+    /// Wraps `router`: every request is authenticated before it reaches it.
+    pub fn layer(&self, router: Router) -> Router {
+        router.layer(axum::middleware::from_fn_with_state(
+            self.clone(),
+            authenticate,
+        ))
+    }
+}
+
+/// The scope a path needs; `None` when it is open to everyone.
+fn needed(path: &str) -> Option<Scope> {
+    match path {
+        "/healthz" | "/readyz" | "/" | "/api" | "/api/explorer" | "/api/openapi.json" => None,
+        "/api/v1/stream" | "/api/v1/ws" => Some(Scope::Stream),
+        "/metrics" => Some(Scope::Ops),
+        p if p.starts_with("/assets/") => None,
+        p if p.starts_with("/debug/") => Some(Scope::Ops),
+        // Every other path (the REST queries, and unknown paths, whose 404
+        // must not tell a stranger what exists).
+        _ => Some(Scope::Read),
+    }
+}
+
+/// The key a request presents: a header, or (live streams only) the query.
+fn presented<'r>(headers: &'r HeaderMap, query: Option<&'r str>, stream: bool) -> Option<&'r str> {
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        return v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(str::trim);
+    }
+    if let Some(v) = headers.get("x-api-key") {
+        return v.to_str().ok().map(str::trim);
+    }
+    if stream {
+        return query?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("api_key="));
+    }
+    None
+}
+
+/// `query` without its `api_key` parameter (the handlers accept exactly the
+/// parameters they document; the key is not theirs).
+fn without_key(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|p| !p.starts_with("api_key=") && *p != "api_key")
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let need = needed(&path);
+    let stream = need == Some(Scope::Stream);
+    let key = presented(req.headers(), req.uri().query(), stream).map(str::to_string);
+    let caller = match key.as_deref() {
+        None => Caller {
+            key: None,
+            scopes: auth.0.anonymous,
+        },
+        Some(k) => match auth.find(k) {
+            Some((scopes, id)) => Caller {
+                key: Some(id.to_string()),
+                scopes,
+            },
+            None => {
+                auth.0.metrics.auth_failed("invalid_key");
+                tracing::warn!(
+                    path,
+                    "a request presented an API key this server does not know"
+                );
+                return ApiError::Unauthorized(
+                    "the API key is not valid (send Authorization: Bearer <key> or X-API-Key: <key>)"
+                        .into(),
+                )
+                .into_response();
+            }
+        },
+    };
+    if let Some(scope) = need.filter(|s| !caller.may(*s)) {
+        return match &caller.key {
+            None => {
+                auth.0.metrics.auth_failed("missing_key");
+                ApiError::Unauthorized(format!(
+                    "{path} needs an API key with the {} scope (send Authorization: Bearer <key> or X-API-Key: <key>{})",
+                    scope.as_str(),
+                    if stream { ", or ?api_key=<key>" } else { "" }
+                ))
+                .into_response()
+            }
+            Some(id) => {
+                auth.0.metrics.auth_failed("missing_scope");
+                tracing::warn!(key = %id, path, scope = scope.as_str(), "an API key without the scope a route needs");
+                ApiError::Forbidden(format!(
+                    "the key {id:?} lacks the {} scope {path} needs",
+                    scope.as_str()
+                ))
+                .into_response()
+            }
+        };
+    }
+    if stream {
+        if let Some(query) = req.uri().query().filter(|q| q.contains("api_key")) {
+            let rest = without_key(query);
+            let uri = if rest.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{rest}")
+            };
+            if let Ok(uri) = uri.parse() {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    let ops = caller.may(Scope::Ops);
+    req.extensions_mut().insert(caller);
+    let response = next.run(req).await;
+    if path == "/readyz" && !ops {
+        // Only ready or not: the checks name backends and their errors.
+        let ready = response.status() == StatusCode::OK;
+        return (response.status(), Json(serde_json::json!({"ready": ready}))).into_response();
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, secret: &str, scopes: &[Scope]) -> ApiKey {
+        ApiKey {
+            id: id.into(),
+            sha256: digest_hex(secret),
+            scopes: scopes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn keys_are_found_by_their_digest_only() {
+        let keys = [
+            key("a", "k-a", &[Scope::Read]),
+            key("b", "k-b", &[Scope::Ops]),
+        ];
+        let auth = Auth::new(&keys, false, Metrics::new());
+        assert_eq!(auth.find("k-a"), Some((Scope::Read.bit(), "a")));
+        assert_eq!(auth.find("k-b"), Some((Scope::Ops.bit(), "b")));
+        assert_eq!(auth.find("k-c"), None);
+        assert_eq!(
+            auth.find(&keys[0].sha256),
+            None,
+            "the digest is not the key"
+        );
+    }
+
+    #[test]
+    fn bad_key_entries_and_exposure_are_refused_with_the_field_named() {
+        let mut k = key("a", "k", &[Scope::Read]);
+        assert!(validate_keys(std::slice::from_ref(&k)).is_ok());
+        k.sha256.pop();
+        assert!(validate_keys(std::slice::from_ref(&k))
+            .unwrap_err()
+            .to_string()
+            .contains("keys[0].sha256"));
+        let twice = [key("a", "1", &[Scope::Read]), key("a", "2", &[Scope::Read])];
+        assert!(validate_keys(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("keys[1].id"));
+        let none = [key("a", "1", &[])];
+        assert!(validate_keys(&none)
+            .unwrap_err()
+            .to_string()
+            .contains("keys[0].scopes"));
+
+        let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let err = check_exposure(public, &[], false).unwrap_err();
+        assert!(
+            err.contains("keys generate") && err.contains("api.anonymous"),
+            "{err}"
+        );
+        assert!(check_exposure(local, &[], false).is_ok());
+        assert!(check_exposure(public, &[], true).is_ok());
+        assert!(check_exposure(public, &twice[..1], false).is_ok());
+    }
+
+    #[test]
+    fn routes_need_their_scope_and_keys_leave_the_stream_query() {
+        assert_eq!(needed("/healthz"), None);
+        assert_eq!(needed("/assets/app.js"), None);
+        assert_eq!(needed("/api/v1/ticks/AAPL"), Some(Scope::Read));
+        assert_eq!(needed("/api/v1/ws"), Some(Scope::Stream));
+        assert_eq!(needed("/metrics"), Some(Scope::Ops));
+        assert_eq!(needed("/debug/pprof/profile"), Some(Scope::Ops));
+        assert_eq!(needed("/nowhere"), Some(Scope::Read));
+        assert_eq!(
+            without_key("symbols=AAPL&api_key=x&candles=1m"),
+            "symbols=AAPL&candles=1m"
+        );
+        assert_eq!(without_key("api_key=x"), "");
+        let h = HeaderMap::new();
+        assert_eq!(presented(&h, Some("a=1&api_key=k"), true), Some("k"));
+        assert_eq!(
+            presented(&h, Some("api_key=k"), false),
+            None,
+            "REST takes headers only"
+        );
+    }
+}
