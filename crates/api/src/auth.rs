@@ -74,6 +74,14 @@ pub struct ApiKey {
     pub sha256: String,
     /// What the key may do.
     pub scopes: Vec<Scope>,
+    /// Requests a second this key may make on average (unlimited when
+    /// absent); beyond, `429` with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<f64>,
+    /// Requests it may make at once above the rate [default: the rate,
+    /// at least 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
 }
 
 impl ApiKey {
@@ -119,6 +127,17 @@ pub fn validate_keys(keys: &[ApiKey]) -> Result<(), Invalid> {
                 "name at least one of read, stream, ops",
             ));
         }
+        if let Some(rate) = key.rate_per_second {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(Invalid::new(
+                    at("rate_per_second"),
+                    "must be a number above 0",
+                ));
+            }
+        }
+        if key.burst == Some(0) {
+            return Err(Invalid::new(at("burst"), "must be at least 1"));
+        }
     }
     Ok(())
 }
@@ -154,6 +173,67 @@ struct Inner {
     /// Scope bits of a caller without a key.
     anonymous: u8,
     metrics: Metrics,
+    /// Rate and burst per key id, and per address of anonymous callers.
+    key_rates: std::collections::HashMap<String, Rate>,
+    anonymous_rate: Option<Rate>,
+    buckets: parking_lot::Mutex<Buckets>,
+}
+
+/// A token bucket's refill rate and size.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+impl Rate {
+    /// `per_second` on average, `burst` at once (the rate, at least 1,
+    /// when absent); `None` when `per_second` is absent or 0 (no limit).
+    pub fn new(per_second: Option<f64>, burst: Option<u32>) -> Option<Rate> {
+        let per_second = per_second.filter(|r| *r > 0.0)?;
+        let burst = burst.map_or(per_second.ceil().max(1.0), f64::from);
+        Some(Rate { per_second, burst })
+    }
+}
+
+/// Who a bucket belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Holder {
+    Key(String),
+    Address(std::net::IpAddr),
+}
+
+/// Most buckets tracked at once; beyond, full buckets (idle callers) are
+/// dropped first, so a scan from many addresses cannot grow memory
+/// without bound.
+const MAX_BUCKETS: usize = 65_536;
+
+#[derive(Default)]
+struct Buckets(std::collections::HashMap<Holder, (f64, std::time::Instant)>);
+
+impl Buckets {
+    /// Takes one token of `holder`'s bucket; `Err(seconds)` until the next
+    /// token when it is empty.
+    fn take(&mut self, holder: Holder, rate: Rate, now: std::time::Instant) -> Result<(), f64> {
+        if self.0.len() >= MAX_BUCKETS && !self.0.contains_key(&holder) {
+            self.0.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate.per_second < rate.burst
+            });
+            if self.0.len() >= MAX_BUCKETS {
+                self.0.clear();
+            }
+        }
+        let (tokens, at) = self.0.entry(holder).or_insert((rate.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * rate.per_second).min(rate.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err((1.0 - *tokens) / rate.per_second)
+        }
+    }
 }
 
 /// The caller of a request, once authenticated (an extension).
@@ -175,7 +255,12 @@ const ALL: u8 = 1 | 2 | 4;
 impl Auth {
     /// From validated `[[api.keys]]` (entries with a bad digest are skipped;
     /// [`validate_keys`] refuses them first).
-    pub fn new(keys: &[ApiKey], anonymous: bool, metrics: Metrics) -> Auth {
+    pub fn new(
+        keys: &[ApiKey],
+        anonymous: bool,
+        anonymous_rate: Option<Rate>,
+        metrics: Metrics,
+    ) -> Auth {
         let anonymous = match (keys.is_empty(), anonymous) {
             (true, _) => ALL,
             (false, true) => Scope::Read.bit() | Scope::Stream.bit(),
@@ -191,7 +276,32 @@ impl Auth {
                 .collect(),
             anonymous,
             metrics,
+            key_rates: keys
+                .iter()
+                .filter_map(|k| Some((k.id.clone(), Rate::new(k.rate_per_second, k.burst)?)))
+                .collect(),
+            anonymous_rate,
+            buckets: parking_lot::Mutex::default(),
         }))
+    }
+
+    /// `Err(seconds until a request is allowed)` when `caller` is over its
+    /// rate; anonymous callers are limited per address.
+    fn over_rate(&self, caller: &Caller, addr: Option<std::net::IpAddr>) -> Result<(), f64> {
+        let (holder, rate) = match &caller.key {
+            Some(id) => match self.0.key_rates.get(id) {
+                Some(rate) => (Holder::Key(id.clone()), *rate),
+                None => return Ok(()),
+            },
+            None => match (self.0.anonymous_rate, addr) {
+                (Some(rate), Some(addr)) => (Holder::Address(addr), rate),
+                _ => return Ok(()),
+            },
+        };
+        self.0
+            .buckets
+            .lock()
+            .take(holder, rate, std::time::Instant::now())
     }
 
     /// The key with this digest, compared with every configured one in
@@ -264,6 +374,31 @@ fn without_key(query: &str) -> String {
         .join("&")
 }
 
+/// `429` with `Retry-After` (whole seconds, at least 1), counted by key id.
+fn rate_limited(auth: &Auth, caller: &Caller, wait: f64) -> Response {
+    let who = caller.key.as_deref().unwrap_or("anonymous");
+    auth.0.metrics.rate_limited(who);
+    let seconds = wait.ceil().max(1.0) as u64;
+    let detail = match &caller.key {
+        Some(id) => format!("the key {id:?} is over its request rate; retry in {seconds} s"),
+        None => format!("this address is over its request rate; retry in {seconds} s"),
+    };
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(crate::openapi::ErrorBody {
+            error: "rate limited",
+            detail,
+            parameter: None,
+        }),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(seconds),
+    );
+    response
+}
+
 async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let need = needed(&path);
@@ -315,6 +450,15 @@ async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) ->
             }
         };
     }
+    if need.is_some() {
+        let addr = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Err(wait) = auth.over_rate(&caller, addr) {
+            return rate_limited(&auth, &caller, wait);
+        }
+    }
     if stream {
         if let Some(query) = req.uri().query().filter(|q| q.contains("api_key")) {
             let rest = without_key(query);
@@ -348,6 +492,8 @@ mod tests {
             id: id.into(),
             sha256: digest_hex(secret),
             scopes: scopes.to_vec(),
+            rate_per_second: None,
+            burst: None,
         }
     }
 
@@ -357,7 +503,7 @@ mod tests {
             key("a", "k-a", &[Scope::Read]),
             key("b", "k-b", &[Scope::Ops]),
         ];
-        let auth = Auth::new(&keys, false, Metrics::new());
+        let auth = Auth::new(&keys, false, None, Metrics::new());
         assert_eq!(auth.find("k-a"), Some((Scope::Read.bit(), "a")));
         assert_eq!(auth.find("k-b"), Some((Scope::Ops.bit(), "b")));
         assert_eq!(auth.find("k-c"), None);
@@ -421,5 +567,28 @@ mod tests {
             None,
             "REST takes headers only"
         );
+    }
+
+    #[test]
+    fn buckets_refill_at_the_rate_and_hold_at_most_the_burst() {
+        let rate = Rate::new(Some(2.0), Some(3)).unwrap();
+        let mut b = Buckets::default();
+        let t0 = std::time::Instant::now();
+        let who = || Holder::Key("k".into());
+        for _ in 0..3 {
+            assert!(b.take(who(), rate, t0).is_ok());
+        }
+        let wait = b.take(who(), rate, t0).unwrap_err();
+        assert!((wait - 0.5).abs() < 1e-9, "{wait}");
+        let half = t0 + std::time::Duration::from_millis(500);
+        assert!(b.take(who(), rate, half).is_ok());
+        // Idle for long: back to the burst, not beyond.
+        let later = t0 + std::time::Duration::from_secs(60);
+        for _ in 0..3 {
+            assert!(b.take(who(), rate, later).is_ok());
+        }
+        assert!(b.take(who(), rate, later).is_err());
+        assert!(Rate::new(Some(0.0), None).is_none());
+        assert_eq!(Rate::new(Some(0.5), None).unwrap().burst, 1.0);
     }
 }

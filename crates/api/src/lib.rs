@@ -62,6 +62,12 @@ pub struct ApiConfig {
     /// configured; with no keys, everyone may do everything — which on an
     /// address other machines can reach needs this set on purpose.
     pub anonymous: bool,
+    /// Requests a second each address may make without a key, on average
+    /// (0: unlimited); beyond, `429` with `Retry-After`.
+    pub anonymous_rate_per_second: f64,
+    /// Requests an address may make at once above that rate (0: the rate,
+    /// at least 1).
+    pub anonymous_burst: u32,
     /// API keys (`[[api.keys]]`); `streamforge keys generate` makes one.
     pub keys: Vec<auth::ApiKey>,
 }
@@ -76,6 +82,8 @@ impl Default for ApiConfig {
             max_streams: 1_024,
             ws_max_subscriptions: routes::ws::WsOptions::default().max_subscriptions,
             anonymous: false,
+            anonymous_rate_per_second: 0.0,
+            anonymous_burst: 0,
             keys: Vec::new(),
         }
     }
@@ -91,6 +99,12 @@ impl ApiConfig {
             ("ws_max_subscriptions", self.ws_max_subscriptions),
         ])?;
         longer_than_zero(&[("request_timeout", self.request_timeout)])?;
+        if !(self.anonymous_rate_per_second.is_finite() && self.anonymous_rate_per_second >= 0.0) {
+            return Err(Invalid::new(
+                "anonymous_rate_per_second",
+                "must be 0 (unlimited) or a number above 0",
+            ));
+        }
         auth::validate_keys(&self.keys)
     }
 }

@@ -95,6 +95,25 @@ impl HttpConfig {
     }
 }
 
+/// The router with each request carrying the client's address
+/// (`ConnectInfo`), for per-address limits and logs.
+fn with_peer(
+    router: Router,
+    peer: SocketAddr,
+) -> impl tower::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    use tower::ServiceExt;
+    router.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        req
+    })
+}
+
 /// Serves `router` on `listener` until `shutdown` fires, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -110,8 +129,8 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: wait, do not spin.
                 tracing::warn!(error = %e, "accepting an HTTP connection failed");
@@ -138,7 +157,7 @@ pub async fn serve(
                 .header_read_timeout(options.header_timeout)
                 .max_header_size(options.max_header_bytes);
             let conn = http
-                .serve_connection(io, TowerToHyperService::new(router))
+                .serve_connection(io, TowerToHyperService::new(with_peer(router, peer)))
                 .with_upgrades();
             tokio::pin!(conn);
             let ended = tokio::select! {

@@ -133,6 +133,8 @@ fn generate_key(id: &str, scopes: &[KeyScope]) -> anyhow::Result<(String, String
         id: id.to_string(),
         sha256: String::new(),
         scopes: scopes.iter().map(|s| (*s).into()).collect(),
+        rate_per_second: None,
+        burst: None,
     };
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);

@@ -49,6 +49,8 @@ async fn the_dashboard_draws_candles_follows_live_ticks_and_switches_from_the_ke
             streamforge_api::auth::Scope::Read,
             streamforge_api::auth::Scope::Stream,
         ],
+        rate_per_second: None,
+        burst: None,
     }];
     let token = CancellationToken::new();
     let running = pipeline::start(&c, Role::Run, token.clone()).await.unwrap();

@@ -223,6 +223,74 @@ async fn each_route_needs_its_scope_and_keys_work_in_headers_and_stream_queries(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_rate_is_answered_429_with_retry_after_per_key_and_per_address() {
+    let (limited, mut entry) = generate("limited", "read");
+    // One token every 5 s, 3 at once: a quick burst of 8 gets exactly 3.
+    entry.rate_per_second = Some(0.2);
+    entry.burst = Some(3);
+    let (free, free_entry) = generate("free", "read");
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), vec![entry, free_entry]);
+    c.api.anonymous = true;
+    c.api.anonymous_rate_per_second = 0.2;
+    c.api.anonymous_burst = 2;
+    let (running, token, base) = start(&c).await;
+    let symbols = format!("{base}/api/v1/symbols");
+    let burst = |headers: Vec<(&'static str, String)>| {
+        let url = symbols.clone();
+        async move {
+            let mut answers = Vec::new();
+            for _ in 0..8 {
+                let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                answers.push(get(&url, &h).await);
+            }
+            answers
+        }
+    };
+    let answers = burst(vec![("x-api-key", limited.clone())]).await;
+    let ok = answers.iter().filter(|(s, _, _)| *s == 200).count();
+    assert_eq!(
+        ok,
+        3,
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    let (s, h, body) = answers.last().unwrap();
+    assert_eq!(*s, 429);
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&retry), "Retry-After {retry}");
+    assert_eq!(body["error"], "rate limited");
+    assert!(
+        body["detail"].as_str().unwrap().contains("\"limited\""),
+        "{body}"
+    );
+    // Another key is not held back by it; neither are the open routes.
+    let answers = burst(vec![("x-api-key", free.clone())]).await;
+    assert!(answers.iter().all(|(s, _, _)| *s == 200));
+    // Without a key: per address (the burst of 2).
+    let answers = burst(Vec::new()).await;
+    assert_eq!(answers.iter().filter(|(s, _, _)| *s == 200).count(), 2);
+    assert_eq!(answers.last().unwrap().0, 429);
+    for _ in 0..5 {
+        assert_eq!(get(&format!("{base}/healthz"), &[]).await.0, 200);
+    }
+    let limited_counts = running.metrics.snapshot().rate_limited;
+    assert_eq!(
+        limited_counts.get("limited"),
+        Some(&5),
+        "{limited_counts:?}"
+    );
+    assert_eq!(
+        limited_counts.get("anonymous"),
+        Some(&6),
+        "{limited_counts:?}"
+    );
+    assert_eq!(limited_counts.get("free"), None);
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_keys_a_public_address_is_refused_and_loopback_is_open() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path(), Vec::new());

@@ -65,6 +65,7 @@ pub struct MetricSet {
     stream_slow_disconnects: IntCounter,
     api_refused: IntCounterVec,
     api_auth_failures: IntCounterVec,
+    api_rate_limited: IntCounterVec,
     bus_tail_skipped_messages: IntCounter,
     persist_paused: IntGauge,
     persist_pauses: IntCounter,
@@ -325,6 +326,12 @@ impl Metrics {
                 "Requests refused for want of a valid API key or scope, by reason.",
                 &["reason"],
             ),
+            api_rate_limited: counter_vec(
+                &r,
+                "streamforge_api_rate_limited_total",
+                "Requests answered 429 for being over their rate, by key id (anonymous callers: anonymous).",
+                &["key"],
+            ),
             bus_tail_skipped_messages: counter(
                 &r,
                 "streamforge_bus_tail_skipped_messages_total",
@@ -476,8 +483,9 @@ impl Metrics {
     /// Label vectors without children do not show in `gather`; describe them too.
     fn unobserved_families(&self) -> Vec<prometheus::proto::MetricFamily> {
         use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
-        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 22] = [
+        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 23] = [
             (&self.api_refused, COUNTER),
+            (&self.api_rate_limited, COUNTER),
             (&self.api_auth_failures, COUNTER),
             (&self.bus_publish_errors, COUNTER),
             (&self.bus_publish_duration, HISTOGRAM),
@@ -572,6 +580,7 @@ impl Metrics {
             publish_errors: by_label(&self.bus_publish_errors, &["topic"]),
             refused: by_label(&self.api_refused, &["limit"]),
             auth_failures: by_label(&self.api_auth_failures, &["reason"]),
+            rate_limited: by_label(&self.api_rate_limited, &["key"]),
         }
     }
 
@@ -723,6 +732,11 @@ impl Metrics {
     /// A request was refused: `missing_key`, `invalid_key` or `missing_scope`.
     pub fn auth_failed(&self, reason: &'static str) {
         self.api_auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// A request was over the rate of its key (`anonymous`: of its address).
+    pub fn rate_limited(&self, key: &str) {
+        self.api_rate_limited.with_label_values(&[key]).inc();
     }
 
     /// A server limit refused or cut a client.

@@ -107,6 +107,8 @@ pub struct PipelineStats {
     pub refused: BTreeMap<String, u64>,
     /// Requests refused for want of a valid API key or scope, by reason.
     pub auth_failures: BTreeMap<String, u64>,
+    /// Requests answered 429, by key id (`anonymous` for callers without one).
+    pub rate_limited: BTreeMap<String, u64>,
 }
 
 /// What the persist stage wrote.

@@ -629,8 +629,17 @@ fn wire_router(
         router
     };
     // Every route, the profiler's too, behind the keys.
-    streamforge_api::auth::Auth::new(&config.api.keys, config.api.anonymous, b.metrics.clone())
-        .layer(router)
+    let anonymous_rate = streamforge_api::auth::Rate::new(
+        Some(config.api.anonymous_rate_per_second),
+        Some(config.api.anonymous_burst).filter(|b| *b > 0),
+    );
+    streamforge_api::auth::Auth::new(
+        &config.api.keys,
+        config.api.anonymous,
+        anonymous_rate,
+        b.metrics.clone(),
+    )
+    .layer(router)
 }
 
 /// Waits for a stage (at most `deadline`) and records how it ended.
