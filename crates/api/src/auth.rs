@@ -209,21 +209,22 @@ enum Holder {
 const MAX_BUCKETS: usize = 65_536;
 
 #[derive(Default)]
-struct Buckets(std::collections::HashMap<Holder, (f64, std::time::Instant)>);
+struct Buckets(std::collections::HashMap<Holder, (f64, std::time::Instant, Rate)>);
 
 impl Buckets {
     /// Takes one token of `holder`'s bucket; `Err(seconds)` until the next
     /// token when it is empty.
     fn take(&mut self, holder: Holder, rate: Rate, now: std::time::Instant) -> Result<(), f64> {
         if self.0.len() >= MAX_BUCKETS && !self.0.contains_key(&holder) {
-            self.0.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * rate.per_second < rate.burst
+            // Each bucket by its own rate: a key's is not the addresses'.
+            self.0.retain(|_, (tokens, at, r)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * r.per_second < r.burst
             });
             if self.0.len() >= MAX_BUCKETS {
                 self.0.clear();
             }
         }
-        let (tokens, at) = self.0.entry(holder).or_insert((rate.burst, now));
+        let (tokens, at, _) = self.0.entry(holder).or_insert((rate.burst, now, rate));
         *tokens =
             (*tokens + now.duration_since(*at).as_secs_f64() * rate.per_second).min(rate.burst);
         *at = now;
@@ -364,6 +365,28 @@ fn presented<'r>(headers: &'r HeaderMap, query: Option<&'r str>, stream: bool) -
     None
 }
 
+/// `text` with its `%XX` escapes decoded (a browser's `encodeURIComponent`
+/// of a key); `None` when an escape is malformed or the result not UTF-8.
+fn percent_decoded(text: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !text.contains('%') {
+        return Some(std::borrow::Cow::Borrowed(text));
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
+}
+
 /// `query` without its `api_key` parameter (the handlers accept exactly the
 /// parameters they document; the key is not theirs).
 fn without_key(query: &str) -> String {
@@ -403,7 +426,9 @@ async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) ->
     let path = req.uri().path().to_string();
     let need = needed(&path);
     let stream = need == Some(Scope::Stream);
-    let key = presented(req.headers(), req.uri().query(), stream).map(str::to_string);
+    // A query key may be escaped; one that does not decode matches no key.
+    let key = presented(req.headers(), req.uri().query(), stream)
+        .map(|k| percent_decoded(k).map_or_else(|| k.to_string(), |k| k.into_owned()));
     let caller = match key.as_deref() {
         None => Caller {
             key: None,
@@ -567,6 +592,10 @@ mod tests {
             None,
             "REST takes headers only"
         );
+        assert_eq!(percent_decoded("sf_a%2Bb%26c").as_deref(), Some("sf_a+b&c"));
+        assert_eq!(percent_decoded("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decoded("bad%zz"), None);
+        assert_eq!(percent_decoded("cut%2"), None);
     }
 
     #[test]
