@@ -201,7 +201,18 @@ impl Rate {
 enum Holder {
     Key(String),
     Address(std::net::IpAddr),
+    /// Wrong keys presented from an address.
+    Failures(std::net::IpAddr),
 }
+
+/// Wrong keys an address may present: 10 at once, then one every 5 s.
+/// Beyond, every request from it is answered `429` before its key is
+/// looked at, so guessing keys is slow, and the log holds at most one line
+/// per wrong key allowed.
+const FAILURES: Rate = Rate {
+    per_second: 0.2,
+    burst: 10.0,
+};
 
 /// Most buckets tracked at once; beyond, full buckets (idle callers) are
 /// dropped first, so a scan from many addresses cannot grow memory
@@ -233,6 +244,21 @@ impl Buckets {
             Ok(())
         } else {
             Err((1.0 - *tokens) / rate.per_second)
+        }
+    }
+
+    /// `Err(seconds)` while `holder`'s bucket is empty, taking nothing.
+    fn empty(&self, holder: &Holder, now: std::time::Instant) -> Result<(), f64> {
+        match self.0.get(holder) {
+            Some((tokens, at, rate)) => {
+                let tokens = tokens + now.duration_since(*at).as_secs_f64() * rate.per_second;
+                if tokens >= 1.0 {
+                    Ok(())
+                } else {
+                    Err((1.0 - tokens) / rate.per_second)
+                }
+            }
+            None => Ok(()),
         }
     }
 }
@@ -332,7 +358,7 @@ impl Auth {
 }
 
 /// The scope a path needs; `None` when it is open to everyone.
-fn needed(path: &str) -> Option<Scope> {
+pub(crate) fn needed(path: &str) -> Option<Scope> {
     match path {
         "/healthz" | "/readyz" | "/" | "/api" | "/api/explorer" | "/api/openapi.json" => None,
         "/api/v1/stream" | "/api/v1/ws" => Some(Scope::Stream),
@@ -406,6 +432,20 @@ fn rate_limited(auth: &Auth, caller: &Caller, wait: f64) -> Response {
         Some(id) => format!("the key {id:?} is over its request rate; retry in {seconds} s"),
         None => format!("this address is over its request rate; retry in {seconds} s"),
     };
+    too_many(detail, seconds)
+}
+
+/// `429` for an address that presented too many wrong keys.
+fn locked_out(auth: &Auth, wait: f64) -> Response {
+    auth.0.metrics.auth_failed("too_many_failures");
+    let seconds = wait.ceil().max(1.0) as u64;
+    too_many(
+        format!("too many wrong API keys from this address; retry in {seconds} s"),
+        seconds,
+    )
+}
+
+fn too_many(detail: String, seconds: u64) -> Response {
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
         Json(crate::openapi::ErrorBody {
@@ -426,9 +466,19 @@ async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) ->
     let path = req.uri().path().to_string();
     let need = needed(&path);
     let stream = need == Some(Scope::Stream);
+    let addr = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     // A query key may be escaped; one that does not decode matches no key.
     let key = presented(req.headers(), req.uri().query(), stream)
         .map(|k| percent_decoded(k).map_or_else(|| k.to_string(), |k| k.into_owned()));
+    if let (Some(_), Some(ip)) = (&key, addr) {
+        let now = std::time::Instant::now();
+        if let Err(wait) = auth.0.buckets.lock().empty(&Holder::Failures(ip), now) {
+            return locked_out(&auth, wait);
+        }
+    }
     let caller = match key.as_deref() {
         None => Caller {
             key: None,
@@ -441,8 +491,17 @@ async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) ->
             },
             None => {
                 auth.0.metrics.auth_failed("invalid_key");
+                if let Some(ip) = addr {
+                    let now = std::time::Instant::now();
+                    let mut buckets = auth.0.buckets.lock();
+                    if let Err(wait) = buckets.take(Holder::Failures(ip), FAILURES, now) {
+                        drop(buckets);
+                        return locked_out(&auth, wait);
+                    }
+                }
                 tracing::warn!(
                     path,
+                    address = %addr.map_or_else(|| "unknown".to_string(), |a| a.to_string()),
                     "a request presented an API key this server does not know"
                 );
                 return ApiError::Unauthorized(
@@ -476,10 +535,6 @@ async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) ->
         };
     }
     if need.is_some() {
-        let addr = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
         if let Err(wait) = auth.over_rate(&caller, addr) {
             return rate_limited(&auth, &caller, wait);
         }
@@ -619,5 +674,26 @@ mod tests {
         assert!(b.take(who(), rate, later).is_err());
         assert!(Rate::new(Some(0.0), None).is_none());
         assert_eq!(Rate::new(Some(0.5), None).unwrap().burst, 1.0);
+    }
+
+    #[test]
+    fn an_address_with_too_many_wrong_keys_is_locked_out_for_a_while() {
+        let mut b = Buckets::default();
+        let t0 = std::time::Instant::now();
+        let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let who = Holder::Failures(ip);
+        assert!(b.empty(&who, t0).is_ok(), "no failures yet");
+        for _ in 0..10 {
+            assert!(b.take(who.clone(), FAILURES, t0).is_ok());
+        }
+        assert!(b.take(who.clone(), FAILURES, t0).is_err());
+        let wait = b.empty(&who, t0).unwrap_err();
+        assert!((wait - 5.0).abs() < 1e-9, "{wait}");
+        assert!(b
+            .empty(&Holder::Failures("192.0.2.8".parse().unwrap()), t0)
+            .is_ok());
+        assert!(b
+            .empty(&who, t0 + std::time::Duration::from_secs(5))
+            .is_ok());
     }
 }

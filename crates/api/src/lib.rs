@@ -23,9 +23,11 @@ pub mod error;
 mod events;
 pub mod live;
 pub mod openapi;
+pub mod origins;
 pub mod params;
 pub mod routes;
 pub mod server;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +70,10 @@ pub struct ApiConfig {
     /// Requests an address may make at once above that rate (0: the rate,
     /// at least 1).
     pub anonymous_burst: u32,
+    /// Web pages of other origins that may call the API
+    /// (`scheme://host[:port]`, or `*` for any): WebSocket upgrades and
+    /// CORS. The server's own origin always may; others get `403`.
+    pub allowed_origins: Vec<String>,
     /// API keys (`[[api.keys]]`); `streamforge keys generate` makes one.
     pub keys: Vec<auth::ApiKey>,
 }
@@ -84,6 +90,7 @@ impl Default for ApiConfig {
             anonymous: false,
             anonymous_rate_per_second: 0.0,
             anonymous_burst: 0,
+            allowed_origins: Vec::new(),
             keys: Vec::new(),
         }
     }
@@ -105,6 +112,7 @@ impl ApiConfig {
                 "must be 0 (unlimited) or a number above 0",
             ));
         }
+        origins::validate_origins(&self.allowed_origins)?;
         auth::validate_keys(&self.keys)
     }
 }

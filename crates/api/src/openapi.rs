@@ -74,7 +74,58 @@ pub fn document(config: &ApiConfig) -> String {
             }
         }
     }
+    if !config.keys.is_empty() {
+        secure(&mut doc, config.anonymous);
+    }
     serde_json::to_string(&doc).unwrap_or_default()
+}
+
+/// With keys configured: the ways to present one, and for each operation
+/// the scope it needs and the answers of a missing, wrong or over-rate key.
+fn secure(doc: &mut serde_json::Value, anonymous: bool) {
+    use serde_json::json;
+    doc["components"]["securitySchemes"] = json!({
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "An API key: `Authorization: Bearer <key>`"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key",
+                        "description": "Live streams only (browsers cannot set headers there)"},
+    });
+    let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(scope) = crate::auth::needed(path) else {
+            continue;
+        };
+        let mut ways = vec![json!({"bearer": []}), json!({"apiKey": []})];
+        if scope == crate::auth::Scope::Stream {
+            ways.push(json!({"apiKeyQuery": []}));
+        }
+        if anonymous && scope != crate::auth::Scope::Ops {
+            ways.push(json!({}));
+        }
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            op["security"] = json!(ways);
+            let note = format!("Needs a key with the `{}` scope.", scope.as_str());
+            op["description"] = match op["description"].as_str() {
+                Some(d) => format!("{d}\n\n{note}").into(),
+                None => note.into(),
+            };
+            let answers = &mut op["responses"];
+            answers["401"] = json!({"description": "No API key, or one this server does not know",
+                                    "content": error});
+            answers["403"] = json!({"description": format!("The key lacks the `{}` scope, or the page's origin is not in api.allowed_origins", scope.as_str()),
+                                    "content": error});
+            answers["429"] = json!({"description": "Over the key's (or the address's) request rate, or too many wrong keys from the address; see Retry-After",
+                                    "content": error});
+        }
+    }
 }
 
 /// The query parameters operation `P` documents: what its handler accepts.
@@ -249,6 +300,38 @@ mod tests {
         assert_eq!(limit["schema"]["maximum"], 250);
         assert_eq!(limit["schema"]["minimum"], 1);
         assert_eq!(limit["schema"]["default"], 20);
+    }
+
+    #[test]
+    fn with_keys_each_operation_states_the_scope_it_needs() {
+        let open: serde_json::Value =
+            serde_json::from_str(&document(&ApiConfig::default())).unwrap();
+        assert!(open["components"].get("securitySchemes").is_none());
+        let config = ApiConfig {
+            keys: vec![crate::auth::ApiKey {
+                id: "k".into(),
+                sha256: "0".repeat(64),
+                scopes: vec![crate::auth::Scope::Read],
+                rate_per_second: None,
+                burst: None,
+            }],
+            ..ApiConfig::default()
+        };
+        let doc: serde_json::Value = serde_json::from_str(&document(&config)).unwrap();
+        assert_eq!(
+            doc["components"]["securitySchemes"]["apiKey"]["name"],
+            "X-API-Key"
+        );
+        let ticks = &doc["paths"]["/api/v1/ticks/{symbol}"]["get"];
+        assert_eq!(ticks["security"].as_array().unwrap().len(), 2);
+        assert!(ticks["description"].as_str().unwrap().contains("`read`"));
+        assert!(ticks["responses"]["401"].is_object());
+        let ws = &doc["paths"]["/api/v1/ws"]["get"];
+        assert!(ws["security"].to_string().contains("apiKeyQuery"));
+        assert!(ws["description"].as_str().unwrap().contains("`stream`"));
+        let metrics = &doc["paths"]["/metrics"]["get"];
+        assert!(metrics["description"].as_str().unwrap().contains("`ops`"));
+        assert!(doc["paths"]["/healthz"]["get"].get("security").is_none());
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! - **Writes**: a response (SSE stream, WebSocket) whose client does not
 //!   read for [`HttpConfig::write_timeout`] is closed.
 //!
+//! - **TLS**: with `[http.tls]` every connection is HTTPS; the handshake
+//!   must finish within the header timeout. `SIGHUP` reloads the
+//!   certificate (see [`crate::tls`]).
+//!
 //! Per-request timeouts of REST routes and the cap on live streams are in
 //! the router ([`crate::routes`]). At shutdown the listener stops, every
 //! connection finishes its request in flight and closes.
@@ -39,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// The HTTP server: the `[http]` section.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address of the HTTP API, metrics and health endpoints (`--http-addr`).
@@ -64,6 +68,10 @@ pub struct HttpConfig {
     /// stream) this long is closed.
     #[serde(with = "duration_text")]
     pub write_timeout: Duration,
+    /// Serve HTTPS with this certificate and key (`[http.tls]`); `SIGHUP`
+    /// reloads them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -76,6 +84,7 @@ impl Default for HttpConfig {
             max_header_bytes: 16 * 1024,
             idle_timeout: Duration::from_secs(120),
             write_timeout: Duration::from_secs(15),
+            tls: None,
         }
     }
 }
@@ -114,14 +123,67 @@ fn with_peer(
     })
 }
 
+/// The timers of one connection (what [`Guarded`] and the handshake need).
+#[derive(Clone, Copy)]
+struct Timers {
+    header_timeout: Duration,
+    max_header_bytes: usize,
+    idle_timeout: Duration,
+    write_timeout: Duration,
+    max_connections: usize,
+}
+
+/// Reloads the certificate on every `SIGHUP` until `shutdown`.
+fn reload_on_hangup(certs: Arc<crate::tls::Certificates>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGHUP cannot be watched; the TLS certificate will not reload");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = hangups.recv() => if got.is_none() { return },
+            }
+            match certs.reload() {
+                Ok(()) => tracing::info!(
+                    cert = %certs.files().cert.display(),
+                    "SIGHUP: the TLS certificate was reloaded; new connections use it"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "SIGHUP: the TLS certificate could not be reloaded; the one in use stays"
+                ),
+            }
+        }
+    });
+}
+
 /// Serves `router` on `listener` until `shutdown` fires, then drains.
+/// With `tls` every connection is HTTPS.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     options: HttpConfig,
+    tls: Option<Arc<crate::tls::Certificates>>,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
+    let options = Timers {
+        header_timeout: options.header_timeout,
+        max_header_bytes: options.max_header_bytes,
+        idle_timeout: options.idle_timeout,
+        write_timeout: options.write_timeout,
+        max_connections: options.max_connections,
+    };
+    let acceptor = tls.map(|certs| {
+        reload_on_hangup(certs.clone(), shutdown.clone());
+        certs.acceptor()
+    });
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let connections = TaskTracker::new();
     loop {
@@ -149,32 +211,62 @@ pub async fn serve(
         };
         let (router, stop) = (router.clone(), shutdown.clone());
         let open = OpenConnection::new(&metrics);
+        let acceptor = acceptor.clone();
         connections.spawn(async move {
             let _slot = (slot, open);
-            let io = TokioIo::new(Guarded::new(stream, options));
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(options.header_timeout)
-                .max_header_size(options.max_header_bytes);
-            let conn = http
-                .serve_connection(io, TowerToHyperService::new(with_peer(router, peer)))
-                .with_upgrades();
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let io = Guarded::new(stream, options);
+            let Some(acceptor) = acceptor else {
+                return http_connection(io, router, peer, options, stop).await;
             };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "HTTP connection ended");
+            let handshake = tokio::select! {
+                _ = stop.cancelled() => return,
+                h = tokio::time::timeout(options.header_timeout, acceptor.accept(io)) => h,
+            };
+            match handshake {
+                Ok(Ok(tls)) => http_connection(tls, router, peer, options, stop).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake not done within http.header_timeout")
+                }
             }
         });
     }
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// HTTP/1.1 on one connection (plain or TLS) until it ends or shutdown.
+async fn http_connection<I>(
+    io: I,
+    router: Router,
+    peer: SocketAddr,
+    options: Timers,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_timeout)
+        .max_header_size(options.max_header_bytes);
+    let conn = http
+        .serve_connection(
+            TokioIo::new(io),
+            TowerToHyperService::new(with_peer(router, peer)),
+        )
+        .with_upgrades();
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "HTTP connection ended");
+    }
 }
 
 /// Counts a connection in `streamforge_api_connections` while it is open.
@@ -194,7 +286,7 @@ impl Drop for OpenConnection {
 }
 
 /// The answer to a connection over the limit: a `503` with a JSON error.
-async fn refuse(mut stream: TcpStream, options: HttpConfig) {
+async fn refuse(mut stream: TcpStream, options: Timers) {
     let body = format!(
         r#"{{"error":"server busy","detail":"{} connections are open, the most this server takes (http.max_connections); retry later"}}"#,
         options.max_connections
@@ -234,7 +326,7 @@ struct Guarded {
 }
 
 impl Guarded {
-    fn new(io: TcpStream, options: HttpConfig) -> Self {
+    fn new(io: TcpStream, options: Timers) -> Self {
         let now = Instant::now();
         Guarded {
             io,

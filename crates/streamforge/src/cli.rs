@@ -671,7 +671,12 @@ async fn run_role(cli: &Cli, args: &PipelineArgs, role: Role) -> anyhow::Result<
         crate::shutdown::on_signal(shutdown.clone());
         let running = pipeline::start(&config, role, shutdown).await?;
         println!(
-            "StreamForge is running at http://{} (Ctrl-C to stop)",
+            "StreamForge is running at {}://{} (Ctrl-C to stop)",
+            if config.http.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             running.http_addr
         );
         running.wait().await?;

@@ -325,3 +325,286 @@ async fn without_keys_a_public_address_is_refused_and_loopback_is_open() {
     token.cancel();
     running.wait().await.unwrap();
 }
+
+/// A WebSocket handshake to `url` sending `origin` (none when `None`): the
+/// HTTP status it was answered with (101 when it opened).
+async fn ws_status(url: &str, origin: Option<&str>) -> u16 {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((mut socket, response)) => {
+            let _ = socket.close(None).await;
+            response.status().as_u16()
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_foreign_origins_are_refused_and_listed_ones_get_cors() {
+    let (key, entry) = generate("page", "read,stream");
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), vec![entry]);
+    c.api.allowed_origins = vec!["https://app.example.com".into()];
+    let (running, token, base) = start(&c).await;
+    let own = base.clone();
+    let symbols = format!("{base}/api/v1/symbols");
+    let auth = format!("Bearer {key}");
+
+    // REST from a page elsewhere: 403, saying which setting lets it in.
+    let (s, h, body) = get(
+        &symbols,
+        &[("authorization", &auth), ("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("api.allowed_origins"),
+        "{body}"
+    );
+    assert!(h.get("access-control-allow-origin").is_none());
+    // The dashboard's own origin, and clients that send none.
+    for origin in [Some(own.as_str()), None] {
+        let mut headers = vec![("authorization", auth.as_str())];
+        headers.extend(origin.map(|o| ("origin", o)));
+        let (s, h, _) = get(&symbols, &headers).await;
+        assert_eq!(s, 200, "origin {origin:?}");
+        assert!(h.get("access-control-allow-origin").is_none());
+    }
+    // A listed origin: answered with CORS headers naming it (not `*`).
+    let listed = "https://app.example.com";
+    let (s, h, _) = get(&symbols, &[("authorization", &auth), ("origin", listed)]).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["access-control-allow-origin"], listed);
+    assert!(h["vary"].to_str().unwrap().contains("origin"));
+    // Its preflight needs no key and allows the key headers.
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, &symbols)
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let res = preflight(listed).await.unwrap();
+    assert_eq!(res.status().as_u16(), 204);
+    let allowed = res.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("x-api-key"),
+        "{allowed}"
+    );
+    assert_eq!(res.headers()["access-control-allow-origin"], listed);
+    assert_eq!(
+        preflight("https://evil.example")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+
+    // WebSocket upgrades: a foreign page is refused even with a good key.
+    let ws = format!("ws://{}/api/v1/ws?api_key={key}", running.http_addr);
+    assert_eq!(ws_status(&ws, Some("https://evil.example")).await, 403);
+    assert_eq!(ws_status(&ws, Some("null")).await, 403);
+    assert_eq!(ws_status(&ws, Some(&own)).await, 101);
+    assert_eq!(ws_status(&ws, Some(listed)).await, 101);
+    assert_eq!(ws_status(&ws, None).await, 101);
+    let failures = running.metrics.snapshot().auth_failures;
+    assert!(
+        failures.get("origin").copied().unwrap_or(0) >= 4,
+        "{failures:?}"
+    );
+
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_guessing_keys_is_locked_out_before_its_keys_are_checked() {
+    let (key, entry) = generate("reader", "read");
+    let dir = tempfile::tempdir().unwrap();
+    let (running, token, base) = start(&config(dir.path(), vec![entry])).await;
+    let symbols = format!("{base}/api/v1/symbols");
+    assert_eq!(get(&symbols, &[("x-api-key", &key)]).await.0, 200);
+    for i in 0..10 {
+        let guess = format!("sf_guess-{i}");
+        assert_eq!(get(&symbols, &[("x-api-key", &guess)]).await.0, 401);
+    }
+    let (s, h, body) = get(&symbols, &[("x-api-key", "sf_guess-10")]).await;
+    assert_eq!(s, 429, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("too many wrong API keys"),
+        "{body}"
+    );
+    let wait: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&wait), "{wait}");
+    // The right key does not get in either while locked out: a guess that
+    // hits is not told apart from one that misses.
+    assert_eq!(get(&symbols, &[("x-api-key", &key)]).await.0, 429);
+    // Requests without a key are not guesses.
+    assert_eq!(get(&format!("{base}/healthz"), &[]).await.0, 200);
+    let failures = running.metrics.snapshot().auth_failures;
+    // The 11th guess was refused before it was looked at.
+    assert_eq!(
+        failures.get("invalid_key").copied(),
+        Some(10),
+        "{failures:?}"
+    );
+    assert_eq!(
+        failures.get("too_many_failures").copied(),
+        Some(2),
+        "{failures:?}"
+    );
+    // One wrong key is allowed again every 5 s.
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(get(&symbols, &[("x-api-key", &key)]).await.0, 200);
+
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+/// The next tick message of a WebSocket, within 10 s.
+async fn next_tick<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> serde_json::Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a tick within 10 s")
+            .expect("the stream stays open")
+            .expect("no stream error");
+        if let Ok(text) = msg.to_text() {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            if v["type"] == "ticks" || v["type"] == "tick" {
+                return v;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_test_ca_and_sighup_swaps_the_certificate_without_dropping_streams() {
+    use futures::SinkExt;
+    use streamforge_testkit::tls::{https_get, TestCa};
+    let ca = TestCa::new("StreamForge test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let first = ca.issue(&["localhost", "127.0.0.1"]);
+    let (cert, key) = first.write(dir.path(), "server");
+    std::fs::write(
+        dir.path().join("streamforge.toml"),
+        format!(
+            "[http.tls]\ncert = {cert:?}\nkey = {key:?}\n\
+             [synthetic]\nsymbols = [\"AAPL\"]\nrate = 100.0\n"
+        ),
+    )
+    .unwrap();
+    let mut process = streamforge_testkit::process::Spawned::start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
+            .current_dir(dir.path())
+            .args(["run", "--http-addr", "127.0.0.1:0", "--log-level", "info"]),
+    );
+    let base = process.http_base(Duration::from_secs(30)).await;
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let trusting = ca.client_config();
+
+    let answer = https_get(trusting.clone(), port, "localhost", "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.server_cert, first.der, "the configured certificate");
+    // A client that trusts another CA refuses the server; plain HTTP gets
+    // no answer.
+    let stranger = TestCa::new("another CA").client_config();
+    let refused = https_get(stranger, port, "localhost", "/healthz").await;
+    assert!(
+        refused.is_err(),
+        "a certificate of an unknown CA was accepted"
+    );
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        plain.map(|r| r.status().as_u16() != 200).unwrap_or(true),
+        "plain HTTP was served"
+    );
+
+    // A live stream over TLS.
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async_tls_with_config(
+        format!("wss://localhost:{port}/api/v1/ws"),
+        tcp,
+        None,
+        Some(tokio_tungstenite::Connector::Rustls(trusting.clone())),
+    )
+    .await
+    .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        r#"{"op":"subscribe","channel":"ticks","symbols":["AAPL"]}"#,
+    ))
+    .await
+    .unwrap();
+    next_tick(&mut ws).await;
+
+    // New certificate files, then SIGHUP: new connections get the new
+    // certificate, the open stream goes on.
+    let second = ca.issue(&["localhost"]);
+    second.write(dir.path(), "server");
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    process
+        .wait_output("the TLS certificate was reloaded", Duration::from_secs(10))
+        .await;
+    let answer = https_get(trusting.clone(), port, "localhost", "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(answer.server_cert, second.der, "the reloaded certificate");
+    for _ in 0..3 {
+        next_tick(&mut ws).await;
+    }
+    // A broken file on reload: the error is logged, the certificate stays.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    process
+        .wait_output("could not be reloaded", Duration::from_secs(10))
+        .await;
+    let answer = https_get(trusting, port, "localhost", "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.server_cert, second.der);
+    next_tick(&mut ws).await;
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    let (status, _) = process.exit_within(Duration::from_secs(30)).await;
+    assert!(status.success(), "{}", process.output());
+}

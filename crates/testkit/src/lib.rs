@@ -12,6 +12,8 @@
 //! - [`engines`] — throwaway PostgreSQL, Redis and Prometheus servers.
 //! - [`kafka`] — a throwaway Apache Kafka broker (KRaft) and Kafka's tools.
 //! - [`process`] — a child process with its output collected ([`process::Spawned`]).
+//! - [`tls`] — a CA made in the test, the certificates it issues, and an
+//!   HTTPS client that trusts only it.
 //! - [`reference`] — candles and the newest tick computed apart from the
 //!   code under test (the oracles of the candle and quote tests).
 
@@ -19,6 +21,7 @@ pub mod engines;
 pub mod kafka;
 pub mod process;
 pub mod reference;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -381,6 +381,13 @@ impl<'a> Pipeline<'a> {
             None
         };
 
+        let tls = config
+            .http
+            .tls
+            .as_ref()
+            .map(streamforge_api::tls::Certificates::load)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let listener = tokio::net::TcpListener::bind(config.http.addr)
             .await
             .with_context(|| format!("binding http.addr {}", config.http.addr))?;
@@ -435,13 +442,14 @@ impl<'a> Pipeline<'a> {
                 )
             });
         let router = wire_router(config, role, &b, hub, &shutdown);
-        let (token, server, m) = (shutdown.clone(), config.http, b.metrics.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let (token, server, m) = (shutdown.clone(), config.http.clone(), b.metrics.clone());
         let http = spawn_stage("http", &shutdown, None, async move {
-            streamforge_api::server::serve(listener, router, server, m, token).await;
+            streamforge_api::server::serve(listener, router, server, tls, m, token).await;
             Ok(())
         });
         tracing::info!(
-            url = %format!("http://{http_addr}"),
+            url = %format!("{scheme}://{http_addr}"),
             bus = %config.bus,
             role = role.name(),
             store = %if role.needs_store() { b.store_shown.as_str() } else { "-" },
@@ -633,13 +641,16 @@ fn wire_router(
         Some(config.api.anonymous_rate_per_second),
         Some(config.api.anonymous_burst).filter(|b| *b > 0),
     );
-    streamforge_api::auth::Auth::new(
+    let router = streamforge_api::auth::Auth::new(
         &config.api.keys,
         config.api.anonymous,
         anonymous_rate,
         b.metrics.clone(),
     )
-    .layer(router)
+    .layer(router);
+    // Outside the keys: a browser's preflight carries none.
+    streamforge_api::origins::Origins::new(&config.api.allowed_origins, b.metrics.clone())
+        .layer(router)
 }
 
 /// Waits for a stage (at most `deadline`) and records how it ended.
