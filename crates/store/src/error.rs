@@ -33,7 +33,20 @@ pub enum StoreError {
 fn pg_detail(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({}: {})", db.message(), db.severity(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // The cause ("invalid peer certificate: UnknownIssuer", "connection
+            // refused") is in the source chain, not in the error's own text.
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let said = c.to_string();
+                if !text.contains(&said) {
+                    text = format!("{text}: {said}");
+                }
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 

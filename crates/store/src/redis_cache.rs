@@ -6,6 +6,10 @@
 //! batch replaces an entry only with a newer tick, atomically, so two
 //! persist instances can never move a quote back in time.
 //!
+//! `rediss://` connects over TLS, verifying the server against the system's
+//! roots, or against the CA file named by `tls_ca_file=<path>` in the
+//! query (a private CA); the host must be named in its certificate.
+//!
 //! Redis is optional for correctness: when it is down, calls fail fast
 //! (short timeouts), persist still stores ticks, the API answers from the
 //! store, and the cache catches up with the next batches.
@@ -68,6 +72,30 @@ fn unavailable(e: impl std::fmt::Display) -> CacheError {
     CacheError::Unavailable(e.to_string())
 }
 
+/// `url` without its `tls_ca_file` query parameter, and that parameter.
+fn take_ca_file(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut ca = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("tls_ca_file=") {
+            Some(path) => {
+                ca = Some(path.replace("%2F", "/").replace("%2f", "/"));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, ca)
+}
+
 /// Event time then id as a string that sorts the way the pair does.
 fn order_key(t: &Tick) -> String {
     let (ts, id) = t.sort_key();
@@ -81,10 +109,29 @@ impl RedisCache {
     /// Checks the URL; the connection is made on first use, so a Redis that
     /// is down at start-up does not stop the pipeline.
     pub fn new(url: &str) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url).map_err(|e| CacheError::Url {
+        let bad = |reason: String| CacheError::Url {
             url: crate::redact_url(url),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let (rest, ca_file) = take_ca_file(url);
+        let client = match ca_file {
+            None => redis::Client::open(rest.as_str()),
+            Some(path) => {
+                if !rest.starts_with("rediss://") {
+                    return Err(bad("tls_ca_file is for rediss:// (TLS) URLs only".into()));
+                }
+                let pem =
+                    std::fs::read(&path).map_err(|e| bad(format!("tls_ca_file {path}: {e}")))?;
+                redis::Client::build_with_tls(
+                    rest.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+        }
+        .map_err(|e| bad(e.to_string()))?;
         Ok(RedisCache {
             client,
             conn: Mutex::new(None),

@@ -529,6 +529,40 @@ impl Postgres {
         self.launch().map_err(NotListening::into_error)
     }
 
+    /// Serves TLS only from now on, with `cert_pem` and `key_pem` (a
+    /// plain TCP connection is refused by pg_hba): restarts the server.
+    pub fn require_tls(&mut self, cert_pem: &str, key_pem: &str) -> Result<(), EngineError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |e: std::io::Error| err(format!("configuring TLS: {e}"));
+        let (cert, key) = (self.data.join("server.crt"), self.data.join("server.key"));
+        std::fs::write(&cert, cert_pem).map_err(io)?;
+        std::fs::write(&key, key_pem).map_err(io)?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        if let Some(user) = &self.run_as {
+            let _ = Command::new("chown")
+                .arg(format!("{user}:"))
+                .args([&cert, &key])
+                .status();
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .map_err(io)?;
+        use std::io::Write;
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )
+        .map_err(io)?;
+        std::fs::write(
+            self.data.join("pg_hba.conf"),
+            "hostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+        )
+        .map_err(io)?;
+        self.stop();
+        self.resume()
+    }
+
     /// Starts the server on `self.port` and waits until it answers queries.
     fn launch(&mut self) -> Result<(), NotListening> {
         let postgres = self.bindir.join("postgres");
@@ -721,11 +755,11 @@ impl Drop for Server {
 }
 
 /// A Redis server of its own.
-pub struct Redis(Server);
+pub struct Redis(Server, bool);
 
 impl Redis {
     pub fn start() -> Result<Redis, EngineError> {
-        let mut r = Redis(Server::new("streamforge-redis-")?);
+        let mut r = Redis(Server::new("streamforge-redis-")?, false);
         retry_on_port_taken(|| {
             r.0.port = crate::free_port();
             r.launch()
@@ -733,8 +767,33 @@ impl Redis {
         Ok(r)
     }
 
+    /// A Redis that speaks TLS only (no plain port), with `cert_pem` and
+    /// `key_pem`; clients are not asked for certificates.
+    pub fn start_tls(cert_pem: &str, key_pem: &str, ca_pem: &str) -> Result<Redis, EngineError> {
+        let mut r = Redis(Server::new("streamforge-redis-")?, true);
+        let io = |e: std::io::Error| err(format!("writing Redis's TLS files: {e}"));
+        for (name, text) in [
+            ("server.crt", cert_pem),
+            ("server.key", key_pem),
+            ("ca.crt", ca_pem),
+        ] {
+            std::fs::write(r.0.dir.path().join(name), text).map_err(io)?;
+        }
+        retry_on_port_taken(|| {
+            r.0.port = crate::free_port();
+            r.launch()
+        })?;
+        Ok(r)
+    }
+
+    /// Its URL: `redis://127.0.0.1:PORT/`, or `rediss://localhost:PORT/`
+    /// when it speaks TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.0.port)
+        if self.1 {
+            format!("rediss://localhost:{}/", self.0.port)
+        } else {
+            format!("redis://127.0.0.1:{}/", self.0.port)
+        }
     }
 
     /// Stops the server (its data is lost: it keeps nothing on disk).
@@ -766,9 +825,28 @@ impl Redis {
         let program = which("redis-server").ok_or_else(|| {
             NotListening::Failed(err("redis-server not found: install it (Debian: apt-get install redis-server; `make test` does this)"))
         })?;
-        let args = [
+        let dir = self.0.dir.path();
+        let file = |name: &str| dir.join(name).display().to_string();
+        let (port, tls): (String, Vec<String>) = if self.1 {
+            let tls = [
+                "--tls-port".to_string(),
+                self.0.port.to_string(),
+                "--tls-cert-file".into(),
+                file("server.crt"),
+                "--tls-key-file".into(),
+                file("server.key"),
+                "--tls-ca-cert-file".into(),
+                file("ca.crt"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ];
+            ("0".into(), tls.to_vec())
+        } else {
+            (self.0.port.to_string(), Vec::new())
+        };
+        let mut args = [
             "--port",
-            &self.0.port.to_string(),
+            &port,
             "--bind",
             "127.0.0.1",
             "--save",
@@ -778,7 +856,9 @@ impl Redis {
             "--dir",
             &self.0.dir.path().display().to_string(),
         ]
-        .map(String::from);
+        .map(String::from)
+        .to_vec();
+        args.extend(tls);
         self.0.run(&program, &args, "redis-server", false)
     }
 }

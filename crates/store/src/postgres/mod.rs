@@ -12,6 +12,7 @@
 //! rollup that tiles the interval. Schema and modes: [`migrations`].
 
 pub mod migrations;
+pub mod tls;
 mod types;
 
 use std::collections::HashSet;
@@ -26,7 +27,7 @@ use streamforge_model::settings::{duration_text, longer_than_zero, Invalid};
 use streamforge_model::{rebucket, Candle, CandlePart, Gap, Interval, Symbol, Tick, Timestamp};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 pub use migrations::{Mode, SchemaStatus};
 use types::PgTime;
@@ -158,10 +159,13 @@ mod mode_choice {
 
 /// The pool for `url`, without touching the schema.
 fn pool(url: &str, timeouts: &PostgresConfig) -> Result<Pool, StoreError> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
-        url: crate::redact_url(url),
-        reason: format!("{e}"),
-    })?;
+    let tls = tls::settings(url)?;
+    let connector = tls::connector(&tls, url)?;
+    let mut config: tokio_postgres::Config =
+        tls.driver_url.parse().map_err(|e| StoreError::Url {
+            url: crate::redact_url(url),
+            reason: format!("{e}"),
+        })?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(timeouts.connect_timeout);
     }
@@ -172,7 +176,7 @@ fn pool(url: &str, timeouts: &PostgresConfig) -> Result<Pool, StoreError> {
     }
     let manager = Manager::from_config(
         config,
-        NoTls,
+        connector,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
