@@ -15,6 +15,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("stored row is not a valid tick: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("store worker stopped: {0}")]
     Worker(String),
     #[error("postgres: {}", pg_detail(.0))]

@@ -206,8 +206,12 @@ async fn rollups_are_backfilled_from_existing_ticks(want: Mode) {
         .await
         .unwrap()
         .latest;
-    let down = migrate(&url, MigrateAction::Down, &o).await.unwrap();
-    assert_eq!(down.version, latest - 1);
+    // Down to just below the rollups (migration 4), later ones first.
+    let mut down = migrate(&url, MigrateAction::Down, &o).await.unwrap();
+    while down.version >= 4 {
+        down = migrate(&url, MigrateAction::Down, &o).await.unwrap();
+    }
+    assert_eq!(down.version, 3);
     assert_eq!(
         psql(
             &url,

@@ -257,12 +257,34 @@ pub struct SimulateFinnhubArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MigrateAction {
-    /// Apply pending migrations.
-    Up(PipelineArgs),
+    /// Apply pending migrations (as the schema owner); optionally create
+    /// the writer and reader roles persist and serve connect as.
+    Up(MigrateUpArgs),
     /// Revert the latest migration (PostgreSQL).
     Down(PipelineArgs),
     /// Show the schema version and mode of the store.
     Status(PipelineArgs),
+}
+
+/// `migrate up`: the pipeline flags and the roles to create.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateUpArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Create (or update) this role for `persist`: it may insert and read
+    /// ticks, gaps and candles, and cannot alter or drop a table.
+    #[arg(long, value_name = "ROLE")]
+    pub writer: Option<String>,
+    /// File holding the writer's password (absent: it logs in without one,
+    /// e.g. by certificate).
+    #[arg(long, value_name = "FILE", env = "STREAMFORGE_WRITER_PASSWORD_FILE")]
+    pub writer_password_file: Option<PathBuf>,
+    /// Create (or update) this read-only role for `serve`.
+    #[arg(long, value_name = "ROLE")]
+    pub reader: Option<String>,
+    /// File holding the reader's password.
+    #[arg(long, value_name = "FILE", env = "STREAMFORGE_READER_PASSWORD_FILE")]
+    pub reader_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -452,8 +474,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Persist(args) => run_role(&cli, args, Role::Persist).await,
         Command::Serve(args) => run_role(&cli, args, Role::Serve).await,
         Command::Migrate { action } => {
-            let (MigrateAction::Up(args) | MigrateAction::Down(args) | MigrateAction::Status(args)) =
-                action;
+            let args = match action {
+                MigrateAction::Up(up) => &up.pipeline,
+                MigrateAction::Down(args) | MigrateAction::Status(args) => args,
+            };
             let config = cli.load_config(args)?;
             config.validate()?;
             let tracing = init_logging(&config, "migrate")?;
@@ -700,10 +724,50 @@ async fn migrate(config: &Config, action: &MigrateAction) -> anyhow::Result<Exit
                 .await
                 .with_context(|| format!("migrating {shown}"))?;
             println!("{shown}: {status}");
+            if let MigrateAction::Up(up) = action {
+                let role = |name: &Option<String>, file: &Option<PathBuf>| {
+                    name.as_deref()
+                        .map(|n| {
+                            let password = file
+                                .as_ref()
+                                .map(|f| {
+                                    std::fs::read_to_string(f)
+                                        .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+                                        .with_context(|| {
+                                            format!(
+                                                "reading the password of role {n} from {}",
+                                                f.display()
+                                            )
+                                        })
+                                })
+                                .transpose()?;
+                            postgres::migrations::RoleSpec::new(n, password)
+                                .map_err(anyhow::Error::from)
+                        })
+                        .transpose()
+                };
+                let writer = role(&up.writer, &up.writer_password_file)?;
+                let reader = role(&up.reader, &up.reader_password_file)?;
+                if writer.is_some() || reader.is_some() {
+                    postgres::grant_roles(&url, &config.postgres, writer.as_ref(), reader.as_ref())
+                        .await
+                        .with_context(|| format!("granting the roles on {shown}"))?;
+                    for (what, r) in [("writer (persist)", &writer), ("reader (serve)", &reader)] {
+                        if let Some(r) = r {
+                            println!("{shown}: role {} is the {what}", r.name);
+                        }
+                    }
+                }
+            }
         }
         Some(("sqlite", path)) => {
             if let MigrateAction::Down(_) = action {
                 anyhow::bail!("{shown}: a SQLite store cannot be migrated down; remove the file to start over");
+            }
+            if let MigrateAction::Up(up) = action {
+                if up.writer.is_some() || up.reader.is_some() {
+                    anyhow::bail!("{shown}: --writer and --reader make PostgreSQL roles; a SQLite store has none");
+                }
             }
             // Opening a SQLite store applies pending migrations.
             let store = streamforge_store::SqliteStore::open(path)

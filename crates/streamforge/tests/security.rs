@@ -608,3 +608,135 @@ async fn https_with_a_test_ca_and_sighup_swaps_the_certificate_without_dropping_
     let (status, _) = process.exit_within(Duration::from_secs(30)).await;
     assert!(status.success(), "{}", process.output());
 }
+
+/// What `psql` says running `sql` as the URL's role: `Ok(output)` or
+/// `Err(its error)`.
+fn psql_as(url: &str, sql: &str) -> Result<String, String> {
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-tAc", sql])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_up_makes_a_writer_that_cannot_drop_and_a_reader_that_cannot_write() {
+    writer_and_reader_roles("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timescaledb_writer_and_reader_roles() {
+    streamforge_testkit::engines::shared_postgres().require_timescaledb();
+    writer_and_reader_roles("timescaledb").await;
+}
+
+/// `migrate up --writer --reader` on a schema of `mode`, then what each
+/// role may and may not do.
+async fn writer_and_reader_roles(mode: &str) {
+    use streamforge_store::postgres::{PostgresConfig, PostgresStore};
+    use streamforge_store::TickStore;
+    let pg = streamforge_testkit::engines::shared_postgres();
+    let db = pg.create_database().unwrap();
+    let suffix = db.rsplit('/').next().unwrap().to_lowercase();
+    let (writer, reader) = (format!("w_{suffix}"), format!("r_{suffix}"));
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("writer.password");
+    std::fs::write(&secret, "writer-canary-password\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
+        .current_dir(dir.path())
+        .args([
+            "migrate", "up", "--store", &db, "--writer", &writer, "--reader", &reader,
+        ])
+        .env("STREAMFORGE_POSTGRES__MODE", mode)
+        .arg("--writer-password-file")
+        .arg(&secret)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("role {writer} is the writer")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("mode {mode}")), "{text}");
+    assert!(!text.contains("writer-canary-password"), "{text}");
+    let as_role =
+        |role: &str| db.replacen("postgres@", &format!("{role}:writer-canary-password@"), 1);
+    let (writer_url, reader_url) = (as_role(&writer), as_role(&reader));
+
+    // The writer stores ticks, also of a day that has no partition yet
+    // (made through the owner's function), and gaps.
+    let store = PostgresStore::open(&writer_url, PostgresConfig::default())
+        .await
+        .expect("the writer opens the migrated store");
+    // Within retention (which the writer applies below), two days ago.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t0 = now_ms - 2 * 86_400_000;
+    let batch: streamforge_store::TickBatch = vec![
+        streamforge_testkit::tick("AAPL", t0, 1.5, 2.0),
+        streamforge_testkit::tick("AAPL", t0 + 86_400_000, 1.6, 2.0),
+    ]
+    .into();
+    assert_eq!(store.write_batch(batch).await.unwrap().inserted, 2);
+    store
+        .housekeeping()
+        .await
+        .expect("the writer applies retention");
+    drop(store);
+    // ... and may not change the schema or remove data.
+    for sql in [
+        "DROP TABLE ticks",
+        "TRUNCATE ticks",
+        "DELETE FROM ticks",
+        "ALTER TABLE ticks ADD COLUMN x INT",
+        "CREATE TABLE mine (x INT)",
+        "DROP TABLE streamforge_schema",
+    ] {
+        let e = psql_as(&writer_url, sql).expect_err(sql);
+        assert!(
+            e.contains("must be owner") || e.contains("permission denied"),
+            "writer: {sql}: {e}"
+        );
+    }
+
+    // The reader reads, and may write nothing.
+    let store = PostgresStore::open(&reader_url, PostgresConfig::default())
+        .await
+        .expect("the reader opens the migrated store");
+    let aapl = streamforge_model::Symbol::parse("AAPL").unwrap();
+    assert_eq!(store.latest(&aapl).await.unwrap().unwrap().price(), 1.6);
+    let more: streamforge_store::TickBatch =
+        vec![streamforge_testkit::tick("AAPL", t0 + 1, 9.0, 1.0)].into();
+    let e = store.write_batch(more).await.expect_err("the reader wrote");
+    assert!(e.to_string().contains("permission denied"), "{e}");
+    let mut refused = vec![
+        "INSERT INTO gaps VALUES ('p', 'AAPL', now(), now(), 0, 'disconnect')",
+        "UPDATE symbols SET ticks = 0",
+        "DROP TABLE ticks",
+    ];
+    if mode == "postgres" {
+        refused.push("SELECT streamforge_add_partition(1::BIGINT)");
+    }
+    for sql in refused {
+        let e = psql_as(&reader_url, sql).expect_err(sql);
+        assert!(
+            e.contains("must be owner") || e.contains("permission denied"),
+            "reader: {sql}: {e}"
+        );
+    }
+    assert_eq!(
+        psql_as(&reader_url, "SELECT count(*) FROM ticks").unwrap(),
+        "2"
+    );
+}

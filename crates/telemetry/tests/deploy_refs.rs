@@ -153,6 +153,8 @@ fn the_compose_file_keeps_its_services_ports_and_health_gates() {
     assert!(env.contains("FINNHUB_TOKEN="));
     for secret in [
         "POSTGRES_PASSWORD=",
+        "POSTGRES_WRITER_PASSWORD=",
+        "POSTGRES_READER_PASSWORD=",
         "REDIS_PASSWORD=",
         "GRAFANA_ADMIN_PASSWORD=",
     ] {

@@ -109,6 +109,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("candle aggregates", "0002_candle_aggregates"),
     migration!("feed gaps", "0003_feed_gaps"),
     migration!("candle rollups", "0004_candle_rollups"),
+    migration!("partition functions", "0005_partition_functions"),
 ];
 
 /// xxh3-64 of every shipped migration file, recorded when it shipped.
@@ -153,6 +154,23 @@ const SHIPPED: &[(&str, u64)] = &[
     (
         "timescaledb/0004_candle_rollups.down.sql",
         0xb8eb6dc553f0f4b5,
+    ),
+    // Shipped 2026-12-02 (migration 5).
+    (
+        "postgres/0005_partition_functions.up.sql",
+        0x53aa6af0929cedae,
+    ),
+    (
+        "postgres/0005_partition_functions.down.sql",
+        0x28225947b93671ec,
+    ),
+    (
+        "timescaledb/0005_partition_functions.up.sql",
+        0x5d3103a7e0464040,
+    ),
+    (
+        "timescaledb/0005_partition_functions.down.sql",
+        0x5d3103a7e0464040,
     ),
 ];
 
@@ -392,6 +410,98 @@ pub async fn up(client: &mut Client, options: &PostgresConfig) -> Result<SchemaS
     .await;
     client.batch_execute(UNLOCK).await?;
     result
+}
+
+/// A database role `migrate up` creates or updates: its name, and the
+/// password it logs in with (none: it authenticates otherwise, e.g. by
+/// certificate or `peer`).
+#[derive(Clone, Debug)]
+pub struct RoleSpec {
+    pub name: String,
+    pub password: Option<String>,
+}
+
+impl RoleSpec {
+    /// Checks the name: a plain lower-case SQL identifier.
+    pub fn new(name: &str, password: Option<String>) -> Result<RoleSpec, StoreError> {
+        let plain = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            return Err(StoreError::Invalid(format!(
+                "role name {name:?}: use lower-case letters, digits and _ (at most 63, not starting with a digit)"
+            )));
+        }
+        Ok(RoleSpec {
+            name: name.to_string(),
+            password,
+        })
+    }
+}
+
+/// What each role may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rights {
+    /// Read every table; insert and update ticks, symbols, gaps and the
+    /// rollups; add and drop partitions through the owner's functions.
+    /// No DDL, no DELETE or TRUNCATE.
+    Writer,
+    /// Read every table.
+    Reader,
+}
+
+/// Creates the roles when missing (or sets their password) and grants
+/// what each may do on the current schema; run as the schema owner after
+/// [`up`].
+pub async fn grant_roles(
+    client: &Client,
+    writer: Option<&RoleSpec>,
+    reader: Option<&RoleSpec>,
+) -> Result<(), StoreError> {
+    let mode = status(client).await?.mode.unwrap_or(Mode::Postgres);
+    for (role, rights) in [(writer, Rights::Writer), (reader, Rights::Reader)] {
+        let Some(role) = role else { continue };
+        let name = &role.name;
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[name])
+            .await?
+            .is_some();
+        let password = role
+            .password
+            .as_ref()
+            .map(|p| format!(" PASSWORD '{}'", p.replace('\'', "''")))
+            .unwrap_or_default();
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        client
+            .batch_execute(&format!(
+                "{verb} ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE{password}"
+            ))
+            .await?;
+        let mut sql = format!(
+            "GRANT USAGE ON SCHEMA public TO \"{name}\";
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{name}\";"
+        );
+        if rights == Rights::Writer {
+            sql.push_str(&format!(
+                "GRANT INSERT, UPDATE ON ticks, symbols, gaps TO \"{name}\";"
+            ));
+            if mode == Mode::Postgres {
+                sql.push_str(&format!(
+                    "GRANT INSERT, UPDATE ON candles_1s, candles_1m, candles_1h, candles_1d TO \"{name}\";
+                     GRANT EXECUTE ON FUNCTION streamforge_add_partition(BIGINT),
+                         streamforge_drop_partitions_before(BIGINT) TO \"{name}\";"
+                ));
+            }
+        }
+        client.batch_execute(&sql).await?;
+        tracing::info!(role = %name, rights = ?rights, %mode, "database role granted");
+    }
+    Ok(())
 }
 
 /// The advisory lock every schema change holds, so that concurrent

@@ -54,6 +54,9 @@ pub struct PostgresStore {
     mode: Mode,
     /// Plain mode: day partitions known to exist (days since the epoch).
     partitions: Arc<Mutex<HashSet<i64>>>,
+    /// TimescaleDB: set once this role was refused an aggregate refresh
+    /// (it is not the owner), so the warning is logged once.
+    refresh_refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -208,12 +211,35 @@ pub async fn migrate(
     }
 }
 
+/// Creates (or updates) the writer and reader roles and grants them their
+/// rights on the schema at `url` (connect as its owner, after `up`).
+pub async fn grant_roles(
+    url: &str,
+    options: &PostgresConfig,
+    writer: Option<&migrations::RoleSpec>,
+    reader: Option<&migrations::RoleSpec>,
+) -> Result<(), StoreError> {
+    let pool = pool(url, options)?;
+    let client = pool.get().await?;
+    migrations::grant_roles(&client, writer, reader).await
+}
+
 /// What [`migrate`] does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MigrateAction {
     Up,
     Down,
     Status,
+}
+
+/// SQLSTATE 42501: the role lacks a right.
+fn insufficient_privilege(e: &StoreError) -> bool {
+    match e {
+        StoreError::Postgres(e) => {
+            e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+        }
+        _ => false,
+    }
 }
 
 fn day_of(ts: Timestamp) -> i64 {
@@ -226,17 +252,24 @@ fn partition_name(day: i64) -> String {
 }
 
 impl PostgresStore {
-    /// Connects and brings the schema up to date (the same as `migrate up`).
+    /// Connects and brings the schema up to date (the same as `migrate up`)
+    /// when it is not; a schema already up to date is not touched, so a
+    /// writer or reader role without DDL rights opens it.
     pub async fn open(url: &str, options: PostgresConfig) -> Result<Self, StoreError> {
         let pool = pool(url, &options)?;
         let status = {
             let mut client = pool.get().await?;
-            // A migration may rewrite a large table: no statement timeout
-            // while it runs; the connection's default comes back after.
-            client.simple_query("SET statement_timeout = 0").await?;
-            let status = migrations::up(&mut client, &options).await?;
-            client.simple_query("RESET statement_timeout").await?;
-            status
+            let current = migrations::status(&client).await?;
+            if current.mode.is_some() && current.version == current.latest {
+                current
+            } else {
+                // A migration may rewrite a large table: no statement timeout
+                // while it runs; the connection's default comes back after.
+                client.simple_query("SET statement_timeout = 0").await?;
+                let status = migrations::up(&mut client, &options).await?;
+                client.simple_query("RESET statement_timeout").await?;
+                status
+            }
         };
         let mode = status.mode.unwrap_or(Mode::Postgres);
         let store = PostgresStore {
@@ -244,8 +277,14 @@ impl PostgresStore {
             options,
             mode,
             partitions: Arc::default(),
+            refresh_refused: Arc::default(),
         };
-        store.partitions_housekeeping().await?;
+        match store.partitions_housekeeping().await {
+            Err(e) if insufficient_privilege(&e) => tracing::info!(
+                "this database role may not manage partitions (a read-only role); the writer's persist does"
+            ),
+            other => other?,
+        }
         Ok(store)
     }
 
@@ -265,24 +304,12 @@ impl PostgresStore {
         if self.options.retention_days > 0 {
             let cutoff = today - i64::from(self.options.retention_days);
             let client = self.pool.get().await?;
-            let rows = client
-                .query(
-                    "SELECT c.relname FROM pg_inherits i
-                       JOIN pg_class c ON c.oid = i.inhrelid
-                       JOIN pg_class p ON p.oid = i.inhparent
-                      WHERE p.relname = 'ticks' AND c.relname LIKE 'ticks_p%'",
-                    &[],
-                )
+            let dropped = client
+                .query("SELECT streamforge_drop_partitions_before($1)", &[&cutoff])
                 .await?;
-            let keep_from = partition_name(cutoff);
-            for r in rows {
+            for r in dropped {
                 let name: String = r.get(0);
-                if name.len() == keep_from.len() && name < keep_from {
-                    client
-                        .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
-                        .await?;
-                    tracing::info!(partition = %name, "dropped partition past retention");
-                }
+                tracing::info!(partition = %name, "dropped partition past retention");
             }
             self.partitions.lock().retain(|d| *d >= cutoff);
         }
@@ -303,13 +330,11 @@ impl PostgresStore {
         }
         let client = self.pool.get().await?;
         for day in missing {
-            let sql = format!(
-                "CREATE TABLE IF NOT EXISTS {} PARTITION OF ticks FOR VALUES FROM ('{}') TO ('{}')",
-                partition_name(day),
-                Timestamp::from_micros(day * MICROS_PER_DAY),
-                Timestamp::from_micros((day + 1) * MICROS_PER_DAY),
-            );
-            if let Err(e) = client.batch_execute(&sql).await {
+            // Through the owner's function: a writer role has no DDL rights.
+            let made = client
+                .execute("SELECT streamforge_add_partition($1)", &[&day])
+                .await;
+            if let Err(e) = made {
                 // Another process may have created it at the same moment.
                 let exists = client
                     .query_opt(
@@ -426,7 +451,23 @@ impl PostgresStore {
         };
         tx.commit().await?;
         if self.mode == Mode::TimescaleDb && inserted > 0 {
-            self.refresh_late(&client, batch).await?;
+            match self.refresh_late(&client, batch).await {
+                // A writer role does not own the aggregates: the refresh
+                // policies correct those buckets on their next run.
+                Err(e) if insufficient_privilege(&e) => {
+                    if !self
+                        .refresh_refused
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        tracing::warn!(
+                            error = %e,
+                            "late ticks' candles are corrected by the refresh policies' next run, \
+                             not at once: only the aggregates' owner may refresh them"
+                        );
+                    }
+                }
+                other => other?,
+            }
         }
         let inserted = inserted as usize;
         Ok(WriteOutcome {

@@ -1,0 +1,2 @@
+DROP FUNCTION IF EXISTS streamforge_drop_partitions_before(BIGINT);
+DROP FUNCTION IF EXISTS streamforge_add_partition(BIGINT);

@@ -1,0 +1,2 @@
+-- TimescaleDB makes its chunks itself and drops them by its retention
+-- policy: nothing to add in this mode.
