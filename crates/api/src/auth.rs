@@ -138,6 +138,12 @@ pub fn validate_keys(keys: &[ApiKey]) -> Result<(), Invalid> {
         if key.burst == Some(0) {
             return Err(Invalid::new(at("burst"), "must be at least 1"));
         }
+        if key.burst.is_some() && key.rate_per_second.is_none() {
+            return Err(Invalid::new(
+                at("burst"),
+                "limits nothing without rate_per_second; set both, or neither (unlimited)",
+            ));
+        }
     }
     Ok(())
 }
@@ -608,6 +614,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("keys[1].id"));
+        let mut burst_only = key("a", "1", &[Scope::Read]);
+        burst_only.burst = Some(5);
+        assert!(validate_keys(&[burst_only])
+            .unwrap_err()
+            .to_string()
+            .contains("keys[0].burst"));
         let none = [key("a", "1", &[])];
         assert!(validate_keys(&none)
             .unwrap_err()

@@ -740,3 +740,164 @@ async fn writer_and_reader_roles(mode: &str) {
         "2"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_secret_shows_in_no_output_of_a_running_pipeline() {
+    use std::sync::{Arc, Mutex};
+    const CANARY: &str = "canary-5ecret-4c1d";
+    // Every place a secret goes: the store URL's password (the test
+    // server trusts local connections, so it connects), the cache's
+    // (nothing listens there: errors in logs and /readyz), the Finnhub
+    // token (the simulator accepts only it; its connections drop every
+    // second, so connects are logged again and again), a Kafka SASL
+    // password, and the API key itself.
+    let sim = streamforge_providers::finnhub::Simulator::start(
+        streamforge_providers::finnhub::SimulatorConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: CANARY.into(),
+            rate: 100.0,
+            drop_every: Some(Duration::from_secs(1)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pg = streamforge_testkit::engines::shared_postgres();
+    let store =
+        pg.create_database()
+            .unwrap()
+            .replacen("postgres@", &format!("postgres:{CANARY}@"), 1);
+    let cache = format!(
+        "redis://:{CANARY}@127.0.0.1:{}/",
+        streamforge_testkit::free_port()
+    );
+    let (key, entry) = generate("operator", "read,stream,ops");
+    // Traces: every frame sampled, every export body kept as received.
+    let exported: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let sink = exported.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().extend_from_slice(&body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("streamforge.toml"),
+        format!(
+            "[finnhub]\nurl = \"{}\"\nsymbols = [\"AAPL\"]\nbackoff_min = \"50ms\"\nbackoff_max = \"200ms\"\n\
+             [[api.keys]]\nid = \"{}\"\nsha256 = \"{}\"\nscopes = [\"read\", \"stream\", \"ops\"]\n",
+            sim.url(),
+            entry.id,
+            entry.sha256
+        ),
+    )
+    .unwrap();
+    let envs = [
+        ("FINNHUB_TOKEN", CANARY.to_string()),
+        ("STREAMFORGE_STORE", store),
+        ("STREAMFORGE_CACHE", cache),
+        (
+            "STREAMFORGE_KAFKA__PROPERTIES__SASL_PASSWORD",
+            CANARY.into(),
+        ),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
+        ("OTEL_TRACES_SAMPLER_ARG", "1".into()),
+        ("STREAMFORGE_LOG_FORMAT", "json".into()),
+    ];
+    let bin = env!("CARGO_BIN_EXE_streamforge");
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for args in [["config", "print"], ["config", "check"]] {
+        let out = std::process::Command::new(bin)
+            .current_dir(dir.path())
+            .args(args)
+            .envs(envs.clone())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push((
+            args.join(" "),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+    let mut process = streamforge_testkit::process::Spawned::start(
+        std::process::Command::new(bin)
+            .current_dir(dir.path())
+            .args(["run", "--http-addr", "127.0.0.1:0", "--log-level", "debug"])
+            .envs(envs.clone()),
+    );
+    let base = process.http_base(Duration::from_secs(30)).await;
+    let auth = format!("Bearer {key}");
+    wait_for("Finnhub ticks stored", Duration::from_secs(30), || {
+        let (url, auth) = (format!("{base}/api/v1/symbols"), auth.clone());
+        async move {
+            let (s, _, body) = get(&url, &[("authorization", &auth)]).await;
+            (s == 200 && body["symbols"][0]["ticks"].as_u64() > Some(0)).then_some(())
+        }
+    })
+    .await;
+    // Reconnects, cache failures and traces have had time to happen.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for path in [
+        "/metrics",
+        "/readyz",
+        "/api/v1/pipeline",
+        "/api/v1/symbols",
+        "/api/openapi.json",
+    ] {
+        let res = reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        outputs.push((path.into(), res.text().await.unwrap()));
+    }
+    let readyz = &outputs.iter().find(|(n, _)| n == "/readyz").unwrap().1;
+    assert!(
+        readyz.contains("\"cache\""),
+        "the detailed checks: {readyz}"
+    );
+    let metrics = &outputs.iter().find(|(n, _)| n == "/metrics").unwrap().1;
+    assert!(
+        metrics.contains("streamforge_provider_reconnects_total"),
+        "{metrics}"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    process.exit_within(Duration::from_secs(30)).await;
+    let log = process.output();
+    assert!(
+        log.contains("***"),
+        "the secrets were logged redacted: {log}"
+    );
+    outputs.push(("the log".into(), log));
+    let traces = exported.lock().unwrap().clone();
+    assert!(!traces.is_empty(), "no trace was exported");
+    outputs.push((
+        "the exported traces".into(),
+        String::from_utf8_lossy(&traces).into_owned(),
+    ));
+    for (name, text) in &outputs {
+        assert!(!text.contains(CANARY), "the secret is in {name}:\n{text}");
+        assert!(!text.contains(&key), "the API key is in {name}:\n{text}");
+    }
+}
