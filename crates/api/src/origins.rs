@@ -9,6 +9,12 @@
 //! `api.allowed_origins`; any other is answered `403`. Requests without an
 //! `Origin` (curl, SDKs, other servers) are not browsers' and pass.
 //!
+//! A server bound to a loopback address also checks the `Host` of every
+//! request: it must be `localhost`, a loopback IP or the host of a listed
+//! origin. Otherwise a page of any site could rebind its own name to
+//! 127.0.0.1 (DNS rebinding) and, being then "same origin", read a local
+//! server that needs no key.
+//!
 //! A listed origin gets CORS headers: `Access-Control-Allow-Origin` with
 //! its own value (never `*`, keys are credentials), `Vary: Origin`, and an
 //! answer to its preflight (`OPTIONS` with `Access-Control-Request-Method`)
@@ -64,12 +70,18 @@ pub struct Origins(Arc<Inner>);
 struct Inner {
     listed: Vec<String>,
     any: bool,
+    /// The server listens on loopback only: `Host` must name this machine.
+    loopback: bool,
     metrics: Metrics,
+    /// When a refusal was last logged (ms since the epoch): at most one
+    /// line a second, however many a page sends.
+    logged: std::sync::atomic::AtomicU64,
 }
 
 impl Origins {
-    /// From validated `api.allowed_origins`.
-    pub fn new(allowed: &[String], metrics: Metrics) -> Origins {
+    /// From validated `api.allowed_origins`; `loopback` when the server
+    /// listens on a loopback address.
+    pub fn new(allowed: &[String], loopback: bool, metrics: Metrics) -> Origins {
         Origins(Arc::new(Inner {
             listed: allowed
                 .iter()
@@ -77,8 +89,53 @@ impl Origins {
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
             any: allowed.iter().any(|o| o == "*"),
+            loopback,
             metrics,
+            logged: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// Whether a refusal may be logged now (one a second).
+    fn may_log(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.0.logged.load(std::sync::atomic::Ordering::Relaxed);
+        now >= last + 1_000
+            && self
+                .0
+                .logged
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// Whether `host` (a `Host` header) names this machine or a listed
+    /// origin's host.
+    fn host_allowed(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        };
+        if name.eq_ignore_ascii_case("localhost")
+            || name.to_ascii_lowercase().ends_with(".localhost")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+        {
+            return true;
+        }
+        self.0.any
+            || self.0.listed.iter().any(|o| {
+                o.split_once("://").is_some_and(|(_, authority)| {
+                    let listed = authority.rsplit_once(':').map_or(authority, |(n, _)| n);
+                    listed.eq_ignore_ascii_case(name)
+                })
+            })
     }
 
     /// Wraps `router`: outside the keys, so a preflight (which carries no
@@ -104,6 +161,29 @@ fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
 }
 
 async fn check(State(origins): State<Origins>, req: Request, next: Next) -> Response {
+    if origins.0.loopback {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !host.is_empty() && !origins.host_allowed(host) {
+            origins.0.metrics.auth_failed("origin");
+            if origins.may_log() {
+                tracing::warn!(
+                    host,
+                    path = req.uri().path(),
+                    "a request naming another host reached this loopback server and was refused"
+                );
+            }
+            return ApiError::Forbidden(format!(
+                "this server listens on loopback and answers requests to localhost or 127.0.0.1, \
+                 not to {host:?} (a page rebinding its name to this machine); \
+                 list its origin in api.allowed_origins if it is yours"
+            ))
+            .into_response();
+        }
+    }
     let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
         return next.run(req).await;
     };
@@ -113,11 +193,13 @@ async fn check(State(origins): State<Origins>, req: Request, next: Next) -> Resp
     }
     if !origins.listed(text) {
         origins.0.metrics.auth_failed("origin");
-        tracing::warn!(
-            origin = text,
-            path = req.uri().path(),
-            "a request from a web page whose origin is not in api.allowed_origins was refused"
-        );
+        if origins.may_log() {
+            tracing::warn!(
+                origin = text,
+                path = req.uri().path(),
+                "a request from a web page whose origin is not in api.allowed_origins was refused"
+            );
+        }
         return ApiError::Forbidden(format!(
             "the origin {text:?} may not call this server; add it to api.allowed_origins"
         ))
@@ -191,10 +273,35 @@ mod tests {
     #[test]
     fn listed_origins_match_without_case_or_trailing_slash() {
         let metrics = Metrics::new();
-        let o = Origins::new(&["https://App.Example.com/".into()], metrics.clone());
+        let o = Origins::new(&["https://App.Example.com/".into()], true, metrics.clone());
         assert!(o.listed("https://app.example.com"));
         assert!(!o.listed("https://app.example.com.evil"));
         assert!(!o.listed("http://app.example.com"));
-        assert!(Origins::new(&["*".into()], metrics).listed("https://any.where"));
+        assert!(Origins::new(&["*".into()], true, metrics).listed("https://any.where"));
+    }
+
+    #[test]
+    fn a_loopback_server_answers_only_hosts_that_name_this_machine() {
+        let o = Origins::new(&["https://app.example.com".into()], true, Metrics::new());
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "[::1]:8080",
+            "127.3.4.5",
+            "app.localhost:1",
+            "app.example.com:443",
+        ] {
+            assert!(o.host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "10.0.0.1:8080",
+            "localhost.evil.example",
+            "[::2]:80",
+        ] {
+            assert!(!o.host_allowed(bad), "{bad}");
+        }
+        assert!(o.may_log() && !o.may_log(), "one line a second");
     }
 }

@@ -48,8 +48,7 @@ async fn postgres_over_tls_verifies_the_server_as_sslmode_says() {
     // Plain TCP is refused by the server (hostssl only).
     let plain = open(at("127.0.0.1", "sslmode=disable".into())).await;
     let e = plain
-        .err()
-        .expect("a plain connection was let in")
+        .expect_err("a plain connection was let in")
         .to_string();
     assert!(e.contains("pg_hba") || e.contains("no encryption"), "{e}");
     // The certificate does not name 127.0.0.1: verify-full refuses,
@@ -77,8 +76,7 @@ async fn postgres_over_tls_verifies_the_server_as_sslmode_says() {
         );
         let e = open(url)
             .await
-            .err()
-            .expect("a certificate of another CA was accepted");
+            .expect_err("a certificate of another CA was accepted");
         assert!(
             e.to_string().to_lowercase().contains("certificate"),
             "{mode}: {e}"

@@ -369,6 +369,18 @@ async fn pages_of_foreign_origins_are_refused_and_listed_ones_get_cors() {
         "{body}"
     );
     assert!(h.get("access-control-allow-origin").is_none());
+    // A page that rebinds its own name to this loopback server (DNS
+    // rebinding) is "same origin" with itself: its Host gives it away.
+    let (s, _, body) = get(
+        &symbols,
+        &[("authorization", &auth), ("host", "rebound.example:80")],
+    )
+    .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("loopback"),
+        "{body}"
+    );
     // The dashboard's own origin, and clients that send none.
     for origin in [Some(own.as_str()), None] {
         let mut headers = vec![("authorization", auth.as_str())];

@@ -649,8 +649,12 @@ fn wire_router(
     )
     .layer(router);
     // Outside the keys: a browser's preflight carries none.
-    streamforge_api::origins::Origins::new(&config.api.allowed_origins, b.metrics.clone())
-        .layer(router)
+    streamforge_api::origins::Origins::new(
+        &config.api.allowed_origins,
+        config.http.addr.ip().is_loopback(),
+        b.metrics.clone(),
+    )
+    .layer(router)
 }
 
 /// Waits for a stage (at most `deadline`) and records how it ended.
