@@ -506,3 +506,75 @@ async fn record_writes_every_frame_received() {
     };
     assert_eq!(before(got), before(sent));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_per_token_and_more_symbols_than_the_tokens_carry_fail_start_up() {
+    let sim =
+        simulator(|c| c.more_tokens = vec!["second-token".into(), "third-token".into()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), &sim);
+    c.finnhub.max_symbols_per_connection = 1;
+    // Three symbols, one a connection, two tokens: refused, saying why.
+    c.finnhub.tokens = vec![streamforge_providers::Secret::new("second-token")];
+    let refused = pipeline::start(&c, Role::Run, CancellationToken::new()).await;
+    let err = match refused {
+        Ok(_) => panic!("three connections started on two tokens"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("finnhub.tokens") && err.contains("3 connections"),
+        "{err}"
+    );
+    // Three tokens: three connections, one on each, every symbol flows.
+    c.finnhub.tokens = vec![
+        streamforge_providers::Secret::new("second-token"),
+        streamforge_providers::Secret::new("third-token"),
+    ];
+    let (running, token) = start(&c).await;
+    let store = running.store.clone().unwrap();
+    wait_for("every symbol stored", Duration::from_secs(30), || {
+        let store = store.clone();
+        async move {
+            let symbols = store.symbols().await.ok()?;
+            (symbols.len() == SYMBOLS.len()).then_some(())
+        }
+    })
+    .await;
+    {
+        let log = sim.log.lock();
+        assert_eq!(log.second_connections, 0, "a token held two connections");
+        assert_eq!(
+            log.open_tokens.len(),
+            3,
+            "{:?} tokens in use",
+            log.open_tokens.len()
+        );
+    }
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_refuses_a_second_connection_on_one_token() {
+    let sim = simulator(|_| {}).await;
+    let url = format!("{}/?token=right-token", sim.url());
+    let (first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status().as_u16(), 429)
+        }
+        other => panic!("a second connection on one token: {:?}", other.map(|_| ())),
+    }
+    drop(first);
+    wait_for("the token free again", Duration::from_secs(10), || {
+        let url = url.clone();
+        async move {
+            tokio_tungstenite::connect_async(&url)
+                .await
+                .ok()
+                .map(|_| ())
+        }
+    })
+    .await;
+    assert!(sim.log.lock().second_connections >= 1);
+}

@@ -68,7 +68,7 @@ async fn slow_header_clients_are_closed_and_the_server_keeps_answering() {
     let mut slow = Vec::new();
     for _ in 0..200 {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /api/v1/symbols HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        s.write_all(b"GET /api/v1/symbols HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
             .await
             .unwrap();
         slow.push(s);
@@ -88,7 +88,7 @@ async fn slow_header_clients_are_closed_and_the_server_keeps_answering() {
     );
     // A keep-alive connection that sends no next request is closed the same way.
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
     assert!(closed_by_server(&mut idle, Duration::from_secs(10)).await);
@@ -123,7 +123,7 @@ async fn connections_beyond_the_cap_get_a_json_503_and_room_comes_back() {
     // A client that sends its request at once still gets the answer.
     let mut extra = TcpStream::connect(addr).await.unwrap();
     extra
-        .write_all(b"GET /api/v1/symbols HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /api/v1/symbols HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();
@@ -256,7 +256,7 @@ async fn an_sse_client_that_does_not_read_is_closed_after_the_write_timeout() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut s = socket.connect(running.http_addr).await.unwrap();
-    s.write_all(b"GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /api/v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
     let clients = || running.metrics.snapshot().stream_clients;

@@ -21,6 +21,7 @@ use super::events::{
 };
 use super::messages;
 use super::{FinnhubConfig, FrameParser, Parsed, CONNECT_TIMEOUT, ID, MAX_MESSAGE_BYTES};
+use crate::Secret;
 use crate::{Provider, ProviderError, ProviderFrame};
 
 /// The provider: one task per connection.
@@ -65,6 +66,9 @@ impl FinnhubProvider {
                 symbols.push(sym);
             }
         }
+        config
+            .connections_for(symbols.len())
+            .map_err(|e| config_error(e.to_string()))?;
         // wss:// needs a TLS crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(FinnhubProvider {
@@ -102,13 +106,17 @@ impl Provider for FinnhubProvider {
         out: mpsc::Sender<ProviderFrame>,
         cancel: CancellationToken,
     ) -> Result<(), ProviderError> {
+        // One token per connection (checked in `new`: there are enough).
+        let tokens = self.config.all_tokens();
         let connections: Vec<Connection> = self
             .symbols
             .chunks(self.config.max_symbols_per_connection)
+            .zip(tokens)
             .enumerate()
-            .map(|(i, chunk)| Connection {
+            .map(|(i, (chunk, token))| Connection {
                 tap: self.tap.clone(),
                 id: i as u32,
+                token,
                 symbols: chunk.to_vec(),
                 config: self.config.clone(),
                 rules: self.rules,
@@ -172,6 +180,8 @@ type Socket =
 struct Connection {
     tap: Option<mpsc::Sender<crate::recording::RecordedFrame>>,
     id: u32,
+    /// This connection's API token (one connection per token).
+    token: Secret,
     symbols: Vec<Symbol>,
     config: FinnhubConfig,
     rules: TickRules,
@@ -275,8 +285,8 @@ impl Connection {
 
     async fn connect(&self) -> Result<Socket, ConnectError> {
         let base = &self.config.url;
-        let url = format!("{}token={}", with_query(base), self.config.token.expose());
-        let redact = |e: String| self.config.token.redact(&e);
+        let url = format!("{}token={}", with_query(base), self.token.expose());
+        let redact = |e: String| self.token.redact(&e);
         let limits = tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
@@ -302,11 +312,11 @@ impl Connection {
             let msg = messages::subscribe(s);
             ws.feed(WsMessage::text(msg))
                 .await
-                .map_err(|e| self.config.token.redact(&e.to_string()))?;
+                .map_err(|e| self.token.redact(&e.to_string()))?;
         }
         ws.flush()
             .await
-            .map_err(|e| self.config.token.redact(&e.to_string()))
+            .map_err(|e| self.token.redact(&e.to_string()))
     }
 
     /// Reads until the connection ends, goes silent, or shutdown.
@@ -371,7 +381,7 @@ impl Connection {
                     });
                 }
                 Ok(Some(Err(e))) => {
-                    tracing::debug!(connection = self.id, error = %self.config.token.redact(&e.to_string()), "finnhub read failed");
+                    tracing::debug!(connection = self.id, error = %self.token.redact(&e.to_string()), "finnhub read failed");
                     return Ok(Ended::Down {
                         since: last,
                         reason: GapReason::Disconnected,

@@ -1,7 +1,10 @@
 //! The Finnhub trade WebSocket (`wss://ws.finnhub.io?token=KEY`).
 //!
 //! Symbols are spread over connections of at most
-//! [`FinnhubConfig::max_symbols_per_connection`] each. Every connection:
+//! [`FinnhubConfig::max_symbols_per_connection`] each, one API token per
+//! connection: Finnhub's documentation allows one open connection per key,
+//! so more symbols than one connection takes need more tokens
+//! ([`FinnhubConfig::tokens`]). Every connection:
 //! - subscribes each of its symbols (again after every reconnect);
 //! - parses frames into ticks (see [`parse`]); malformed input goes to the
 //!   dead-letter path, never stops the feed;
@@ -62,6 +65,11 @@ pub struct FinnhubConfig {
     /// API token (`--finnhub-token`, `FINNHUB_TOKEN`); `config print` shows `***`.
     #[serde(skip_serializing_if = "Secret::is_empty")]
     pub token: Secret,
+    /// More API tokens: each opens one connection (Finnhub allows one per
+    /// key), so `token` plus these carry up to their number ×
+    /// `max_symbols_per_connection` symbols.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<Secret>,
     /// Symbols in Finnhub's notation (AAPL, BINANCE:BTCUSDT, OANDA:EUR_USD);
     /// empty = the synthetic market's `symbols` (`--symbols`).
     pub symbols: Vec<String>,
@@ -93,6 +101,7 @@ impl Default for FinnhubConfig {
     fn default() -> Self {
         FinnhubConfig {
             token: Secret::default(),
+            tokens: Vec::new(),
             symbols: Vec::new(),
             url: DEFAULT_URL.into(),
             max_symbols_per_connection: 50,
@@ -123,7 +132,39 @@ fn loopback_url(url: &str) -> bool {
 impl FinnhubConfig {
     /// Whether Finnhub runs: a token is set.
     pub fn enabled(&self) -> bool {
-        !self.token.is_empty()
+        !self.all_tokens().is_empty()
+    }
+
+    /// `token` and then `tokens`, each once: one connection each.
+    pub fn all_tokens(&self) -> Vec<Secret> {
+        let mut all: Vec<Secret> = Vec::new();
+        for t in std::iter::once(&self.token).chain(&self.tokens) {
+            if !t.is_empty() && !all.iter().any(|a| a.expose() == t.expose()) {
+                all.push(t.clone());
+            }
+        }
+        all
+    }
+
+    /// Connections `symbols` symbols need, and an error when there are
+    /// fewer tokens than that.
+    pub fn connections_for(&self, symbols: usize) -> Result<usize, Invalid> {
+        let per = self.max_symbols_per_connection.max(1);
+        let needed = symbols.div_ceil(per);
+        let tokens = self.all_tokens().len();
+        if needed > tokens {
+            return Err(Invalid::new(
+                "tokens",
+                format!(
+                    "{symbols} symbols need {needed} connections of at most {per} \
+                     (finnhub.max_symbols_per_connection), and Finnhub allows one open connection \
+                     per API key: configure {needed} tokens (finnhub.token and finnhub.tokens; \
+                     {tokens} set), or subscribe to at most {} symbols",
+                    tokens * per
+                ),
+            ));
+        }
+        Ok(needed)
     }
 
     /// These settings, on `fallback` symbols when they name none (the
@@ -145,7 +186,10 @@ impl FinnhubConfig {
                 format!("expected ws:// or wss://, got {:?}", self.url),
             ));
         }
-        if !self.token.is_empty() && self.url.starts_with("ws://") && !loopback_url(&self.url) {
+        if let Some(i) = self.tokens.iter().position(Secret::is_empty) {
+            return Err(Invalid::new(format!("tokens[{i}]"), "is empty"));
+        }
+        if self.enabled() && self.url.starts_with("ws://") && !loopback_url(&self.url) {
             return Err(Invalid::new(
                 "url",
                 format!(
@@ -175,6 +219,45 @@ impl FinnhubConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_token_carries_one_connection_of_symbols() {
+        let c = FinnhubConfig {
+            token: Secret::new("a"),
+            tokens: vec![Secret::new("b"), Secret::new("a"), Secret::new("c")],
+            max_symbols_per_connection: 50,
+            ..FinnhubConfig::default()
+        };
+        let all: Vec<String> = c
+            .all_tokens()
+            .iter()
+            .map(|t| t.expose().to_string())
+            .collect();
+        assert_eq!(all, ["a", "b", "c"], "each token once, `token` first");
+        assert_eq!(c.connections_for(1).unwrap(), 1);
+        assert_eq!(c.connections_for(150).unwrap(), 3);
+        let e = c.connections_for(151).unwrap_err().to_string();
+        assert!(
+            e.contains("finnhub.tokens")
+                && e.contains("4 connections")
+                && e.contains("at most 150"),
+            "{e}"
+        );
+        let only_list = FinnhubConfig {
+            tokens: vec![Secret::new("x")],
+            ..FinnhubConfig::default()
+        };
+        assert!(only_list.enabled());
+        let empty = FinnhubConfig {
+            tokens: vec![Secret::new("")],
+            ..FinnhubConfig::default()
+        };
+        assert!(empty
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("tokens[0]"));
+    }
 
     #[test]
     fn a_token_goes_unencrypted_only_to_this_machine() {

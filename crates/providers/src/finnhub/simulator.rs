@@ -28,8 +28,11 @@ use crate::synthetic::Market;
 pub struct SimulatorConfig {
     /// Address to listen on (port 0 picks a free one).
     pub addr: SocketAddr,
-    /// The only token accepted.
+    /// The token accepted.
     pub token: String,
+    /// More tokens accepted. Each token may hold one open connection at a
+    /// time, as Finnhub documents; a second gets HTTP 429.
+    pub more_tokens: Vec<String>,
     /// The instruments it knows; subscribing to another gets Finnhub's
     /// "Invalid symbol" error. Empty: any well-formed symbol.
     pub symbols: Vec<String>,
@@ -61,6 +64,7 @@ impl Default for SimulatorConfig {
         SimulatorConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 9001)),
             token: "sandbox".into(),
+            more_tokens: Vec::new(),
             symbols: Vec::new(),
             rate: 200.0,
             seed: None,
@@ -98,6 +102,10 @@ pub struct SimulatorLog {
     pub connections: u64,
     /// Upgrades refused for a bad token.
     pub unauthorized: u64,
+    /// Connections refused because their token already had one open.
+    pub second_connections: u64,
+    /// Tokens with a connection open now (the values, for the check).
+    pub open_tokens: Vec<String>,
     /// Subscriptions received, in order: (connection, symbol).
     pub subscriptions: Vec<(u64, String)>,
     pub malformed_sent: u64,
@@ -198,18 +206,43 @@ async fn serve(
     log: Arc<Mutex<SimulatorLog>>,
     stop: CancellationToken,
 ) {
-    let expected = config.token.clone();
+    let accepted: Vec<String> = std::iter::once(config.token.clone())
+        .chain(config.more_tokens.iter().cloned())
+        .collect();
     let refused = log.clone();
+    let taken: Arc<Mutex<Option<String>>> = Arc::default();
+    let holds = taken.clone();
     let check = move |req: &Request, res: Response| -> Result<Response, ErrorResponse> {
-        if token_of(req).as_deref() == Some(expected.as_str()) {
-            Ok(res)
-        } else {
-            refused.lock().unauthorized += 1;
+        let token = token_of(req).unwrap_or_default();
+        let mut log = refused.lock();
+        if !accepted.contains(&token) {
+            log.unauthorized += 1;
             let mut e = http::Response::new(Some("Unauthorized".to_string()));
             *e.status_mut() = http::StatusCode::UNAUTHORIZED;
-            Err(e)
+            return Err(e);
         }
+        if log.open_tokens.contains(&token) {
+            log.second_connections += 1;
+            let mut e = http::Response::new(Some(
+                "Too many connections: one connection per API key".to_string(),
+            ));
+            *e.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+            return Err(e);
+        }
+        log.open_tokens.push(token.clone());
+        *holds.lock() = Some(token);
+        Ok(res)
     };
+    /// Gives the token's connection back when the connection ends.
+    struct Held(Arc<Mutex<SimulatorLog>>, Arc<Mutex<Option<String>>>);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            if let Some(token) = self.1.lock().take() {
+                self.0.lock().open_tokens.retain(|t| *t != token);
+            }
+        }
+    }
+    let _held = Held(log.clone(), taken);
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else {
         return;
     };
