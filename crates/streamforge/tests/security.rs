@@ -680,6 +680,27 @@ async fn writer_and_reader_roles(mode: &str) {
     );
     assert!(text.contains(&format!("mode {mode}")), "{text}");
     assert!(!text.contains("writer-canary-password"), "{text}");
+    // The owner (here the superuser migrating) is never made a writer.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamforge"))
+        .current_dir(dir.path())
+        .args(["migrate", "up", "--store", &db, "--writer", "postgres"])
+        .env("STREAMFORGE_POSTGRES__MODE", mode)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("roles of their own"),
+        "{err}"
+    );
+    assert_eq!(
+        psql_as(
+            &db,
+            "SELECT rolsuper FROM pg_roles WHERE rolname = 'postgres'"
+        )
+        .unwrap(),
+        "t",
+        "the superuser kept its rights"
+    );
     let as_role =
         |role: &str| db.replacen("postgres@", &format!("{role}:writer-canary-password@"), 1);
     let (writer_url, reader_url) = (as_role(&writer), as_role(&reader));

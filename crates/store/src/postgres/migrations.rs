@@ -467,10 +467,23 @@ pub async fn grant_roles(
     for (role, rights) in [(writer, Rights::Writer), (reader, Rights::Reader)] {
         let Some(role) = role else { continue };
         let name = &role.name;
-        let exists = client
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[name])
-            .await?
-            .is_some();
+        let found = client
+            .query_opt(
+                "SELECT rolsuper OR rolcreaterole OR rolname = current_user
+                        OR pg_has_role(rolname, (SELECT relowner FROM pg_class WHERE relname = 'ticks' LIMIT 1), 'MEMBER')
+                   FROM pg_roles WHERE rolname = $1",
+                &[name],
+            )
+            .await?;
+        // Never narrow a role that administers the database (the owner
+        // running this, a superuser): these roles are to have less.
+        if found.as_ref().is_some_and(|r| r.get::<_, bool>(0)) {
+            return Err(StoreError::Invalid(format!(
+                "role {name:?} is a superuser, may create roles, or owns the schema (it may be the one \
+                 migrating): the writer and reader must be roles of their own, e.g. streamforge_writer"
+            )));
+        }
+        let exists = found.is_some();
         let password = role
             .password
             .as_ref()
