@@ -277,14 +277,24 @@ pub struct MigrateUpArgs {
     pub writer: Option<String>,
     /// File holding the writer's password (absent: it logs in without one,
     /// e.g. by certificate).
-    #[arg(long, value_name = "FILE", env = "STREAMFORGE_WRITER_PASSWORD_FILE")]
-    pub writer_password_file: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STREAMFORGE_WRITER_PASSWORD_FILE",
+        value_parser = read_secret_file
+    )]
+    pub writer_password_file: Option<Secret>,
     /// Create (or update) this read-only role for `serve`.
     #[arg(long, value_name = "ROLE")]
     pub reader: Option<String>,
     /// File holding the reader's password.
-    #[arg(long, value_name = "FILE", env = "STREAMFORGE_READER_PASSWORD_FILE")]
-    pub reader_password_file: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STREAMFORGE_READER_PASSWORD_FILE",
+        value_parser = read_secret_file
+    )]
+    pub reader_password_file: Option<Secret>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -720,42 +730,32 @@ async fn migrate(config: &Config, action: &MigrateAction) -> anyhow::Result<Exit
                 MigrateAction::Down(_) => Pg::Down,
                 MigrateAction::Status(_) => Pg::Status,
             };
+            // Role names are checked before anything changes.
+            let (writer, reader) = match action {
+                MigrateAction::Up(up) => {
+                    let role = |name: &Option<String>, password: &Option<Secret>| {
+                        name.as_deref()
+                            .map(|n| postgres::migrations::RoleSpec::new(n, password.clone()))
+                            .transpose()
+                    };
+                    (
+                        role(&up.writer, &up.writer_password_file)?,
+                        role(&up.reader, &up.reader_password_file)?,
+                    )
+                }
+                _ => (None, None),
+            };
             let status = postgres::migrate(&url, pg_action, &config.postgres)
                 .await
                 .with_context(|| format!("migrating {shown}"))?;
             println!("{shown}: {status}");
-            if let MigrateAction::Up(up) = action {
-                let role = |name: &Option<String>, file: &Option<PathBuf>| {
-                    name.as_deref()
-                        .map(|n| {
-                            let password = file
-                                .as_ref()
-                                .map(|f| {
-                                    std::fs::read_to_string(f)
-                                        .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
-                                        .with_context(|| {
-                                            format!(
-                                                "reading the password of role {n} from {}",
-                                                f.display()
-                                            )
-                                        })
-                                })
-                                .transpose()?;
-                            postgres::migrations::RoleSpec::new(n, password)
-                                .map_err(anyhow::Error::from)
-                        })
-                        .transpose()
-                };
-                let writer = role(&up.writer, &up.writer_password_file)?;
-                let reader = role(&up.reader, &up.reader_password_file)?;
-                if writer.is_some() || reader.is_some() {
-                    postgres::grant_roles(&url, &config.postgres, writer.as_ref(), reader.as_ref())
-                        .await
-                        .with_context(|| format!("granting the roles on {shown}"))?;
-                    for (what, r) in [("writer (persist)", &writer), ("reader (serve)", &reader)] {
-                        if let Some(r) = r {
-                            println!("{shown}: role {} is the {what}", r.name);
-                        }
+            if writer.is_some() || reader.is_some() {
+                postgres::grant_roles(&url, &config.postgres, writer.as_ref(), reader.as_ref())
+                    .await
+                    .with_context(|| format!("granting the roles on {shown}"))?;
+                for (what, r) in [("writer (persist)", &writer), ("reader (serve)", &reader)] {
+                    if let Some(r) = r {
+                        println!("{shown}: role {} is the {what}", r.name);
                     }
                 }
             }

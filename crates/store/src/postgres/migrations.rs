@@ -418,12 +418,15 @@ pub async fn up(client: &mut Client, options: &PostgresConfig) -> Result<SchemaS
 #[derive(Clone, Debug)]
 pub struct RoleSpec {
     pub name: String,
-    pub password: Option<String>,
+    pub password: Option<streamforge_model::settings::Secret>,
 }
 
 impl RoleSpec {
     /// Checks the name: a plain lower-case SQL identifier.
-    pub fn new(name: &str, password: Option<String>) -> Result<RoleSpec, StoreError> {
+    pub fn new(
+        name: &str,
+        password: Option<streamforge_model::settings::Secret>,
+    ) -> Result<RoleSpec, StoreError> {
         let plain = name
             .chars()
             .next()
@@ -487,7 +490,7 @@ pub async fn grant_roles(
         let password = role
             .password
             .as_ref()
-            .map(|p| format!(" PASSWORD '{}'", p.replace('\'', "''")))
+            .map(|p| format!(" PASSWORD '{}'", p.expose().replace('\'', "''")))
             .unwrap_or_default();
         let verb = if exists { "ALTER" } else { "CREATE" };
         client
