@@ -78,6 +78,7 @@ async fn candles_over_a_gap_are_incomplete_and_empty_minutes_only_filled_when_as
             from: Timestamp::from_millis(T0 + 30_000),
             to: Timestamp::from_millis(T0 + 45_000),
             reason: GapReason::Disconnected,
+            healing: streamforge_model::Healing::default(),
         }])
         .await
         .unwrap();

@@ -29,8 +29,8 @@ pub mod time;
 pub mod wire;
 
 pub use candle::{rebucket, Candle, CandlePart, Interval, IntervalError, TradeKey};
-pub use gap::{Gap, GapReason, GAP_CONTENT_TYPE};
+pub use gap::{Gap, GapReason, GapStatus, Healing, GAP_CONTENT_TYPE};
 pub use symbol::{Symbol, SymbolInterner};
-pub use tick::{Tick, TickError, TickInput, TickRules};
+pub use tick::{Origin, Tick, TickError, TickInput, TickRules};
 pub use tick_id::{OccurrenceCounter, TickId};
 pub use time::{Timestamp, TimestampError};

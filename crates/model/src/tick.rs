@@ -23,6 +23,42 @@ pub const MIN_TICK_TIME: Timestamp = Timestamp::from_micros(631_152_000_000_000)
 /// so the difference of any two is far inside `i64` microseconds.
 pub const MAX_TICK_TIME: Timestamp = Timestamp::from_micros(253_402_300_799_999_999);
 
+/// Longest venue trade id accepted.
+pub const MAX_SOURCE_ID_LEN: usize = 64;
+
+/// How a trade reached StreamForge.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// From the provider's live feed.
+    #[default]
+    Live,
+    /// From the venue's history, filling a feed gap.
+    Backfill,
+}
+
+impl Origin {
+    pub const ALL: [Origin; 2] = [Origin::Live, Origin::Backfill];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Live => "live",
+            Origin::Backfill => "backfill",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Origin> {
+        Origin::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+
+    /// Whether this is the default, live: the wire form leaves it out.
+    pub fn is_live(&self) -> bool {
+        *self == Origin::Live
+    }
+}
+
 /// A validated trade. Fields are read through accessors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tick {
@@ -35,6 +71,8 @@ pub struct Tick {
     conditions: Vec<String>,
     tick_id: TickId,
     ingested_at: Timestamp,
+    source_id: Option<Box<str>>,
+    origin: Origin,
 }
 
 /// The raw parts of a trade, before validation.
@@ -57,6 +95,11 @@ pub struct TickInput {
     pub tick_id: Option<TickId>,
     /// When StreamForge received the trade.
     pub ingested_at: Timestamp,
+    /// The venue's own id of the trade, when it numbers trades (Binance
+    /// `t`, Coinbase `trade_id`); the tick id then derives from it.
+    pub source_id: Option<Box<str>>,
+    /// Live feed or backfill.
+    pub origin: Origin,
 }
 
 /// What is wrong with a trade; each variant names the field.
@@ -88,6 +131,8 @@ pub enum TickError {
     SrcId(String),
     #[error("conditions: at most 16 codes of at most 16 printable ASCII characters each")]
     Conditions,
+    #[error("source_id: must be 1 to 64 printable ASCII characters without spaces (got {0:?})")]
+    SourceId(String),
 }
 
 impl TickError {
@@ -102,6 +147,7 @@ impl TickError {
             TickError::Exchange(_) => "exchange",
             TickError::SrcId(_) => "src_id",
             TickError::Conditions => "conditions",
+            TickError::SourceId(_) => "source_id",
         }
     }
 
@@ -119,6 +165,7 @@ impl TickError {
             TickError::Exchange(_) => "invalid_exchange",
             TickError::SrcId(_) => "invalid_src_id",
             TickError::Conditions => "invalid_conditions",
+            TickError::SourceId(_) => "invalid_source_id",
         }
     }
 }
@@ -172,6 +219,8 @@ impl TickRules {
             occurrence,
             tick_id,
             ingested_at,
+            source_id,
+            origin,
         } = input;
         if !(price.is_finite() && price > 0.0) {
             return Err(TickError::Price(price));
@@ -224,8 +273,17 @@ impl TickRules {
         {
             return Err(TickError::Conditions);
         }
-        let tick_id = tick_id.unwrap_or_else(|| {
-            TickId::compute(&src_id, &symbol, ts, price, size, &conditions, occurrence)
+        if let Some(id) = &source_id {
+            if id.is_empty()
+                || id.len() > MAX_SOURCE_ID_LEN
+                || !id.bytes().all(|b| (0x21..0x7f).contains(&b))
+            {
+                return Err(TickError::SourceId(id.chars().take(80).collect()));
+            }
+        }
+        let tick_id = tick_id.unwrap_or_else(|| match &source_id {
+            Some(id) => TickId::from_source(&src_id, &symbol, id),
+            None => TickId::compute(&src_id, &symbol, ts, price, size, &conditions, occurrence),
         });
         Ok(Tick {
             symbol,
@@ -237,6 +295,8 @@ impl TickRules {
             conditions,
             tick_id,
             ingested_at,
+            source_id,
+            origin,
         })
     }
 }
@@ -276,10 +336,22 @@ impl Tick {
     pub fn ingested_at(&self) -> Timestamp {
         self.ingested_at
     }
+    /// The venue's id of the trade, when it numbers its trades.
+    pub fn source_id(&self) -> Option<&str> {
+        self.source_id.as_deref()
+    }
+    /// Live feed or backfill.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
 
     /// Gives this trade its occurrence index within its frame, which changes
-    /// its id. Only meaningful for ticks whose id was computed (not decoded).
+    /// its id. Only meaningful for ticks whose id was computed (not decoded);
+    /// a trade with a venue trade id keeps the id derived from it.
     pub fn set_occurrence(&mut self, occurrence: u32) {
+        if self.source_id.is_some() {
+            return;
+        }
         self.tick_id = TickId::compute(
             &self.src_id,
             &self.symbol,
@@ -329,6 +401,8 @@ pub(crate) mod tests {
             occurrence: 0,
             tick_id: None,
             ingested_at: Timestamp::from_millis(1_756_325_731_200),
+            source_id: None,
+            origin: Origin::Live,
         }
     }
 

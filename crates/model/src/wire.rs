@@ -3,7 +3,9 @@
 //! The field names of the original StreamForge format are kept
 //! (`symbol, ts, price, size, exchange, src_id`), so existing consumers of the
 //! `ticks` topic keep working; `conditions`, `tick_id` and `ingested_at` are
-//! additive. Decoding accepts the original format: a message without a
+//! additive, and so are `source_id` (the venue's trade id, left out when the
+//! venue has none) and `origin` (left out for live trades, `"backfill"` for
+//! trades taken from a venue's history). Decoding accepts the original format: a message without a
 //! `tick_id` gets one computed (occurrence 0), one without `ingested_at` gets
 //! the decode time.
 //!
@@ -19,6 +21,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::tick::Origin;
 use crate::{Symbol, Tick, TickError, TickId, TickInput, TickRules, Timestamp};
 
 /// Version of this wire form, carried in the `schema-version` header.
@@ -73,6 +76,14 @@ struct Out<'a> {
     tick_id: TickId,
     /// When StreamForge took the trade in.
     ingested_at: Timestamp,
+    /// The venue's own id of the trade, when it numbers its trades.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_id: Option<&'a str>,
+    /// `backfill` for trades taken from the venue's history to fill a feed
+    /// gap; absent for live trades.
+    #[serde(skip_serializing_if = "Origin::is_live")]
+    #[schema(value_type = Option<String>)]
+    origin: Origin,
 }
 
 impl utoipa::PartialSchema for Tick {
@@ -113,6 +124,10 @@ struct In<'a> {
     tick_id: Option<TickId>,
     #[serde(default)]
     ingested_at: Option<Timestamp>,
+    #[serde(default, borrow)]
+    source_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    origin: Origin,
 }
 
 impl Serialize for Tick {
@@ -134,6 +149,8 @@ impl<'a> From<&'a Tick> for Out<'a> {
             conditions: tick.conditions(),
             tick_id: tick.tick_id(),
             ingested_at: tick.ingested_at(),
+            source_id: tick.source_id(),
+            origin: tick.origin(),
         }
     }
 }
@@ -167,6 +184,15 @@ pub fn encode_into(tick: &Tick, out: &mut Vec<u8>) {
     out.extend_from_slice(&tick.tick_id().hex());
     out.extend_from_slice(b"\",\"ingested_at\":");
     json_time(out, tick.ingested_at());
+    if let Some(id) = tick.source_id() {
+        out.extend_from_slice(b",\"source_id\":");
+        json_str(out, id);
+    }
+    if !tick.origin().is_live() {
+        out.extend_from_slice(b",\"origin\":\"");
+        out.extend_from_slice(tick.origin().as_str().as_bytes());
+        out.push(b'"');
+    }
     out.push(b'}');
 }
 
@@ -248,6 +274,8 @@ impl Decoder {
             occurrence: 0,
             tick_id: raw.tick_id,
             ingested_at: raw.ingested_at.unwrap_or(now),
+            source_id: raw.source_id.map(|id| id.into()),
+            origin: raw.origin,
         };
         Ok(rules.check(input, now)?)
     }
@@ -317,6 +345,47 @@ mod tests {
     }
 
     #[test]
+    fn venue_trade_ids_and_backfill_are_additive_fields() {
+        let rules = TickRules::default();
+        let numbered = br#"{"symbol":"BINANCE:BTCUSDT","ts":"2025-08-27T20:15:31.134Z","price":58942.01,"size":0.000356,"exchange":"","src_id":"binance","source_id":"716849523","origin":"backfill"}"#;
+        let t = decode(numbered, &rules, now()).unwrap();
+        assert_eq!(t.source_id(), Some("716849523"));
+        assert_eq!(t.origin(), Origin::Backfill);
+        assert_eq!(
+            t.tick_id(),
+            TickId::from_source("binance", t.symbol(), "716849523"),
+            "the id derives from the venue's trade id"
+        );
+        let text = String::from_utf8(encode(&t)).unwrap();
+        assert!(
+            text.ends_with(r#","source_id":"716849523","origin":"backfill"}"#),
+            "{text}"
+        );
+        // Live trades without a venue id keep the original form.
+        let plain = decode(ORIGINAL, &rules, now()).unwrap();
+        assert_eq!((plain.source_id(), plain.origin()), (None, Origin::Live));
+        let text = String::from_utf8(encode(&plain)).unwrap();
+        assert!(
+            !text.contains("source_id") && !text.contains("origin"),
+            "{text}"
+        );
+        for (bad, reason) in [
+            (r#""source_id":"""#, "invalid_source_id"),
+            (r#""source_id":"a b""#, "invalid_source_id"),
+            (r#""origin":"replayed""#, "malformed_json"),
+        ] {
+            let msg = format!(
+                r#"{{"symbol":"AAPL","ts":"2025-08-27T20:15:31.134Z","price":1,"src_id":"x",{bad}}}"#
+            );
+            assert_eq!(
+                decode(msg.as_bytes(), &rules, now()).unwrap_err().reason(),
+                reason,
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_bad_messages_with_reasons() {
         let rules = TickRules::default();
         let cases: &[(&[u8], &str)] = &[
@@ -359,19 +428,29 @@ mod tests {
             proptest::collection::vec("[!-~]{1,16}", 0..16),
             0u32..4,
             631_152_000_000_000i64..1_900_000_000_000_000i64,
+            proptest::option::of("[!-~]{1,64}"),
+            any::<bool>(),
         )
-            .prop_map(|(s, ts, price, size, ex, src, conds, occ, ing)| TickInput {
-                symbol: Symbol::parse(&s).unwrap(),
-                ts: Timestamp::from_micros(ts),
-                price,
-                size,
-                exchange: Arc::from(ex),
-                src_id: Arc::from(src),
-                conditions: conds,
-                occurrence: occ,
-                tick_id: None,
-                ingested_at: Timestamp::from_micros(ing),
-            })
+            .prop_map(
+                |(s, ts, price, size, ex, src, conds, occ, ing, source, backfill)| TickInput {
+                    symbol: Symbol::parse(&s).unwrap(),
+                    ts: Timestamp::from_micros(ts),
+                    price,
+                    size,
+                    exchange: Arc::from(ex),
+                    src_id: Arc::from(src),
+                    conditions: conds,
+                    occurrence: occ,
+                    tick_id: None,
+                    ingested_at: Timestamp::from_micros(ing),
+                    source_id: source.map(String::into_boxed_str),
+                    origin: if backfill {
+                        Origin::Backfill
+                    } else {
+                        Origin::Live
+                    },
+                },
+            )
     }
 
     proptest! {
@@ -437,7 +516,7 @@ mod tests {
                     symbol, ts: Timestamp::from_micros(ts), price, size,
                     exchange: Arc::from(exchange), src_id: Arc::from(src), conditions: conds,
                     occurrence: 0, tick_id: None, ingested_at: Timestamp::from_micros(now),
-                }, Timestamp::from_micros(now));
+                 source_id: None, origin: crate::tick::Origin::Live, }, Timestamp::from_micros(now));
                 if let Ok(t) = result {
                     prop_assert!(t.price() > 0.0 && t.price().is_finite());
                     prop_assert!(t.size() >= 0.0 && t.size().is_finite());

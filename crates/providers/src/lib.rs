@@ -11,16 +11,22 @@
 //! - [`error`] — [`ProviderError`].
 //! - [`finnhub`] — Finnhub's trade WebSocket, with reconnects, a silence
 //!   watchdog and gap records.
+//! - [`binance`], [`coinbase`] — the keyless venues' trade streams, each
+//!   trade with its venue id; [`venue`] is what they share (connections,
+//!   renewal, trade-id gaps, decimal strings, the simulators' core).
 //! - [`recording`] — recordings of raw frames, and their replay.
 //! - [`synthetic`] — a simulated market (geometric Brownian motion prices,
 //!   Poisson trade arrivals) for any list of symbols.
 //! - [`build_providers`] — the registry, from configuration to providers.
 
+pub mod binance;
+pub mod coinbase;
 pub mod error;
 pub mod finnhub;
 pub mod recording;
 pub mod replay;
 pub mod synthetic;
+pub mod venue;
 
 use async_trait::async_trait;
 use streamforge_model::{Gap, Tick, TickRules};
@@ -32,6 +38,7 @@ pub use error::ProviderError;
 pub use finnhub::{FinnhubConfig, FinnhubProvider};
 pub use streamforge_model::settings::Secret;
 pub use synthetic::{SyntheticConfig, SyntheticProvider};
+pub use venue::{VenueConfig, VenueProvider};
 
 /// What a provider received in one frame (one message from its source).
 #[derive(Debug, Default)]
@@ -80,30 +87,136 @@ pub trait Provider: Send {
 }
 
 /// Provider ids [`build_providers`] knows.
-pub const PROVIDERS: &[&str] = &["synthetic", "finnhub"];
+pub const PROVIDERS: &[&str] = &["synthetic", "finnhub", "binance", "coinbase"];
 
-/// Builds the configured providers: Finnhub when it has a token (on its
-/// own symbols, or the synthetic market's when it names none), the
-/// synthetic market otherwise.
+/// Every provider's settings: what [`build_providers`] chooses from.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderSettings {
+    /// The providers to run, by id; empty: Finnhub when it has a token,
+    /// the synthetic market otherwise.
+    pub names: Vec<String>,
+    pub synthetic: SyntheticConfig,
+    pub finnhub: FinnhubConfig,
+    pub binance: VenueConfig,
+    pub coinbase: VenueConfig,
+}
+
+/// Checks a list of provider ids: known, each once.
+pub fn check_names(names: &[String]) -> Result<(), String> {
+    for (i, n) in names.iter().enumerate() {
+        if !PROVIDERS.contains(&n.as_str()) {
+            return Err(format!(
+                "unknown provider {n:?}; known: {}",
+                PROVIDERS.join(", ")
+            ));
+        }
+        if names[..i].contains(n) {
+            return Err(format!("{n:?} is named twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the configured providers. Without names: Finnhub when it has a
+/// token (on its own symbols, or the synthetic market's when it names
+/// none), the synthetic market otherwise. A venue whose section names no
+/// symbols takes the synthetic market's (`--symbols`) that are its own.
 pub fn build_providers(
-    synthetic: &SyntheticConfig,
-    finnhub: &FinnhubConfig,
+    settings: &ProviderSettings,
     rules: TickRules,
     metrics: &Metrics,
     health: &Health,
 ) -> Result<Vec<Box<dyn Provider>>, ProviderError> {
-    if finnhub.enabled() {
-        return Ok(vec![Box::new(FinnhubProvider::new(
-            finnhub.clone().or_symbols(&synthetic.symbols),
-            rules,
-            metrics.clone(),
-            health.clone(),
-        )?)]);
+    let config_error = |reason: String| ProviderError::Config {
+        provider: "providers",
+        reason,
+    };
+    check_names(&settings.names).map_err(config_error)?;
+    let names: Vec<&str> = if settings.names.is_empty() {
+        vec![if settings.finnhub.enabled() {
+            finnhub::ID
+        } else {
+            "synthetic"
+        }]
+    } else {
+        settings.names.iter().map(String::as_str).collect()
+    };
+    let fallback = &settings.synthetic.symbols;
+    let mut out: Vec<Box<dyn Provider>> = Vec::new();
+    for name in names {
+        out.push(match name {
+            finnhub::ID => Box::new(FinnhubProvider::new(
+                settings.finnhub.clone().or_symbols(fallback),
+                rules,
+                metrics.clone(),
+                health.clone(),
+            )?),
+            binance::ID => venue_provider::<binance::Binance>(
+                &settings.binance,
+                settings,
+                rules,
+                metrics,
+                health,
+            )?,
+            coinbase::ID => venue_provider::<coinbase::Coinbase>(
+                &settings.coinbase,
+                settings,
+                rules,
+                metrics,
+                health,
+            )?,
+            _ => Box::new(SyntheticProvider::new(settings.synthetic.clone(), rules)?),
+        });
     }
-    Ok(vec![Box::new(SyntheticProvider::new(
-        synthetic.clone(),
+    Ok(out)
+}
+
+/// The provider of venue `V` with its `section`.
+fn venue_provider<V: venue::Venue>(
+    section: &VenueConfig,
+    settings: &ProviderSettings,
+    rules: TickRules,
+    metrics: &Metrics,
+    health: &Health,
+) -> Result<Box<dyn Provider>, ProviderError> {
+    let config = venue_or_default::<V>(section, &settings.synthetic.symbols, settings.names.len());
+    Ok(Box::new(VenueProvider::<V>::new(
+        config,
         rules,
-    )?)])
+        metrics.clone(),
+        health.clone(),
+    )?))
+}
+
+/// A venue's section, on the `--symbols` list when it names none: with
+/// one provider, every symbol of the list (bare ones are the venue's);
+/// with several, those prefixed with the venue's name; when the list has
+/// none of them (the synthetic market's default list, say), the venue's
+/// own defaults.
+fn venue_or_default<V: venue::Venue>(
+    config: &VenueConfig,
+    fallback: &[String],
+    providers: usize,
+) -> VenueConfig {
+    if !config.symbols.is_empty() {
+        return config.clone();
+    }
+    let prefix = format!("{}:", V::PREFIX);
+    let own: Vec<String> = fallback
+        .iter()
+        .filter(|s| {
+            s.to_ascii_uppercase().starts_with(&prefix) || (providers == 1 && !s.contains(':'))
+        })
+        .cloned()
+        .collect();
+    let defaults = fallback
+        .iter()
+        .map(String::as_str)
+        .eq(synthetic::DEFAULT_SYMBOLS.iter().copied());
+    if own.is_empty() || defaults {
+        return config.clone();
+    }
+    config.clone().or_symbols(&own)
 }
 
 /// A provider's parser of its own raw frames: what its connection does
@@ -126,6 +239,10 @@ pub trait FrameParse: Send {
 pub fn frame_parser(provider: &str) -> Option<Box<dyn FrameParse>> {
     match provider {
         finnhub::ID => Some(Box::new(finnhub::FrameParser::default())),
+        binance::ID => Some(Box::new(venue::ReplayParser::<binance::Binance>::default())),
+        coinbase::ID => Some(Box::new(
+            venue::ReplayParser::<coinbase::Coinbase>::default(),
+        )),
         _ => None,
     }
 }

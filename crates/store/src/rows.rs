@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use streamforge_model::{
-    CandlePart, Gap, GapReason, Symbol, Tick, TickId, TickInput, TickRules, Timestamp,
+    CandlePart, Gap, GapReason, GapStatus, Healing, Symbol, Tick, TickId, TickInput, TickRules,
+    Timestamp,
 };
 
 use crate::{StoreError, SymbolInfo};
@@ -23,7 +24,11 @@ pub(crate) const ROLLUP_COLUMNS: &str =
 pub(crate) const SYMBOL_COLUMNS: &str = "symbol, first_ts, last_ts, ticks";
 
 /// Columns of a gap row, in [`GapRow`]'s order.
-pub(crate) const GAP_COLUMNS: &str = "provider, symbol, from_ts, to_ts, connection, reason";
+pub(crate) const GAP_COLUMNS: &str =
+    "provider, symbol, from_ts, to_ts, connection, reason, status, first_id, last_id, backfilled, detail";
+
+/// Columns of a gap's healing, in [`Healing`]'s order, as [`healing`] reads them.
+pub(crate) const HEALING_COLUMNS: &str = "status, first_id, last_id, backfilled, detail";
 
 /// The values of one stored tick, as a backend read them.
 pub(crate) struct TickRow<'r> {
@@ -69,6 +74,8 @@ impl TickReader {
             conditions: row.conditions,
             occurrence: 0,
             ingested_at: row.ingested_at,
+            source_id: None,
+            origin: streamforge_model::tick::Origin::Live,
         };
         TickRules::default()
             .check(input, Timestamp::MAX)
@@ -101,6 +108,46 @@ pub(crate) struct GapRow<'r> {
     pub to: Timestamp,
     pub connection: i64,
     pub reason: &'r str,
+    pub status: &'r str,
+    pub first_id: Option<i64>,
+    pub last_id: Option<i64>,
+    pub backfilled: i64,
+    pub detail: String,
+}
+
+/// A gap's healing, as stored.
+pub(crate) fn healing(
+    status: &str,
+    first_id: Option<i64>,
+    last_id: Option<i64>,
+    backfilled: i64,
+    detail: String,
+) -> Result<Healing, StoreError> {
+    let id = |v: Option<i64>, name: &str| {
+        v.map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("gaps.{name}: {v}"))))
+            .transpose()
+    };
+    Ok(Healing {
+        status: GapStatus::parse(status)
+            .ok_or_else(|| StoreError::Corrupt(format!("gaps.status: unknown {status:?}")))?,
+        first_id: id(first_id, "first_id")?,
+        last_id: id(last_id, "last_id")?,
+        backfilled: u64::try_from(backfilled)
+            .map_err(|_| StoreError::Corrupt(format!("gaps.backfilled: {backfilled}")))?,
+        detail,
+    })
+}
+
+/// The values a gap's healing is stored as: its status, ids, count, detail.
+pub(crate) fn healing_values(h: &Healing) -> (&'static str, Option<i64>, Option<i64>, i64, &str) {
+    let id = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    (
+        h.status.as_str(),
+        id(h.first_id),
+        id(h.last_id),
+        i64::try_from(h.backfilled).unwrap_or(i64::MAX),
+        &h.detail,
+    )
 }
 
 impl GapRow<'_> {
@@ -117,6 +164,13 @@ impl GapRow<'_> {
             reason: GapReason::parse(self.reason).ok_or_else(|| {
                 StoreError::Corrupt(format!("gaps.reason: unknown {:?}", self.reason))
             })?,
+            healing: healing(
+                self.status,
+                self.first_id,
+                self.last_id,
+                self.backfilled,
+                self.detail,
+            )?,
         })
     }
 }
@@ -210,6 +264,11 @@ mod tests {
             to: Timestamp::from_millis(1),
             connection: 0,
             reason: "sunspots",
+            status: "open",
+            first_id: None,
+            last_id: None,
+            backfilled: 0,
+            detail: String::new(),
         }
         .gap()
         .unwrap_err();
@@ -218,6 +277,10 @@ mod tests {
                 .contains("gaps.reason: unknown \"sunspots\""),
             "{err}"
         );
+        let err = healing("mended", None, None, 0, String::new()).unwrap_err();
+        assert!(err.to_string().contains("gaps.status"), "{err}");
+        let err = healing("open", Some(-1), None, 0, String::new()).unwrap_err();
+        assert!(err.to_string().contains("gaps.first_id: -1"), "{err}");
         let err = symbol_info("AAPL", Timestamp::MIN, Timestamp::MAX, -1).unwrap_err();
         assert!(err.to_string().contains("symbols.ticks of AAPL"), "{err}");
     }

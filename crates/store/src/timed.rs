@@ -210,6 +210,7 @@ mod tests {
             from: Timestamp::from_millis(t0),
             to: Timestamp::from_millis(t0 + 5_000),
             reason: GapReason::Disconnected,
+            healing: streamforge_model::Healing::default(),
         };
         store.write_gaps(std::slice::from_ref(&gap)).await.unwrap();
         let gaps = store

@@ -232,17 +232,20 @@ async fn sqlite_migration_fills_rollups_from_existing_ticks() {
         let store = SqliteStore::open(&path).await.unwrap();
         store.write_batch(Arc::from(ticks.clone())).await.unwrap();
     }
-    // Back to schema 2 (no rollups) with the ticks in place.
+    // Back to schema 2 (no rollups, gaps without healing) with the ticks in place.
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP TABLE candles_1s; DROP TABLE candles_1m; DROP TABLE candles_1h; \
-             DROP TABLE candles_1d; PRAGMA user_version = 2;",
+             DROP TABLE candles_1d; DROP INDEX gaps_unhealed; \
+             ALTER TABLE gaps DROP COLUMN status; ALTER TABLE gaps DROP COLUMN first_id; \
+             ALTER TABLE gaps DROP COLUMN last_id; ALTER TABLE gaps DROP COLUMN backfilled; \
+             ALTER TABLE gaps DROP COLUMN detail; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
     let store = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     let expected = reference::candles(Interval::M1, &ticks);
     let got = store
         .candles(CandleQuery {

@@ -193,6 +193,7 @@ pub async fn gaps_are_idempotent_and_found_by_overlap(s: &dyn TickStore) {
         from: Timestamp::from_millis(T0 + from_s * 1000),
         to: Timestamp::from_millis(T0 + to_s * 1000),
         reason,
+        healing: streamforge_model::Healing::default(),
     };
     let written = [
         gap("AAPL", 0, 10, GapReason::Disconnected),
@@ -223,6 +224,80 @@ pub async fn gaps_are_idempotent_and_found_by_overlap(s: &dyn TickStore) {
     let mut limited = query(None, -100, 100);
     limited.limit = 1;
     assert_eq!(s.gaps(limited).await.unwrap().len(), 1);
+}
+
+/// A gap's healing is one row that only moves forward: `open`, then
+/// `healing` with the ids, then `healed` with the count; a late `open`
+/// (a redelivery) changes nothing, and known ids stay known.
+pub async fn gap_healing_only_moves_forward(s: &dyn TickStore) {
+    let step = |status, first: Option<u64>, last: Option<u64>, n: u64, detail: &str| Gap {
+        provider: "binance".into(),
+        connection: 1,
+        symbol: Symbol::parse("BINANCE:BTCUSDT").unwrap(),
+        from: Timestamp::from_millis(T0),
+        to: Timestamp::from_millis(T0 + 5_000),
+        reason: GapReason::Sequence,
+        healing: streamforge_model::Healing {
+            status,
+            first_id: first,
+            last_id: last,
+            backfilled: n,
+            detail: detail.into(),
+        },
+    };
+    use streamforge_model::GapStatus::*;
+    s.write_gaps(&[step(Open, Some(41), None, 0, "")])
+        .await
+        .unwrap();
+    s.write_gaps(&[step(Healing, None, Some(57), 0, "")])
+        .await
+        .unwrap();
+    // Both in one batch, the later last.
+    s.write_gaps(&[
+        step(Healed, None, None, 17, ""),
+        step(Open, None, None, 0, ""),
+    ])
+    .await
+    .unwrap();
+    let got = s
+        .gaps(GapQuery {
+            symbol: None,
+            from: Timestamp::MIN,
+            to: Timestamp::MAX,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, [step(Healed, Some(41), Some(57), 17, "")]);
+    // Unrecoverable keeps its reason.
+    let mut other = step(Unrecoverable, Some(1), Some(2), 0, "HTTP 403: needs a key");
+    other.symbol = Symbol::parse("BINANCE:ETHUSDT").unwrap();
+    s.write_gaps(std::slice::from_ref(&other)).await.unwrap();
+    let got = s
+        .gaps(GapQuery {
+            symbol: Some(other.symbol.clone()),
+            from: Timestamp::MIN,
+            to: Timestamp::MAX,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, [other]);
+}
+
+#[tokio::test]
+async fn sqlite_gap_healing_only_moves_forward() {
+    gap_healing_only_moves_forward(&sqlite().await.1).await;
+}
+
+#[tokio::test]
+async fn plain_postgres_gap_healing_only_moves_forward() {
+    gap_healing_only_moves_forward(&postgres_in(Some(Mode::Postgres)).await).await;
+}
+
+#[tokio::test]
+async fn timescaledb_gap_healing_only_moves_forward() {
+    gap_healing_only_moves_forward(&timescaledb().await).await;
 }
 
 #[tokio::test]

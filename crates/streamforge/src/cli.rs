@@ -210,6 +210,49 @@ pub fn parse_speed(text: &str) -> Result<Speed, String> {
 pub enum SimulateProvider {
     /// Finnhub's trade WebSocket (point `--finnhub-url ws://127.0.0.1:PORT` at it).
     Finnhub(SimulateFinnhubArgs),
+    /// Binance's spot trade streams (`--provider binance --binance-url ws://127.0.0.1:PORT`).
+    Binance(SimulateVenueArgs),
+    /// Coinbase Exchange's feed (`--provider coinbase --coinbase-url ws://127.0.0.1:PORT`).
+    Coinbase(SimulateVenueArgs),
+}
+
+/// Flags of `streamforge simulate binance | coinbase`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateVenueArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value = "9002")]
+    pub port: u16,
+    /// The symbols it trades, in the venue's notation [default: BTCUSDT,ETHUSDT
+    /// for Binance, BTC-USD,ETH-USD for Coinbase].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub symbols: Vec<String>,
+    /// Trades per second across its symbols.
+    #[arg(long, default_value = "50", value_parser = parse_rate)]
+    pub rate: f64,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fault: drop every connection this long after it opened.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub drop_every: Option<Duration>,
+    /// Fault: go silent (TCP stays open) this long after a connection opened.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub silent_after: Option<Duration>,
+    /// Fault: close every connection this long after it opened, with the
+    /// venue's shutdown notice first where it has one (the 24 h limit, shortened).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub close_after: Option<Duration>,
+    /// Fault: every Nth trade of a connection is not sent (a jump in trade ids).
+    #[arg(long, value_name = "N")]
+    pub skip_every: Option<u64>,
+    /// Fault: every Nth trade of a connection is sent twice.
+    #[arg(long, value_name = "N")]
+    pub duplicate_every: Option<u64>,
+    /// Fault: every Nth trade of a connection comes after the next one.
+    #[arg(long, value_name = "N")]
+    pub out_of_order_every: Option<u64>,
+    /// Fault: every Nth batch of trades comes with a malformed message.
+    #[arg(long, value_name = "N")]
+    pub malformed_every: Option<u64>,
 }
 
 /// Flags of `streamforge simulate finnhub`.
@@ -328,7 +371,19 @@ pub struct PipelineArgs {
     #[arg(long, env = "STREAMFORGE_CACHE", value_name = "URL")]
     pub cache: Option<String>,
 
-    /// Symbols of the synthetic market, comma-separated.
+    /// Providers to run, comma-separated: synthetic, finnhub, binance,
+    /// coinbase [default: finnhub with a token, else synthetic].
+    #[arg(
+        long = "provider",
+        env = "STREAMFORGE_PROVIDER",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    pub providers: Option<Vec<String>>,
+
+    /// Symbols, comma-separated: of the synthetic market and Finnhub, and
+    /// of the venues (BTCUSDT for Binance, BTC-USD for Coinbase, or
+    /// BINANCE:BTCUSDT and COINBASE:BTC-USD with several providers).
     #[arg(
         long,
         env = "STREAMFORGE_SYMBOLS",
@@ -381,6 +436,14 @@ pub struct PipelineArgs {
     /// Finnhub WebSocket endpoint [default: wss://ws.finnhub.io].
     #[arg(long, env = "STREAMFORGE_FINNHUB_URL", value_name = "URL")]
     pub finnhub_url: Option<String>,
+
+    /// Binance WebSocket base URL [default: wss://stream.binance.com:9443].
+    #[arg(long, env = "STREAMFORGE_BINANCE_URL", value_name = "URL")]
+    pub binance_url: Option<String>,
+
+    /// Coinbase WebSocket URL [default: wss://ws-feed.exchange.coinbase.com].
+    #[arg(long, env = "STREAMFORGE_COINBASE_URL", value_name = "URL")]
+    pub coinbase_url: Option<String>,
 }
 
 /// A credential from the command line or its variable.
@@ -466,6 +529,13 @@ impl PipelineArgs {
         set(&mut config.finnhub.token, &self.finnhub_token);
         set(&mut config.finnhub.token, &self.finnhub_token_file);
         set(&mut config.finnhub.url, &self.finnhub_url);
+        set(&mut config.providers, &self.providers);
+        if self.binance_url.is_some() {
+            config.binance.ws_url.clone_from(&self.binance_url);
+        }
+        if self.coinbase_url.is_some() {
+            config.coinbase.ws_url.clone_from(&self.coinbase_url);
+        }
         set(&mut config.synthetic.rate, &self.rate);
         if self.seed.is_some() {
             config.synthetic.seed = self.seed;
@@ -526,6 +596,12 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate {
             provider: SimulateProvider::Finnhub(args),
         } => simulate_finnhub(&cli, args).await,
+        Command::Simulate {
+            provider: SimulateProvider::Binance(args),
+        } => simulate_venue(&cli, streamforge_providers::binance::ID, args).await,
+        Command::Simulate {
+            provider: SimulateProvider::Coinbase(args),
+        } => simulate_venue(&cli, streamforge_providers::coinbase::ID, args).await,
         Command::Record(args) => record(&cli, args).await,
         Command::Replay(args) => replay(&cli, args).await,
     }
@@ -618,6 +694,54 @@ async fn replay_with(config: &Config, args: &ReplayArgs) -> anyhow::Result<ExitC
         stats.store.rows_written,
         stats.store.rows_deduplicated,
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn simulate_venue(cli: &Cli, venue: &str, a: &SimulateVenueArgs) -> anyhow::Result<ExitCode> {
+    use streamforge_providers::venue::simulator::SimConfig;
+    use streamforge_providers::{binance, coinbase};
+
+    streamforge_telemetry::logging::init(
+        LogFormat::Console,
+        cli.log_level.as_deref().unwrap_or("info"),
+    )?;
+    let defaults: &[&str] = if venue == binance::ID {
+        &["BTCUSDT", "ETHUSDT"]
+    } else {
+        &["BTC-USD", "ETH-USD"]
+    };
+    let config = SimConfig {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], a.port)),
+        symbols: if a.symbols.is_empty() {
+            defaults.iter().map(|s| s.to_string()).collect()
+        } else {
+            a.symbols.clone()
+        },
+        rate: a.rate,
+        seed: a.seed,
+        drop_every: a.drop_every,
+        silent_after: a.silent_after,
+        close_after: a.close_after,
+        skip_every: a.skip_every,
+        duplicate_every: a.duplicate_every,
+        out_of_order_every: a.out_of_order_every,
+        malformed_every: a.malformed_every,
+        ..SimConfig::default()
+    };
+    let sim = if venue == binance::ID {
+        binance::simulator::start(config).await
+    } else {
+        coinbase::simulator::start(config).await
+    }
+    .with_context(|| format!("listening on 127.0.0.1:{}", a.port))?;
+    println!(
+        "{venue} simulator at ws://{}; run: streamforge run --provider {venue} --{venue}-url ws://{}",
+        sim.addr, sim.addr
+    );
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signal(shutdown.clone());
+    shutdown.cancelled().await;
+    sim.stop();
     Ok(ExitCode::SUCCESS)
 }
 

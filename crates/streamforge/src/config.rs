@@ -22,7 +22,7 @@ use streamforge_api::server::HttpConfig;
 use streamforge_api::ApiConfig;
 use streamforge_bus::{KafkaOptions, MemoryBusConfig};
 use streamforge_model::settings::{duration_text, Invalid};
-use streamforge_providers::{FinnhubConfig, SyntheticConfig};
+use streamforge_providers::{FinnhubConfig, ProviderSettings, SyntheticConfig, VenueConfig};
 use streamforge_store::PostgresConfig;
 use streamforge_telemetry::{LogConfig, OtelConfig};
 
@@ -55,12 +55,19 @@ pub struct Config {
     pub store: Option<String>,
     /// Cache URL: `memory://` or `redis://...` (`--cache`).
     pub cache: String,
+    /// Providers to run: `synthetic`, `finnhub`, `binance`, `coinbase`
+    /// (`--provider`); empty: Finnhub when it has a token, else synthetic.
+    pub providers: Vec<String>,
     pub http: HttpConfig,
     pub log: LogConfig,
     /// OpenTelemetry traces; the standard `OTEL_*` variables override it.
     pub otel: OtelConfig,
     pub synthetic: SyntheticConfig,
     pub finnhub: FinnhubConfig,
+    /// Binance spot trades, keyless (`--provider binance`).
+    pub binance: VenueConfig,
+    /// Coinbase Exchange trades, keyless (`--provider coinbase`).
+    pub coinbase: VenueConfig,
     pub ingest: IngestConfig,
     pub persist: PersistConfig,
     pub api: ApiConfig,
@@ -94,11 +101,14 @@ impl Default for Config {
             bus: "memory://".into(),
             store: None,
             cache: "memory://".into(),
+            providers: Vec::new(),
             http: HttpConfig::default(),
             log: LogConfig::default(),
             otel: OtelConfig::default(),
             synthetic: SyntheticConfig::default(),
             finnhub: FinnhubConfig::default(),
+            binance: VenueConfig::default(),
+            coinbase: VenueConfig::default(),
             ingest: IngestConfig::default(),
             persist: PersistConfig::default(),
             api: ApiConfig::default(),
@@ -237,6 +247,17 @@ impl Config {
         self.ingest.tick_rules()
     }
 
+    /// Every provider's settings, for `build_providers`.
+    pub fn provider_settings(&self) -> ProviderSettings {
+        ProviderSettings {
+            names: self.providers.clone(),
+            synthetic: self.synthetic.clone(),
+            finnhub: self.finnhub.clone(),
+            binance: self.binance.clone(),
+            coinbase: self.coinbase.clone(),
+        }
+    }
+
     /// Settings of the bus implementations.
     pub fn bus_options(&self) -> streamforge_bus::BusOptions {
         streamforge_bus::BusOptions {
@@ -255,11 +276,15 @@ impl Config {
         check_url("cache", &self.cache, streamforge_store::CACHE_SCHEMES)?;
         streamforge_telemetry::TraceSettings::resolve(&self.otel, "run")
             .map_err(|e| invalid(e.field, e.message))?;
-        let sections: [(&str, Result<(), Invalid>); 10] = [
+        streamforge_providers::check_names(&self.providers)
+            .map_err(|reason| invalid("providers", reason))?;
+        let sections: [(&str, Result<(), Invalid>); 12] = [
             ("http", self.http.validate()),
             ("log", self.log.validate()),
             ("synthetic", self.synthetic.validate()),
             ("finnhub", self.finnhub.validate()),
+            ("binance", self.binance.validate()),
+            ("coinbase", self.coinbase.validate()),
             ("ingest", self.ingest.validate()),
             ("persist", self.persist.validate()),
             ("api", self.api.validate()),

@@ -494,6 +494,8 @@ impl streamforge_providers::Provider for ManySymbols {
                             occurrence: 0,
                             tick_id: None,
                             ingested_at: now,
+                            source_id: None,
+                            origin: streamforge_model::tick::Origin::Live,
                         },
                         now,
                     )

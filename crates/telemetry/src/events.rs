@@ -64,6 +64,8 @@ labels! {
     FrameKind {
         Trade => "trade",
         Ping => "ping",
+        /// Subscription replies, heartbeats, shutdown notices.
+        Control => "control",
         Error => "error",
         Malformed => "malformed",
     }

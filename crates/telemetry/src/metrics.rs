@@ -381,7 +381,7 @@ impl Metrics {
             provider_frames: counter_vec(
                 &r,
                 "streamforge_provider_frames_total",
-                "Messages received from providers, by kind (trade, ping, error, malformed).",
+                "Messages received from providers, by kind (trade, ping, control: subscription replies, heartbeats and shutdown notices, error, malformed).",
                 &["provider", "kind"],
             ),
             provider_errors: counter_vec(
@@ -393,7 +393,7 @@ impl Metrics {
             provider_gaps: counter_vec(
                 &r,
                 "streamforge_provider_gaps_total",
-                "Feed outages recorded as gaps, by provider and reason (disconnected, silent, bus_unavailable: ingest could not publish).",
+                "Feed outages recorded as gaps, by provider and reason (disconnected, silent, sequence: a jump in the venue's trade ids, bus_unavailable: ingest could not publish).",
                 &["provider", "reason"],
             ),
             bus_commit_errors: counter(

@@ -98,6 +98,8 @@ pub fn tick_with_conditions(
                 occurrence: 0,
                 tick_id: None,
                 ingested_at: ts,
+                source_id: None,
+                origin: streamforge_model::tick::Origin::Live,
             },
             ts,
         )

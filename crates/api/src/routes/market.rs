@@ -7,7 +7,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use streamforge_model::{Candle, Gap, GapReason, Interval, Symbol, Tick, Timestamp};
+use streamforge_model::{Candle, Gap, GapReason, GapStatus, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::{CandleQuery, GapQuery, SymbolInfo, TickQuery};
 use streamforge_telemetry::events::CacheRead;
 use utoipa::ToSchema;
@@ -302,6 +302,19 @@ struct GapRow<'a> {
     /// Length in seconds.
     seconds: f64,
     reason: GapReason,
+    /// Healing from the venue's history: `open` (nothing heals it yet),
+    /// `healing`, `healed` or `unrecoverable`.
+    status: GapStatus,
+    /// The venue trade ids missed, where the venue numbers its trades.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_id: Option<u64>,
+    /// Trades taken from the venue's history.
+    backfilled: u64,
+    /// Why it cannot heal, or what healing could not take.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    detail: &'a str,
 }
 
 impl<'a> GapRow<'a> {
@@ -315,6 +328,11 @@ impl<'a> GapRow<'a> {
             to: g.to,
             seconds: g.seconds(),
             reason: g.reason,
+            status: g.healing.status,
+            first_id: g.healing.first_id,
+            last_id: g.healing.last_id,
+            backfilled: g.healing.backfilled,
+            detail: &g.healing.detail,
         }
     }
 }
@@ -528,6 +546,11 @@ pub async fn candles(
             limit: MAX_GAPS,
         })
         .await?;
+    // A healed gap holds every trade again: its candles are complete.
+    let gaps: Vec<Gap> = gaps
+        .into_iter()
+        .filter(|g| g.healing.status != GapStatus::Healed)
+        .collect();
     let candles = match fill {
         Fill::None => candles.into_iter().map(|c| (c, false)).collect(),
         Fill::Previous => fill_previous(candles, limit),
@@ -563,8 +586,10 @@ pub async fn candles(
 ///
 /// A gap is a span in which a provider may have missed trades of a symbol:
 /// from its last message before a disconnect or silence to the moment the
-/// symbol was subscribed again. Gaps overlapping `[from, to)` are listed,
-/// of one symbol or all, oldest first.
+/// symbol was subscribed again, or around a jump in the venue's trade ids.
+/// Where the venue keeps a trade history the gap heals from it (`status`).
+/// Gaps overlapping `[from, to)` are listed, of one symbol or all, oldest
+/// first.
 #[utoipa::path(
     get,
     path = "/api/v1/gaps",
@@ -686,6 +711,7 @@ mod tests {
             from: Timestamp::from_micros((from_min * 60e6) as i64),
             to: Timestamp::from_micros((to_min * 60e6) as i64),
             reason: GapReason::Disconnected,
+            healing: streamforge_model::Healing::default(),
         }
     }
 

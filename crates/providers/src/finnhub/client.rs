@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
-use rand::Rng;
 use streamforge_model::{Gap, GapReason, Symbol, TickRules, Timestamp};
 use streamforge_telemetry::events::FrameKind;
 use streamforge_telemetry::{Event, Health, Metrics};
@@ -21,6 +20,7 @@ use super::events::{
 };
 use super::messages;
 use super::{FinnhubConfig, FrameParser, Parsed, CONNECT_TIMEOUT, ID, MAX_MESSAGE_BYTES};
+use crate::venue::next_backoff;
 use crate::Secret;
 use crate::{Provider, ProviderError, ProviderFrame};
 
@@ -508,6 +508,7 @@ impl Connection {
                 from,
                 to,
                 reason,
+                healing: streamforge_model::Healing::default(),
             })
             .collect();
         GapRecorded {
@@ -548,14 +549,6 @@ fn with_query(url: &str) -> String {
     }
 }
 
-/// The current backoff with ±25% jitter; doubles `backoff` for next time.
-fn next_backoff(backoff: &mut Duration, max: Duration) -> Duration {
-    let jitter = rand::thread_rng().gen_range(0.75..1.25);
-    let pause = backoff.mul_f64(jitter);
-    *backoff = (*backoff * 2).min(max);
-    pause
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,15 +558,5 @@ mod tests {
         assert_eq!(with_query("wss://ws.finnhub.io"), "wss://ws.finnhub.io/?");
         assert_eq!(with_query("ws://127.0.0.1:9001/"), "ws://127.0.0.1:9001/?");
         assert_eq!(with_query("ws://h:1/feed?x=1"), "ws://h:1/feed?x=1&");
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap_with_jitter() {
-        let mut b = Duration::from_millis(100);
-        let first = next_backoff(&mut b, Duration::from_millis(300));
-        assert!((75..=125).contains(&first.as_millis()));
-        assert_eq!(b, Duration::from_millis(200));
-        next_backoff(&mut b, Duration::from_millis(300));
-        assert_eq!(b, Duration::from_millis(300));
     }
 }

@@ -184,6 +184,8 @@ impl FrameParser {
             occurrence: 0,
             tick_id: None,
             ingested_at: received,
+            source_id: None,
+            origin: streamforge_model::tick::Origin::Live,
         };
         match rules.check(input, now) {
             Ok(tick) => ticks.push(tick),

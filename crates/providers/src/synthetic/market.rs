@@ -173,6 +173,8 @@ impl Market {
                 occurrence: 0,
                 tick_id: None,
                 ingested_at,
+                source_id: None,
+                origin: streamforge_model::tick::Origin::Live,
             });
         }
     }

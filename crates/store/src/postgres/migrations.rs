@@ -110,6 +110,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("feed gaps", "0003_feed_gaps"),
     migration!("candle rollups", "0004_candle_rollups"),
     migration!("partition functions", "0005_partition_functions"),
+    migration!("gap healing", "0006_gap_healing"),
 ];
 
 /// xxh3-64 of every shipped migration file, recorded when it shipped.
@@ -172,6 +173,11 @@ const SHIPPED: &[(&str, u64)] = &[
         "timescaledb/0005_partition_functions.down.sql",
         0x5d3103a7e0464040,
     ),
+    // Shipped 2026-12-06 (migration 6).
+    ("postgres/0006_gap_healing.up.sql", 0xa94a64e55459c7c5),
+    ("postgres/0006_gap_healing.down.sql", 0xc3133abc53a4e980),
+    ("timescaledb/0006_gap_healing.up.sql", 0xa94a64e55459c7c5),
+    ("timescaledb/0006_gap_healing.down.sql", 0xc3133abc53a4e980),
 ];
 
 impl Migration {

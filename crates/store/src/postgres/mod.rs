@@ -33,8 +33,8 @@ pub use migrations::{Mode, SchemaStatus};
 use types::PgTime;
 
 use crate::rows::{
-    self, GapRow, RollupRow, TickReader, TickRow, GAP_COLUMNS, ROLLUP_COLUMNS, SYMBOL_COLUMNS,
-    TICK_COLUMNS,
+    self, GapRow, RollupRow, TickReader, TickRow, GAP_COLUMNS, HEALING_COLUMNS, ROLLUP_COLUMNS,
+    SYMBOL_COLUMNS, TICK_COLUMNS,
 };
 
 use crate::{
@@ -830,16 +830,44 @@ impl TickStore for PostgresStore {
         }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // A replayed gap keeps the widest end seen.
+        // A replayed gap keeps the widest end seen; its healing only moves
+        // forward (`Healing::merge`, one rule for every store).
+        let current = tx
+            .prepare_cached(&format!(
+                "SELECT {HEALING_COLUMNS} FROM gaps \
+                 WHERE symbol = $1 AND from_ts = $2 AND provider = $3 FOR UPDATE"
+            ))
+            .await?;
         let stmt = tx
             .prepare_cached(
-                "INSERT INTO gaps (provider, symbol, from_ts, to_ts, connection, reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
+                "INSERT INTO gaps (provider, symbol, from_ts, to_ts, connection, reason, \
+                                   status, first_id, last_id, backfilled, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (symbol, from_ts, provider) \
-                 DO UPDATE SET to_ts = GREATEST(gaps.to_ts, excluded.to_ts)",
+                 DO UPDATE SET to_ts = GREATEST(gaps.to_ts, excluded.to_ts), \
+                     status = excluded.status, first_id = excluded.first_id, \
+                     last_id = excluded.last_id, backfilled = excluded.backfilled, \
+                     detail = excluded.detail",
             )
             .await?;
         for g in gaps {
+            let stored = tx
+                .query_opt(
+                    &current,
+                    &[&g.symbol.as_str(), &PgTime(g.from), &g.provider],
+                )
+                .await?;
+            let merged = match stored {
+                Some(r) => g.healing.merge(&rows::healing(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                )?),
+                None => g.healing.clone(),
+            };
+            let (status, first_id, last_id, backfilled, detail) = rows::healing_values(&merged);
             tx.execute(
                 &stmt,
                 &[
@@ -849,6 +877,11 @@ impl TickStore for PostgresStore {
                     &PgTime(g.to),
                     &(g.connection as i32),
                     &g.reason.as_str(),
+                    &status,
+                    &first_id,
+                    &last_id,
+                    &backfilled,
+                    &detail,
                 ],
             )
             .await?;
@@ -879,6 +912,11 @@ impl TickStore for PostgresStore {
                     to: r.try_get::<_, PgTime>(3)?.0,
                     connection: i64::from(r.try_get::<_, i32>(4)?),
                     reason: r.try_get(5)?,
+                    status: r.try_get(6)?,
+                    first_id: r.try_get(7)?,
+                    last_id: r.try_get(8)?,
+                    backfilled: r.try_get(9)?,
+                    detail: r.try_get(10)?,
                 }
                 .gap()
             })

@@ -22,8 +22,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use streamforge_model::{rebucket, Candle, CandlePart, Gap, Interval, Symbol, Tick, Timestamp};
 
 use crate::rows::{
-    self, GapRow, RollupRow, TickReader, TickRow, GAP_COLUMNS, ROLLUP_COLUMNS, SYMBOL_COLUMNS,
-    TICK_COLUMNS,
+    self, GapRow, RollupRow, TickReader, TickRow, GAP_COLUMNS, HEALING_COLUMNS, ROLLUP_COLUMNS,
+    SYMBOL_COLUMNS, TICK_COLUMNS,
 };
 use crate::{
     CandleQuery, GapQuery, Order, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore,
@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0001_ticks.sql"),
     include_str!("0002_gaps.sql"),
     include_str!("0003_candles.sql"),
+    include_str!("0004_gap_healing.sql"),
 ];
 
 /// Reader connections: at most this many queries run at once (the rest
@@ -589,20 +590,56 @@ impl TickStore for SqliteStore {
             let mut writer = inner.writer.lock();
             let tx = writer.conn.transaction()?;
             {
-                // A replayed gap keeps the widest end seen.
+                // A replayed gap keeps the widest end seen; its healing
+                // only moves forward (`Healing::merge`, one rule for every store).
+                let mut current = tx.prepare_cached(&format!(
+                    "SELECT {HEALING_COLUMNS} FROM gaps \
+                     WHERE symbol = ?1 AND from_ts = ?2 AND provider = ?3"
+                ))?;
                 let mut stmt = tx.prepare_cached(
-                    "INSERT INTO gaps (provider, symbol, from_ts, to_ts, connection, reason) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                     ON CONFLICT (symbol, from_ts, provider) DO UPDATE SET to_ts = max(to_ts, excluded.to_ts)",
+                    "INSERT INTO gaps (provider, symbol, from_ts, to_ts, connection, reason, \
+                                       status, first_id, last_id, backfilled, detail) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                     ON CONFLICT (symbol, from_ts, provider) DO UPDATE SET \
+                         to_ts = max(to_ts, excluded.to_ts), status = excluded.status, \
+                         first_id = excluded.first_id, last_id = excluded.last_id, \
+                         backfilled = excluded.backfilled, detail = excluded.detail",
                 )?;
                 for g in &gaps {
+                    let stored = current
+                        .query_row(
+                            params![g.symbol.as_str(), g.from.as_micros(), g.provider],
+                            |r| {
+                                Ok((
+                                    r.get::<_, String>(0)?,
+                                    r.get(1)?,
+                                    r.get(2)?,
+                                    r.get(3)?,
+                                    r.get(4)?,
+                                ))
+                            },
+                        )
+                        .optional()?;
+                    let merged = match stored {
+                        Some((status, first, last, n, detail)) => g
+                            .healing
+                            .merge(&rows::healing(&status, first, last, n, detail)?),
+                        None => g.healing.clone(),
+                    };
+                    let (status, first_id, last_id, backfilled, detail) =
+                        rows::healing_values(&merged);
                     stmt.execute(params![
                         g.provider,
                         g.symbol.as_str(),
                         g.from.as_micros(),
                         g.to.as_micros(),
                         g.connection,
-                        g.reason.as_str()
+                        g.reason.as_str(),
+                        status,
+                        first_id,
+                        last_id,
+                        backfilled,
+                        detail
                     ])?;
                 }
             }
@@ -636,6 +673,11 @@ impl TickStore for SqliteStore {
                         to: Timestamp::from_micros(row.get(3)?),
                         connection: row.get(4)?,
                         reason: text(row, 5)?,
+                        status: text(row, 6)?,
+                        first_id: row.get(7)?,
+                        last_id: row.get(8)?,
+                        backfilled: row.get(9)?,
+                        detail: row.get(10)?,
                     }
                     .gap()?,
                 );

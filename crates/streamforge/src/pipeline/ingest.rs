@@ -302,6 +302,7 @@ impl Ingest {
                 from: since,
                 to,
                 reason: GapReason::BusUnavailable,
+                healing: streamforge_model::Healing::default(),
             };
             self.metrics
                 .provider_gap(provider, GapReason::BusUnavailable, gap.seconds());
@@ -399,6 +400,8 @@ mod tests {
                     occurrence: 0,
                     tick_id: None,
                     ingested_at: at,
+                    source_id: None,
+                    origin: streamforge_model::tick::Origin::Live,
                 },
                 at,
             )

@@ -396,14 +396,10 @@ impl<'a> Pipeline<'a> {
         let (provider_tasks, ingest) = if role.ingests() {
             let providers = match providers {
                 Some(p) => p,
-                None => build_providers(
-                    &config.synthetic,
-                    &config.finnhub,
-                    b.rules,
-                    &b.metrics,
-                    &b.health,
-                )
-                .context("configuring providers")?,
+                None => {
+                    build_providers(&config.provider_settings(), b.rules, &b.metrics, &b.health)
+                        .context("configuring providers")?
+                }
             };
             let (tasks, ingest) = wire_ingest(config, &b, providers, &shutdown);
             (tasks, Some(ingest))

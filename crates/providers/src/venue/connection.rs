@@ -1,0 +1,530 @@
+//! One venue WebSocket connection: connect and subscribe, read frames
+//! through the venue's parser, follow trade ids, renew before the venue's
+//! lifetime runs out, and reconnect with backoff, recording every outage.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use streamforge_model::{Gap, GapReason, Symbol, TickRules, Timestamp};
+use streamforge_telemetry::events::FrameKind;
+use streamforge_telemetry::{Event, Health, Metrics};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_util::sync::CancellationToken;
+
+use super::events::{
+    ConnectFailed, Connected, Disconnected, FrameTooLarge, GapRecorded, Reconnecting, Renewing,
+    SequenceGap, ServerError, WentSilent,
+};
+use super::sequence::{Missed, SequenceTracker};
+use super::{symbol_check, Parsed, Venue, VenueConfig, VenueParser};
+use crate::{ProviderError, ProviderFrame, Rejected};
+
+/// How long a jump in trade ids may wait for the missing trades to come
+/// late (out of order) before it is a gap.
+const REORDER_GRACE: Duration = Duration::from_secs(1);
+
+/// Longest wait for a connection (TCP, TLS, the upgrade and the subscription).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest WebSocket message taken from a venue: far above any trade
+/// message, well below the bus's message limit. A larger one is refused
+/// before it is buffered, dead-lettered (without its content), and the
+/// connection is made again.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Why reading a connection ended.
+enum Ended {
+    /// Shutdown: no gap.
+    Cancelled,
+    /// The feed was down from `since` (the last message received).
+    Down { since: Timestamp, reason: GapReason },
+    /// A successor, subscribed and overlapped, takes over.
+    Replaced(Box<Socket>),
+}
+
+/// One connection and the symbols it carries.
+pub(super) struct Connection<V: Venue> {
+    pub id: u32,
+    pub url: String,
+    pub symbols: Vec<Symbol>,
+    pub config: VenueConfig,
+    pub rules: TickRules,
+    pub metrics: Metrics,
+    pub health: Health,
+    pub venue: PhantomData<V>,
+}
+
+fn closed<V: Venue>() -> ProviderError {
+    ProviderError::OutputClosed { provider: V::ID }
+}
+
+impl<V: Venue> Connection<V> {
+    pub async fn run(
+        self,
+        out: mpsc::Sender<ProviderFrame>,
+        cancel: CancellationToken,
+    ) -> Result<(), ProviderError> {
+        let mut parser = V::Parser::default();
+        let mut ids = SequenceTracker::default();
+        let mut backoff = self.config.backoff_min;
+        // Set while the feed is down: since when, and why.
+        let mut down: Option<(Timestamp, GapReason)> = None;
+        let mut successor: Option<Box<Socket>> = None;
+        let mut attempts: u64 = 0;
+        loop {
+            if cancel.is_cancelled() {
+                return self.close_gap(&out, down).await;
+            }
+            let ws = match successor.take() {
+                Some(ws) => ws,
+                None => {
+                    if attempts > 0 {
+                        Reconnecting { provider: V::ID }.emit(&self.metrics);
+                    }
+                    attempts += 1;
+                    match self.open().await {
+                        Ok(ws) => {
+                            Connected {
+                                provider: V::ID,
+                                connection: self.id,
+                                symbols: self.symbols.len(),
+                                successor: false,
+                            }
+                            .emit(&self.metrics);
+                            Box::new(ws)
+                        }
+                        Err(e) => {
+                            down.get_or_insert((Timestamp::now(), GapReason::Disconnected));
+                            ConnectFailed {
+                                provider: V::ID,
+                                connection: self.id,
+                                error: &e,
+                            }
+                            .emit(&self.metrics);
+                            let pause = next_backoff(&mut backoff, self.config.backoff_max);
+                            tokio::select! {
+                                _ = cancel.cancelled() => return self.close_gap(&out, down).await,
+                                _ = tokio::time::sleep(pause) => continue,
+                            }
+                        }
+                    }
+                }
+            };
+            if let Some((from, reason)) = down.take() {
+                self.send_gaps(&out, from, Timestamp::now(), reason).await?;
+                let holes = ids.reconnected(&self.symbols);
+                self.send_sequence_gaps(&out, holes).await?;
+            }
+            backoff = self.config.backoff_min;
+            let ended = self.read(*ws, &mut parser, &mut ids, &out, &cancel).await?;
+            Disconnected {
+                provider: V::ID,
+                connection: self.id,
+                reason: match &ended {
+                    Ended::Down { reason, .. } => Some(*reason),
+                    _ => None,
+                },
+            }
+            .emit(&self.metrics);
+            match ended {
+                Ended::Cancelled => {
+                    // Holes still open at shutdown are gaps too.
+                    let holes = ids.reconnected(&self.symbols);
+                    return self.send_sequence_gaps(&out, holes).await;
+                }
+                Ended::Down { since, reason } => down = Some((since, reason)),
+                Ended::Replaced(next) => successor = Some(next),
+            }
+        }
+    }
+
+    /// Connects and subscribes, within [`CONNECT_TIMEOUT`].
+    async fn open(&self) -> Result<Socket, String> {
+        let limits = tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        let url = &self.url;
+        let attempt =
+            async {
+                let mut ws =
+                    match tokio_tungstenite::connect_async_with_config(url, Some(limits), false)
+                        .await
+                    {
+                        Ok((ws, _)) => ws,
+                        Err(tungstenite::Error::Http(res)) => {
+                            return Err(format!(
+                                "{url} answered HTTP {} to the upgrade",
+                                res.status()
+                            ))
+                        }
+                        Err(e) => return Err(format!("{url}: {e}")),
+                    };
+                for msg in V::subscribe(&self.symbols) {
+                    ws.feed(WsMessage::text(msg))
+                        .await
+                        .map_err(|e| format!("subscribing on {url}: {e}"))?;
+                }
+                ws.flush()
+                    .await
+                    .map_err(|e| format!("subscribing on {url}: {e}"))?;
+                Ok(ws)
+            };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no connection to {url} within {CONNECT_TIMEOUT:?}")),
+        }
+    }
+
+    /// Reads until the connection ends, goes silent, is replaced, or shutdown.
+    async fn read(
+        &self,
+        mut ws: Socket,
+        parser: &mut V::Parser,
+        ids: &mut SequenceTracker,
+        out: &mpsc::Sender<ProviderFrame>,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, ProviderError> {
+        let feed = crate::feed_check(V::ID);
+        let mut last = Timestamp::now();
+        let mut renew_at = Instant::now() + self.config.max_lifetime;
+        // A successor being made, then one subscribed and overlapping.
+        let mut making: Option<BoxFuture<'_, Result<Socket, String>>> = None;
+        let mut handover: Option<(Socket, Instant)> = None;
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let renewing = making.is_some() || handover.is_some();
+            let handover_at = handover.as_ref().map_or(far, |h| h.1);
+            let next = tokio::select! {
+                _ = cancel.cancelled() => {
+                    let _ = ws.close(None).await;
+                    if let Some((mut next, _)) = handover.take() {
+                        let _ = next.close(None).await;
+                    }
+                    return Ok(Ended::Cancelled);
+                }
+                _ = tokio::time::sleep_until(renew_at), if !renewing => {
+                    Renewing { provider: V::ID, connection: self.id, why: "lifetime" }.emit(&self.metrics);
+                    making = Some(Box::pin(self.open()));
+                    continue;
+                }
+                made = async {
+                    match making.as_mut() {
+                        Some(f) => f.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    making = None;
+                    match made {
+                        Ok(next) => {
+                            Connected {
+                                provider: V::ID,
+                                connection: self.id,
+                                symbols: self.symbols.len(),
+                                successor: true,
+                            }
+                            .emit(&self.metrics);
+                            handover = Some((next, Instant::now() + self.config.overlap));
+                        }
+                        Err(e) => {
+                            ConnectFailed { provider: V::ID, connection: self.id, error: &e }
+                                .emit(&self.metrics);
+                            // This connection still works: try again later.
+                            renew_at = Instant::now() + self.config.backoff_max;
+                        }
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(handover_at), if handover.is_some() => {
+                    let _ = ws.close(None).await;
+                    return Ok(match handover.take() {
+                        Some((next, _)) => Ended::Replaced(Box::new(next)),
+                        None => Ended::Down { since: last, reason: GapReason::Disconnected },
+                    });
+                }
+                n = tokio::time::timeout(self.config.silence, ws.next()) => n,
+            };
+            let msg = match next {
+                Err(_) => {
+                    WentSilent {
+                        provider: V::ID,
+                        connection: self.id,
+                        silence: self.config.silence,
+                    }
+                    .emit(&self.metrics);
+                    return Ok(self.lost(last, GapReason::Silent, handover));
+                }
+                Ok(None) => return Ok(self.lost(last, GapReason::Disconnected, handover)),
+                Ok(Some(Err(tungstenite::Error::Capacity(e)))) => {
+                    let error = format!(
+                        "frame: the server sent a message over {MAX_MESSAGE_BYTES} bytes ({e}); the connection is made again"
+                    );
+                    FrameTooLarge {
+                        provider: V::ID,
+                        connection: self.id,
+                        error: &error,
+                    }
+                    .emit(&self.metrics);
+                    let frame = ProviderFrame {
+                        provider: V::ID,
+                        rejects: vec![Rejected {
+                            raw: Vec::new(),
+                            reason: "frame_too_large",
+                            error,
+                        }],
+                        ..ProviderFrame::default()
+                    };
+                    out.send(frame).await.map_err(|_| closed::<V>())?;
+                    return Ok(self.lost(last, GapReason::Disconnected, handover));
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(provider = V::ID, connection = self.id, error = %e, "read failed");
+                    return Ok(self.lost(last, GapReason::Disconnected, handover));
+                }
+                Ok(Some(Ok(m))) => m,
+            };
+            let received = Timestamp::now();
+            last = received;
+            self.health.set(&feed, true, "");
+            self.health.seen(&feed);
+            let raw: &[u8] = match &msg {
+                WsMessage::Text(t) => t.as_bytes(),
+                WsMessage::Binary(b) => b,
+                // Pings are answered by the library; they show the
+                // connection is alive. A close frame ends the stream next.
+                _ => continue,
+            };
+            match parser.parse(raw, &self.rules, received, received) {
+                Parsed::Trades { ticks, rejects } => {
+                    self.metrics.provider_frame(V::ID, FrameKind::Trade);
+                    let mut frame = self.trades(ticks, rejects, ids, received);
+                    frame.gaps = self.sequence_gaps(ids.expired(received, REORDER_GRACE));
+                    out.send(frame).await.map_err(|_| closed::<V>())?;
+                    continue;
+                }
+                Parsed::Heartbeat {
+                    symbol,
+                    last_trade_id,
+                } => {
+                    self.metrics.provider_frame(V::ID, FrameKind::Control);
+                    if self.symbols.contains(&symbol) {
+                        ids.heartbeat(&symbol, last_trade_id, received);
+                    }
+                }
+                Parsed::Control => self.metrics.provider_frame(V::ID, FrameKind::Control),
+                Parsed::Shutdown => {
+                    self.metrics.provider_frame(V::ID, FrameKind::Control);
+                    if making.is_none() && handover.is_none() {
+                        Renewing {
+                            provider: V::ID,
+                            connection: self.id,
+                            why: "shutdown notice",
+                        }
+                        .emit(&self.metrics);
+                        making = Some(Box::pin(self.open()));
+                    }
+                }
+                Parsed::Error(message) => ServerError {
+                    provider: V::ID,
+                    connection: self.id,
+                    message: &message,
+                }
+                .emit(&self.metrics),
+                Parsed::Malformed(r) => {
+                    self.metrics.provider_frame(V::ID, FrameKind::Malformed);
+                    let frame = ProviderFrame {
+                        provider: V::ID,
+                        rejects: vec![r],
+                        ..ProviderFrame::default()
+                    };
+                    out.send(frame).await.map_err(|_| closed::<V>())?;
+                }
+            }
+            let holes = ids.expired(received, REORDER_GRACE);
+            self.send_sequence_gaps(out, holes).await?;
+        }
+    }
+
+    /// The connection was lost; a successor already subscribed takes over
+    /// without a gap.
+    fn lost(
+        &self,
+        since: Timestamp,
+        reason: GapReason,
+        handover: Option<(Socket, Instant)>,
+    ) -> Ended {
+        match handover {
+            Some((next, _)) => Ended::Replaced(Box::new(next)),
+            None => Ended::Down { since, reason },
+        }
+    }
+
+    /// A frame of trades: those of symbols not subscribed here are refused
+    /// (per-symbol state downstream stays bounded by the configured
+    /// universe), and jumps in trade ids become gaps.
+    fn trades(
+        &self,
+        mut ticks: Vec<streamforge_model::Tick>,
+        mut rejects: Vec<Rejected>,
+        ids: &mut SequenceTracker,
+        received: Timestamp,
+    ) -> ProviderFrame {
+        if ticks.iter().any(|t| !self.symbols.contains(t.symbol())) {
+            let (kept, foreign): (Vec<_>, Vec<_>) = ticks
+                .into_iter()
+                .partition(|t| self.symbols.contains(t.symbol()));
+            ticks = kept;
+            rejects.extend(foreign.into_iter().map(|t| Rejected {
+                raw: streamforge_model::wire::encode(&t),
+                reason: "unsubscribed_symbol",
+                error: format!(
+                    "symbol: {} is not subscribed on this connection",
+                    t.symbol()
+                ),
+            }));
+        }
+        let mut seen: Vec<&Symbol> = Vec::new();
+        let at = received.as_micros() as f64 / 1e6;
+        for t in &ticks {
+            if let Some(id) = t.source_id().and_then(|s| s.parse::<u64>().ok()) {
+                ids.trade(t.symbol(), id, t.ts(), received);
+            }
+            if !seen.contains(&t.symbol()) {
+                seen.push(t.symbol());
+                self.health.seen(&symbol_check(V::ID, t.symbol()));
+                self.metrics
+                    .provider_symbol_trade(V::ID, t.symbol().as_str(), at);
+            }
+        }
+        ProviderFrame {
+            provider: V::ID,
+            ticks,
+            rejects,
+            gaps: Vec::new(),
+        }
+    }
+
+    /// The gaps of missed trade ids, each logged and counted.
+    fn sequence_gaps(&self, missed: Vec<Missed>) -> Vec<Gap> {
+        missed
+            .into_iter()
+            .map(|m| {
+                SequenceGap {
+                    provider: V::ID,
+                    connection: self.id,
+                    symbol: &m.symbol,
+                    first: m.first,
+                    last: m.last,
+                    from: m.since,
+                    to: m.until,
+                }
+                .emit(&self.metrics);
+                Gap {
+                    provider: V::ID.to_string(),
+                    connection: self.id,
+                    symbol: m.symbol,
+                    from: m.since,
+                    to: m.until,
+                    reason: GapReason::Sequence,
+                    healing: streamforge_model::Healing::default(),
+                }
+            })
+            .collect()
+    }
+
+    async fn send_sequence_gaps(
+        &self,
+        out: &mpsc::Sender<ProviderFrame>,
+        missed: Vec<Missed>,
+    ) -> Result<(), ProviderError> {
+        if missed.is_empty() {
+            return Ok(());
+        }
+        let frame = ProviderFrame {
+            provider: V::ID,
+            gaps: self.sequence_gaps(missed),
+            ..ProviderFrame::default()
+        };
+        out.send(frame).await.map_err(|_| closed::<V>())
+    }
+
+    /// At shutdown during an outage: the outage so far is a gap too.
+    async fn close_gap(
+        &self,
+        out: &mpsc::Sender<ProviderFrame>,
+        down: Option<(Timestamp, GapReason)>,
+    ) -> Result<(), ProviderError> {
+        match down {
+            Some((from, reason)) => self.send_gaps(out, from, Timestamp::now(), reason).await,
+            None => Ok(()),
+        }
+    }
+
+    /// One gap per symbol of this connection.
+    async fn send_gaps(
+        &self,
+        out: &mpsc::Sender<ProviderFrame>,
+        from: Timestamp,
+        to: Timestamp,
+        reason: GapReason,
+    ) -> Result<(), ProviderError> {
+        let gaps: Vec<Gap> = self
+            .symbols
+            .iter()
+            .map(|s| Gap {
+                provider: V::ID.to_string(),
+                connection: self.id,
+                symbol: s.clone(),
+                from,
+                to,
+                reason,
+                healing: streamforge_model::Healing::default(),
+            })
+            .collect();
+        GapRecorded {
+            provider: V::ID,
+            connection: self.id,
+            reason,
+            from,
+            to,
+            symbols: gaps.len(),
+        }
+        .emit(&self.metrics);
+        let frame = ProviderFrame {
+            provider: V::ID,
+            gaps,
+            ..ProviderFrame::default()
+        };
+        out.send(frame).await.map_err(|_| closed::<V>())
+    }
+}
+
+/// The current backoff with ±25% jitter; doubles `backoff` for next time.
+pub(crate) fn next_backoff(backoff: &mut Duration, max: Duration) -> Duration {
+    let jitter = rand::thread_rng().gen_range(0.75..1.25);
+    let pause = backoff.mul_f64(jitter);
+    *backoff = (*backoff * 2).min(max);
+    pause
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter() {
+        let mut b = Duration::from_millis(100);
+        let first = next_backoff(&mut b, Duration::from_millis(300));
+        assert!((75..=125).contains(&first.as_millis()));
+        assert_eq!(b, Duration::from_millis(200));
+        next_backoff(&mut b, Duration::from_millis(300));
+        assert_eq!(b, Duration::from_millis(300));
+    }
+}

@@ -1,0 +1,536 @@
+//! What the keyless exchange feeds share (Binance, Coinbase): their
+//! settings section, the connection loop and the checks on trade ids.
+//!
+//! A venue ([`Venue`]) says how to connect, what to send to subscribe, and
+//! how to read its messages ([`VenueParser`]); [`VenueProvider`] does the
+//! rest for every venue alike:
+//! - symbols are spread over connections of at most
+//!   [`VenueConfig::symbols_per_connection`], each subscribed with one
+//!   message (the venues limit client messages per second);
+//! - a connection is made again when it closes, fails or goes silent, with
+//!   exponential backoff and jitter, and every outage becomes a `Gap` per
+//!   symbol (reason `disconnected` or `silent`);
+//! - before a venue's connection lifetime runs out
+//!   ([`VenueConfig::max_lifetime`], Binance's 24 h) or when it announces a
+//!   shutdown, a successor connection is made and subscribed while the old
+//!   one is still read: the two overlap for a moment and nothing is lost
+//!   (the trades both carry have one id, so they are stored once);
+//! - trade ids are followed per symbol ([`sequence`]): a jump is a gap
+//!   (reason `sequence`) even when the socket never dropped;
+//! - protocol pings are answered by the WebSocket library and count as
+//!   signs of life.
+//!
+//! # Layout
+//! - this module — [`VenueConfig`], [`Venue`], [`VenueProvider`];
+//! - `connection` — one WebSocket connection's loop;
+//! - [`decimal`] — prices and sizes sent as decimal strings;
+//! - [`sequence`] — gaps in trade ids;
+//! - `events` — what happens to a connection, logged and counted once;
+//! - [`simulator`] — what the venues' simulators share (market, ids, faults).
+
+mod connection;
+pub mod decimal;
+mod events;
+pub mod sequence;
+pub mod simulator;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use streamforge_model::settings::{duration_text, longer_than_zero, Invalid};
+use streamforge_model::{Symbol, Tick, TickRules, Timestamp};
+use streamforge_telemetry::{Health, Metrics};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use connection::next_backoff;
+
+use crate::{Provider, ProviderError, ProviderFrame, Rejected};
+
+/// Settings of one keyless venue: the `[binance]` and `[coinbase]` sections.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VenueConfig {
+    /// Symbols, in the venue's notation (`BTCUSDT`, `BTC-USD`) or the
+    /// canonical one (`BINANCE:BTCUSDT`, `COINBASE:BTC-USD`); symbols of
+    /// another venue are left to it. Empty: `--symbols`, else the venue's
+    /// two most traded pairs.
+    pub symbols: Vec<String>,
+    /// WebSocket base URL, `ws://` or `wss://`; unset: the venue's public
+    /// endpoint (Binance.US: `wss://stream.binance.us:9443`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_url: Option<String>,
+    /// REST base URL of the venue's trade history, `http://` or
+    /// `https://`; unset: the venue's public endpoint (Binance.US:
+    /// `https://api.binance.us`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rest_url: Option<String>,
+    /// Symbols per connection (Binance allows 1024 streams).
+    pub symbols_per_connection: usize,
+    /// Reconnect when nothing (trade, heartbeat or ping) arrived for this long.
+    #[serde(with = "duration_text")]
+    pub silence: Duration,
+    /// First pause after a failure; doubles (±25% jitter) up to `backoff_max`.
+    #[serde(with = "duration_text")]
+    pub backoff_min: Duration,
+    /// Longest pause between reconnects.
+    #[serde(with = "duration_text")]
+    pub backoff_max: Duration,
+    /// A connection older than this is replaced by a new one, overlapping
+    /// (Binance closes connections at 24 h).
+    #[serde(with = "duration_text")]
+    pub max_lifetime: Duration,
+    /// How long a replaced connection is still read after its successor
+    /// is subscribed.
+    #[serde(with = "duration_text")]
+    pub overlap: Duration,
+}
+
+impl Default for VenueConfig {
+    fn default() -> Self {
+        VenueConfig {
+            symbols: Vec::new(),
+            ws_url: None,
+            rest_url: None,
+            symbols_per_connection: 200,
+            silence: Duration::from_secs(60),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            max_lifetime: Duration::from_secs(23 * 3600 + 50 * 60),
+            overlap: Duration::from_secs(2),
+        }
+    }
+}
+
+fn scheme_is(url: &str, schemes: &[&str]) -> bool {
+    schemes
+        .iter()
+        .any(|s| url.strip_prefix(s).is_some_and(|r| r.starts_with("://")))
+}
+
+impl VenueConfig {
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if let Some(url) = &self.ws_url {
+            if !scheme_is(url, &["ws", "wss"]) {
+                return Err(Invalid::new(
+                    "ws_url",
+                    format!("expected ws:// or wss://, got {url:?}"),
+                ));
+            }
+        }
+        if let Some(url) = &self.rest_url {
+            if !scheme_is(url, &["http", "https"]) {
+                return Err(Invalid::new(
+                    "rest_url",
+                    format!("expected http:// or https://, got {url:?}"),
+                ));
+            }
+        }
+        if !(1..=1024).contains(&self.symbols_per_connection) {
+            return Err(Invalid::new(
+                "symbols_per_connection",
+                format!("must be 1 to 1024, got {}", self.symbols_per_connection),
+            ));
+        }
+        longer_than_zero(&[
+            ("silence", self.silence),
+            ("backoff_min", self.backoff_min),
+            ("backoff_max", self.backoff_max),
+            ("max_lifetime", self.max_lifetime),
+        ])?;
+        if self.backoff_max < self.backoff_min {
+            return Err(Invalid::new("backoff_max", "must be at least backoff_min"));
+        }
+        if self.overlap >= self.max_lifetime {
+            return Err(Invalid::new("overlap", "must be shorter than max_lifetime"));
+        }
+        Ok(())
+    }
+
+    /// These settings, on `fallback` symbols when they name none (`--symbols`).
+    pub fn or_symbols(mut self, fallback: &[String]) -> Self {
+        if self.symbols.is_empty() {
+            self.symbols = fallback.to_vec();
+        }
+        self
+    }
+}
+
+/// A venue's protocol: what [`VenueProvider`] needs to know of it.
+pub trait Venue: Send + Sync + 'static {
+    /// Provider id, each tick's `src_id` (`binance`).
+    const ID: &'static str;
+    /// Prefix of the canonical symbols (`BINANCE` in `BINANCE:BTCUSDT`).
+    const PREFIX: &'static str;
+    const DEFAULT_WS_URL: &'static str;
+    const DEFAULT_REST_URL: &'static str;
+    /// Symbols when none are configured, in the venue's notation.
+    const DEFAULT_SYMBOLS: &'static [&'static str];
+
+    type Parser: VenueParser + Default;
+
+    /// Whether `native` is a symbol in the venue's notation; `Err` says
+    /// what form it expects.
+    fn check_native(native: &str) -> Result<(), String>;
+
+    /// The URL a connection carrying `symbols` opens, from the base URL.
+    fn connect_url(base: &str, symbols: &[Symbol]) -> String;
+
+    /// The messages sent right after connecting to subscribe `symbols`.
+    fn subscribe(symbols: &[Symbol]) -> Vec<String>;
+}
+
+/// The venue's notation of a canonical symbol: `BTCUSDT` of
+/// `BINANCE:BTCUSDT`.
+pub fn native<V: Venue>(symbol: &Symbol) -> &str {
+    symbol
+        .as_str()
+        .split_once(':')
+        .map_or(symbol.as_str(), |(_, n)| n)
+}
+
+/// The canonical symbols of `configured` that belong to venue `V`: bare
+/// ones (the venue's notation) and those with its prefix; those of other
+/// venues are left out. Errors name the symbol and the form expected.
+pub fn venue_symbols<V: Venue>(configured: &[String]) -> Result<Vec<Symbol>, String> {
+    let mut out: Vec<Symbol> = Vec::new();
+    let wanted: Vec<&str> = if configured.is_empty() {
+        V::DEFAULT_SYMBOLS.to_vec()
+    } else {
+        configured.iter().map(String::as_str).collect()
+    };
+    for s in wanted {
+        let upper = s.trim().to_ascii_uppercase();
+        let native = match upper.split_once(':') {
+            Some((venue, n)) if venue == V::PREFIX => n.to_string(),
+            Some(_) => continue,
+            None => upper.clone(),
+        };
+        V::check_native(&native).map_err(|e| format!("symbols: {s:?}: {e}"))?;
+        let symbol = Symbol::parse(&format!("{}:{native}", V::PREFIX))
+            .map_err(|e| format!("symbols: {s:?}: {e}"))?;
+        if !out.contains(&symbol) {
+            out.push(symbol);
+        }
+    }
+    Ok(out)
+}
+
+/// What one message from a venue is.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Trades (each with its venue trade id) and what could not become one.
+    Trades {
+        ticks: Vec<Tick>,
+        rejects: Vec<Rejected>,
+    },
+    /// The venue says the last trade of `symbol` has id `last_trade_id`.
+    Heartbeat { symbol: Symbol, last_trade_id: u64 },
+    /// A reply to our subscription, or another message without trades.
+    Control,
+    /// The server will close this connection soon: make a new one.
+    Shutdown,
+    /// The venue reported an error.
+    Error(String),
+    /// Not a message of the protocol: dead-lettered.
+    Malformed(Rejected),
+}
+
+impl Parsed {
+    /// Input that is not a message of the protocol, with the reason code
+    /// and the error naming what was wrong.
+    pub fn malformed(raw: &[u8], reason: &'static str, error: String) -> Parsed {
+        Parsed::Malformed(Rejected {
+            raw: raw.to_vec(),
+            reason,
+            error,
+        })
+    }
+}
+
+/// Makes a venue's trades into ticks: its canonical symbols (one
+/// allocation per symbol), exchange and provider id shared by every tick.
+#[derive(Debug)]
+pub struct TickMaker {
+    symbols: streamforge_model::SymbolInterner,
+    prefix: &'static str,
+    exchange: std::sync::Arc<str>,
+    src_id: std::sync::Arc<str>,
+    name: String,
+}
+
+impl TickMaker {
+    /// For venue `V`: exchange `V::PREFIX`, provider `V::ID`.
+    pub fn of<V: Venue>() -> Self {
+        TickMaker {
+            symbols: streamforge_model::SymbolInterner::default(),
+            prefix: V::PREFIX,
+            exchange: std::sync::Arc::from(V::PREFIX),
+            src_id: std::sync::Arc::from(V::ID),
+            name: String::with_capacity(32),
+        }
+    }
+
+    /// The canonical symbol of `native` (`BTCUSDT` → `BINANCE:BTCUSDT`).
+    pub fn symbol(&mut self, native: &str) -> Result<Symbol, streamforge_model::TickError> {
+        self.name.clear();
+        self.name.push_str(self.prefix);
+        self.name.push(':');
+        self.name.push_str(native);
+        self.symbols.parse(&self.name)
+    }
+
+    /// The validated tick of one live trade with the venue's `trade_id`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn tick(
+        &mut self,
+        native: &str,
+        ts: Timestamp,
+        price: f64,
+        size: f64,
+        trade_id: u64,
+        rules: &TickRules,
+        received: Timestamp,
+        checked_at: Timestamp,
+    ) -> Result<Tick, streamforge_model::TickError> {
+        let symbol = self.symbol(native)?;
+        rules.check(
+            streamforge_model::TickInput {
+                symbol,
+                ts,
+                price,
+                size,
+                exchange: self.exchange.clone(),
+                src_id: self.src_id.clone(),
+                conditions: Vec::new(),
+                occurrence: 0,
+                tick_id: None,
+                ingested_at: received,
+                source_id: Some(trade_id.to_string().into_boxed_str()),
+                origin: streamforge_model::Origin::Live,
+            },
+            checked_at,
+        )
+    }
+}
+
+/// Reads a venue's messages.
+pub trait VenueParser: Send {
+    /// The message `raw`, its trades validated with `rules` against the
+    /// clock `checked_at`, received at `received`.
+    fn parse(
+        &mut self,
+        raw: &[u8],
+        rules: &TickRules,
+        received: Timestamp,
+        checked_at: Timestamp,
+    ) -> Parsed;
+}
+
+/// Any venue's parser, as a recording's replay uses it.
+pub struct ReplayParser<V: Venue> {
+    inner: V::Parser,
+}
+
+impl<V: Venue> Default for ReplayParser<V> {
+    fn default() -> Self {
+        ReplayParser {
+            inner: V::Parser::default(),
+        }
+    }
+}
+
+impl<V: Venue> crate::FrameParse for ReplayParser<V> {
+    fn parse_frame(
+        &mut self,
+        frame: &[u8],
+        rules: &TickRules,
+        ingested_at: Timestamp,
+        checked_at: Timestamp,
+    ) -> Option<ProviderFrame> {
+        match self.inner.parse(frame, rules, ingested_at, checked_at) {
+            Parsed::Trades { ticks, rejects } => Some(ProviderFrame {
+                provider: V::ID,
+                ticks,
+                rejects,
+                gaps: Vec::new(),
+            }),
+            Parsed::Malformed(r) => Some(ProviderFrame {
+                provider: V::ID,
+                rejects: vec![r],
+                ..ProviderFrame::default()
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The provider of venue `V`: one task per connection.
+pub struct VenueProvider<V: Venue> {
+    config: VenueConfig,
+    ws_url: String,
+    symbols: Vec<Symbol>,
+    rules: TickRules,
+    metrics: Metrics,
+    health: Health,
+    venue: std::marker::PhantomData<V>,
+}
+
+impl<V: Venue> std::fmt::Debug for VenueProvider<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VenueProvider")
+            .field("venue", &V::ID)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<V: Venue> VenueProvider<V> {
+    pub fn new(
+        config: VenueConfig,
+        rules: TickRules,
+        metrics: Metrics,
+        health: Health,
+    ) -> Result<Self, ProviderError> {
+        let config_error = |reason: String| ProviderError::Config {
+            provider: V::ID,
+            reason,
+        };
+        config
+            .validate()
+            .map_err(|e| config_error(e.within(V::ID).to_string()))?;
+        let symbols = venue_symbols::<V>(&config.symbols)
+            .map_err(|e| config_error(format!("{}.{e}", V::ID)))?;
+        if symbols.is_empty() {
+            return Err(config_error(format!(
+                "{}.symbols: none of {:?} is a {} symbol (use {}:SYMBOL or the venue's notation)",
+                V::ID,
+                config.symbols,
+                V::ID,
+                V::PREFIX
+            )));
+        }
+        // wss:// needs a TLS crypto provider; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(VenueProvider {
+            ws_url: config
+                .ws_url
+                .clone()
+                .unwrap_or_else(|| V::DEFAULT_WS_URL.to_string()),
+            config,
+            symbols,
+            rules,
+            metrics,
+            health,
+            venue: std::marker::PhantomData,
+        })
+    }
+
+    /// The canonical symbols this provider subscribes.
+    pub fn symbols(&self) -> &[Symbol] {
+        &self.symbols
+    }
+}
+
+/// Name of a symbol's advisory freshness check in `/readyz`.
+pub fn symbol_check(provider: &str, symbol: &Symbol) -> String {
+    format!("symbol:{provider}:{symbol}")
+}
+
+/// A symbol without trades this long shows as silent in `/readyz` (advisory).
+const SYMBOL_SILENCE: Duration = Duration::from_secs(300);
+
+#[async_trait]
+impl<V: Venue> Provider for VenueProvider<V> {
+    fn id(&self) -> &'static str {
+        V::ID
+    }
+
+    fn max_silence(&self) -> Option<Duration> {
+        Some(self.config.silence)
+    }
+
+    async fn run(
+        self: Box<Self>,
+        out: mpsc::Sender<ProviderFrame>,
+        cancel: CancellationToken,
+    ) -> Result<(), ProviderError> {
+        tracing::info!(
+            provider = V::ID,
+            symbols = self.symbols.len(),
+            url = %self.ws_url,
+            "venue provider started"
+        );
+        for s in &self.symbols {
+            self.health
+                .expect_fresh_advisory(&symbol_check(V::ID, s), SYMBOL_SILENCE);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, chunk) in self
+            .symbols
+            .chunks(self.config.symbols_per_connection)
+            .enumerate()
+        {
+            let c = connection::Connection::<V> {
+                id: i as u32,
+                url: V::connect_url(&self.ws_url, chunk),
+                symbols: chunk.to_vec(),
+                config: self.config.clone(),
+                rules: self.rules,
+                metrics: self.metrics.clone(),
+                health: self.health.clone(),
+                venue: std::marker::PhantomData,
+            };
+            let (out, cancel) = (out.clone(), cancel.clone());
+            tasks.spawn(async move { c.run(out, cancel).await });
+        }
+        drop(out);
+        let mut result = Ok(());
+        while let Some(r) = tasks.join_next().await {
+            let failed = match r {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(e) => ProviderError::Config {
+                    provider: V::ID,
+                    reason: format!("a connection task failed: {e}"),
+                },
+            };
+            cancel.cancel();
+            result = Err(failed);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_limits_are_checked_by_name() {
+        assert!(VenueConfig::default().validate().is_ok());
+        let bad = |c: VenueConfig| c.validate().unwrap_err().to_string();
+        assert!(bad(VenueConfig {
+            ws_url: Some("http://x".into()),
+            ..VenueConfig::default()
+        })
+        .starts_with("ws_url:"));
+        assert!(bad(VenueConfig {
+            rest_url: Some("wss://x".into()),
+            ..VenueConfig::default()
+        })
+        .starts_with("rest_url:"));
+        assert!(bad(VenueConfig {
+            symbols_per_connection: 0,
+            ..VenueConfig::default()
+        })
+        .starts_with("symbols_per_connection:"));
+        assert!(bad(VenueConfig {
+            backoff_max: Duration::from_millis(1),
+            ..VenueConfig::default()
+        })
+        .starts_with("backoff_max:"));
+    }
+}

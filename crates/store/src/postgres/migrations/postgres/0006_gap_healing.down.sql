@@ -1,0 +1,7 @@
+DROP INDEX IF EXISTS gaps_unhealed;
+ALTER TABLE gaps
+    DROP COLUMN IF EXISTS status,
+    DROP COLUMN IF EXISTS first_id,
+    DROP COLUMN IF EXISTS last_id,
+    DROP COLUMN IF EXISTS backfilled,
+    DROP COLUMN IF EXISTS detail;

@@ -1,0 +1,367 @@
+//! The keyless venues (Binance, Coinbase) against their simulators on
+//! loopback, through the embedded pipeline into the store: every trade
+//! sent is stored once (duplicates, trades out of order, a connection
+//! renewed on the venue's shutdown notice), jumps in trade ids and
+//! heartbeats ahead of the trades are `sequence` gaps, drops and silence
+//! are gaps, and several providers run at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use streamforge::config::Config;
+use streamforge::pipeline::{self, Role, Running};
+use streamforge_model::{Symbol, TickId, Timestamp};
+use streamforge_providers::venue::simulator::{SimConfig, SimServer};
+use streamforge_providers::{binance, coinbase};
+use streamforge_store::{Order, TickQuery};
+use streamforge_testkit::{get_json, wait_for};
+use tokio_util::sync::CancellationToken;
+
+async fn binance_sim(f: impl FnOnce(&mut SimConfig)) -> SimServer {
+    let mut c = SimConfig {
+        symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
+        rate: 200.0,
+        seed: Some(11),
+        slice: Duration::from_millis(20),
+        ping_every: Duration::from_millis(300),
+        record: true,
+        ..SimConfig::default()
+    };
+    f(&mut c);
+    binance::simulator::start(c).await.unwrap()
+}
+
+async fn coinbase_sim(f: impl FnOnce(&mut SimConfig)) -> SimServer {
+    let mut c = SimConfig {
+        symbols: vec!["BTC-USD".into(), "ETH-USD".into()],
+        rate: 200.0,
+        seed: Some(12),
+        slice: Duration::from_millis(20),
+        heartbeat_every: Duration::from_millis(200),
+        record: true,
+        ..SimConfig::default()
+    };
+    f(&mut c);
+    coinbase::simulator::start(c).await.unwrap()
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    c.http.addr = "127.0.0.1:0".parse().unwrap();
+    for v in [&mut c.binance, &mut c.coinbase] {
+        v.silence = Duration::from_secs(1);
+        v.backoff_min = Duration::from_millis(50);
+        v.backoff_max = Duration::from_millis(200);
+        v.overlap = Duration::from_millis(200);
+    }
+    c.persist.batch_timeout = Duration::from_millis(5);
+    c.log.level = "warn".into();
+    c
+}
+
+async fn start(c: &Config) -> (Running, CancellationToken) {
+    let token = CancellationToken::new();
+    let running = pipeline::start(c, Role::Run, token.clone()).await.unwrap();
+    (running, token)
+}
+
+/// The tick id of each distinct trade `sim` sent, per symbol.
+fn sent_ids(sim: &SimServer, provider: &str) -> BTreeMap<Symbol, BTreeSet<TickId>> {
+    let mut out: BTreeMap<Symbol, BTreeSet<TickId>> = BTreeMap::new();
+    for (_, t) in &sim.log.lock().sent {
+        out.entry(t.symbol.clone())
+            .or_default()
+            .insert(TickId::from_source(provider, &t.symbol, &t.id.to_string()));
+    }
+    out
+}
+
+/// Every stored tick id, per symbol; each stored tick is checked.
+async fn stored_ids(
+    running: &Running,
+    symbols: impl Iterator<Item = Symbol>,
+    provider: &str,
+) -> BTreeMap<Symbol, BTreeSet<TickId>> {
+    let store = running.store.clone().unwrap();
+    let mut out = BTreeMap::new();
+    for s in symbols {
+        let ticks = store
+            .ticks(TickQuery {
+                symbol: s.clone(),
+                from: Timestamp::from_micros(0),
+                to: Timestamp::now().saturating_add_micros(60_000_000),
+                limit: 1_000_000,
+                order: Order::Asc,
+            })
+            .await
+            .unwrap();
+        let ids: BTreeSet<TickId> = ticks
+            .iter()
+            .inspect(|t| assert_eq!(t.src_id(), provider))
+            .map(|t| t.tick_id())
+            .collect();
+        assert_eq!(ids.len(), ticks.len(), "{s}: a trade stored twice");
+        out.insert(s, ids);
+    }
+    out
+}
+
+/// Waits until the store holds at least what was sent, then returns it.
+async fn stored_as_sent(
+    running: &Running,
+    sent: &BTreeMap<Symbol, BTreeSet<TickId>>,
+    provider: &str,
+) -> BTreeMap<Symbol, BTreeSet<TickId>> {
+    let total: usize = sent.values().map(BTreeSet::len).sum();
+    wait_for(
+        "every sent trade to be stored",
+        Duration::from_secs(30),
+        || async move {
+            let got = stored_ids(running, sent.keys().cloned(), provider).await;
+            (got.values().map(BTreeSet::len).sum::<usize>() >= total).then_some(got)
+        },
+    )
+    .await
+}
+
+async fn gaps(base: &str, reason: &str) -> Vec<serde_json::Value> {
+    let (status, body) = get_json(&format!("{base}/api/v1/gaps?from=0")).await;
+    assert_eq!(status, 200, "{body}");
+    body["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["reason"] == reason)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_trades_are_stored_once_across_duplicates_reordering_and_renewals() {
+    let sim = binance_sim(|c| {
+        c.duplicate_every = Some(7);
+        c.out_of_order_every = Some(5);
+        // The 24 h limit, shortened: a notice, then the server closes.
+        c.close_after = Some(Duration::from_millis(1_500));
+        c.notice_lead = Duration::from_millis(700);
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers = vec!["binance".into()];
+    c.binance.ws_url = Some(format!("ws://{}", sim.addr));
+    let (running, token) = start(&c).await;
+    let base = format!("http://{}", running.http_addr);
+    wait_for("three renewals", Duration::from_secs(30), || {
+        let log = sim.log.clone();
+        async move { (log.lock().connections >= 4).then_some(()) }
+    })
+    .await;
+    let stats = running.metrics.snapshot();
+    assert_eq!(
+        stats.providers["binance"].reconnects, 0,
+        "renewed, not reconnected"
+    );
+    sim.stop_and_wait().await;
+    let sent = sent_ids(&sim, "binance");
+    assert_eq!(sent.len(), 2, "both symbols traded");
+    let got = stored_as_sent(&running, &sent, "binance").await;
+    assert_eq!(got, sent, "stored exactly what was sent, once each");
+
+    // Renewed before the server closed: nothing was lost, so the stored
+    // ids of each symbol are every id from the first to the last.
+    let mut ids: BTreeMap<Symbol, Vec<u64>> = BTreeMap::new();
+    {
+        let log = sim.log.lock();
+        assert!(
+            log.shutdown_notices_sent >= 3 && log.duplicates_sent > 0 && log.out_of_order_sent > 0
+        );
+        for (_, t) in &log.sent {
+            ids.entry(t.symbol.clone()).or_default().push(t.id);
+        }
+    }
+    for (s, mut v) in ids {
+        v.sort_unstable();
+        v.dedup();
+        assert_eq!(
+            v.last().unwrap() - v.first().unwrap() + 1,
+            v.len() as u64,
+            "{s}: an id is missing across the renewals"
+        );
+    }
+    assert!(
+        gaps(&base, "disconnected").await.is_empty(),
+        "a renewal is no outage"
+    );
+    assert!(
+        gaps(&base, "sequence").await.is_empty(),
+        "reordering is no gap"
+    );
+    let stats = running.metrics.snapshot();
+    assert!(stats.store.rows_deduplicated > 0, "{stats:?}");
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_trade_ids_are_sequence_gaps_and_drops_are_outages() {
+    let sim = binance_sim(|c| {
+        c.skip_every = Some(25);
+        c.drop_every = Some(Duration::from_millis(1_200));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers = vec!["binance".into()];
+    c.binance.ws_url = Some(format!("ws://{}", sim.addr));
+    let (running, token) = start(&c).await;
+    let base = format!("http://{}", running.http_addr);
+    wait_for("two drops", Duration::from_secs(30), || {
+        let log = sim.log.clone();
+        async move { (log.lock().connections >= 3).then_some(()) }
+    })
+    .await;
+    sim.stop_and_wait().await;
+    let sent = sent_ids(&sim, "binance");
+    let got = stored_as_sent(&running, &sent, "binance").await;
+    assert_eq!(got, sent);
+    let skipped = sim.log.lock().skipped.len();
+    assert!(skipped >= 4, "{skipped} skipped");
+    // A skip that came right before a drop is inside the outage: every
+    // other one is a sequence gap of its symbol.
+    let sequence = wait_for("sequence gaps", Duration::from_secs(10), || {
+        let base = base.clone();
+        async move {
+            let g = gaps(&base, "sequence").await;
+            (g.len() + 2 * 3 >= skipped).then_some(g)
+        }
+    })
+    .await;
+    for g in &sequence {
+        assert_eq!(g["provider"], "binance");
+        assert!(g["from"].as_str().unwrap() <= g["to"].as_str().unwrap());
+    }
+    let outages = gaps(&base, "disconnected").await;
+    assert!(
+        outages.len() >= 2 * 2,
+        "a gap per symbol per drop: {outages:?}"
+    );
+    let stats = running.metrics.snapshot();
+    assert!(stats.providers["binance"].gaps["sequence"] as usize >= sequence.len());
+    assert!(stats.providers["binance"].reconnects >= 2);
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_heartbeats_ahead_of_the_trades_are_gaps_and_silence_is_noticed() {
+    let sim = coinbase_sim(|c| {
+        c.skip_every = Some(30);
+        c.silent_after = Some(Duration::from_millis(1_500));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers = vec!["coinbase".into()];
+    c.coinbase.ws_url = Some(format!("ws://{}", sim.addr));
+    let (running, token) = start(&c).await;
+    let base = format!("http://{}", running.http_addr);
+    wait_for("a silent gap", Duration::from_secs(30), || {
+        let base = base.clone();
+        async move { (!gaps(&base, "silent").await.is_empty()).then_some(()) }
+    })
+    .await;
+    sim.stop_and_wait().await;
+    let sent = sent_ids(&sim, "coinbase");
+    let got = stored_as_sent(&running, &sent, "coinbase").await;
+    assert_eq!(got, sent);
+    assert!(!sim.log.lock().skipped.is_empty());
+    let sequence = gaps(&base, "sequence").await;
+    assert!(!sequence.is_empty(), "a skipped id is a sequence gap");
+    assert!(sequence.iter().all(|g| g["provider"] == "coinbase"));
+    let (_, symbols) = get_json(&format!("{base}/api/v1/symbols")).await;
+    let names: BTreeSet<&str> = symbols["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["COINBASE:BTC-USD", "COINBASE:ETH-USD"])
+    );
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_providers_run_at_once_each_on_its_own_symbols() {
+    let b = binance_sim(|_| {}).await;
+    let cb = coinbase_sim(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers = vec!["binance".into(), "coinbase".into()];
+    c.synthetic.symbols = vec!["BINANCE:ETHUSDT".into(), "COINBASE:BTC-USD".into()];
+    c.binance.ws_url = Some(format!("ws://{}", b.addr));
+    c.coinbase.ws_url = Some(format!("ws://{}", cb.addr));
+    c.validate().unwrap();
+    let (running, token) = start(&c).await;
+    let base = format!("http://{}", running.http_addr);
+    wait_for("both venues' trades", Duration::from_secs(30), || {
+        let base = base.clone();
+        async move {
+            let (_, body) = get_json(&format!("{base}/api/v1/symbols")).await;
+            let n = body["symbols"].as_array().map_or(0, Vec::len);
+            (n == 2).then_some(())
+        }
+    })
+    .await;
+    let subs: BTreeSet<String> = b
+        .log
+        .lock()
+        .subscriptions
+        .iter()
+        .chain(cb.log.lock().subscriptions.iter())
+        .map(|(_, s)| s.clone())
+        .collect();
+    assert_eq!(subs, BTreeSet::from(["ETHUSDT".into(), "BTC-USD".into()]));
+    let (_, tick) = get_json(&format!("{base}/api/v1/quotes/COINBASE:BTC-USD/latest")).await;
+    assert_eq!(tick["src_id"], "coinbase", "{tick}");
+    assert_eq!(tick["exchange"], "COINBASE", "{tick}");
+    token.cancel();
+    running.wait().await.unwrap();
+    b.stop();
+    cb.stop();
+}
+
+#[test]
+fn an_unknown_provider_or_a_foreign_symbol_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers = vec!["kraken".into()];
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.starts_with("providers:") && e.contains("binance, coinbase"),
+        "{e}"
+    );
+    c.providers = vec!["binance".into(), "binance".into()];
+    assert!(c.validate().unwrap_err().to_string().contains("twice"));
+    c.providers = vec!["coinbase".into()];
+    c.coinbase.symbols = vec!["BTCUSDT".into()];
+    let e = streamforge_providers::build_providers(
+        &c.provider_settings(),
+        Default::default(),
+        &streamforge_telemetry::Metrics::new(),
+        &streamforge_telemetry::Health::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("coinbase.symbols") && e.contains("BTC-USD"),
+        "{e}"
+    );
+}
