@@ -253,6 +253,16 @@ pub struct SimulateVenueArgs {
     /// Fault: every Nth batch of trades comes with a malformed message.
     #[arg(long, value_name = "N")]
     pub malformed_every: Option<u64>,
+    /// Port on 127.0.0.1 of the REST trade history.
+    #[arg(long, default_value = "9003")]
+    pub rest_port: u16,
+    /// Fault: every Nth history request is answered 429 with `Retry-After: 1`.
+    #[arg(long, value_name = "N")]
+    pub rest_429_every: Option<u64>,
+    /// Fault: every history request is refused with this status (401, 403: a
+    /// history that needs a key).
+    #[arg(long, value_name = "STATUS")]
+    pub rest_status: Option<u16>,
 }
 
 /// Flags of `streamforge simulate finnhub`.
@@ -726,6 +736,9 @@ async fn simulate_venue(cli: &Cli, venue: &str, a: &SimulateVenueArgs) -> anyhow
         duplicate_every: a.duplicate_every,
         out_of_order_every: a.out_of_order_every,
         malformed_every: a.malformed_every,
+        rest_addr: std::net::SocketAddr::from(([127, 0, 0, 1], a.rest_port)),
+        rest_429_every: a.rest_429_every,
+        rest_status: a.rest_status,
         ..SimConfig::default()
     };
     let sim = if venue == binance::ID {
@@ -735,8 +748,13 @@ async fn simulate_venue(cli: &Cli, venue: &str, a: &SimulateVenueArgs) -> anyhow
     }
     .with_context(|| format!("listening on 127.0.0.1:{}", a.port))?;
     println!(
-        "{venue} simulator at ws://{}; run: streamforge run --provider {venue} --{venue}-url ws://{}",
-        sim.addr, sim.addr
+        "{venue} simulator at ws://{} (history at http://{}); run: \
+         STREAMFORGE_{}__REST_URL=http://{} streamforge run --provider {venue} --{venue}-url ws://{}",
+        sim.addr,
+        sim.rest_addr,
+        venue.to_ascii_uppercase(),
+        sim.rest_addr,
+        sim.addr
     );
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());

@@ -56,6 +56,10 @@ labels! {
         InvalidSymbol => "invalid_symbol",
         /// Any other error the provider reported.
         ServerError => "server_error",
+        /// The venue's REST history answered 429 (or 418): requests wait.
+        RateLimited => "rate_limited",
+        /// A request to the venue's REST history failed.
+        History => "history",
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::events::{CacheRead, FrameKind, ProviderErrorKind, Refusal, Stage};
 use crate::exposition::{encode_openmetrics, Exposition};
-use streamforge_model::GapReason;
+use streamforge_model::{GapReason, GapStatus};
 
 use prometheus::{
     core::Collector, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec,
@@ -74,6 +74,8 @@ pub struct MetricSet {
     provider_frames: IntCounterVec,
     provider_errors: IntCounterVec,
     provider_gaps: IntCounterVec,
+    provider_gap_heals: IntCounterVec,
+    provider_backfilled_ticks: IntCounterVec,
     provider_gap_seconds: CounterVec,
     provider_symbol_last_trade: GaugeVec,
     bus_consumer_lag: IntGaugeVec,
@@ -387,7 +389,7 @@ impl Metrics {
             provider_errors: counter_vec(
                 &r,
                 "streamforge_provider_errors_total",
-                "Provider failures by kind (connect, unauthorized, silent, too_many_symbols, invalid_symbol, server_error, frame_too_large).",
+                "Provider failures by kind (connect, unauthorized, silent, too_many_symbols, invalid_symbol, server_error, frame_too_large, rate_limited, history).",
                 &["provider", "kind"],
             ),
             provider_gaps: counter_vec(
@@ -395,6 +397,18 @@ impl Metrics {
                 "streamforge_provider_gaps_total",
                 "Feed outages recorded as gaps, by provider and reason (disconnected, silent, sequence: a jump in the venue's trade ids, bus_unavailable: ingest could not publish).",
                 &["provider", "reason"],
+            ),
+            provider_gap_heals: counter_vec(
+                &r,
+                "streamforge_provider_gap_heals_total",
+                "Gaps whose healing from the venue's trade history ended, by provider and result (healed, unrecoverable).",
+                &["provider", "result"],
+            ),
+            provider_backfilled_ticks: counter_vec(
+                &r,
+                "streamforge_provider_backfilled_ticks_total",
+                "Trades taken from venues' trade histories to fill gaps, by provider.",
+                &["provider"],
             ),
             bus_commit_errors: counter(
                 &r,
@@ -483,7 +497,7 @@ impl Metrics {
     /// Label vectors without children do not show in `gather`; describe them too.
     fn unobserved_families(&self) -> Vec<prometheus::proto::MetricFamily> {
         use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
-        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 23] = [
+        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 25] = [
             (&self.api_refused, COUNTER),
             (&self.api_rate_limited, COUNTER),
             (&self.api_auth_failures, COUNTER),
@@ -506,6 +520,8 @@ impl Metrics {
             (&self.provider_frames, COUNTER),
             (&self.provider_errors, COUNTER),
             (&self.provider_gaps, COUNTER),
+            (&self.provider_gap_heals, COUNTER),
+            (&self.provider_backfilled_ticks, COUNTER),
             (&self.provider_gap_seconds, COUNTER),
         ];
         let mut out = Vec::new();
@@ -543,6 +559,12 @@ impl Metrics {
         });
         add(&self.provider_gaps, &|p, l, v| {
             *p.gaps.entry(label(l, "reason").to_string()).or_default() += v as u64
+        });
+        add(&self.provider_gap_heals, &|p, l, v| {
+            *p.heals.entry(label(l, "result").to_string()).or_default() += v as u64
+        });
+        add(&self.provider_backfilled_ticks, &|p, _, v| {
+            p.backfilled += v as u64
         });
         add(&self.provider_frames, &|p, l, v| {
             *p.frames.entry(label(l, "kind").to_string()).or_default() += v as u64
@@ -803,6 +825,21 @@ impl Metrics {
         self.provider_gap_seconds
             .with_label_values(&[provider])
             .inc_by(seconds.max(0.0));
+    }
+
+    /// Healing a gap from `provider`'s trade history ended as `result`
+    /// (healed or unrecoverable).
+    pub fn provider_gap_healed(&self, provider: &str, result: GapStatus) {
+        self.provider_gap_heals
+            .with_label_values(&[provider, result.as_str()])
+            .inc();
+    }
+
+    /// `n` trades were taken from `provider`'s trade history.
+    pub fn provider_backfilled(&self, provider: &str, n: usize) {
+        self.provider_backfilled_ticks
+            .with_label_values(&[provider])
+            .inc_by(n as u64);
     }
 
     /// Persist stored `n` gap records.

@@ -22,6 +22,10 @@ pub struct ProviderStats {
     pub errors: BTreeMap<String, u64>,
     /// Feed gaps recorded, by reason.
     pub gaps: BTreeMap<String, u64>,
+    /// Gaps whose healing ended, by result (`healed`, `unrecoverable`).
+    pub heals: BTreeMap<String, u64>,
+    /// Trades taken from the venue's history.
+    pub backfilled: u64,
 }
 
 /// A latency histogram: observations, their sum, and cumulative counts by

@@ -5,7 +5,7 @@
 //! exchange `BINANCE`, no conditions. A trade whose fields are wrong is
 //! dead-lettered with the field named; the rest of the stream goes on.
 
-use streamforge_model::{Tick, TickError, TickRules, Timestamp};
+use streamforge_model::{Origin, Tick, TickError, TickRules, Timestamp};
 
 use super::error::TradeError;
 use super::messages::{Envelope, Event, Trade};
@@ -95,6 +95,7 @@ impl Parser {
             price,
             size,
             t.id,
+            Origin::Live,
             rules,
             received,
             checked_at,

@@ -7,7 +7,9 @@
 
 use streamforge_model::Timestamp;
 
-use crate::venue::simulator::{ClientAction, SimConfig, SimProtocol, SimServer, SimTrade};
+use crate::venue::simulator::{
+    ClientAction, HistoryAsk, Page, SimConfig, SimProtocol, SimServer, SimTrade,
+};
 
 /// Binance's protocol.
 #[derive(Debug)]
@@ -96,6 +98,79 @@ impl SimProtocol for Protocol {
 
     fn shutdown_notice(at: Timestamp) -> Option<String> {
         Some(serde_json::json!({"e": "serverShutdown", "E": at.as_millis()}).to_string())
+    }
+
+    fn history_request(path_and_query: &str) -> Result<HistoryAsk, (u16, String)> {
+        let error = |code: i64, msg: &str| {
+            (
+                400,
+                serde_json::json!({"code": code, "msg": msg}).to_string(),
+            )
+        };
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        if path != "/api/v3/historicalTrades" {
+            return Err((404, String::new()));
+        }
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+        };
+        let native = param("symbol").ok_or_else(|| {
+            error(
+                -1102,
+                "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+            )
+        })?;
+        let limit = match param("limit") {
+            None => 500,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n @ 1..=1000) => n,
+                _ => {
+                    return Err(error(
+                        -1100,
+                        "Illegal characters found in parameter 'limit'.",
+                    ))
+                }
+            },
+        };
+        let page = match param("fromId") {
+            None => Page::LatestAscending,
+            Some(id) => Page::From(
+                id.parse()
+                    .map_err(|_| error(-1100, "Illegal characters found in parameter 'fromId'."))?,
+            ),
+        };
+        Ok(HistoryAsk {
+            native: native.to_string(),
+            page,
+            limit,
+        })
+    }
+
+    fn history_body(trades: &[SimTrade]) -> String {
+        let rows: Vec<serde_json::Value> = trades
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "id": t.id, "price": format!("{:.8}", t.price), "qty": format!("{:.8}", t.size),
+                    "quoteQty": format!("{:.8}", t.price * t.size), "time": t.ts.as_millis(),
+                    "isBuyerMaker": t.buyer_maker, "isBestMatch": true,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(rows).to_string()
+    }
+
+    fn refusal(status: u16) -> String {
+        match status {
+            404 => r#"{"code":-1121,"msg":"Invalid symbol."}"#.into(),
+            429 => r#"{"code":-1003,"msg":"Too many requests; current limit is 6000 request weight per 1 MINUTE."}"#.into(),
+            401 | 403 => r#"{"code":-2014,"msg":"API-key format invalid."}"#.into(),
+            _ => r#"{"code":-1000,"msg":"An unknown error occurred while processing the request."}"#.into(),
+        }
     }
 }
 

@@ -14,9 +14,11 @@
 //! - `messages` — the protocol's messages, both ways;
 //! - [`parse`] — [`parse::Parser`]: messages into ticks and rejects;
 //! - `error` — why a message was refused;
+//! - `history` — the REST trade history that heals gaps;
 //! - [`simulator`] — a local server of the protocol, for tests and `simulate`.
 
 mod error;
+mod history;
 mod messages;
 pub mod parse;
 pub mod simulator;
@@ -55,6 +57,16 @@ impl Venue for Coinbase {
 
     fn connect_url(base: &str, _symbols: &[Symbol]) -> String {
         base.to_string()
+    }
+
+    const HISTORY_ASCENDING: bool = false;
+
+    fn history_url(base: &str, native: &str, first: u64, last: u64, cursor: Option<u64>) -> String {
+        history::url(base, native, first, last, cursor)
+    }
+
+    fn history_rows(body: &[u8]) -> Result<Vec<crate::venue::HistoryRow>, String> {
+        history::rows(body)
     }
 
     fn subscribe(symbols: &[Symbol]) -> Vec<String> {

@@ -5,7 +5,7 @@
 //! conditions. A `heartbeat` reports the product's last trade id. A trade
 //! whose fields are wrong is dead-lettered with the field named.
 
-use streamforge_model::{Tick, TickError, TickRules, Timestamp};
+use streamforge_model::{Origin, Tick, TickError, TickRules, Timestamp};
 
 use super::error::MessageError;
 use super::messages::{Error, Heartbeat, Match, Typed};
@@ -90,6 +90,7 @@ impl Parser {
             price,
             size,
             m.trade_id,
+            Origin::Live,
             rules,
             received,
             checked_at,

@@ -6,7 +6,9 @@
 
 use streamforge_model::Timestamp;
 
-use crate::venue::simulator::{ClientAction, SimConfig, SimProtocol, SimServer, SimTrade};
+use crate::venue::simulator::{
+    ClientAction, HistoryAsk, Page, SimConfig, SimProtocol, SimServer, SimTrade,
+};
 
 /// Coinbase's protocol.
 #[derive(Debug)]
@@ -91,6 +93,67 @@ impl SimProtocol for Protocol {
 
     fn shutdown_notice(_at: Timestamp) -> Option<String> {
         None
+    }
+
+    fn history_request(path_and_query: &str) -> Result<HistoryAsk, (u16, String)> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let Some(native) = path
+            .strip_prefix("/products/")
+            .and_then(|p| p.strip_suffix("/trades"))
+        else {
+            return Err((404, Self::refusal(404)));
+        };
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+        };
+        let bad = |what: &str| {
+            (
+                400,
+                serde_json::json!({"message": format!("Invalid {what}")}).to_string(),
+            )
+        };
+        let limit = match param("limit") {
+            None => 1000,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n @ 1..=1000) => n,
+                _ => return Err(bad("limit")),
+            },
+        };
+        let page = match param("after") {
+            None => Page::LatestDescending,
+            Some(id) => Page::Before(id.parse().map_err(|_| bad("after"))?),
+        };
+        Ok(HistoryAsk {
+            native: native.to_string(),
+            page,
+            limit,
+        })
+    }
+
+    fn history_body(trades: &[SimTrade]) -> String {
+        let rows: Vec<serde_json::Value> = trades
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "time": time(t.ts), "trade_id": t.id, "price": format!("{:.2}", t.price),
+                    "size": format!("{:.8}", t.size), "side": if t.buyer_maker { "buy" } else { "sell" },
+                })
+            })
+            .collect();
+        serde_json::Value::Array(rows).to_string()
+    }
+
+    fn refusal(status: u16) -> String {
+        match status {
+            404 => r#"{"message":"NotFound"}"#.into(),
+            429 => r#"{"message":"Public rate limit exceeded"}"#.into(),
+            401 | 403 => r#"{"message":"Unauthorized."}"#.into(),
+            _ => r#"{"message":"Internal server error"}"#.into(),
+        }
     }
 }
 

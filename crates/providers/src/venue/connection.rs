@@ -2,13 +2,14 @@
 //! through the venue's parser, follow trade ids, renew before the venue's
 //! lifetime runs out, and reconnect with backoff, recording every outage.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
-use streamforge_model::{Gap, GapReason, Symbol, TickRules, Timestamp};
+use streamforge_model::{Gap, GapReason, GapStatus, Healing, Symbol, TickRules, Timestamp};
 use streamforge_telemetry::events::FrameKind;
 use streamforge_telemetry::{Event, Health, Metrics};
 use tokio::sync::mpsc;
@@ -17,10 +18,10 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{
-    ConnectFailed, Connected, Disconnected, FrameTooLarge, GapRecorded, Reconnecting, Renewing,
-    SequenceGap, ServerError, WentSilent,
+    ConnectFailed, Connected, Disconnected, FrameTooLarge, GapHealEnded, GapRecorded, Reconnecting,
+    Renewing, SequenceGap, ServerError, WentSilent,
 };
-use super::sequence::{Missed, SequenceTracker};
+use super::sequence::{Missed, Seen, SequenceTracker};
 use super::{symbol_check, Parsed, Venue, VenueConfig, VenueParser};
 use crate::{ProviderError, ProviderFrame, Rejected};
 
@@ -59,6 +60,8 @@ pub(super) struct Connection<V: Venue> {
     pub rules: TickRules,
     pub metrics: Metrics,
     pub health: Health,
+    /// Gaps whose missing trade ids are known go to the healer here.
+    pub heal: mpsc::Sender<Gap>,
     pub venue: PhantomData<V>,
 }
 
@@ -78,10 +81,12 @@ impl<V: Venue> Connection<V> {
         // Set while the feed is down: since when, and why.
         let mut down: Option<(Timestamp, GapReason)> = None;
         let mut successor: Option<Box<Socket>> = None;
+        // Per symbol, the last outage whose missed ids are not known yet.
+        let mut outages: HashMap<Symbol, Gap> = HashMap::new();
         let mut attempts: u64 = 0;
         loop {
             if cancel.is_cancelled() {
-                return self.close_gap(&out, down).await;
+                return self.close_gap(&out, down, &ids).await;
             }
             let ws = match successor.take() {
                 Some(ws) => ws,
@@ -111,7 +116,7 @@ impl<V: Venue> Connection<V> {
                             .emit(&self.metrics);
                             let pause = next_backoff(&mut backoff, self.config.backoff_max);
                             tokio::select! {
-                                _ = cancel.cancelled() => return self.close_gap(&out, down).await,
+                                _ = cancel.cancelled() => return self.close_gap(&out, down, &ids).await,
                                 _ = tokio::time::sleep(pause) => continue,
                             }
                         }
@@ -119,12 +124,17 @@ impl<V: Venue> Connection<V> {
                 }
             };
             if let Some((from, reason)) = down.take() {
-                self.send_gaps(&out, from, Timestamp::now(), reason).await?;
-                let holes = ids.reconnected(&self.symbols);
-                self.send_sequence_gaps(&out, holes).await?;
+                for g in self
+                    .send_gaps(&out, from, Timestamp::now(), reason, &ids)
+                    .await?
+                {
+                    outages.insert(g.symbol.clone(), g);
+                }
             }
             backoff = self.config.backoff_min;
-            let ended = self.read(*ws, &mut parser, &mut ids, &out, &cancel).await?;
+            let ended = self
+                .read(*ws, &mut parser, &mut ids, &mut outages, &out, &cancel)
+                .await?;
             Disconnected {
                 provider: V::ID,
                 connection: self.id,
@@ -140,7 +150,13 @@ impl<V: Venue> Connection<V> {
                     let holes = ids.reconnected(&self.symbols);
                     return self.send_sequence_gaps(&out, holes).await;
                 }
-                Ended::Down { since, reason } => down = Some((since, reason)),
+                Ended::Down { since, reason } => {
+                    // Holes open now are gaps; what the outage takes is
+                    // known when the first trade after it arrives.
+                    let holes = ids.reconnected(&self.symbols);
+                    self.send_sequence_gaps(&out, holes).await?;
+                    down = Some((since, reason));
+                }
                 Ended::Replaced(next) => successor = Some(next),
             }
         }
@@ -189,6 +205,7 @@ impl<V: Venue> Connection<V> {
         mut ws: Socket,
         parser: &mut V::Parser,
         ids: &mut SequenceTracker,
+        outages: &mut HashMap<Symbol, Gap>,
         out: &mpsc::Sender<ProviderFrame>,
         cancel: &CancellationToken,
     ) -> Result<Ended, ProviderError> {
@@ -304,8 +321,12 @@ impl<V: Venue> Connection<V> {
             match parser.parse(raw, &self.rules, received, received) {
                 Parsed::Trades { ticks, rejects } => {
                     self.metrics.provider_frame(V::ID, FrameKind::Trade);
-                    let mut frame = self.trades(ticks, rejects, ids, received);
-                    frame.gaps = self.sequence_gaps(ids.expired(received, REORDER_GRACE));
+                    let mut frame = self.trades(ticks, rejects, ids, outages, received);
+                    frame
+                        .gaps
+                        .extend(self.sequence_gaps(ids.expired(received, REORDER_GRACE)));
+                    let overflow = self.queue_heals(&frame.gaps);
+                    frame.gaps.extend(overflow);
                     out.send(frame).await.map_err(|_| closed::<V>())?;
                     continue;
                 }
@@ -374,6 +395,7 @@ impl<V: Venue> Connection<V> {
         mut ticks: Vec<streamforge_model::Tick>,
         mut rejects: Vec<Rejected>,
         ids: &mut SequenceTracker,
+        outages: &mut HashMap<Symbol, Gap>,
         received: Timestamp,
     ) -> ProviderFrame {
         if ticks.iter().any(|t| !self.symbols.contains(t.symbol())) {
@@ -391,10 +413,31 @@ impl<V: Venue> Connection<V> {
             }));
         }
         let mut seen: Vec<&Symbol> = Vec::new();
+        let mut gaps = Vec::new();
         let at = received.as_micros() as f64 / 1e6;
         for t in &ticks {
             if let Some(id) = t.source_id().and_then(|s| s.parse::<u64>().ok()) {
-                ids.trade(t.symbol(), id, t.ts(), received);
+                if let Seen::Resumed { first, last } = ids.trade(t.symbol(), id, t.ts(), received) {
+                    // The outage's missed ids are known now: it can heal.
+                    if let Some(mut g) = outages.remove(t.symbol()) {
+                        if last >= first {
+                            g.healing.first_id = Some(first);
+                            g.healing.last_id = Some(last);
+                        } else {
+                            g.healing = Healing {
+                                status: GapStatus::Healed,
+                                detail: "no trade was missed".into(),
+                                ..Healing::default()
+                            };
+                            GapHealEnded {
+                                provider: V::ID,
+                                gap: &g,
+                            }
+                            .emit(&self.metrics);
+                        }
+                        gaps.push(g);
+                    }
+                }
             }
             if !seen.contains(&t.symbol()) {
                 seen.push(t.symbol());
@@ -407,8 +450,39 @@ impl<V: Venue> Connection<V> {
             provider: V::ID,
             ticks,
             rejects,
-            gaps: Vec::new(),
+            gaps,
         }
+    }
+
+    /// Hands the gaps whose missed ids are known to the healer; those it
+    /// has no room for are answered here, as unrecoverable.
+    fn queue_heals(&self, gaps: &[Gap]) -> Vec<Gap> {
+        if !self.config.history {
+            return Vec::new();
+        }
+        let mut given_up = Vec::new();
+        for g in gaps {
+            if g.healing.first_id.is_none()
+                || g.healing.last_id.is_none()
+                || g.healing.status.is_final()
+            {
+                continue;
+            }
+            if let Err(mpsc::error::TrySendError::Full(mut g)) = self.heal.try_send(g.clone()) {
+                g.healing.status = GapStatus::Unrecoverable;
+                g.healing.detail = format!(
+                    "more than {} gaps were waiting to heal",
+                    super::backfill::QUEUE
+                );
+                GapHealEnded {
+                    provider: V::ID,
+                    gap: &g,
+                }
+                .emit(&self.metrics);
+                given_up.push(g);
+            }
+        }
+        given_up
     }
 
     /// The gaps of missed trade ids, each logged and counted.
@@ -433,7 +507,11 @@ impl<V: Venue> Connection<V> {
                     from: m.since,
                     to: m.until,
                     reason: GapReason::Sequence,
-                    healing: streamforge_model::Healing::default(),
+                    healing: Healing {
+                        first_id: Some(m.first),
+                        last_id: Some(m.last),
+                        ..Healing::default()
+                    },
                 }
             })
             .collect()
@@ -447,9 +525,12 @@ impl<V: Venue> Connection<V> {
         if missed.is_empty() {
             return Ok(());
         }
+        let mut gaps = self.sequence_gaps(missed);
+        let overflow = self.queue_heals(&gaps);
+        gaps.extend(overflow);
         let frame = ProviderFrame {
             provider: V::ID,
-            gaps: self.sequence_gaps(missed),
+            gaps,
             ..ProviderFrame::default()
         };
         out.send(frame).await.map_err(|_| closed::<V>())
@@ -460,21 +541,27 @@ impl<V: Venue> Connection<V> {
         &self,
         out: &mpsc::Sender<ProviderFrame>,
         down: Option<(Timestamp, GapReason)>,
+        ids: &SequenceTracker,
     ) -> Result<(), ProviderError> {
         match down {
-            Some((from, reason)) => self.send_gaps(out, from, Timestamp::now(), reason).await,
+            Some((from, reason)) => self
+                .send_gaps(out, from, Timestamp::now(), reason, ids)
+                .await
+                .map(drop),
             None => Ok(()),
         }
     }
 
-    /// One gap per symbol of this connection.
+    /// One gap per symbol of this connection, from the trade id after the
+    /// last one seen (when one was); returns them.
     async fn send_gaps(
         &self,
         out: &mpsc::Sender<ProviderFrame>,
         from: Timestamp,
         to: Timestamp,
         reason: GapReason,
-    ) -> Result<(), ProviderError> {
+        ids: &SequenceTracker,
+    ) -> Result<Vec<Gap>, ProviderError> {
         let gaps: Vec<Gap> = self
             .symbols
             .iter()
@@ -485,7 +572,10 @@ impl<V: Venue> Connection<V> {
                 from,
                 to,
                 reason,
-                healing: streamforge_model::Healing::default(),
+                healing: Healing {
+                    first_id: ids.last_id(s).map(|id| id + 1),
+                    ..Healing::default()
+                },
             })
             .collect();
         GapRecorded {
@@ -499,10 +589,11 @@ impl<V: Venue> Connection<V> {
         .emit(&self.metrics);
         let frame = ProviderFrame {
             provider: V::ID,
-            gaps,
+            gaps: gaps.clone(),
             ..ProviderFrame::default()
         };
-        out.send(frame).await.map_err(|_| closed::<V>())
+        out.send(frame).await.map_err(|_| closed::<V>())?;
+        Ok(gaps)
     }
 }
 

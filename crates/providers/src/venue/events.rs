@@ -226,3 +226,72 @@ impl Event for SequenceGap<'_> {
         );
     }
 }
+
+/// The venue's history answered 429 or 418: the healer waits `wait`.
+pub(super) struct HistoryRateLimited {
+    pub provider: &'static str,
+    pub status: u16,
+    pub wait: Duration,
+}
+
+impl Event for HistoryRateLimited {
+    fn emit(self, metrics: &Metrics) {
+        metrics.provider_error(self.provider, ProviderErrorKind::RateLimited);
+        tracing::warn!(
+            provider = self.provider,
+            status = self.status,
+            wait = ?self.wait,
+            "{} history rate limit: waiting as asked",
+            self.provider
+        );
+    }
+}
+
+/// A request to the venue's history failed (it may be tried again).
+pub(super) struct HistoryFailed<'a> {
+    pub provider: &'static str,
+    pub error: &'a str,
+}
+
+impl Event for HistoryFailed<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.provider_error(self.provider, ProviderErrorKind::History);
+        tracing::warn!(
+            provider = self.provider,
+            error = self.error,
+            "{} history request failed",
+            self.provider
+        );
+    }
+}
+
+/// Healing a gap ended: healed, or unrecoverable with the reason.
+pub(super) struct GapHealEnded<'a> {
+    pub provider: &'static str,
+    pub gap: &'a streamforge_model::Gap,
+}
+
+impl Event for GapHealEnded<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let (g, provider) = (self.gap, self.provider);
+        metrics.provider_gap_healed(provider, g.healing.status);
+        if g.healing.status == streamforge_model::GapStatus::Healed {
+            tracing::info!(
+                provider,
+                symbol = %g.symbol,
+                from = %g.from,
+                backfilled = g.healing.backfilled,
+                "{provider} gap healed from the trade history"
+            );
+        } else {
+            tracing::warn!(
+                provider,
+                symbol = %g.symbol,
+                from = %g.from,
+                backfilled = g.healing.backfilled,
+                detail = %g.healing.detail,
+                "{provider} gap cannot heal"
+            );
+        }
+    }
+}

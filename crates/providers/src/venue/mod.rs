@@ -23,11 +23,13 @@
 //! # Layout
 //! - this module — [`VenueConfig`], [`Venue`], [`VenueProvider`];
 //! - `connection` — one WebSocket connection's loop;
+//! - `backfill` — healing gaps from the venue's REST trade history;
 //! - [`decimal`] — prices and sizes sent as decimal strings;
 //! - [`sequence`] — gaps in trade ids;
 //! - `events` — what happens to a connection, logged and counted once;
 //! - [`simulator`] — what the venues' simulators share (market, ids, faults).
 
+mod backfill;
 mod connection;
 pub mod decimal;
 mod events;
@@ -85,6 +87,14 @@ pub struct VenueConfig {
     /// is subscribed.
     #[serde(with = "duration_text")]
     pub overlap: Duration,
+    /// Heal gaps from the venue's REST trade history.
+    pub history: bool,
+    /// Least time between two requests to the history (Binance counts 25
+    /// of its 6,000 weight a minute per request; Coinbase allows 10 a second).
+    #[serde(with = "duration_text")]
+    pub history_interval: Duration,
+    /// A gap of more trades than this is not healed (it is `unrecoverable`).
+    pub history_max_trades: u64,
 }
 
 impl Default for VenueConfig {
@@ -99,6 +109,9 @@ impl Default for VenueConfig {
             backoff_max: Duration::from_secs(60),
             max_lifetime: Duration::from_secs(23 * 3600 + 50 * 60),
             overlap: Duration::from_secs(2),
+            history: true,
+            history_interval: Duration::from_secs(1),
+            history_max_trades: 100_000,
         }
     }
 }
@@ -146,6 +159,12 @@ impl VenueConfig {
         if self.overlap >= self.max_lifetime {
             return Err(Invalid::new("overlap", "must be shorter than max_lifetime"));
         }
+        if !(1..=10_000_000).contains(&self.history_max_trades) {
+            return Err(Invalid::new(
+                "history_max_trades",
+                format!("must be 1 to 10000000, got {}", self.history_max_trades),
+            ));
+        }
         Ok(())
     }
 
@@ -180,6 +199,27 @@ pub trait Venue: Send + Sync + 'static {
 
     /// The messages sent right after connecting to subscribe `symbols`.
     fn subscribe(symbols: &[Symbol]) -> Vec<String>;
+
+    /// History pages come oldest first (the cursor moves up from the first
+    /// id) or newest first (it moves down from the last).
+    const HISTORY_ASCENDING: bool;
+
+    /// The URL of one page of `native`'s trade history, for ids
+    /// `first..=last`, at `cursor` (`None`: the first page).
+    fn history_url(base: &str, native: &str, first: u64, last: u64, cursor: Option<u64>) -> String;
+
+    /// The trades of one history page; `Err` says what does not read.
+    fn history_rows(body: &[u8]) -> Result<Vec<HistoryRow>, String>;
+}
+
+/// One trade of a venue's REST history, as the venue wrote it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryRow {
+    pub id: u64,
+    /// Decimal strings.
+    pub price: String,
+    pub size: String,
+    pub time: Timestamp,
 }
 
 /// The venue's notation of a canonical symbol: `BTCUSDT` of
@@ -282,7 +322,8 @@ impl TickMaker {
         self.symbols.parse(&self.name)
     }
 
-    /// The validated tick of one live trade with the venue's `trade_id`.
+    /// The validated tick of one trade with the venue's `trade_id`, live
+    /// or from the history (`origin`).
     #[allow(clippy::too_many_arguments)]
     pub fn tick(
         &mut self,
@@ -291,6 +332,7 @@ impl TickMaker {
         price: f64,
         size: f64,
         trade_id: u64,
+        origin: streamforge_model::Origin,
         rules: &TickRules,
         received: Timestamp,
         checked_at: Timestamp,
@@ -309,7 +351,7 @@ impl TickMaker {
                 tick_id: None,
                 ingested_at: received,
                 source_id: Some(trade_id.to_string().into_boxed_str()),
-                origin: streamforge_model::Origin::Live,
+                origin,
             },
             checked_at,
         )
@@ -468,6 +510,26 @@ impl<V: Venue> Provider for VenueProvider<V> {
                 .expect_fresh_advisory(&symbol_check(V::ID, s), SYMBOL_SILENCE);
         }
         let mut tasks = tokio::task::JoinSet::new();
+        let (heal, to_heal) = mpsc::channel(backfill::QUEUE);
+        let healer = backfill::Healer::<V> {
+            base: self
+                .config
+                .rest_url
+                .clone()
+                .unwrap_or_else(|| V::DEFAULT_REST_URL.to_string()),
+            config: self.config.clone(),
+            rules: self.rules,
+            metrics: self.metrics.clone(),
+            client: backfill::Healer::<V>::client().map_err(|reason| ProviderError::Config {
+                provider: V::ID,
+                reason,
+            })?,
+            venue: std::marker::PhantomData,
+        };
+        {
+            let (out, cancel) = (out.clone(), cancel.clone());
+            tasks.spawn(async move { healer.run(to_heal, out, cancel).await });
+        }
         for (i, chunk) in self
             .symbols
             .chunks(self.config.symbols_per_connection)
@@ -481,12 +543,13 @@ impl<V: Venue> Provider for VenueProvider<V> {
                 rules: self.rules,
                 metrics: self.metrics.clone(),
                 health: self.health.clone(),
+                heal: heal.clone(),
                 venue: std::marker::PhantomData,
             };
             let (out, cancel) = (out.clone(), cancel.clone());
             tasks.spawn(async move { c.run(out, cancel).await });
         }
-        drop(out);
+        drop((out, heal));
         let mut result = Ok(());
         while let Some(r) = tasks.join_next().await {
             let failed = match r {

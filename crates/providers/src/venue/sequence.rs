@@ -14,6 +14,18 @@ use streamforge_model::{Symbol, Timestamp};
 /// Most open holes per symbol; beyond it the oldest is a gap at once.
 const MAX_HOLES: usize = 64;
 
+/// What a trade id is to its symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// New: the next id, one after a jump, or a late one filling its hole.
+    New,
+    /// An id seen before.
+    Repeat,
+    /// The first trade after a reconnect: the outage took ids
+    /// `first..=last` (none when `last < first`).
+    Resumed { first: u64, last: u64 },
+}
+
 /// Ids `first..=last` of `symbol` never came: trades after `since` (the
 /// time of the trade before them) up to `until` were missed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,8 +69,7 @@ pub struct SequenceTracker {
 
 impl SequenceTracker {
     /// A trade `id` of `symbol` with event time `at`, received at `now`.
-    /// Returns `false` for a repeat (an id seen before).
-    pub fn trade(&mut self, symbol: &Symbol, id: u64, at: Timestamp, now: Timestamp) -> bool {
+    pub fn trade(&mut self, symbol: &Symbol, id: u64, at: Timestamp, now: Timestamp) -> Seen {
         let Some(s) = self.symbols.get_mut(symbol) else {
             self.symbols.insert(
                 symbol.clone(),
@@ -69,11 +80,23 @@ impl SequenceTracker {
                     holes: Vec::new(),
                 },
             );
-            return true;
+            return Seen::New;
         };
         if id <= s.id {
-            return fill(&mut s.holes, id);
+            return if fill(&mut s.holes, id) {
+                Seen::New
+            } else {
+                Seen::Repeat
+            };
         }
+        let seen = if s.resumed {
+            Seen::Resumed {
+                first: s.id + 1,
+                last: id - 1,
+            }
+        } else {
+            Seen::New
+        };
         if id > s.id + 1 && !s.resumed {
             open(
                 &mut self.ready,
@@ -91,7 +114,7 @@ impl SequenceTracker {
         s.id = id;
         s.at = at;
         s.resumed = false;
-        true
+        seen
     }
 
     /// A heartbeat saying the last trade of `symbol` has id `last_id`
@@ -213,11 +236,11 @@ mod tests {
     fn a_jump_in_ids_is_a_gap_once_the_grace_has_passed() {
         let s = Symbol::parse("BINANCE:BTCUSDT").unwrap();
         let mut q = SequenceTracker::default();
-        assert!(q.trade(&s, 10, t(1), t(1)));
-        assert!(q.trade(&s, 11, t(2), t(2)));
-        assert!(q.trade(&s, 15, t(5), t(5)));
+        assert_eq!(q.trade(&s, 10, t(1), t(1)), Seen::New);
+        assert_eq!(q.trade(&s, 11, t(2), t(2)), Seen::New);
+        assert_eq!(q.trade(&s, 15, t(5), t(5)), Seen::New);
         assert!(q.expired(t(500), GRACE).is_empty(), "within the grace");
-        assert!(!q.trade(&s, 15, t(5), t(600)), "a repeat");
+        assert_eq!(q.trade(&s, 15, t(5), t(600)), Seen::Repeat);
         assert_eq!(
             q.expired(t(1_005), GRACE),
             [Missed {
@@ -239,9 +262,10 @@ mod tests {
         q.trade(&s, 1, t(1), t(1));
         q.trade(&s, 6, t(6), t(6));
         // 2..=5 missing; 3 and 5 come late, then 2 and 4.
-        assert!(q.trade(&s, 3, t(3), t(7)));
-        assert!(q.trade(&s, 5, t(5), t(7)));
-        assert!(q.trade(&s, 2, t(2), t(7)));
+        assert_eq!(q.trade(&s, 3, t(3), t(7)), Seen::New);
+        assert_eq!(q.trade(&s, 5, t(5), t(7)), Seen::New);
+        assert_eq!(q.trade(&s, 2, t(2), t(7)), Seen::New);
+        assert_eq!(q.trade(&s, 2, t(2), t(7)), Seen::Repeat);
         let left = q.expired(t(5_000), GRACE);
         assert_eq!(left.len(), 1);
         assert_eq!((left[0].first, left[0].last), (4, 4));
@@ -259,7 +283,11 @@ mod tests {
         q.trade(&s, 3, t(3), t(3));
         let flushed = q.reconnected(std::slice::from_ref(&s));
         assert_eq!((flushed[0].first, flushed[0].last), (2, 2));
-        q.trade(&s, 40, t(9), t(9));
+        assert_eq!(q.trade(&s, 3, t(3), t(9)), Seen::Repeat, "still resuming");
+        assert_eq!(
+            q.trade(&s, 40, t(9), t(9)),
+            Seen::Resumed { first: 4, last: 39 }
+        );
         q.trade(&s, 42, t(10), t(10));
         let gaps = q.expired(t(5_000), GRACE);
         assert_eq!((gaps[0].first, gaps[0].last), (41, 41));
@@ -274,7 +302,7 @@ mod tests {
         q.heartbeat(&s, 7, t(2));
         q.heartbeat(&s, 9, t(3));
         // Those are accounted for: the next trade follows 9.
-        assert!(q.trade(&s, 10, t(4), t(4)));
+        assert_eq!(q.trade(&s, 10, t(4), t(4)), Seen::New);
         let gaps = q.expired(t(5_000), GRACE);
         assert_eq!(gaps.len(), 1);
         assert_eq!((gaps[0].first, gaps[0].last, gaps[0].since), (8, 9, t(1)));

@@ -72,6 +72,40 @@ pub trait SimProtocol: Send + Sync + 'static {
     /// The notice sent before the server closes a connection (Binance
     /// `serverShutdown`); `None` when the venue sends none.
     fn shutdown_notice(at: Timestamp) -> Option<String>;
+
+    /// What a REST history request (path and query) asks for, or the
+    /// venue's error answer (status, body).
+    fn history_request(path_and_query: &str) -> Result<HistoryAsk, (u16, String)>;
+
+    /// The body answering a history request with `trades` (in the order
+    /// the venue sends them).
+    fn history_body(trades: &[SimTrade]) -> String;
+
+    /// The body of an answer refusing the request with `status`.
+    fn refusal(status: u16) -> String;
+}
+
+/// Which trades of a symbol a history request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryAsk {
+    /// The venue's notation.
+    pub native: String,
+    pub page: Page,
+    /// Most trades answered.
+    pub limit: usize,
+}
+
+/// A page of the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    /// Ids from this one up, oldest first (Binance `fromId`).
+    From(u64),
+    /// Ids below this one, newest first (Coinbase `after`).
+    Before(u64),
+    /// The newest trades, oldest first.
+    LatestAscending,
+    /// The newest trades, newest first.
+    LatestDescending,
 }
 
 /// Settings of a simulated venue.
@@ -111,6 +145,13 @@ pub struct SimConfig {
     pub malformed_every: Option<u64>,
     /// Keep every trade sent in the log (tests).
     pub record: bool,
+    /// Address of the REST trade history (port 0 picks a free one).
+    pub rest_addr: SocketAddr,
+    /// Every Nth history request is answered 429 with `Retry-After: 1`.
+    pub rest_429_every: Option<u64>,
+    /// Every history request is refused with this status (a venue that
+    /// wants a key for its history: 401, 403).
+    pub rest_status: Option<u16>,
 }
 
 impl Default for SimConfig {
@@ -133,6 +174,9 @@ impl Default for SimConfig {
             out_of_order_every: None,
             malformed_every: None,
             record: false,
+            rest_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rest_429_every: None,
+            rest_status: None,
         }
     }
 }
@@ -154,6 +198,9 @@ pub struct SimLog {
     pub shutdown_notices_sent: u64,
     /// Connections closed by the server on `close_after`.
     pub forced_closes: u64,
+    /// History requests received, and those answered 429.
+    pub rest_requests: u64,
+    pub rest_rate_limited: u64,
 }
 
 /// The market's trades, numbered, and the bounded history.
@@ -183,10 +230,15 @@ impl Exchange {
 /// A running simulated venue.
 #[derive(Clone)]
 pub struct SimServer {
+    /// The WebSocket's address.
     pub addr: SocketAddr,
+    /// The REST history's address.
+    pub rest_addr: SocketAddr,
     pub log: Arc<Mutex<SimLog>>,
     exchange: Arc<Mutex<Exchange>>,
     stop: CancellationToken,
+    /// A child of `stop`: the market and the WebSocket.
+    feed: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
 }
 
@@ -214,15 +266,19 @@ impl SimServer {
         }
         let listener = TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
+        let rest = TcpListener::bind(config.rest_addr).await?;
+        let stop = CancellationToken::new();
         let server = SimServer {
             addr,
+            rest_addr: rest.local_addr()?,
             log: Arc::default(),
             exchange: Arc::new(Mutex::new(Exchange {
                 next_id: HashMap::new(),
                 history: HashMap::new(),
                 keep: config.history.max(1),
             })),
-            stop: CancellationToken::new(),
+            feed: stop.child_token(),
+            stop,
             tasks: tokio_util::task::TaskTracker::new(),
         };
         let config = Arc::new(config);
@@ -232,14 +288,30 @@ impl SimServer {
             config.clone(),
             server.exchange.clone(),
             trades_tx.clone(),
-            server.stop.clone(),
+            server.feed.clone(),
         ));
+        let s = server.clone();
+        let rest_config = config.clone();
+        server.tasks.spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = s.stop.cancelled() => return,
+                    a = rest.accept() => match a {
+                        Ok(a) => a,
+                        Err(_) => continue,
+                    },
+                };
+                let (s2, config) = (s.clone(), rest_config.clone());
+                s.tasks
+                    .spawn(async move { s2.answer::<P>(stream, &config).await });
+            }
+        });
         let s = server.clone();
         server.tasks.spawn(async move {
             let mut next_id = 0u64;
             loop {
                 let (stream, _) = tokio::select! {
-                    _ = s.stop.cancelled() => return,
+                    _ = s.feed.cancelled() => return,
                     a = listener.accept() => match a {
                         Ok(a) => a,
                         Err(e) => {
@@ -253,7 +325,7 @@ impl SimServer {
                     id: next_id,
                     config: config.clone(),
                     log: s.log.clone(),
-                    stop: s.stop.clone(),
+                    stop: s.feed.clone(),
                 };
                 let trades = trades_tx.subscribe();
                 s.tasks.spawn(conn.serve::<P>(stream, trades));
@@ -276,6 +348,103 @@ impl SimServer {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The trades a history request asks for, in the order it wants them.
+    pub fn page(&self, symbol: &Symbol, page: Page, limit: usize) -> Vec<SimTrade> {
+        let ex = self.exchange.lock();
+        let Some(h) = ex.history.get(symbol) else {
+            return Vec::new();
+        };
+        match page {
+            Page::From(id) => h
+                .iter()
+                .filter(|t| t.id >= id)
+                .take(limit)
+                .cloned()
+                .collect(),
+            Page::Before(id) => h
+                .iter()
+                .rev()
+                .filter(|t| t.id < id)
+                .take(limit)
+                .cloned()
+                .collect(),
+            Page::LatestDescending => h.iter().rev().take(limit).cloned().collect(),
+            Page::LatestAscending => {
+                let mut v: Vec<SimTrade> = h.iter().rev().take(limit).cloned().collect();
+                v.reverse();
+                v
+            }
+        }
+    }
+
+    /// Answers one HTTP request of the REST history, then closes.
+    async fn answer<P: SimProtocol>(&self, mut stream: tokio::net::TcpStream, config: &SimConfig) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+            match read {
+                Ok(Ok(n)) if n > 0 && head.len() < 16 * 1024 => head.extend_from_slice(&buf[..n]),
+                _ => return,
+            }
+        }
+        let head = String::from_utf8_lossy(&head);
+        let target = head
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("GET "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or("")
+            .to_string();
+        let n = {
+            let mut log = self.log.lock();
+            log.rest_requests += 1;
+            log.rest_requests
+        };
+        let (status, body, extra) = if let Some(status) = config.rest_status {
+            (status, P::refusal(status), "")
+        } else if config
+            .rest_429_every
+            .is_some_and(|k| k > 0 && n.is_multiple_of(k))
+        {
+            self.log.lock().rest_rate_limited += 1;
+            (429, P::refusal(429), "Retry-After: 1\r\n")
+        } else {
+            match P::history_request(&target) {
+                Ok(ask) => match Symbol::parse(&format!("{}:{}", P::PREFIX, ask.native)) {
+                    Ok(symbol) if config.symbols.contains(&ask.native) => {
+                        let trades = self.page(&symbol, ask.page, ask.limit);
+                        (200, P::history_body(&trades), "")
+                    }
+                    _ => (404, P::refusal(404), ""),
+                },
+                Err((status, body)) => (status, body, ""),
+            }
+        };
+        let reason = match status {
+            200 => "OK",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            429 => "Too Many Requests",
+            _ => "Error",
+        };
+        let response = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    }
+
+    /// Stops making and streaming trades (open connections end, new ones
+    /// are refused); the REST history still answers.
+    pub fn stop_feed(&self) {
+        self.feed.cancel();
     }
 
     /// Every trade the venue made that it still holds, per symbol.
