@@ -1249,3 +1249,105 @@ async fn refused_dead_letters(dlq: &mut dyn streamforge_bus::Consumer, n: usize)
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_gaps_heal_across_kafka_into_postgres() {
+    use std::collections::BTreeSet;
+    use streamforge_model::TickId;
+    use streamforge_providers::venue::simulator::SimConfig;
+
+    let sim = streamforge_providers::binance::simulator::start(SimConfig {
+        symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
+        rate: 300.0,
+        seed: Some(21),
+        slice: Duration::from_millis(20),
+        skip_every: Some(25),
+        duplicate_every: Some(11),
+        drop_every: Some(Duration::from_millis(1_500)),
+        rest_429_every: Some(4),
+        record: true,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (broker, _log, db) = shared_engines();
+    let mut c = config(&broker.url(), &db, "memory://", &unique("binance"));
+    c.providers = vec!["binance".into()];
+    c.binance.ws_url = Some(format!("ws://{}", sim.addr));
+    c.binance.rest_url = Some(format!("http://{}", sim.rest_addr));
+    c.binance.history_interval = Duration::from_millis(10);
+    c.binance.backoff_min = Duration::from_millis(50);
+    let (persist, persist_token) = start(&c, Role::Persist).await;
+    let (ingest, ingest_token) = start(&c, Role::Ingest).await;
+    wait_for("two drops", Duration::from_secs(30), || {
+        let log = sim.log.clone();
+        async move { (log.lock().connections >= 3).then_some(()) }
+    })
+    .await;
+    sim.stop_feed();
+    let unhealed = |db: &str| -> (u64, u64) {
+        let row = psql(
+            db,
+            "SELECT count(*) FILTER (WHERE status = 'healed') || ' ' || \
+                    count(*) FILTER (WHERE last_id IS NOT NULL AND status <> 'healed') \
+             FROM gaps",
+        );
+        let mut it = row.split(' ').map(|n| n.parse::<u64>().unwrap());
+        (it.next().unwrap(), it.next().unwrap())
+    };
+    wait_for(
+        "every gap with known ids healed in PostgreSQL",
+        Duration::from_secs(60),
+        || {
+            let db = db.clone();
+            async move {
+                let (healed, pending) = unhealed(&db);
+                (healed >= 4 && pending == 0).then_some(())
+            }
+        },
+    )
+    .await;
+    // Every trade the venue made from the first sent to the last is a row, once.
+    let mut span = std::collections::BTreeMap::new();
+    for (_, t) in &sim.log.lock().sent {
+        let e = span.entry(t.symbol.clone()).or_insert((t.id, t.id));
+        e.0 = e.0.min(t.id);
+        e.1 = e.1.max(t.id);
+    }
+    let made = sim.made();
+    let mut expected: Vec<String> = Vec::new();
+    for (symbol, (first, last)) in &span {
+        for t in made[symbol]
+            .iter()
+            .filter(|t| (*first..=*last).contains(&t.id))
+        {
+            let id = TickId::from_source("binance", symbol, &t.id.to_string());
+            expected.push(format!("{symbol} {}", id.as_i64()));
+        }
+    }
+    expected.sort();
+    let want = expected.len() as u64;
+    wait_for("every trade in PostgreSQL", Duration::from_secs(60), || {
+        let db = db.clone();
+        async move { (count_stored(&db) >= want).then_some(()) }
+    })
+    .await;
+    let stored = stored_ids(&db);
+    assert_eq!(
+        stored.iter().collect::<BTreeSet<_>>().len(),
+        stored.len(),
+        "no trade stored twice"
+    );
+    assert_eq!(stored, expected, "stored exactly the trades the venue made");
+    {
+        let log = sim.log.lock();
+        assert!(!log.skipped.is_empty() && log.rest_rate_limited > 0 && log.duplicates_sent > 0);
+    }
+    let b = &ingest.metrics.snapshot().providers["binance"];
+    assert!(b.backfilled > 0 && b.heals["healed"] >= 4, "{b:?}");
+    ingest_token.cancel();
+    ingest.wait().await.unwrap();
+    persist_token.cancel();
+    persist.wait().await.unwrap();
+    sim.stop();
+}
