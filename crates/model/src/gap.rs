@@ -33,14 +33,17 @@ pub enum GapReason {
     /// The venue's trade ids jumped: trades were missed while the
     /// connection stayed up.
     Sequence,
+    /// The process was stopped: from its last trade to when it ran again.
+    Downtime,
 }
 
 impl GapReason {
-    pub const ALL: [GapReason; 4] = [
+    pub const ALL: [GapReason; 5] = [
         GapReason::Disconnected,
         GapReason::Silent,
         GapReason::BusUnavailable,
         GapReason::Sequence,
+        GapReason::Downtime,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl GapReason {
             GapReason::Silent => "silent",
             GapReason::BusUnavailable => "bus_unavailable",
             GapReason::Sequence => "sequence",
+            GapReason::Downtime => "downtime",
         }
     }
 

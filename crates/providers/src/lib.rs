@@ -99,6 +99,9 @@ pub struct ProviderSettings {
     pub finnhub: FinnhubConfig,
     pub binance: VenueConfig,
     pub coinbase: VenueConfig,
+    /// Gaps of an earlier run still `open` or `healing` (from the store):
+    /// each venue goes on healing its own.
+    pub resume: Vec<Gap>,
 }
 
 /// Checks a list of provider ids: known, each once.
@@ -180,12 +183,15 @@ fn venue_provider<V: venue::Venue>(
     health: &Health,
 ) -> Result<Box<dyn Provider>, ProviderError> {
     let config = venue_or_default::<V>(section, &settings.synthetic.symbols, settings.names.len());
-    Ok(Box::new(VenueProvider::<V>::new(
-        config,
-        rules,
-        metrics.clone(),
-        health.clone(),
-    )?))
+    let resume = settings
+        .resume
+        .iter()
+        .filter(|g| g.provider == V::ID)
+        .cloned()
+        .collect();
+    Ok(Box::new(
+        VenueProvider::<V>::new(config, rules, metrics.clone(), health.clone())?.resuming(resume),
+    ))
 }
 
 /// A venue's section, on the `--symbols` list when it names none: with

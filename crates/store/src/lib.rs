@@ -76,6 +76,10 @@ pub trait TickStore: Send + Sync {
     /// Gaps overlapping `[from, to)`, of one symbol or all, oldest first.
     async fn gaps(&self, query: GapQuery) -> Result<Vec<Gap>, StoreError>;
 
+    /// `provider`'s gaps still `open` or `healing`, oldest first, at most
+    /// `limit`: what a restarted provider goes on healing.
+    async fn unhealed_gaps(&self, provider: &str, limit: usize) -> Result<Vec<Gap>, StoreError>;
+
     /// Periodic upkeep (partitions ahead, retention); run by persist.
     async fn housekeeping(&self) -> Result<(), StoreError> {
         Ok(())

@@ -88,6 +88,14 @@ impl TickStore for Timed {
         self.run("reading gaps", self.inner.gaps(query)).await
     }
 
+    async fn unhealed_gaps(&self, provider: &str, limit: usize) -> Result<Vec<Gap>, StoreError> {
+        self.run(
+            "reading unhealed gaps",
+            self.inner.unhealed_gaps(provider, limit),
+        )
+        .await
+    }
+
     async fn housekeeping(&self) -> Result<(), StoreError> {
         // Upkeep may drop or compress large partitions: no deadline beyond
         // the server's own statement timeout.
@@ -132,6 +140,9 @@ mod tests {
             std::future::pending().await
         }
         async fn gaps(&self, _: GapQuery) -> Result<Vec<Gap>, StoreError> {
+            std::future::pending().await
+        }
+        async fn unhealed_gaps(&self, _: &str, _: usize) -> Result<Vec<Gap>, StoreError> {
             std::future::pending().await
         }
     }

@@ -283,6 +283,24 @@ pub async fn gap_healing_only_moves_forward(s: &dyn TickStore) {
         .await
         .unwrap();
     assert_eq!(got, [other]);
+    // Only open and healing gaps are left to heal; this one is healed,
+    // and `other` is unrecoverable.
+    assert!(s.unhealed_gaps("binance", 10).await.unwrap().is_empty());
+    let mut open = step(Open, Some(5), None, 0, "");
+    open.from = Timestamp::from_millis(T0 + 60_000);
+    let mut healing = step(Healing, Some(7), Some(9), 0, "");
+    healing.from = Timestamp::from_millis(T0 + 30_000);
+    let mut elsewhere = healing.clone();
+    elsewhere.provider = "coinbase".into();
+    s.write_gaps(&[open.clone(), healing.clone(), elsewhere])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.unhealed_gaps("binance", 10).await.unwrap(),
+        [healing.clone(), open],
+        "oldest first, of that provider only"
+    );
+    assert_eq!(s.unhealed_gaps("binance", 1).await.unwrap(), [healing]);
 }
 
 #[tokio::test]

@@ -255,6 +255,7 @@ impl Config {
             finnhub: self.finnhub.clone(),
             binance: self.binance.clone(),
             coinbase: self.coinbase.clone(),
+            resume: Vec::new(),
         }
     }
 

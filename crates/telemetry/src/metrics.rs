@@ -395,7 +395,7 @@ impl Metrics {
             provider_gaps: counter_vec(
                 &r,
                 "streamforge_provider_gaps_total",
-                "Feed outages recorded as gaps, by provider and reason (disconnected, silent, sequence: a jump in the venue's trade ids, bus_unavailable: ingest could not publish).",
+                "Feed outages recorded as gaps, by provider and reason (disconnected, silent, sequence: a jump in the venue's trade ids, downtime: the process was stopped, bus_unavailable: ingest could not publish).",
                 &["provider", "reason"],
             ),
             provider_gap_heals: counter_vec(

@@ -62,6 +62,8 @@ pub(super) struct Connection<V: Venue> {
     pub health: Health,
     /// Gaps whose missing trade ids are known go to the healer here.
     pub heal: mpsc::Sender<Gap>,
+    /// Outages of an earlier run whose last missed id is not known yet.
+    pub resume: Vec<Gap>,
     pub venue: PhantomData<V>,
 }
 
@@ -83,6 +85,12 @@ impl<V: Venue> Connection<V> {
         let mut successor: Option<Box<Socket>> = None;
         // Per symbol, the last outage whose missed ids are not known yet.
         let mut outages: HashMap<Symbol, Gap> = HashMap::new();
+        for g in &self.resume {
+            if let Some(first) = g.healing.first_id {
+                ids.resume_at(&g.symbol, first.saturating_sub(1), g.from);
+                outages.insert(g.symbol.clone(), g.clone());
+            }
+        }
         let mut attempts: u64 = 0;
         loop {
             if cancel.is_cancelled() {
@@ -146,9 +154,12 @@ impl<V: Venue> Connection<V> {
             .emit(&self.metrics);
             match ended {
                 Ended::Cancelled => {
-                    // Holes still open at shutdown are gaps too.
+                    // Holes still open at shutdown are gaps too, and so is
+                    // the time until the next run: from each symbol's last
+                    // trade, closed (and healed) by its first trade then.
                     let holes = ids.reconnected(&self.symbols);
-                    return self.send_sequence_gaps(&out, holes).await;
+                    self.send_sequence_gaps(&out, holes).await?;
+                    return self.send_downtime(&out, &ids, &outages).await;
                 }
                 Ended::Down { since, reason } => {
                     // Holes open now are gaps; what the outage takes is
@@ -420,6 +431,8 @@ impl<V: Venue> Connection<V> {
                 if let Seen::Resumed { first, last } = ids.trade(t.symbol(), id, t.ts(), received) {
                     // The outage's missed ids are known now: it can heal.
                     if let Some(mut g) = outages.remove(t.symbol()) {
+                        // It lasted until this trade came.
+                        g.to = g.to.max(received);
                         if last >= first {
                             g.healing.first_id = Some(first);
                             g.healing.last_id = Some(last);
@@ -528,6 +541,44 @@ impl<V: Venue> Connection<V> {
         let mut gaps = self.sequence_gaps(missed);
         let overflow = self.queue_heals(&gaps);
         gaps.extend(overflow);
+        let frame = ProviderFrame {
+            provider: V::ID,
+            gaps,
+            ..ProviderFrame::default()
+        };
+        out.send(frame).await.map_err(|_| closed::<V>())
+    }
+
+    /// At shutdown: a `downtime` gap per symbol, from its last trade (or
+    /// now), with the first id it may miss; an outage still waiting for its
+    /// last id stays as it is (the next run closes it).
+    async fn send_downtime(
+        &self,
+        out: &mpsc::Sender<ProviderFrame>,
+        ids: &SequenceTracker,
+        outages: &HashMap<Symbol, Gap>,
+    ) -> Result<(), ProviderError> {
+        let now = Timestamp::now();
+        let gaps: Vec<Gap> = self
+            .symbols
+            .iter()
+            .filter(|s| !outages.contains_key(*s))
+            .map(|s| Gap {
+                provider: V::ID.to_string(),
+                connection: self.id,
+                symbol: s.clone(),
+                from: ids.last_at(s).unwrap_or(now).min(now),
+                to: now,
+                reason: GapReason::Downtime,
+                healing: Healing {
+                    first_id: ids.last_id(s).map(|id| id + 1),
+                    ..Healing::default()
+                },
+            })
+            .collect();
+        if gaps.is_empty() {
+            return Ok(());
+        }
         let frame = ProviderFrame {
             provider: V::ID,
             gaps,

@@ -411,6 +411,8 @@ impl<V: Venue> crate::FrameParse for ReplayParser<V> {
 
 /// The provider of venue `V`: one task per connection.
 pub struct VenueProvider<V: Venue> {
+    /// Gaps of an earlier run to go on healing.
+    resume: Vec<streamforge_model::Gap>,
     config: VenueConfig,
     ws_url: String,
     symbols: Vec<Symbol>,
@@ -457,6 +459,7 @@ impl<V: Venue> VenueProvider<V> {
         // wss:// needs a TLS crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(VenueProvider {
+            resume: Vec::new(),
             ws_url: config
                 .ws_url
                 .clone()
@@ -468,6 +471,15 @@ impl<V: Venue> VenueProvider<V> {
             health,
             venue: std::marker::PhantomData,
         })
+    }
+
+    /// Goes on healing `gaps` of an earlier run (still `open` or
+    /// `healing`): those whose missed ids are known are healed at once;
+    /// an outage whose last missed id was not known yet (the process
+    /// stopped first) is closed by its symbol's first trade now.
+    pub fn resuming(mut self, gaps: Vec<streamforge_model::Gap>) -> Self {
+        self.resume = gaps;
+        self
     }
 
     /// The canonical symbols this provider subscribes.
@@ -530,6 +542,30 @@ impl<V: Venue> Provider for VenueProvider<V> {
             let (out, cancel) = (out.clone(), cancel.clone());
             tasks.spawn(async move { healer.run(to_heal, out, cancel).await });
         }
+        // Gaps of an earlier run: healed now, or closed by the next trade.
+        let (known, waiting): (Vec<_>, Vec<_>) = self
+            .resume
+            .iter()
+            .filter(|g| self.symbols.contains(&g.symbol) && g.healing.first_id.is_some())
+            .cloned()
+            .partition(|g| g.healing.last_id.is_some());
+        if !known.is_empty() {
+            tracing::info!(
+                provider = V::ID,
+                gaps = known.len(),
+                "healing the gaps of the last run"
+            );
+            let (heal, cancel) = (heal.clone(), cancel.clone());
+            tasks.spawn(async move {
+                for g in known {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        sent = heal.send(g) => if sent.is_err() { break },
+                    }
+                }
+                Ok(())
+            });
+        }
         for (i, chunk) in self
             .symbols
             .chunks(self.config.symbols_per_connection)
@@ -544,6 +580,11 @@ impl<V: Venue> Provider for VenueProvider<V> {
                 metrics: self.metrics.clone(),
                 health: self.health.clone(),
                 heal: heal.clone(),
+                resume: waiting
+                    .iter()
+                    .filter(|g| chunk.contains(&g.symbol))
+                    .cloned()
+                    .collect(),
                 venue: std::marker::PhantomData,
             };
             let (out, cancel) = (out.clone(), cancel.clone());

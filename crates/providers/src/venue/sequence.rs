@@ -176,6 +176,25 @@ impl SequenceTracker {
         out
     }
 
+    /// `symbol` goes on from trade `last_id` of an earlier run, at `at`:
+    /// its next trade tells what the time between missed.
+    pub fn resume_at(&mut self, symbol: &Symbol, last_id: u64, at: Timestamp) {
+        self.symbols.insert(
+            symbol.clone(),
+            State {
+                id: last_id,
+                at,
+                resumed: true,
+                holes: Vec::new(),
+            },
+        );
+    }
+
+    /// The time of the last trade seen of `symbol`.
+    pub fn last_at(&self, symbol: &Symbol) -> Option<Timestamp> {
+        self.symbols.get(symbol).map(|s| s.at)
+    }
+
     /// The highest trade id seen of `symbol`.
     pub fn last_id(&self, symbol: &Symbol) -> Option<u64> {
         self.symbols.get(symbol).map(|s| s.id)
@@ -291,6 +310,22 @@ mod tests {
         q.trade(&s, 42, t(10), t(10));
         let gaps = q.expired(t(5_000), GRACE);
         assert_eq!((gaps[0].first, gaps[0].last), (41, 41));
+    }
+
+    #[test]
+    fn a_symbol_resumed_from_an_earlier_run_tells_what_it_missed() {
+        let s = Symbol::parse("BINANCE:BTCUSDT").unwrap();
+        let mut q = SequenceTracker::default();
+        q.resume_at(&s, 99, t(1));
+        assert_eq!(q.last_at(&s), Some(t(1)));
+        assert_eq!(
+            q.trade(&s, 150, t(9), t(9)),
+            Seen::Resumed {
+                first: 100,
+                last: 149
+            }
+        );
+        assert_eq!(q.trade(&s, 151, t(9), t(9)), Seen::New);
     }
 
     #[test]

@@ -311,6 +311,7 @@ impl SimServer {
             let mut next_id = 0u64;
             loop {
                 let (stream, _) = tokio::select! {
+                    biased;
                     _ = s.feed.cancelled() => return,
                     a = listener.accept() => match a {
                         Ok(a) => a,
@@ -559,8 +560,14 @@ impl Conn {
             *url_symbols.lock() = P::from_request(&path);
             Ok(res)
         };
-        let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else {
-            return;
+        // A connection that raced the venue's stop is not served.
+        let ws = tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => return,
+            ws = tokio_tungstenite::accept_hdr_async(stream, check) => match ws {
+                Ok(ws) => ws,
+                Err(_) => return,
+            },
         };
         self.log.lock().connections += 1;
         let (mut tx, mut rx) = ws.split();

@@ -903,25 +903,41 @@ impl TickStore for PostgresStore {
                 &[&symbol, &PgTime(q.from), &PgTime(q.to), &(q.limit as i64)],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                GapRow {
-                    provider: r.try_get(0)?,
-                    symbol: r.try_get(1)?,
-                    from: r.try_get::<_, PgTime>(2)?.0,
-                    to: r.try_get::<_, PgTime>(3)?.0,
-                    connection: i64::from(r.try_get::<_, i32>(4)?),
-                    reason: r.try_get(5)?,
-                    status: r.try_get(6)?,
-                    first_id: r.try_get(7)?,
-                    last_id: r.try_get(8)?,
-                    backfilled: r.try_get(9)?,
-                    detail: r.try_get(10)?,
-                }
-                .gap()
-            })
-            .collect()
+        rows.iter().map(gap_row).collect()
     }
+
+    async fn unhealed_gaps(&self, provider: &str, limit: usize) -> Result<Vec<Gap>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {GAP_COLUMNS} FROM gaps \
+                     WHERE provider = $1 AND status IN ('open', 'healing') \
+                     ORDER BY from_ts, symbol LIMIT $2"
+                ),
+                &[&provider, &(limit as i64)],
+            )
+            .await?;
+        rows.iter().map(gap_row).collect()
+    }
+}
+
+/// A row selected with [`GAP_COLUMNS`].
+fn gap_row(r: &Row) -> Result<Gap, StoreError> {
+    GapRow {
+        provider: r.try_get(0)?,
+        symbol: r.try_get(1)?,
+        from: r.try_get::<_, PgTime>(2)?.0,
+        to: r.try_get::<_, PgTime>(3)?.0,
+        connection: i64::from(r.try_get::<_, i32>(4)?),
+        reason: r.try_get(5)?,
+        status: r.try_get(6)?,
+        first_id: r.try_get(7)?,
+        last_id: r.try_get(8)?,
+        backfilled: r.try_get(9)?,
+        detail: r.try_get(10)?,
+    }
+    .gap()
 }
 
 /// A row selected with [`SYMBOL_COLUMNS`].

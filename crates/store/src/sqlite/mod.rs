@@ -425,6 +425,30 @@ fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, StoreError> {
     })
 }
 
+/// The gaps of rows selected with [`GAP_COLUMNS`].
+fn gap_rows(rows: &mut rusqlite::Rows<'_>) -> Result<Vec<Gap>, StoreError> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(
+            GapRow {
+                provider: row.get(0)?,
+                symbol: text(row, 1)?,
+                from: Timestamp::from_micros(row.get(2)?),
+                to: Timestamp::from_micros(row.get(3)?),
+                connection: row.get(4)?,
+                reason: text(row, 5)?,
+                status: text(row, 6)?,
+                first_id: row.get(7)?,
+                last_id: row.get(8)?,
+                backfilled: row.get(9)?,
+                detail: row.get(10)?,
+            }
+            .gap()?,
+        );
+    }
+    Ok(out)
+}
+
 /// The values of a row selected with [`TICK_COLUMNS`].
 fn tick_row<'r>(row: &'r Row<'_>) -> Result<TickRow<'r>, StoreError> {
     let conditions = text(row, 6)?;
@@ -663,26 +687,21 @@ impl TickStore for SqliteStore {
                 q.to.as_micros(),
                 q.limit as i64
             ])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(
-                    GapRow {
-                        provider: row.get(0)?,
-                        symbol: text(row, 1)?,
-                        from: Timestamp::from_micros(row.get(2)?),
-                        to: Timestamp::from_micros(row.get(3)?),
-                        connection: row.get(4)?,
-                        reason: text(row, 5)?,
-                        status: text(row, 6)?,
-                        first_id: row.get(7)?,
-                        last_id: row.get(8)?,
-                        backfilled: row.get(9)?,
-                        detail: row.get(10)?,
-                    }
-                    .gap()?,
-                );
-            }
-            Ok(out)
+            gap_rows(&mut rows)
+        })
+        .await
+    }
+
+    async fn unhealed_gaps(&self, provider: &str, limit: usize) -> Result<Vec<Gap>, StoreError> {
+        let provider = provider.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {GAP_COLUMNS} FROM gaps \
+                 WHERE provider = ?1 AND status IN ('open', 'healing') \
+                 ORDER BY from_ts, symbol LIMIT +?2"
+            ))?;
+            let mut rows = stmt.query(params![provider, limit as i64])?;
+            gap_rows(&mut rows)
         })
         .await
     }

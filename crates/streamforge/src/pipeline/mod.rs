@@ -397,7 +397,11 @@ impl<'a> Pipeline<'a> {
             let providers = match providers {
                 Some(p) => p,
                 None => {
-                    build_providers(&config.provider_settings(), b.rules, &b.metrics, &b.health)
+                    let mut settings = config.provider_settings();
+                    if let Some((store, _)) = &b.stores {
+                        settings.resume = unhealed_gaps(store.as_ref(), &settings.names).await;
+                    }
+                    build_providers(&settings, b.rules, &b.metrics, &b.health)
                         .context("configuring providers")?
                 }
             };
@@ -469,6 +473,39 @@ impl<'a> Pipeline<'a> {
             helpers,
         })
     }
+}
+
+/// Most gaps of an earlier run a venue goes on healing at start.
+const MAX_RESUMED_GAPS: usize = 10_000;
+
+/// The gaps the venues among `providers` left `open` or `healing` in the
+/// store. A store that cannot answer only delays healing: it is logged.
+async fn unhealed_gaps(store: &dyn TickStore, providers: &[String]) -> Vec<streamforge_model::Gap> {
+    let mut out = Vec::new();
+    for venue in [
+        streamforge_providers::binance::ID,
+        streamforge_providers::coinbase::ID,
+    ] {
+        if !providers.iter().any(|p| p == venue) {
+            continue;
+        }
+        match store.unhealed_gaps(venue, MAX_RESUMED_GAPS).await {
+            Ok(gaps) => {
+                if !gaps.is_empty() {
+                    tracing::info!(
+                        provider = venue,
+                        gaps = gaps.len(),
+                        "gaps of the last run go on healing"
+                    );
+                }
+                out.extend(gaps);
+            }
+            Err(e) => {
+                tracing::warn!(provider = venue, error = %e, "reading the gaps of the last run failed; they heal on a later start")
+            }
+        }
+    }
+    out
 }
 
 /// What the stages share: the backends a role needs, and the telemetry.
