@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{GapHealEnded, HistoryFailed, HistoryRateLimited};
+use super::http::HttpClient;
 use super::{decimal, native, TickMaker, Venue, VenueConfig};
 use crate::{ProviderError, ProviderFrame, Rejected};
 
@@ -52,18 +53,14 @@ pub(super) struct Healer<V: Venue> {
     pub base: String,
     pub rules: TickRules,
     pub metrics: Metrics,
-    pub client: reqwest::Client,
+    pub client: HttpClient,
     pub venue: PhantomData<V>,
 }
 
 impl<V: Venue> Healer<V> {
-    /// An HTTP client for the history (TLS from the process's provider).
-    pub fn client() -> Result<reqwest::Client, String> {
-        reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("streamforge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("history client: {e}"))
+    /// An HTTP client for the history.
+    pub fn client() -> Result<HttpClient, String> {
+        HttpClient::new(REQUEST_TIMEOUT, MAX_BODY).map_err(|e| format!("history client: {e}"))
     }
 
     /// Heals the gaps of `requests` until they end or shutdown.
@@ -280,30 +277,19 @@ impl<V: Venue> Healer<V> {
             *last_request = Some(Instant::now());
             let sent = tokio::select! {
                 _ = cancel.cancelled() => return Err(Stop::Cancelled),
-                r = self.client.get(url).send() => r,
+                r = self.client.get(url) => r,
             };
             let pause = match sent {
-                Ok(res) if res.status().is_success() => match read_body(res).await {
-                    Ok(body) => return Ok(body),
-                    Err(e) => {
-                        failures += 1;
-                        HistoryFailed {
-                            provider: V::ID,
-                            error: &e,
-                        }
-                        .emit(&self.metrics);
-                        if failures >= TRIES {
-                            return Err(Stop::Refused(e));
-                        }
-                        super::next_backoff(&mut backoff, self.config.backoff_max)
-                    }
-                },
-                Ok(res) if matches!(res.status().as_u16(), 429 | 418) => {
+                Ok(a) if (200..300).contains(&a.status) => return Ok(a.body),
+                Ok(a) if matches!(a.status, 429 | 418) => {
                     limited += 1;
-                    let wait = retry_after(&res).unwrap_or(Duration::from_secs(1));
+                    let wait = a
+                        .retry_after
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(MAX_RETRY_AFTER);
                     HistoryRateLimited {
                         provider: V::ID,
-                        status: res.status().as_u16(),
+                        status: a.status,
                         wait,
                     }
                     .emit(&self.metrics);
@@ -311,24 +297,25 @@ impl<V: Venue> Healer<V> {
                         return Err(Stop::Refused(format!(
                             "{} kept answering HTTP {} (rate limit)",
                             V::ID,
-                            res.status().as_u16()
+                            a.status
                         )));
                     }
                     wait
                 }
-                Ok(res) if res.status().is_client_error() => {
-                    let status = res.status().as_u16();
-                    let text = read_body(res).await.unwrap_or_default();
-                    let text = String::from_utf8_lossy(&text);
-                    let hint = if matches!(status, 401 | 403) {
+                Ok(a) if (400..500).contains(&a.status) => {
+                    let hint = if matches!(a.status, 401 | 403) {
                         " (the venue's trade history needs an API key here, or a paid plan)"
                     } else {
                         ""
                     };
                     let detail = format!(
-                        "{} refused the history request with HTTP {status}{hint}: {}",
+                        "{} refused the history request with HTTP {}{hint}: {}",
                         V::ID,
-                        text.chars().take(200).collect::<String>()
+                        a.status,
+                        String::from_utf8_lossy(&a.body)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
                     );
                     HistoryFailed {
                         provider: V::ID,
@@ -337,22 +324,12 @@ impl<V: Venue> Healer<V> {
                     .emit(&self.metrics);
                     return Err(Stop::Refused(detail));
                 }
-                Ok(res) => {
+                other => {
                     failures += 1;
-                    let e = format!("{} history answered HTTP {}", V::ID, res.status());
-                    HistoryFailed {
-                        provider: V::ID,
-                        error: &e,
-                    }
-                    .emit(&self.metrics);
-                    if failures >= TRIES {
-                        return Err(Stop::Refused(e));
-                    }
-                    super::next_backoff(&mut backoff, self.config.backoff_max)
-                }
-                Err(e) => {
-                    failures += 1;
-                    let e = format!("{} history: {e}", V::ID);
+                    let e = match other {
+                        Ok(a) => format!("{} history answered HTTP {}", V::ID, a.status),
+                        Err(e) => format!("{} history: {e}", V::ID),
+                    };
                     HistoryFailed {
                         provider: V::ID,
                         error: &e,
@@ -370,33 +347,4 @@ impl<V: Venue> Healer<V> {
             }
         }
     }
-}
-
-/// The body, refused past [`MAX_BODY`].
-async fn read_body(mut res: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = res
-        .chunk()
-        .await
-        .map_err(|e| format!("reading the answer: {e}"))?
-    {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!("the answer is over {MAX_BODY} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// `Retry-After` in seconds, capped.
-fn retry_after(res: &reqwest::Response) -> Option<Duration> {
-    let secs: u64 = res
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }

@@ -24,6 +24,7 @@
 //! - this module — [`VenueConfig`], [`Venue`], [`VenueProvider`];
 //! - `connection` — one WebSocket connection's loop;
 //! - `backfill` — healing gaps from the venue's REST trade history;
+//! - `http` — the history's HTTP client (TLS with its own roots);
 //! - [`decimal`] — prices and sizes sent as decimal strings;
 //! - [`sequence`] — gaps in trade ids;
 //! - `events` — what happens to a connection, logged and counted once;
@@ -33,6 +34,7 @@ mod backfill;
 mod connection;
 pub mod decimal;
 mod events;
+mod http;
 pub mod sequence;
 pub mod simulator;
 
