@@ -102,6 +102,10 @@ pub struct ProviderSettings {
     /// Gaps of an earlier run still `open` or `healing` (from the store):
     /// each venue goes on healing its own.
     pub resume: Vec<Gap>,
+    /// The newest stored trade of each venue symbol (from the store): the
+    /// time since, when no gap of the last run covers it (the process did
+    /// not stop cleanly), is a `downtime` gap.
+    pub last_trades: Vec<Tick>,
 }
 
 /// Checks a list of provider ids: known, each once.
@@ -189,8 +193,15 @@ fn venue_provider<V: venue::Venue>(
         .filter(|g| g.provider == V::ID)
         .cloned()
         .collect();
+    let last_trades = settings
+        .last_trades
+        .iter()
+        .filter(|t| t.src_id() == V::ID)
+        .cloned()
+        .collect();
     Ok(Box::new(
-        VenueProvider::<V>::new(config, rules, metrics.clone(), health.clone())?.resuming(resume),
+        VenueProvider::<V>::new(config, rules, metrics.clone(), health.clone())?
+            .resuming(resume, last_trades),
     ))
 }
 

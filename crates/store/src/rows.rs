@@ -6,15 +6,15 @@
 use std::sync::Arc;
 
 use streamforge_model::{
-    CandlePart, Gap, GapReason, GapStatus, Healing, Symbol, Tick, TickId, TickInput, TickRules,
-    Timestamp,
+    CandlePart, Gap, GapReason, GapStatus, Healing, Origin, Symbol, Tick, TickId, TickInput,
+    TickRules, Timestamp,
 };
 
 use crate::{StoreError, SymbolInfo};
 
 /// Columns of a tick row, after the symbol (known from the query).
 pub(crate) const TICK_COLUMNS: &str =
-    "ts, tick_id, price, size, exchange, src_id, conditions, ingested_at";
+    "ts, tick_id, price, size, exchange, src_id, conditions, ingested_at, source_id, origin";
 
 /// Columns of a rollup row, in [`RollupRow`]'s order.
 pub(crate) const ROLLUP_COLUMNS: &str =
@@ -40,6 +40,15 @@ pub(crate) struct TickRow<'r> {
     pub src_id: &'r str,
     pub conditions: Vec<String>,
     pub ingested_at: Timestamp,
+    /// The venue's trade id, when it has one.
+    pub source_id: Option<&'r str>,
+    /// `NULL` for live trades, `backfill` for those from a venue's history.
+    pub origin: Option<&'r str>,
+}
+
+/// How a tick's origin is stored: `NULL` for live (most rows), else its name.
+pub(crate) fn origin_value(origin: Origin) -> Option<&'static str> {
+    (!origin.is_live()).then(|| origin.as_str())
 }
 
 /// Rebuilds stored ticks of one query, sharing one allocation per distinct
@@ -63,6 +72,12 @@ impl TickReader {
     /// the way in and are checked again (a damaged database is reported,
     /// never served), except against the clock.
     pub fn tick(&mut self, symbol: &Symbol, row: TickRow<'_>) -> Result<Tick, StoreError> {
+        let origin = match row.origin {
+            None => Origin::Live,
+            Some(text) => Origin::parse(text).ok_or_else(|| {
+                StoreError::Corrupt(format!("ticks row of {symbol}: origin {text:?}"))
+            })?,
+        };
         let input = TickInput {
             symbol: symbol.clone(),
             ts: row.ts,
@@ -74,8 +89,8 @@ impl TickReader {
             conditions: row.conditions,
             occurrence: 0,
             ingested_at: row.ingested_at,
-            source_id: None,
-            origin: streamforge_model::tick::Origin::Live,
+            source_id: row.source_id.map(Box::from),
+            origin,
         };
         TickRules::default()
             .check(input, Timestamp::MAX)
@@ -234,6 +249,8 @@ mod tests {
             src_id: "synthetic",
             conditions: Vec::new(),
             ingested_at: Timestamp::from_millis(1_756_325_731_300),
+            source_id: None,
+            origin: None,
         }
     }
 
@@ -257,6 +274,19 @@ mod tests {
             .tick(&symbol, row("XNAS", f64::NAN))
             .unwrap_err();
         assert!(err.to_string().contains("ticks row of AAPL"), "{err}");
+        let mut bad = row("XNAS", 1.0);
+        bad.origin = Some("guessed");
+        let err = TickReader::default().tick(&symbol, bad).unwrap_err();
+        assert!(err.to_string().contains("origin \"guessed\""), "{err}");
+        let mut numbered = row("BINANCE", 1.0);
+        numbered.source_id = Some("716849523");
+        numbered.origin = Some("backfill");
+        let t = TickReader::default().tick(&symbol, numbered).unwrap();
+        assert_eq!(
+            (t.source_id(), t.origin()),
+            (Some("716849523"), Origin::Backfill)
+        );
+        assert_eq!(t.tick_id(), TickId::from_i64(42), "the stored id is kept");
         let err = GapRow {
             provider: "synthetic".into(),
             symbol: "AAPL",

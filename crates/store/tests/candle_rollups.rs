@@ -240,12 +240,13 @@ async fn sqlite_migration_fills_rollups_from_existing_ticks() {
              DROP TABLE candles_1d; DROP INDEX gaps_unhealed; \
              ALTER TABLE gaps DROP COLUMN status; ALTER TABLE gaps DROP COLUMN first_id; \
              ALTER TABLE gaps DROP COLUMN last_id; ALTER TABLE gaps DROP COLUMN backfilled; \
-             ALTER TABLE gaps DROP COLUMN detail; PRAGMA user_version = 2;",
+             ALTER TABLE gaps DROP COLUMN detail; ALTER TABLE ticks DROP COLUMN source_id; \
+             ALTER TABLE ticks DROP COLUMN origin; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
     let store = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let expected = reference::candles(Interval::M1, &ticks);
     let got = store
         .candles(CandleQuery {

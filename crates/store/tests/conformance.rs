@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use streamforge_model::Origin;
 use streamforge_model::{Gap, GapReason, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::postgres::Mode;
 use streamforge_store::{
@@ -85,6 +86,33 @@ pub async fn writes_are_idempotent_and_round_trip(s: &dyn TickStore) {
     );
     assert_eq!(msft.ticks, 1);
     assert!(["sqlite", "postgres"].contains(&s.kind()), "{}", s.kind());
+
+    // A venue's trade keeps its trade id and origin; the same trade again
+    // (live, then from the history) is one row.
+    let numbered = |origin: Origin| {
+        streamforge_model::TickRules::default()
+            .check(
+                streamforge_model::TickInput {
+                    source_id: Some("716849523".into()),
+                    origin,
+                    ..streamforge_testkit::tick_input("BINANCE:BTCUSDT", T0 + 5, 58_942.01, 0.0356)
+                },
+                Timestamp::MAX,
+            )
+            .unwrap()
+    };
+    let live = numbered(Origin::Live);
+    let backfill = numbered(Origin::Backfill);
+    assert_eq!(live.tick_id(), backfill.tick_id());
+    let outcome = s
+        .write_batch(Arc::from(vec![backfill.clone(), live]))
+        .await
+        .unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (1, 1));
+    let got = s.ticks(q("BINANCE:BTCUSDT")).await.unwrap();
+    assert_eq!(got, [backfill]);
+    assert_eq!(got[0].source_id(), Some("716849523"));
+    assert_eq!(got[0].origin(), Origin::Backfill);
 }
 
 pub async fn tick_queries_honor_range_limit_and_order(s: &dyn TickStore) {

@@ -256,6 +256,7 @@ impl Config {
             binance: self.binance.clone(),
             coinbase: self.coinbase.clone(),
             resume: Vec::new(),
+            last_trades: Vec::new(),
         }
     }
 

@@ -660,3 +660,61 @@ async fn after_a_restart_the_downtime_and_the_unhealed_gaps_heal() {
     running.wait().await.unwrap();
     sim.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_the_time_since_the_last_stored_trade_is_a_gap_that_heals() {
+    let sim = binance_sim(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers = vec!["binance".into()];
+    c.binance.ws_url = Some(format!("ws://{}", sim.addr));
+    c.binance.rest_url = Some(format!("http://{}", sim.rest_addr));
+    c.binance.history_interval = Duration::from_millis(10);
+    let (running, token) = start(&c).await;
+    wait_for("trades", Duration::from_secs(30), || {
+        let log = sim.log.clone();
+        async move { (log.lock().sent.len() > 200).then_some(()) }
+    })
+    .await;
+    token.cancel();
+    running.wait().await.unwrap();
+    // As after a crash: the stop left no record.
+    let db = rusqlite::Connection::open(dir.path().join("streamforge.db")).unwrap();
+    let removed = db
+        .execute("DELETE FROM gaps WHERE reason = 'downtime'", [])
+        .unwrap();
+    assert_eq!(removed, 2, "a clean stop records one per symbol");
+    drop(db);
+    let sent_before = sim.log.lock().sent.len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (running, token) = start(&c).await;
+    let base = format!("http://{}", running.http_addr);
+    wait_for("trades after the restart", Duration::from_secs(30), || {
+        let log = sim.log.clone();
+        async move { (log.lock().sent.len() > sent_before + 100).then_some(()) }
+    })
+    .await;
+    sim.stop_feed();
+    let downtime = wait_for(
+        "the crash's downtime to heal",
+        Duration::from_secs(30),
+        || {
+            let base = base.clone();
+            async move {
+                let d = gaps(&base, "downtime").await;
+                (d.len() == 2 && d.iter().all(|g| g["status"] == "healed")).then_some(d)
+            }
+        },
+    )
+    .await;
+    for g in &downtime {
+        assert!(g["seconds"].as_f64().unwrap() >= 0.6, "{g}");
+        assert!(g["backfilled"].as_u64().unwrap() > 0, "{g}");
+    }
+    let expected = made_between_sent(&sim, "binance");
+    let got = stored_as_sent(&running, &expected, "binance").await;
+    assert_eq!(got, expected, "every trade across the crash, once");
+    token.cancel();
+    running.wait().await.unwrap();
+    sim.stop();
+}

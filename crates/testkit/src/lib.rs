@@ -83,27 +83,35 @@ pub fn tick_with_conditions(
     size: f64,
     conditions: Vec<String>,
 ) -> streamforge_model::Tick {
-    use streamforge_model::{Symbol, TickInput, TickRules, Timestamp};
-    let ts = Timestamp::from_millis(ms);
-    TickRules::default()
-        .check(
-            TickInput {
-                symbol: Symbol::parse(symbol).expect("valid test symbol"),
-                ts,
-                price,
-                size,
-                exchange: Arc::from(""),
-                src_id: Arc::from("test"),
-                conditions,
-                occurrence: 0,
-                tick_id: None,
-                ingested_at: ts,
-                source_id: None,
-                origin: streamforge_model::tick::Origin::Live,
-            },
-            ts,
-        )
+    let input = streamforge_model::TickInput {
+        conditions,
+        ..tick_input(symbol, ms, price, size)
+    };
+    let ts = input.ts;
+    streamforge_model::TickRules::default()
+        .check(input, ts)
         .expect("valid test tick")
+}
+
+/// The parts of a test trade of provider `test`, before validation:
+/// event and receive time `ms`, no conditions, no venue id, live.
+pub fn tick_input(symbol: &str, ms: i64, price: f64, size: f64) -> streamforge_model::TickInput {
+    use streamforge_model::{Symbol, TickInput, Timestamp};
+    let ts = Timestamp::from_millis(ms);
+    TickInput {
+        symbol: Symbol::parse(symbol).expect("valid test symbol"),
+        ts,
+        price,
+        size,
+        exchange: Arc::from(""),
+        src_id: Arc::from("test"),
+        conditions: Vec::new(),
+        occurrence: 0,
+        tick_id: None,
+        ingested_at: ts,
+        source_id: None,
+        origin: streamforge_model::tick::Origin::Live,
+    }
 }
 
 /// The value of one series (`name{labels}`, exactly as rendered) in

@@ -415,6 +415,8 @@ impl<V: Venue> crate::FrameParse for ReplayParser<V> {
 pub struct VenueProvider<V: Venue> {
     /// Gaps of an earlier run to go on healing.
     resume: Vec<streamforge_model::Gap>,
+    /// The newest stored trade of each symbol.
+    last_trades: Vec<Tick>,
     config: VenueConfig,
     ws_url: String,
     symbols: Vec<Symbol>,
@@ -462,6 +464,7 @@ impl<V: Venue> VenueProvider<V> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(VenueProvider {
             resume: Vec::new(),
+            last_trades: Vec::new(),
             ws_url: config
                 .ws_url
                 .clone()
@@ -478,10 +481,43 @@ impl<V: Venue> VenueProvider<V> {
     /// Goes on healing `gaps` of an earlier run (still `open` or
     /// `healing`): those whose missed ids are known are healed at once;
     /// an outage whose last missed id was not known yet (the process
-    /// stopped first) is closed by its symbol's first trade now.
-    pub fn resuming(mut self, gaps: Vec<streamforge_model::Gap>) -> Self {
+    /// stopped first) is closed by its symbol's first trade now. A symbol
+    /// whose newest stored trade (`last_trades`) no such gap follows — the
+    /// process did not stop cleanly — gets a `downtime` gap from that trade.
+    pub fn resuming(mut self, gaps: Vec<streamforge_model::Gap>, last_trades: Vec<Tick>) -> Self {
         self.resume = gaps;
+        self.last_trades = last_trades;
         self
+    }
+
+    /// `downtime` gaps from the newest stored trade of each symbol that no
+    /// gap of the last run follows.
+    fn crash_gaps(&self, now: Timestamp) -> Vec<streamforge_model::Gap> {
+        self.last_trades
+            .iter()
+            .filter(|t| self.symbols.contains(t.symbol()))
+            .filter(|t| {
+                !self
+                    .resume
+                    .iter()
+                    .any(|g| g.symbol == *t.symbol() && g.healing.first_id.is_some())
+            })
+            .filter_map(|t| {
+                let id: u64 = t.source_id()?.parse().ok()?;
+                Some(streamforge_model::Gap {
+                    provider: V::ID.to_string(),
+                    connection: 0,
+                    symbol: t.symbol().clone(),
+                    from: t.ts().min(now),
+                    to: now,
+                    reason: streamforge_model::GapReason::Downtime,
+                    healing: streamforge_model::Healing {
+                        first_id: Some(id + 1),
+                        ..Default::default()
+                    },
+                })
+            })
+            .collect()
     }
 
     /// The canonical symbols this provider subscribes.
@@ -544,12 +580,30 @@ impl<V: Venue> Provider for VenueProvider<V> {
             let (out, cancel) = (out.clone(), cancel.clone());
             tasks.spawn(async move { healer.run(to_heal, out, cancel).await });
         }
+        // The time down after a crash: from the newest stored trade.
+        let crashed = self.crash_gaps(Timestamp::now());
+        if !crashed.is_empty() {
+            tracing::warn!(
+                provider = V::ID,
+                symbols = crashed.len(),
+                "the last run did not stop cleanly: the time since its last stored trades is a gap"
+            );
+            let frame = ProviderFrame {
+                provider: V::ID,
+                gaps: crashed.clone(),
+                ..ProviderFrame::default()
+            };
+            out.send(frame)
+                .await
+                .map_err(|_| ProviderError::OutputClosed { provider: V::ID })?;
+        }
         // Gaps of an earlier run: healed now, or closed by the next trade.
         let (known, waiting): (Vec<_>, Vec<_>) = self
             .resume
             .iter()
             .filter(|g| self.symbols.contains(&g.symbol) && g.healing.first_id.is_some())
             .cloned()
+            .chain(crashed)
             .partition(|g| g.healing.last_id.is_some());
         if !known.is_empty() {
             tracing::info!(

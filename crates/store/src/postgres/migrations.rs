@@ -111,6 +111,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("candle rollups", "0004_candle_rollups"),
     migration!("partition functions", "0005_partition_functions"),
     migration!("gap healing", "0006_gap_healing"),
+    migration!("trade ids", "0007_trade_ids"),
 ];
 
 /// xxh3-64 of every shipped migration file, recorded when it shipped.
@@ -178,6 +179,11 @@ const SHIPPED: &[(&str, u64)] = &[
     ("postgres/0006_gap_healing.down.sql", 0xc3133abc53a4e980),
     ("timescaledb/0006_gap_healing.up.sql", 0xa94a64e55459c7c5),
     ("timescaledb/0006_gap_healing.down.sql", 0xc3133abc53a4e980),
+    // Shipped 2026-12-06 (migration 7).
+    ("postgres/0007_trade_ids.up.sql", 0xea5fca0468913d54),
+    ("postgres/0007_trade_ids.down.sql", 0x51d5f8282b9c3395),
+    ("timescaledb/0007_trade_ids.up.sql", 0xea5fca0468913d54),
+    ("timescaledb/0007_trade_ids.down.sql", 0x51d5f8282b9c3395),
 ];
 
 impl Migration {

@@ -372,8 +372,8 @@ impl PostgresStore {
         .await?;
         let sink = tx
             .copy_in(
-                "COPY ticks_stage (symbol, ts, tick_id, price, size, exchange, src_id, conditions, ingested_at) \
-                 FROM STDIN (FORMAT binary)",
+                "COPY ticks_stage (symbol, ts, tick_id, price, size, exchange, src_id, conditions, \
+                 ingested_at, source_id, origin) FROM STDIN (FORMAT binary)",
             )
             .await?;
         let writer = BinaryCopyInWriter::new(
@@ -388,6 +388,8 @@ impl PostgresStore {
                 Type::TEXT,
                 Type::TEXT_ARRAY,
                 Type::TIMESTAMPTZ,
+                Type::TEXT,
+                Type::TEXT,
             ],
         );
         pin_mut!(writer);
@@ -405,6 +407,8 @@ impl PostgresStore {
                     &t.src_id(),
                     &conditions,
                     &PgTime(t.ingested_at()),
+                    &t.source_id(),
+                    &rows::origin_value(t.origin()),
                 ])
                 .await?;
         }
@@ -687,6 +691,8 @@ fn tick_row(row: &Row) -> Result<TickRow<'_>, StoreError> {
         src_id: row.try_get(5)?,
         conditions: row.try_get(6)?,
         ingested_at: row.try_get::<_, PgTime>(7)?.0,
+        source_id: row.try_get(8)?,
+        origin: row.try_get(9)?,
     })
 }
 

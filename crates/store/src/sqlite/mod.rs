@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0002_gaps.sql"),
     include_str!("0003_candles.sql"),
     include_str!("0004_gap_healing.sql"),
+    include_str!("0005_trade_ids.sql"),
 ];
 
 /// Reader connections: at most this many queries run at once (the rest
@@ -275,8 +276,9 @@ fn write_batch_blocking(writer: &mut Writer, batch: &[Tick]) -> Result<WriteOutc
     {
         let mut stmt = tx.prepare_cached(
             "INSERT OR IGNORE INTO ticks \
-             (symbol_id, ts, tick_id, price, size, exchange, src_id, conditions, ingested_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             (symbol_id, ts, tick_id, price, size, exchange, src_id, conditions, ingested_at, \
+              source_id, origin) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         let mut conditions = String::new();
         for t in batch {
@@ -298,6 +300,8 @@ fn write_batch_blocking(writer: &mut Writer, batch: &[Tick]) -> Result<WriteOutc
                 t.src_id(),
                 conditions,
                 t.ingested_at().as_micros(),
+                t.source_id(),
+                rows::origin_value(t.origin()),
             ])?;
             if n == 1 {
                 inserted += 1;
@@ -425,6 +429,14 @@ fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, StoreError> {
     })
 }
 
+/// A text column that may be `NULL`.
+fn text_or_null<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>, StoreError> {
+    row.get_ref(i)?.as_str_or_null().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+            .into()
+    })
+}
+
 /// The gaps of rows selected with [`GAP_COLUMNS`].
 fn gap_rows(rows: &mut rusqlite::Rows<'_>) -> Result<Vec<Gap>, StoreError> {
     let mut out = Vec::new();
@@ -467,6 +479,8 @@ fn tick_row<'r>(row: &'r Row<'_>) -> Result<TickRow<'r>, StoreError> {
         src_id: text(row, 5)?,
         conditions,
         ingested_at: Timestamp::from_micros(row.get(7)?),
+        source_id: text_or_null(row, 8)?,
+        origin: text_or_null(row, 9)?,
     })
 }
 

@@ -400,6 +400,7 @@ impl<'a> Pipeline<'a> {
                     let mut settings = config.provider_settings();
                     if let Some((store, _)) = &b.stores {
                         settings.resume = unhealed_gaps(store.as_ref(), &settings.names).await;
+                        settings.last_trades = last_trades(store.as_ref(), &settings.names).await;
                     }
                     build_providers(&settings, b.rules, &b.metrics, &b.health)
                         .context("configuring providers")?
@@ -502,6 +503,45 @@ async fn unhealed_gaps(store: &dyn TickStore, providers: &[String]) -> Vec<strea
             }
             Err(e) => {
                 tracing::warn!(provider = venue, error = %e, "reading the gaps of the last run failed; they heal on a later start")
+            }
+        }
+    }
+    out
+}
+
+/// The newest stored trade of every symbol of the venues among
+/// `providers` (by their symbols' prefix). A store that cannot answer
+/// only loses the gap of a crash: it is logged.
+async fn last_trades(store: &dyn TickStore, providers: &[String]) -> Vec<streamforge_model::Tick> {
+    let prefixes: Vec<String> = [
+        (streamforge_providers::binance::ID, "BINANCE:"),
+        (streamforge_providers::coinbase::ID, "COINBASE:"),
+    ]
+    .iter()
+    .filter(|(id, _)| providers.iter().any(|p| p == id))
+    .map(|(_, prefix)| prefix.to_string())
+    .collect();
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
+    let symbols = match store.symbols().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the stored symbols failed: a crash's downtime is not recorded");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for info in symbols.iter().filter(|i| {
+        prefixes
+            .iter()
+            .any(|p| i.symbol.as_str().starts_with(p.as_str()))
+    }) {
+        match store.latest(&info.symbol).await {
+            Ok(Some(t)) => out.push(t),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(symbol = %info.symbol, error = %e, "reading the newest stored trade failed")
             }
         }
     }

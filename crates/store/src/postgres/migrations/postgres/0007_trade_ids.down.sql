@@ -1,0 +1,3 @@
+ALTER TABLE ticks
+    DROP COLUMN IF EXISTS source_id,
+    DROP COLUMN IF EXISTS origin;
