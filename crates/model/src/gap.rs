@@ -335,7 +335,13 @@ mod tests {
         let names: Vec<&str> = GapReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(
             names,
-            ["disconnected", "silent", "bus_unavailable", "sequence"]
+            [
+                "disconnected",
+                "silent",
+                "bus_unavailable",
+                "sequence",
+                "downtime"
+            ]
         );
         for r in GapReason::ALL {
             assert_eq!(GapReason::parse(r.as_str()), Some(r));

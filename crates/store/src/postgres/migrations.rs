@@ -182,8 +182,8 @@ const SHIPPED: &[(&str, u64)] = &[
     // Shipped 2026-12-06 (migration 7).
     ("postgres/0007_trade_ids.up.sql", 0xea5fca0468913d54),
     ("postgres/0007_trade_ids.down.sql", 0x51d5f8282b9c3395),
-    ("timescaledb/0007_trade_ids.up.sql", 0xea5fca0468913d54),
-    ("timescaledb/0007_trade_ids.down.sql", 0x51d5f8282b9c3395),
+    ("timescaledb/0007_trade_ids.up.sql", 0x5f24cf575eb6415b),
+    ("timescaledb/0007_trade_ids.down.sql", 0x9f75b695cb48a924),
 ];
 
 impl Migration {
