@@ -41,6 +41,7 @@ use crate::ApiConfig;
         crate::routes::market::ticks,
         crate::routes::market::candles,
         crate::routes::market::gaps,
+        crate::routes::market::completeness,
         crate::routes::stream::sse,
         crate::routes::ws::upgrade,
     ),

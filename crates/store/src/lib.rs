@@ -34,7 +34,10 @@ pub use error::{CacheError, StoreError};
 pub use memory_cache::MemoryCache;
 pub use postgres::{PostgresConfig, PostgresStore};
 
-pub use query::{CandleQuery, GapQuery, Order, SymbolInfo, TickQuery, WriteOutcome};
+pub use query::{
+    CandleQuery, GapQuery, MinuteCount, Order, SymbolInfo, TickQuery, WriteOutcome,
+    MAX_COMPLETENESS_RANGE_MICROS,
+};
 pub use redis_cache::RedisCache;
 pub use sqlite::SqliteStore;
 
@@ -79,6 +82,16 @@ pub trait TickStore: Send + Sync {
     /// `provider`'s gaps still `open` or `healing`, oldest first, at most
     /// `limit`: what a restarted provider goes on healing.
     async fn unhealed_gaps(&self, provider: &str, limit: usize) -> Result<Vec<Gap>, StoreError>;
+
+    /// Per provider and minute of `[from, to)`, what is stored of `symbol`
+    /// (live, backfilled, venue trade ids): oldest first. The range is at
+    /// most [`MAX_COMPLETENESS_RANGE_MICROS`] (callers check).
+    async fn minute_counts(
+        &self,
+        symbol: &Symbol,
+        from: streamforge_model::Timestamp,
+        to: streamforge_model::Timestamp,
+    ) -> Result<Vec<MinuteCount>, StoreError>;
 
     /// Periodic upkeep (partitions ahead, retention); run by persist.
     async fn housekeeping(&self) -> Result<(), StoreError> {

@@ -61,3 +61,22 @@ pub struct WriteOutcome {
     /// Ticks that were already stored (redeliveries).
     pub duplicates: usize,
 }
+
+/// What one provider's stored trades of a symbol are in one minute (of
+/// event time): the rows of the completeness ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MinuteCount {
+    pub provider: String,
+    /// The minute's start.
+    pub minute: Timestamp,
+    /// Rows stored from the live feed, and from the venue's history.
+    pub live: u64,
+    pub backfill: u64,
+    /// Rows with a numeric venue trade id, and the lowest and highest id.
+    pub ids: u64,
+    pub min_id: Option<u64>,
+    pub max_id: Option<u64>,
+}
+
+/// The longest range a completeness query covers.
+pub const MAX_COMPLETENESS_RANGE_MICROS: i64 = 24 * 3_600 * 1_000_000;

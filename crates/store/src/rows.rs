@@ -46,6 +46,32 @@ pub(crate) struct TickRow<'r> {
     pub origin: Option<&'r str>,
 }
 
+/// A minute's counts, as a backend read them (ids as SQL `BIGINT`s).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn minute_count(
+    provider: String,
+    minute_index: i64,
+    live: i64,
+    backfill: i64,
+    ids: i64,
+    min_id: Option<i64>,
+    max_id: Option<i64>,
+) -> Result<crate::MinuteCount, StoreError> {
+    let count = |v: i64, name: &str| {
+        u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("ledger {name}: {v}")))
+    };
+    let id = |v: Option<i64>, name: &str| v.map(|v| count(v, name)).transpose();
+    Ok(crate::MinuteCount {
+        provider,
+        minute: Timestamp::from_micros(minute_index.saturating_mul(60_000_000)),
+        live: count(live, "live")?,
+        backfill: count(backfill, "backfill")?,
+        ids: count(ids, "ids")?,
+        min_id: id(min_id, "min_id")?,
+        max_id: id(max_id, "max_id")?,
+    })
+}
+
 /// How a tick's origin is stored: `NULL` for live (most rows), else its name.
 pub(crate) fn origin_value(origin: Origin) -> Option<&'static str> {
     (!origin.is_live()).then(|| origin.as_str())

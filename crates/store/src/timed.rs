@@ -96,6 +96,19 @@ impl TickStore for Timed {
         .await
     }
 
+    async fn minute_counts(
+        &self,
+        symbol: &Symbol,
+        from: streamforge_model::Timestamp,
+        to: streamforge_model::Timestamp,
+    ) -> Result<Vec<crate::MinuteCount>, StoreError> {
+        self.run(
+            "reading the ledger",
+            self.inner.minute_counts(symbol, from, to),
+        )
+        .await
+    }
+
     async fn housekeeping(&self) -> Result<(), StoreError> {
         // Upkeep may drop or compress large partitions: no deadline beyond
         // the server's own statement timeout.
@@ -143,6 +156,14 @@ mod tests {
             std::future::pending().await
         }
         async fn unhealed_gaps(&self, _: &str, _: usize) -> Result<Vec<Gap>, StoreError> {
+            std::future::pending().await
+        }
+        async fn minute_counts(
+            &self,
+            _: &Symbol,
+            _: streamforge_model::Timestamp,
+            _: streamforge_model::Timestamp,
+        ) -> Result<Vec<crate::MinuteCount>, StoreError> {
             std::future::pending().await
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use streamforge_model::Origin;
 use streamforge_model::{Gap, GapReason, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::postgres::Mode;
+use streamforge_store::MinuteCount;
 use streamforge_store::{
     CandleQuery, GapQuery, Order, PostgresConfig, PostgresStore, SqliteStore, TickBatch, TickQuery,
     TickStore, WriteOutcome,
@@ -329,6 +330,100 @@ pub async fn gap_healing_only_moves_forward(s: &dyn TickStore) {
         "oldest first, of that provider only"
     );
     assert_eq!(s.unhealed_gaps("binance", 1).await.unwrap(), [healing]);
+}
+
+/// The ledger's minutes: per provider and minute, rows live and
+/// backfilled, and the venue ids stored with their lowest and highest.
+pub async fn minute_counts_add_up(s: &dyn TickStore) {
+    let trade = |ms: i64, id: Option<&str>, origin: Origin, src: &str| {
+        streamforge_model::TickRules::default()
+            .check(
+                streamforge_model::TickInput {
+                    source_id: id.map(Into::into),
+                    origin,
+                    src_id: std::sync::Arc::from(src),
+                    ..streamforge_testkit::tick_input(
+                        "COINBASE:BTC-USD",
+                        ms,
+                        100.0 + ms as f64 / 1e9,
+                        1.0,
+                    )
+                },
+                Timestamp::MAX,
+            )
+            .unwrap()
+    };
+    // T0 is a minute's start.
+    let batch = vec![
+        trade(T0 + 1, Some("10"), Origin::Live, "coinbase"),
+        trade(T0 + 2, Some("11"), Origin::Backfill, "coinbase"),
+        trade(T0 + 3, Some("13"), Origin::Live, "coinbase"),
+        trade(T0 + 59_999, Some("x9"), Origin::Live, "coinbase"),
+        trade(T0 + 60_000, Some("14"), Origin::Live, "coinbase"),
+        trade(T0 + 60_001, None, Origin::Live, "synthetic"),
+    ];
+    s.write_batch(Arc::from(batch)).await.unwrap();
+    let symbol = Symbol::parse("COINBASE:BTC-USD").unwrap();
+    let got = s
+        .minute_counts(
+            &symbol,
+            Timestamp::from_millis(T0),
+            Timestamp::from_millis(T0 + 120_000),
+        )
+        .await
+        .unwrap();
+    let m = |k: i64| Timestamp::from_millis(T0 + k * 60_000);
+    let row = |provider: &str, minute, live, backfill, ids, min_id, max_id| MinuteCount {
+        provider: provider.into(),
+        minute,
+        live,
+        backfill,
+        ids,
+        min_id,
+        max_id,
+    };
+    assert_eq!(
+        got,
+        [
+            row("coinbase", m(0), 3, 1, 3, Some(10), Some(13)),
+            row("coinbase", m(1), 1, 0, 1, Some(14), Some(14)),
+            row("synthetic", m(1), 1, 0, 0, None, None),
+        ]
+    );
+    // The range is half-open and by event time.
+    let first = s
+        .minute_counts(
+            &symbol,
+            Timestamp::from_millis(T0),
+            Timestamp::from_millis(T0 + 60_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(s
+        .minute_counts(
+            &Symbol::parse("NONE").unwrap(),
+            Timestamp::MIN,
+            Timestamp::MAX
+        )
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_minute_counts_add_up() {
+    minute_counts_add_up(&sqlite().await.1).await;
+}
+
+#[tokio::test]
+async fn plain_postgres_minute_counts_add_up() {
+    minute_counts_add_up(&postgres_in(Some(Mode::Postgres)).await).await;
+}
+
+#[tokio::test]
+async fn timescaledb_minute_counts_add_up() {
+    minute_counts_add_up(&timescaledb().await).await;
 }
 
 #[tokio::test]

@@ -509,6 +509,24 @@ async fn binance_gaps_heal_from_the_history_through_its_rate_limits() {
         }
     }
     assert!(over_healed > 0, "a candle over a healed gap: {page}");
+    // The ledger proves it minute by minute: no id the venue made is missing.
+    for symbol in ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT"] {
+        let (status, ledger) = get_json(&format!(
+            "{base}/api/v1/completeness?symbol={symbol}&from={}",
+            Timestamp::now().as_millis() - 600_000
+        ))
+        .await;
+        assert_eq!(status, 200, "{ledger}");
+        let t = &ledger["totals"];
+        assert_eq!(t["ids_missing"], 0, "{ledger}");
+        assert!(t["stored_backfill"].as_u64().unwrap() > 0, "{ledger}");
+        assert_eq!(
+            t["ids_stored"].as_u64().unwrap(),
+            t["stored_live"].as_u64().unwrap() + t["stored_backfill"].as_u64().unwrap(),
+            "every stored trade of a venue has its id: {ledger}"
+        );
+        assert!(t["minutes"].as_u64().unwrap() >= 1, "{ledger}");
+    }
     token.cancel();
     running.wait().await.unwrap();
     sim.stop();
@@ -546,6 +564,50 @@ async fn a_history_that_needs_a_key_leaves_the_gap_unrecoverable_with_the_reason
         "{detail}"
     );
     assert_eq!(gap["backfilled"], 0);
+    // The ledger shows what is missing, and where.
+    let symbol = gap["symbol"].as_str().unwrap().to_string();
+    let ledger = wait_for("the ledger to miss ids", Duration::from_secs(10), || {
+        let (base, symbol) = (base.clone(), symbol.clone());
+        async move {
+            let (status, ledger) = get_json(&format!(
+                "{base}/api/v1/completeness?symbol={symbol}&from={}",
+                Timestamp::now().as_millis() - 600_000
+            ))
+            .await;
+            assert_eq!(status, 200, "{ledger}");
+            (ledger["totals"]["ids_missing"].as_u64().unwrap() > 0).then_some(ledger)
+        }
+    })
+    .await;
+    let incomplete = ledger["minutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["complete"] == false)
+        .count();
+    assert!(incomplete >= 1, "{ledger}");
+    assert_eq!(ledger["totals"]["stored_backfill"], 0, "{ledger}");
+    let (status, refused) = get_json(&format!("{base}/api/v1/completeness?from=0")).await;
+    assert_eq!(
+        (status, refused["parameter"].as_str()),
+        (400, Some("symbol")),
+        "{refused}"
+    );
+    let (status, day) = get_json(&format!(
+        "{base}/api/v1/completeness?symbol={symbol}&from=0"
+    ))
+    .await;
+    assert_eq!(status, 200, "{day}");
+    let answered = |k: &str| {
+        Timestamp::parse(day[k].as_str().unwrap())
+            .unwrap()
+            .as_micros()
+    };
+    assert_eq!(
+        answered("to") - answered("from"),
+        24 * 3_600 * 1_000_000,
+        "the last 24 h: {day}"
+    );
     let stats = running.metrics.snapshot();
     assert!(stats.providers["coinbase"].heals["unrecoverable"] >= 1);
     assert!(stats.providers["coinbase"].errors["history"] >= 1);

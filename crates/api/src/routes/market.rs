@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use streamforge_model::{Candle, Gap, GapReason, GapStatus, Interval, Symbol, Tick, Timestamp};
-use streamforge_store::{CandleQuery, GapQuery, SymbolInfo, TickQuery};
+use streamforge_store::{
+    CandleQuery, GapQuery, MinuteCount, SymbolInfo, TickQuery, MAX_COMPLETENESS_RANGE_MICROS,
+};
 use streamforge_telemetry::events::CacheRead;
 use utoipa::ToSchema;
 
@@ -21,6 +23,8 @@ static NO_QUERY: [&str; 0] = [];
 static TICKS_QUERY: LazyLock<Vec<String>> = LazyLock::new(query_names::<__path_ticks>);
 static CANDLES_QUERY: LazyLock<Vec<String>> = LazyLock::new(query_names::<__path_candles>);
 static GAPS_QUERY: LazyLock<Vec<String>> = LazyLock::new(query_names::<__path_gaps>);
+static COMPLETENESS_QUERY: LazyLock<Vec<String>> =
+    LazyLock::new(query_names::<__path_completeness>);
 
 /// 404 unless the store has ticks of `symbol`.
 async fn known(state: &AppState, symbol: &Symbol) -> Result<SymbolInfo, ApiError> {
@@ -643,10 +647,229 @@ pub async fn gaps(
     .into_response())
 }
 
+/// One provider's minute of `/api/v1/completeness`.
+#[derive(Serialize, ToSchema)]
+struct MinuteRow<'a> {
+    /// The minute's start (event time).
+    minute: Timestamp,
+    provider: &'a str,
+    /// Trades stored from the live feed.
+    stored_live: u64,
+    /// Trades stored from the venue's history (healed gaps).
+    stored_backfill: u64,
+    /// Venue trade ids stored in the minute.
+    ids_stored: u64,
+    /// Ids the venue numbered in the minute: from the one after the last
+    /// id of the provider's previous minute in the range (in its first
+    /// minute, from its own first id) to its last.
+    ids_expected: u64,
+    /// `ids_expected - ids_stored`: trades the venue made that are not stored.
+    ids_missing: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_id: Option<u64>,
+    /// No id is missing and no gap that has not healed overlaps the minute.
+    complete: bool,
+}
+
+/// The sums of a completeness page.
+#[derive(Default, Serialize, ToSchema)]
+struct CompletenessTotals {
+    minutes: usize,
+    complete_minutes: usize,
+    stored_live: u64,
+    stored_backfill: u64,
+    ids_stored: u64,
+    ids_expected: u64,
+    ids_missing: u64,
+}
+
+/// The answer of `/api/v1/completeness`.
+#[derive(Serialize, ToSchema)]
+struct CompletenessPage<'a> {
+    symbol: &'a Symbol,
+    /// The range answered: the one asked, defaults filled in, `from`
+    /// moved up to 24 h before `to` when it was further.
+    from: Timestamp,
+    to: Timestamp,
+    totals: CompletenessTotals,
+    minutes: Vec<MinuteRow<'a>>,
+    /// The gaps overlapping the range, every status.
+    gaps: Vec<GapRow<'a>>,
+}
+
+/// The ledger rows of `counts` (oldest first), `gaps` marking minutes
+/// incomplete unless healed.
+fn ledger<'a>(counts: &'a [MinuteCount], gaps: &[Gap]) -> (Vec<MinuteRow<'a>>, CompletenessTotals) {
+    let mut last_id: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut totals = CompletenessTotals::default();
+    let rows: Vec<MinuteRow> = counts
+        .iter()
+        .map(|c| {
+            let expected = match (c.min_id, c.max_id) {
+                (Some(min), Some(max)) => {
+                    let from = match last_id.get(c.provider.as_str()) {
+                        Some(prev) if *prev < min => prev + 1,
+                        _ => min,
+                    };
+                    last_id.insert(&c.provider, max);
+                    (max - from + 1).max(c.ids)
+                }
+                _ => c.ids,
+            };
+            let start = c.minute.as_micros();
+            let end = start + 60_000_000;
+            let unhealed = gaps.iter().any(|g| {
+                g.healing.status != GapStatus::Healed
+                    && g.from.as_micros() < end
+                    && g.to.as_micros() >= start
+            });
+            let missing = expected - c.ids;
+            let row = MinuteRow {
+                minute: c.minute,
+                provider: &c.provider,
+                stored_live: c.live,
+                stored_backfill: c.backfill,
+                ids_stored: c.ids,
+                ids_expected: expected,
+                ids_missing: missing,
+                first_id: c.min_id,
+                last_id: c.max_id,
+                complete: missing == 0 && !unhealed,
+            };
+            totals.minutes += 1;
+            totals.complete_minutes += usize::from(row.complete);
+            totals.stored_live += c.live;
+            totals.stored_backfill += c.backfill;
+            totals.ids_stored += c.ids;
+            totals.ids_expected += expected;
+            totals.ids_missing += missing;
+            row
+        })
+        .collect();
+    (rows, totals)
+}
+
+/// Completeness ledger: what is stored, minute by minute
+///
+/// Per provider and minute of event time in `[from, to)` (at most 24 h;
+/// a longer range is answered for its last 24 h, `from` in the answer says):
+/// trades stored live and from the venue's history, and — for venues that
+/// number their trades — the ids the venue made against the ids stored.
+/// A minute is complete when no id is missing and no gap that has not
+/// healed overlaps it. Built from the stored trades themselves.
+#[utoipa::path(
+    get,
+    path = "/api/v1/completeness",
+    tag = "market",
+    params(
+        ("symbol" = Symbol, Query, description = "The instrument."),
+        TimeRange,
+    ),
+    responses(
+        (status = 200, description = "The minutes of the range with stored trades", body = CompletenessPage),
+        crate::openapi::BadParameter,
+        crate::openapi::UnknownSymbol,
+        crate::openapi::StoreUnavailable,
+    )
+)]
+pub async fn completeness(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::new(raw, &COMPLETENESS_QUERY)?;
+    let symbol = crate::params::path_symbol(
+        params
+            .get("symbol")
+            .ok_or_else(|| ApiError::bad("symbol", "is required"))?,
+    )?;
+    let (from, to) = params.range(&state.limits)?;
+    // At most 24 h: a longer range is answered for its last 24 h.
+    let from = from.max(to.saturating_sub_micros(MAX_COMPLETENESS_RANGE_MICROS));
+    let counts = state.store.minute_counts(&symbol, from, to).await?;
+    if counts.is_empty() {
+        known(&state, &symbol).await?;
+    }
+    let gaps = state
+        .store
+        .gaps(GapQuery {
+            symbol: Some(symbol.clone()),
+            from,
+            to,
+            limit: MAX_GAPS,
+        })
+        .await?;
+    let (minutes, totals) = ledger(&counts, &gaps);
+    Ok(Json(CompletenessPage {
+        symbol: &symbol,
+        from,
+        to,
+        totals,
+        minutes,
+        gaps: gaps.iter().map(GapRow::of).collect(),
+    })
+    .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use streamforge_model::{GapReason, Interval, Timestamp};
+
+    #[test]
+    fn the_ledger_counts_ids_across_minutes_and_marks_unhealed_gaps() {
+        let m = |k: i64| Timestamp::from_millis(1_756_325_700_000 + k * 60_000);
+        let count = |k, provider: &str, ids, min, max| MinuteCount {
+            provider: provider.into(),
+            minute: m(k),
+            live: ids,
+            backfill: 0,
+            ids,
+            min_id: min,
+            max_id: max,
+        };
+        let counts = [
+            count(0, "binance", 3, Some(10), Some(12)),
+            // 13 and 14 missing: the minute starts after 12.
+            count(1, "binance", 2, Some(15), Some(16)),
+            count(1, "synthetic", 0, None, None),
+            count(2, "binance", 3, Some(17), Some(19)),
+        ];
+        let gap = |k: i64, status| Gap {
+            provider: "binance".into(),
+            connection: 0,
+            symbol: Symbol::parse("BINANCE:BTCUSDT").unwrap(),
+            from: m(k).saturating_add_micros(5_000_000),
+            to: m(k).saturating_add_micros(6_000_000),
+            reason: GapReason::Sequence,
+            healing: streamforge_model::Healing {
+                status,
+                ..Default::default()
+            },
+        };
+        let (rows, totals) = ledger(
+            &counts,
+            &[gap(2, GapStatus::Unrecoverable), gap(0, GapStatus::Healed)],
+        );
+        let got: Vec<(u64, u64, bool)> = rows
+            .iter()
+            .map(|r| (r.ids_expected, r.ids_missing, r.complete))
+            .collect();
+        assert_eq!(
+            got,
+            [(3, 0, true), (4, 2, false), (0, 0, true), (3, 0, false)]
+        );
+        assert_eq!(
+            (
+                totals.minutes,
+                totals.complete_minutes,
+                totals.ids_missing,
+                totals.ids_expected
+            ),
+            (4, 2, 2, 10)
+        );
+    }
 
     #[test]
     fn a_tick_page_is_written_as_its_serialize_form() {

@@ -36,6 +36,7 @@ pub const PATHS: &[&str] = &[
     "/api/v1/ticks/{symbol}",
     "/api/v1/candles/{symbol}",
     "/api/v1/gaps",
+    "/api/v1/completeness",
     "/api/v1/stream",
     "/api/v1/ws",
 ];
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ticks/{symbol}", get(market::ticks))
         .route("/api/v1/candles/{symbol}", get(market::candles))
         .route("/api/v1/gaps", get(market::gaps))
+        .route("/api/v1/completeness", get(market::completeness))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             request_timeout,

@@ -912,6 +912,42 @@ impl TickStore for PostgresStore {
         rows.iter().map(gap_row).collect()
     }
 
+    async fn minute_counts(
+        &self,
+        symbol: &Symbol,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<crate::MinuteCount>, StoreError> {
+        let client = self.pool.get().await?;
+        // Ids of 1 to 18 digits only: every one fits a BIGINT.
+        let rows = client
+            .query(
+                "SELECT src_id, floor(extract(epoch FROM ts) / 60)::BIGINT AS m, \
+                        count(*) FILTER (WHERE origin IS NULL), \
+                        count(*) FILTER (WHERE origin IS NOT NULL), \
+                        count(*) FILTER (WHERE source_id ~ '^[0-9]{1,18}$'), \
+                        min(CASE WHEN source_id ~ '^[0-9]{1,18}$' THEN source_id::BIGINT END), \
+                        max(CASE WHEN source_id ~ '^[0-9]{1,18}$' THEN source_id::BIGINT END) \
+                 FROM ticks WHERE symbol = $1 AND ts >= $2 AND ts < $3 \
+                 GROUP BY src_id, m ORDER BY m, src_id",
+                &[&symbol.as_str(), &PgTime(from), &PgTime(to)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                rows::minute_count(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                    r.try_get(6)?,
+                )
+            })
+            .collect()
+    }
+
     async fn unhealed_gaps(&self, provider: &str, limit: usize) -> Result<Vec<Gap>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client

@@ -706,6 +706,46 @@ impl TickStore for SqliteStore {
         .await
     }
 
+    async fn minute_counts(
+        &self,
+        symbol: &Symbol,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<crate::MinuteCount>, StoreError> {
+        let symbol = symbol.as_str().to_string();
+        self.read(move |c| {
+            // Ids of 1 to 18 digits only: every one fits a signed 64-bit integer.
+            let mut stmt = c.prepare_cached(
+                "SELECT src_id, ts / 60000000 AS m, \
+                        sum(origin IS NULL), sum(origin IS NOT NULL), \
+                        sum(numeric), min(CASE WHEN numeric THEN CAST(source_id AS INTEGER) END), \
+                        max(CASE WHEN numeric THEN CAST(source_id AS INTEGER) END) \
+                 FROM (SELECT src_id, ts, origin, source_id, \
+                              coalesce(length(source_id) BETWEEN 1 AND 18 \
+                                       AND source_id NOT GLOB '*[^0-9]*', 0) AS numeric \
+                       FROM ticks \
+                       WHERE symbol_id = (SELECT id FROM symbols WHERE symbol = ?1) \
+                         AND ts >= ?2 AND ts < ?3) \
+                 GROUP BY src_id, m ORDER BY m, src_id",
+            )?;
+            let mut rows = stmt.query(params![symbol, from.as_micros(), to.as_micros()])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(rows::minute_count(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                )?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn unhealed_gaps(&self, provider: &str, limit: usize) -> Result<Vec<Gap>, StoreError> {
         let provider = provider.to_string();
         self.read(move |c| {
