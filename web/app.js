@@ -78,7 +78,8 @@ function row(symbol) {
   tr.tabIndex = 0;
   tr.dataset.symbol = symbol;
   tr.setAttribute("aria-selected", "false");
-  tr.innerHTML = `<td class="sym"></td><td class="last"></td><td class="chg"></td><td class="vol"></td><td class="fresh"></td>`;
+  tr.innerHTML = `<td class="sym"></td><td class="last"></td><td class="chg"></td><td class="vol"></td><td class="fresh"></td>` +
+    `<td class="complete"><span class="meter" role="meter" aria-valuemin="0" aria-valuemax="100"><span></span></span> <span class="pct">—</span></td>`;
   tr.querySelector(".sym").textContent = symbol;
   tr.addEventListener("click", () => select(symbol));
   tr.addEventListener("keydown", (e) => {
@@ -118,6 +119,32 @@ function paintFreshness(s) {
   cell.title = `last trade ${new Date(s.lastTs).toISOString()}`;
 }
 
+/// The completeness ledger of the last hour: the share of complete minutes
+/// as a bar, the counts behind it in the title.
+async function loadCompleteness(symbol) {
+  const s = state.symbols.get(symbol);
+  if (!s) return;
+  const from = new Date(Date.now() - 3600e3).toISOString();
+  const page = await getJson(`/api/v1/completeness?symbol=${encodeURIComponent(symbol)}&from=${from}`);
+  const t = page.totals;
+  const pct = t.minutes ? Math.floor((100 * t.complete_minutes) / t.minutes) : 100;
+  const cell = s.row.querySelector(".complete");
+  const meter = cell.querySelector(".meter");
+  meter.setAttribute("aria-valuenow", String(pct));
+  meter.firstElementChild.style.width = `${pct}%`;
+  meter.className = `meter ${pct < 100 ? "partial" : ""}`;
+  cell.querySelector(".pct").textContent = `${pct}%`;
+  cell.title = `last hour: ${t.complete_minutes} of ${t.minutes} minutes complete; ` +
+    `${t.ids_missing} venue trade ids missing of ${t.ids_expected}; ${t.stored_backfill} trades from the venue's history`;
+  s.completeness = t;
+}
+
+function loadAllCompleteness() {
+  for (const symbol of state.symbols.keys()) {
+    loadCompleteness(symbol).catch((e) => console.warn(e));
+  }
+}
+
 /// A day candle (from the API or the stream) sets last, change and volume.
 function applyDay(symbol, c) {
   const s = row(symbol);
@@ -145,6 +172,7 @@ async function loadSymbols() {
     paint(info.symbol);
   }));
   if (!state.selected && symbols.length) select(symbols[0].symbol);
+  loadAllCompleteness();
 }
 
 // ---- chart -----------------------------------------------------------------
@@ -366,6 +394,7 @@ async function start() {
   pollPipeline();
   window.setInterval(pollPipeline, 2000);
   window.setInterval(() => state.symbols.forEach(paintFreshness), 1000);
+  window.setInterval(loadAllCompleteness, 30000);
 }
 
 start();

@@ -109,6 +109,20 @@ try {
     && /candles$/.test(document.getElementById("chart-status").textContent), first, { timeout: 10000 });
   step(`clicks switched back to ${first} at 1s (${await bars()} bars)`);
 
+  // Every symbol row shows its completeness over the last hour, from the ledger.
+  await page.waitForFunction(() => [...document.querySelectorAll("#symbols tbody tr")]
+    .every((r) => /^\d+%$/.test(r.querySelector(".complete .pct").textContent)), null, { timeout: 15000 });
+  const complete = await page.$$eval("#symbols tbody tr", (rows) => rows.map((r) => ({
+    symbol: r.dataset.symbol,
+    pct: r.querySelector(".complete .pct").textContent,
+    now: r.querySelector(".complete .meter").getAttribute("aria-valuenow"),
+    title: r.querySelector(".complete").title,
+  })));
+  for (const c of complete) {
+    if (c.pct !== `${c.now}%` || !/minutes complete/.test(c.title)) throw new Error(`completeness of ${c.symbol}: ${JSON.stringify(c)}`);
+  }
+  step(`completeness: ${complete.map((c) => `${c.symbol} ${c.pct}`).join(", ")}`);
+
   // The pipeline panel shows the app's own figures.
   await page.waitForFunction(() => {
     const dd = [...document.querySelectorAll("#pipeline dd")].map((d) => d.textContent);
