@@ -184,10 +184,12 @@ impl Ingest {
         let entered = span.enter();
         self.health.seen(&feed_check(provider));
         self.metrics.provider_ticks(provider, frame.ticks.len());
+        // Trades from a venue's history are old by design: not a feed delay.
         self.metrics.exchange_to_ingested(
             frame
                 .ticks
                 .iter()
+                .filter(|t| t.origin().is_live())
                 .map(|t| (t.ingested_at().as_micros() - t.ts().as_micros()) as f64 / 1e6),
         );
         let src = Bytes::from_static(provider.as_bytes());
