@@ -780,3 +780,56 @@ async fn after_a_crash_the_time_since_the_last_stored_trade_is_a_gap_that_heals(
     running.wait().await.unwrap();
     sim.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_with_no_trade_between_them_are_one_gap_that_heals() {
+    // Few trades and frequent drops: a symbol often sees none between two.
+    let sim = binance_sim(|c| {
+        c.rate = 8.0;
+        c.drop_every = Some(Duration::from_millis(250));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers = vec!["binance".into()];
+    c.binance.ws_url = Some(format!("ws://{}", sim.addr));
+    c.binance.rest_url = Some(format!("http://{}", sim.rest_addr));
+    c.binance.history_interval = Duration::from_millis(10);
+    c.binance.backoff_min = Duration::from_millis(20);
+    let (running, token) = start(&c).await;
+    let base = format!("http://{}", running.http_addr);
+    wait_for("many drops and trades", Duration::from_secs(30), || {
+        let log = sim.log.clone();
+        async move {
+            let log = log.lock();
+            (log.connections >= 12 && log.sent.len() >= 20).then_some(())
+        }
+    })
+    .await;
+    sim.stop_feed();
+    let all = wait_for("the outages to heal", Duration::from_secs(30), || {
+        let base = base.clone();
+        async move {
+            let gaps = all_gaps(&base).await;
+            gaps.iter()
+                .filter(|g| g["last_id"].is_u64())
+                .all(|g| g["status"] == "healed")
+                .then_some(gaps)
+        }
+    })
+    .await;
+    // At most the outage the stop began is still open, per symbol.
+    for symbol in ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT"] {
+        let open = all
+            .iter()
+            .filter(|g| g["symbol"] == symbol && g["status"] == "open")
+            .count();
+        assert!(open <= 1, "{symbol}: {open} open gaps: {all:?}");
+    }
+    let expected = made_between_sent(&sim, "binance");
+    let got = stored_as_sent(&running, &expected, "binance").await;
+    assert_eq!(got, expected);
+    token.cancel();
+    running.wait().await.unwrap();
+    sim.stop();
+}

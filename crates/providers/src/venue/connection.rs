@@ -133,7 +133,7 @@ impl<V: Venue> Connection<V> {
             };
             if let Some((from, reason)) = down.take() {
                 for g in self
-                    .send_gaps(&out, from, Timestamp::now(), reason, &ids)
+                    .send_gaps(&out, from, Timestamp::now(), reason, &ids, &outages)
                     .await?
                 {
                     outages.insert(g.symbol.clone(), g);
@@ -596,7 +596,7 @@ impl<V: Venue> Connection<V> {
     ) -> Result<(), ProviderError> {
         match down {
             Some((from, reason)) => self
-                .send_gaps(out, from, Timestamp::now(), reason, ids)
+                .send_gaps(out, from, Timestamp::now(), reason, ids, &HashMap::new())
                 .await
                 .map(drop),
             None => Ok(()),
@@ -604,7 +604,9 @@ impl<V: Venue> Connection<V> {
     }
 
     /// One gap per symbol of this connection, from the trade id after the
-    /// last one seen (when one was); returns them.
+    /// last one seen (when one was); returns them. A symbol whose earlier
+    /// outage no trade has closed yet gets that gap again, widened (same
+    /// start, so one row): both outages miss the same ids.
     async fn send_gaps(
         &self,
         out: &mpsc::Sender<ProviderFrame>,
@@ -612,20 +614,27 @@ impl<V: Venue> Connection<V> {
         to: Timestamp,
         reason: GapReason,
         ids: &SequenceTracker,
+        open: &HashMap<Symbol, Gap>,
     ) -> Result<Vec<Gap>, ProviderError> {
         let gaps: Vec<Gap> = self
             .symbols
             .iter()
-            .map(|s| Gap {
-                provider: V::ID.to_string(),
-                connection: self.id,
-                symbol: s.clone(),
-                from,
-                to,
-                reason,
-                healing: Healing {
-                    first_id: ids.last_id(s).map(|id| id + 1),
-                    ..Healing::default()
+            .map(|s| match open.get(s) {
+                Some(earlier) => Gap {
+                    to: to.max(earlier.to),
+                    ..earlier.clone()
+                },
+                None => Gap {
+                    provider: V::ID.to_string(),
+                    connection: self.id,
+                    symbol: s.clone(),
+                    from,
+                    to,
+                    reason,
+                    healing: Healing {
+                        first_id: ids.last_id(s).map(|id| id + 1),
+                        ..Healing::default()
+                    },
                 },
             })
             .collect();
