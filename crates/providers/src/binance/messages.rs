@@ -10,12 +10,7 @@ use streamforge_model::Symbol;
 pub(super) fn subscribe(symbols: &[Symbol], id: u64) -> String {
     let params: Vec<String> = symbols
         .iter()
-        .map(|s| {
-            format!(
-                "{}@trade",
-                crate::venue::native::<super::Binance>(s).to_ascii_lowercase()
-            )
-        })
+        .map(|s| format!("{}@trade", crate::venue::native(s).to_ascii_lowercase()))
         .collect();
     serde_json::json!({"method": "SUBSCRIBE", "params": params, "id": id}).to_string()
 }

@@ -9,9 +9,7 @@ use streamforge_model::Symbol;
 pub(super) fn subscribe(symbols: &[Symbol]) -> String {
     let products: Vec<String> = symbols
         .iter()
-        .map(|s| {
-            serde_json::to_string(crate::venue::native::<super::Coinbase>(s)).unwrap_or_default()
-        })
+        .map(|s| serde_json::to_string(crate::venue::native(s)).unwrap_or_default())
         .collect();
     format!(
         r#"{{"type":"subscribe","product_ids":[{}],"channels":["matches","heartbeat"]}}"#,

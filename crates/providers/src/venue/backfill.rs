@@ -154,7 +154,7 @@ impl<V: Venue> Healer<V> {
         }
         gap.healing.status = GapStatus::Healing;
         Self::send_gap(out, &gap).await?;
-        let native = native::<V>(&gap.symbol).to_string();
+        let native = native(&gap.symbol).to_string();
         let mut found: HashSet<u64> = HashSet::new();
         let mut cursor: Option<u64> = None;
         // Enough pages for every id, and a few for pages the venue cuts short.

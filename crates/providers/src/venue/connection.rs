@@ -571,7 +571,7 @@ impl<V: Venue> Connection<V> {
                 to: now,
                 reason: GapReason::Downtime,
                 healing: Healing {
-                    first_id: ids.last_id(s).map(|id| id + 1),
+                    first_id: ids.last_id(s).map(|id| id.saturating_add(1)),
                     ..Healing::default()
                 },
             })
@@ -632,7 +632,7 @@ impl<V: Venue> Connection<V> {
                     to,
                     reason,
                     healing: Healing {
-                        first_id: ids.last_id(s).map(|id| id + 1),
+                        first_id: ids.last_id(s).map(|id| id.saturating_add(1)),
                         ..Healing::default()
                     },
                 },

@@ -226,7 +226,7 @@ pub struct HistoryRow {
 
 /// The venue's notation of a canonical symbol: `BTCUSDT` of
 /// `BINANCE:BTCUSDT`.
-pub fn native<V: Venue>(symbol: &Symbol) -> &str {
+pub fn native(symbol: &Symbol) -> &str {
     symbol
         .as_str()
         .split_once(':')
@@ -512,7 +512,7 @@ impl<V: Venue> VenueProvider<V> {
                     to: now,
                     reason: streamforge_model::GapReason::Downtime,
                     healing: streamforge_model::Healing {
-                        first_id: Some(id + 1),
+                        first_id: Some(id.saturating_add(1)),
                         ..Default::default()
                     },
                 })

@@ -344,6 +344,20 @@ mod tests {
     }
 
     #[test]
+    fn ids_at_the_top_of_the_range_never_overflow() {
+        let s = Symbol::parse("BINANCE:BTCUSDT").unwrap();
+        let mut q = SequenceTracker::default();
+        q.trade(&s, 1, t(1), t(1));
+        assert_eq!(q.trade(&s, u64::MAX, t(2), t(2)), Seen::New);
+        assert_eq!(q.trade(&s, u64::MAX, t(2), t(2)), Seen::Repeat);
+        q.heartbeat(&s, u64::MAX, t(3));
+        let gaps = q.expired(t(5_000), GRACE);
+        assert_eq!((gaps[0].first, gaps[0].last), (2, u64::MAX - 1));
+        q.reconnected(std::slice::from_ref(&s));
+        assert_eq!(q.trade(&s, 5, t(4), t(4)), Seen::Repeat);
+    }
+
+    #[test]
     fn holes_per_symbol_are_bounded() {
         let s = Symbol::parse("BINANCE:BTCUSDT").unwrap();
         let mut q = SequenceTracker::default();

@@ -335,22 +335,6 @@ impl SimServer {
         Ok(server)
     }
 
-    /// The venue's trades of `symbol` with ids from `from_id`, at most
-    /// `limit`, oldest first (its REST history).
-    pub fn history(&self, symbol: &Symbol, from_id: u64, limit: usize) -> Vec<SimTrade> {
-        let ex = self.exchange.lock();
-        ex.history
-            .get(symbol)
-            .map(|h| {
-                h.iter()
-                    .filter(|t| t.id >= from_id)
-                    .take(limit)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// The trades a history request asks for, in the order it wants them.
     pub fn page(&self, symbol: &Symbol, page: Page, limit: usize) -> Vec<SimTrade> {
         let ex = self.exchange.lock();
