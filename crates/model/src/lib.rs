@@ -13,6 +13,8 @@
 //! - [`candle`] — [`Candle`], [`Interval`], the mergeable [`CandlePart`] that
 //!   rollups are kept in ([`rebucket`] folds them into coarser candles).
 //! - [`gap`] — [`Gap`], a span in which a feed may have missed trades.
+//! - [`ledger`] — [`Tally`], ingest's counts of a provider's symbol per
+//!   minute, for the completeness ledger.
 //! - [`wire`] — the JSON codec, which also reads the original tick format.
 //! - [`schema`] — the JSON Schemas of the types the API answers with.
 //! - [`settings`] — what every configuration section shares: durations as
@@ -20,6 +22,7 @@
 
 pub mod candle;
 pub mod gap;
+pub mod ledger;
 pub mod schema;
 pub mod settings;
 pub mod symbol;
@@ -30,6 +33,7 @@ pub mod wire;
 
 pub use candle::{rebucket, Candle, CandlePart, Interval, IntervalError, TradeKey};
 pub use gap::{Gap, GapReason, GapStatus, Healing, GAP_CONTENT_TYPE};
+pub use ledger::{Tally, TALLY_CONTENT_TYPE};
 pub use symbol::{Symbol, SymbolInterner};
 pub use tick::{Origin, Tick, TickError, TickInput, TickRules};
 pub use tick_id::{OccurrenceCounter, TickId};

@@ -29,7 +29,7 @@ pub mod synthetic;
 pub mod venue;
 
 use async_trait::async_trait;
-use streamforge_model::{Gap, Tick, TickRules};
+use streamforge_model::{Gap, Symbol, Tick, TickRules, Timestamp};
 use streamforge_telemetry::{Health, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +50,11 @@ pub struct ProviderFrame {
     /// Spans in which the provider may have missed trades (after a
     /// reconnect), one per symbol.
     pub gaps: Vec<Gap>,
+    /// Symbol and trade time of the frame's ticks the provider had sent
+    /// already (a venue trade id seen before). They stay in `ticks` (the
+    /// store keeps each id once, so a wrong guess loses nothing); the
+    /// completeness ledger counts them as duplicates.
+    pub duplicates: Vec<(Symbol, Timestamp)>,
 }
 
 /// Input that could not become a tick.
@@ -61,6 +66,27 @@ pub struct Rejected {
     pub reason: &'static str,
     /// Human-readable error, naming the field.
     pub error: String,
+    /// The trade's symbol and time, when they could be read: the
+    /// completeness ledger counts the rejection in that symbol's minute.
+    pub trade: Option<(Symbol, Timestamp)>,
+}
+
+impl Rejected {
+    /// Input whose symbol and time are unknown (a frame that does not read).
+    pub fn new(raw: Vec<u8>, reason: &'static str, error: String) -> Rejected {
+        Rejected {
+            raw,
+            reason,
+            error,
+            trade: None,
+        }
+    }
+
+    /// The same, known to be a trade of `symbol` at `ts`.
+    pub fn of(mut self, symbol: Symbol, ts: Timestamp) -> Rejected {
+        self.trade = Some((symbol, ts));
+        self
+    }
 }
 
 /// A source of ticks.

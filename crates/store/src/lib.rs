@@ -28,7 +28,7 @@ pub mod timed;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use streamforge_model::{Candle, Gap, Symbol, Tick};
+use streamforge_model::{Candle, Gap, Symbol, Tally, Tick};
 
 pub use error::{CacheError, StoreError};
 pub use memory_cache::MemoryCache;
@@ -52,7 +52,19 @@ pub trait TickStore: Send + Sync {
 
     /// Writes a batch in one transaction. Ticks already stored are skipped.
     /// When this returns `Ok`, the batch is durable.
-    async fn write_batch(&self, batch: TickBatch) -> Result<WriteOutcome, StoreError>;
+    async fn write_batch(&self, batch: TickBatch) -> Result<WriteOutcome, StoreError> {
+        self.write_counted(batch, &[]).await
+    }
+
+    /// Writes a batch and ingest's ledger `tallies` in one transaction
+    /// (either may be empty). A tally is added to its row (provider,
+    /// symbol, minute, producer) only when its sequence number is above
+    /// the row's last, so a tally delivered again is applied once.
+    async fn write_counted(
+        &self,
+        batch: TickBatch,
+        tallies: &[Tally],
+    ) -> Result<WriteOutcome, StoreError>;
 
     /// Ticks of one symbol in `[from, to)`, ordered by time.
     async fn ticks(&self, query: TickQuery) -> Result<Vec<Tick>, StoreError>;
@@ -84,7 +96,8 @@ pub trait TickStore: Send + Sync {
     async fn unhealed_gaps(&self, provider: &str, limit: usize) -> Result<Vec<Gap>, StoreError>;
 
     /// Per provider and minute of `[from, to)`, what is stored of `symbol`
-    /// (live, backfilled, venue trade ids): oldest first. The range is at
+    /// (live, backfilled, venue trade ids) and what ingest counted of it
+    /// (received, rejected, duplicates): oldest first. The range is at
     /// most [`MAX_COMPLETENESS_RANGE_MICROS`] (callers check).
     async fn minute_counts(
         &self,

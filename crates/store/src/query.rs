@@ -76,6 +76,11 @@ pub struct MinuteCount {
     pub ids: u64,
     pub min_id: Option<u64>,
     pub max_id: Option<u64>,
+    /// What ingest counted (the ledger's tallies): trades received from
+    /// the provider, rejected to the dead-letter topic, and duplicates.
+    pub received: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
 }
 
 /// The longest range a completeness query covers.

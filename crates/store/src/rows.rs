@@ -69,7 +69,53 @@ pub(crate) fn minute_count(
         ids: count(ids, "ids")?,
         min_id: id(min_id, "min_id")?,
         max_id: id(max_id, "max_id")?,
+        received: 0,
+        rejected: 0,
+        duplicates: 0,
     })
+}
+
+/// Ingest's counts of one provider's minute, as a backend summed them
+/// over the producers.
+pub(crate) struct LedgerRow {
+    pub provider: String,
+    pub minute_index: i64,
+    pub received: i64,
+    pub rejected: i64,
+    pub duplicates: i64,
+}
+
+/// The stored counts with ingest's counts merged in (a minute ingest
+/// counted but nothing of it was stored is a row too), oldest first.
+pub(crate) fn with_ledger(
+    mut counts: Vec<crate::MinuteCount>,
+    ledger: Vec<LedgerRow>,
+) -> Result<Vec<crate::MinuteCount>, StoreError> {
+    let count = |v: i64, name: &str| {
+        u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("ledger {name}: {v}")))
+    };
+    let mut index: std::collections::HashMap<(Timestamp, String), usize> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ((c.minute, c.provider.clone()), i))
+        .collect();
+    for l in ledger {
+        let minute = Timestamp::from_micros(l.minute_index.saturating_mul(60_000_000));
+        let at = match index.get(&(minute, l.provider.clone())) {
+            Some(i) => *i,
+            None => {
+                index.insert((minute, l.provider.clone()), counts.len());
+                counts.push(minute_count(l.provider, l.minute_index, 0, 0, 0, None, None)?);
+                counts.len() - 1
+            }
+        };
+        let c = &mut counts[at];
+        c.received = count(l.received, "received")?;
+        c.rejected = count(l.rejected, "rejected")?;
+        c.duplicates = count(l.duplicates, "duplicates")?;
+    }
+    counts.sort_by(|a, b| (a.minute, &a.provider).cmp(&(b.minute, &b.provider)));
+    Ok(counts)
 }
 
 /// How a tick's origin is stored: `NULL` for live (most rows), else its name.

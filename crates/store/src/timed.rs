@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use streamforge_model::{Candle, Gap, Symbol, Tick};
+use streamforge_model::{Candle, Gap, Symbol, Tally, Tick};
 
 use crate::{
     CandleQuery, GapQuery, StoreError, SymbolInfo, TickBatch, TickQuery, TickStore, WriteOutcome,
@@ -49,8 +49,12 @@ impl TickStore for Timed {
         self.inner.kind()
     }
 
-    async fn write_batch(&self, batch: TickBatch) -> Result<WriteOutcome, StoreError> {
-        self.run("writing ticks", self.inner.write_batch(batch))
+    async fn write_counted(
+        &self,
+        batch: TickBatch,
+        tallies: &[Tally],
+    ) -> Result<WriteOutcome, StoreError> {
+        self.run("writing ticks", self.inner.write_counted(batch, tallies))
             .await
     }
 
@@ -128,7 +132,11 @@ mod tests {
         fn kind(&self) -> &'static str {
             "frozen"
         }
-        async fn write_batch(&self, _: TickBatch) -> Result<WriteOutcome, StoreError> {
+        async fn write_counted(
+            &self,
+            _: TickBatch,
+            _: &[Tally],
+        ) -> Result<WriteOutcome, StoreError> {
             std::future::pending().await
         }
         async fn ticks(&self, _: TickQuery) -> Result<Vec<Tick>, StoreError> {

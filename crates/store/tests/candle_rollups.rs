@@ -232,7 +232,7 @@ async fn sqlite_migration_fills_rollups_from_existing_ticks() {
         let store = SqliteStore::open(&path).await.unwrap();
         store.write_batch(Arc::from(ticks.clone())).await.unwrap();
     }
-    // Back to schema 2 (no rollups, gaps without healing) with the ticks in place.
+    // Back to schema 2 (no rollups, gaps without healing, no ledger) with the ticks in place.
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
@@ -241,12 +241,12 @@ async fn sqlite_migration_fills_rollups_from_existing_ticks() {
              ALTER TABLE gaps DROP COLUMN status; ALTER TABLE gaps DROP COLUMN first_id; \
              ALTER TABLE gaps DROP COLUMN last_id; ALTER TABLE gaps DROP COLUMN backfilled; \
              ALTER TABLE gaps DROP COLUMN detail; ALTER TABLE ticks DROP COLUMN source_id; \
-             ALTER TABLE ticks DROP COLUMN origin; PRAGMA user_version = 2;",
+             ALTER TABLE ticks DROP COLUMN origin; DROP TABLE ledger; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
     let store = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 5);
+    assert_eq!(store.schema_version().await.unwrap(), 6);
     let expected = reference::candles(Interval::M1, &ticks);
     let got = store
         .candles(CandleQuery {

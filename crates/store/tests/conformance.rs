@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use streamforge_model::Origin;
-use streamforge_model::{Gap, GapReason, Interval, Symbol, Tick, Timestamp};
+use streamforge_model::{Gap, GapReason, Interval, Symbol, Tally, Tick, Timestamp};
 use streamforge_store::postgres::Mode;
 use streamforge_store::MinuteCount;
 use streamforge_store::{
@@ -381,6 +381,9 @@ pub async fn minute_counts_add_up(s: &dyn TickStore) {
         ids,
         min_id,
         max_id,
+        received: 0,
+        rejected: 0,
+        duplicates: 0,
     };
     assert_eq!(
         got,
@@ -409,6 +412,97 @@ pub async fn minute_counts_add_up(s: &dyn TickStore) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Ingest's tallies: written with the ticks, summed per provider and
+/// minute over producers, and each applied once however often delivered.
+pub async fn ledger_tallies_are_applied_once(s: &dyn TickStore) {
+    let symbol = Symbol::parse("BINANCE:BTCUSDT").unwrap();
+    let m = |k: i64| Timestamp::from_millis(T0 + k * 60_000);
+    let tally = |k: i64, producer: &str, seq, received, rejected, duplicates| Tally {
+        provider: "binance".into(),
+        symbol: symbol.clone(),
+        minute: m(k),
+        producer: producer.into(),
+        seq,
+        received,
+        rejected,
+        duplicates,
+    };
+    let ticks: Vec<Tick> = (0..2)
+        .map(|i| {
+            let mut input = streamforge_testkit::tick_input("BINANCE:BTCUSDT", T0 + i, 10.0, 1.0);
+            input.src_id = Arc::from("binance");
+            streamforge_model::TickRules::default()
+                .check(input, Timestamp::MAX)
+                .unwrap()
+        })
+        .collect();
+    let first = [
+        tally(0, "a", 1, 3, 1, 0),
+        tally(0, "a", 2, 2, 0, 1),
+        tally(1, "b", 1, 5, 0, 0),
+    ];
+    let outcome = s
+        .write_counted(Arc::from(ticks.clone()), &first)
+        .await
+        .unwrap();
+    assert_eq!(outcome.inserted, 2);
+    /// Per minute: (start, stored live, received, rejected, duplicates).
+    async fn counts(
+        s: &dyn TickStore,
+        symbol: &Symbol,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Vec<(Timestamp, u64, u64, u64, u64)> {
+        s.minute_counts(symbol, from, to)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| (c.minute, c.live, c.received, c.rejected, c.duplicates))
+            .collect()
+    }
+    assert_eq!(
+        counts(s, &symbol, m(0), m(2)).await,
+        [(m(0), 2, 5, 1, 1), (m(1), 0, 5, 0, 0)],
+        "a minute ingest counted but nothing was stored of is a row too"
+    );
+    // Delivered again (with the ticks, and alone), and one new tally.
+    s.write_counted(Arc::from(ticks), &first).await.unwrap();
+    s.write_counted(
+        Arc::from(Vec::new()),
+        &[tally(0, "a", 2, 2, 0, 1), tally(0, "a", 3, 1, 1, 0)],
+    )
+    .await
+    .unwrap();
+    // Another producer (the next ingest process) counts in the same row's minute.
+    s.write_counted(Arc::from(Vec::new()), &[tally(0, "c", 1, 4, 0, 4)])
+        .await
+        .unwrap();
+    assert_eq!(
+        counts(s, &symbol, m(0), m(2)).await,
+        [(m(0), 2, 10, 2, 5), (m(1), 0, 5, 0, 0)]
+    );
+    // Minutes that start before `from` are not in the answer.
+    assert_eq!(
+        counts(s, &symbol, m(1), m(2)).await,
+        [(m(1), 0, 5, 0, 0)]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_ledger_tallies_are_applied_once() {
+    ledger_tallies_are_applied_once(&sqlite().await.1).await;
+}
+
+#[tokio::test]
+async fn plain_postgres_ledger_tallies_are_applied_once() {
+    ledger_tallies_are_applied_once(&postgres_in(Some(Mode::Postgres)).await).await;
+}
+
+#[tokio::test]
+async fn timescaledb_ledger_tallies_are_applied_once() {
+    ledger_tallies_are_applied_once(&timescaledb().await).await;
 }
 
 #[tokio::test]

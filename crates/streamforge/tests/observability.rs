@@ -65,15 +65,16 @@ fn frames() -> Vec<ProviderFrame> {
         .map(|c| ProviderFrame {
             provider: "test",
             ticks: c.to_vec(),
-            rejects: Vec::new(),
-            gaps: Vec::new(),
+            ..ProviderFrame::default()
         })
         .collect();
     frames.last_mut().unwrap().rejects = (0..REJECTS)
-        .map(|i| Rejected {
-            raw: format!("{{\"p\":\"bad{i}\"}}").into_bytes(),
-            reason: "invalid_price",
-            error: format!("price: not a number (trade {i})"),
+        .map(|i| {
+            Rejected::new(
+                format!("{{\"p\":\"bad{i}\"}}").into_bytes(),
+                "invalid_price",
+                format!("price: not a number (trade {i})"),
+            )
         })
         .collect();
     frames

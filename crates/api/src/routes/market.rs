@@ -7,6 +7,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use streamforge_model::ledger::minute_of;
 use streamforge_model::{Candle, Gap, GapReason, GapStatus, Interval, Symbol, Tick, Timestamp};
 use streamforge_store::{
     CandleQuery, GapQuery, MinuteCount, SymbolInfo, TickQuery, MAX_COMPLETENESS_RANGE_MICROS,
@@ -665,6 +666,16 @@ struct MinuteRow<'a> {
     ids_expected: u64,
     /// `ids_expected - ids_stored`: trades the venue made that are not stored.
     ids_missing: u64,
+    /// Trades ingest received from the provider (its feed or its
+    /// history), rejected ones and duplicates included. When nothing is
+    /// lost or still on its way, `received = rejected + duplicates +
+    /// stored_live + stored_backfill`.
+    received: u64,
+    /// Trades sent to the dead-letter topic.
+    rejected: u64,
+    /// Trades the provider had sent already (a venue resending an id,
+    /// connections overlapping at renewal); stored once.
+    duplicates: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     first_id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -683,14 +694,18 @@ struct CompletenessTotals {
     ids_stored: u64,
     ids_expected: u64,
     ids_missing: u64,
+    received: u64,
+    rejected: u64,
+    duplicates: u64,
 }
 
 /// The answer of `/api/v1/completeness`.
 #[derive(Serialize, ToSchema)]
 struct CompletenessPage<'a> {
     symbol: &'a Symbol,
-    /// The range answered: the one asked, defaults filled in, `from`
-    /// moved up to 24 h before `to` when it was further.
+    /// The range answered: the one asked, defaults filled in, widened to
+    /// whole minutes, `from` moved up to 24 h before `to` when it was
+    /// further.
     from: Timestamp,
     to: Timestamp,
     totals: CompletenessTotals,
@@ -734,6 +749,9 @@ fn ledger<'a>(counts: &'a [MinuteCount], gaps: &[Gap]) -> (Vec<MinuteRow<'a>>, C
                 ids_stored: c.ids,
                 ids_expected: expected,
                 ids_missing: missing,
+                received: c.received,
+                rejected: c.rejected,
+                duplicates: c.duplicates,
                 first_id: c.min_id,
                 last_id: c.max_id,
                 complete: missing == 0 && !unhealed,
@@ -745,6 +763,9 @@ fn ledger<'a>(counts: &'a [MinuteCount], gaps: &[Gap]) -> (Vec<MinuteRow<'a>>, C
             totals.ids_stored += c.ids;
             totals.ids_expected += expected;
             totals.ids_missing += missing;
+            totals.received += c.received;
+            totals.rejected += c.rejected;
+            totals.duplicates += c.duplicates;
             row
         })
         .collect();
@@ -756,9 +777,11 @@ fn ledger<'a>(counts: &'a [MinuteCount], gaps: &[Gap]) -> (Vec<MinuteRow<'a>>, C
 /// Per provider and minute of event time in `[from, to)` (at most 24 h;
 /// a longer range is answered for its last 24 h, `from` in the answer says):
 /// trades stored live and from the venue's history, and — for venues that
-/// number their trades — the ids the venue made against the ids stored.
-/// A minute is complete when no id is missing and no gap that has not
-/// healed overlaps it. Built from the stored trades themselves.
+/// number their trades — the ids the venue made against the ids stored;
+/// beside them what ingest counted: trades received, rejected and
+/// duplicated. A minute is complete when no id is missing and no gap that
+/// has not healed overlaps it. The stored counts are built from the stored
+/// trades themselves; ingest's are written with them.
 #[utoipa::path(
     get,
     path = "/api/v1/completeness",
@@ -785,8 +808,12 @@ pub async fn completeness(
             .ok_or_else(|| ApiError::bad("symbol", "is required"))?,
     )?;
     let (from, to) = params.range(&state.limits)?;
-    // At most 24 h: a longer range is answered for its last 24 h.
-    let from = from.max(to.saturating_sub_micros(MAX_COMPLETENESS_RANGE_MICROS));
+    // Whole minutes, at most 24 h: a longer range is answered for its last 24 h.
+    let to = match minute_of(to) {
+        m if m == to => to,
+        m => m.saturating_add_micros(60_000_000),
+    };
+    let from = minute_of(from).max(to.saturating_sub_micros(MAX_COMPLETENESS_RANGE_MICROS));
     let counts = state.store.minute_counts(&symbol, from, to).await?;
     if counts.is_empty() {
         known(&state, &symbol).await?;
@@ -828,6 +855,9 @@ mod tests {
             ids,
             min_id: min,
             max_id: max,
+            received: ids + 1,
+            rejected: 1,
+            duplicates: 0,
         };
         let counts = [
             count(0, "binance", 3, Some(10), Some(12)),
@@ -868,6 +898,11 @@ mod tests {
                 totals.ids_expected
             ),
             (4, 2, 2, 10)
+        );
+        assert_eq!(
+            (totals.received, totals.rejected, totals.stored_live),
+            (12, 4, 8),
+            "ingest's counts are summed beside the stored ones"
         );
     }
 

@@ -365,11 +365,11 @@ impl Connection {
                     .emit(&self.metrics);
                     let frame = ProviderFrame {
                         provider: ID,
-                        rejects: vec![crate::Rejected {
-                            raw: Vec::new(),
-                            reason: "frame_too_large",
+                        rejects: vec![crate::Rejected::new(
+                            Vec::new(),
+                            "frame_too_large",
                             error,
-                        }],
+                        )],
                         ..ProviderFrame::default()
                     };
                     if out.send(frame).await.is_err() {
@@ -425,13 +425,15 @@ impl Connection {
                             .into_iter()
                             .partition(|t| self.symbols.contains(t.symbol()));
                         ticks = kept;
-                        rejects.extend(foreign.into_iter().map(|t| crate::Rejected {
-                            raw: streamforge_model::wire::encode(&t),
-                            reason: "unsubscribed_symbol",
-                            error: format!(
-                                "symbol: {} is not subscribed on this connection",
-                                t.symbol()
-                            ),
+                        rejects.extend(foreign.into_iter().map(|t| {
+                            crate::Rejected::new(
+                                streamforge_model::wire::encode(&t),
+                                "unsubscribed_symbol",
+                                format!(
+                                    "symbol: {} is not subscribed on this connection",
+                                    t.symbol()
+                                ),
+                            )
                         }));
                     }
                     let mut seen: Vec<&Symbol> = Vec::new();
@@ -449,7 +451,7 @@ impl Connection {
                         provider: ID,
                         ticks,
                         rejects,
-                        gaps: Vec::new(),
+                        ..ProviderFrame::default()
                     };
                     if out.send(frame).await.is_err() {
                         return Err(ProviderError::OutputClosed { provider: ID });

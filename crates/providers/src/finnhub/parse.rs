@@ -45,11 +45,7 @@ pub struct FrameParser {
 }
 
 fn malformed(raw: &[u8], error: String) -> Parsed {
-    Parsed::Malformed(Rejected {
-        raw: raw.to_vec(),
-        reason: "malformed_frame",
-        error,
-    })
+    Parsed::Malformed(Rejected::new(raw.to_vec(), "malformed_frame", error))
 }
 
 impl FrameParser {
@@ -101,11 +97,11 @@ impl FrameParser {
                                 &mut ticks,
                                 &mut rejects,
                             ),
-                            Err(e) => rejects.push(Rejected {
-                                raw: item.get().as_bytes().to_vec(),
-                                reason: "malformed_trade",
-                                error: format!("trade: {e}"),
-                            }),
+                            Err(e) => rejects.push(Rejected::new(
+                                item.get().as_bytes().to_vec(),
+                                "malformed_trade",
+                                format!("trade: {e}"),
+                            )),
                         }
                     }
                 }
@@ -127,13 +123,12 @@ impl FrameParser {
         ticks: &mut Vec<Tick>,
         rejects: &mut Vec<Rejected>,
     ) {
-        let reject = |trade: &RawTrade<'_>, reason: &'static str, error: String| Rejected {
-            raw: match raw {
+        let reject = |trade: &RawTrade<'_>, reason: &'static str, error: String| {
+            let raw = match raw {
                 Some(r) => r.get().as_bytes().to_vec(),
                 None => trade_json(trade),
-            },
-            reason,
-            error,
+            };
+            Rejected::new(raw, reason, error)
         };
         let (Some(s), Some(p), Some(t)) = (&trade.s, trade.p, trade.t) else {
             let missing = [
@@ -173,9 +168,10 @@ impl FrameParser {
             .as_ref()
             .map(|c| c.iter().map(|c| c.to_string()).collect())
             .unwrap_or_default();
+        let (sym, at) = (symbol.clone(), Timestamp::from_micros(ts));
         let input = TickInput {
             symbol,
-            ts: Timestamp::from_micros(ts),
+            ts: at,
             price: p,
             size: trade.v.unwrap_or(0.0),
             exchange: self.exchange.get_or_insert_with(|| Arc::from("")).clone(),
@@ -189,7 +185,7 @@ impl FrameParser {
         };
         match rules.check(input, now) {
             Ok(tick) => ticks.push(tick),
-            Err(e) => rejects.push(reject(&trade, e.reason(), e.to_string())),
+            Err(e) => rejects.push(reject(&trade, e.reason(), e.to_string()).of(sym, at)),
         }
     }
 }
@@ -208,7 +204,7 @@ impl crate::FrameParse for FrameParser {
                 provider: ID,
                 ticks,
                 rejects,
-                gaps: Vec::new(),
+                ..Default::default()
             }),
             Parsed::Malformed(r) => Some(crate::ProviderFrame {
                 provider: ID,

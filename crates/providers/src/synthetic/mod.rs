@@ -123,22 +123,24 @@ impl SyntheticProvider {
         let mut frame = ProviderFrame {
             provider: ID,
             ticks: Vec::with_capacity(inputs.len()),
-            rejects: Vec::new(),
-            gaps: Vec::new(),
+            ..ProviderFrame::default()
         };
         for input in inputs.drain(..) {
             let (symbol, ts, price, size) =
                 (input.symbol.clone(), input.ts, input.price, input.size);
             match self.rules.check(input, now) {
                 Ok(t) => frame.ticks.push(t),
-                Err(e) => frame.rejects.push(Rejected {
-                    raw: format!(
-                        r#"{{"symbol":"{symbol}","ts":"{ts}","price":{price},"size":{size}}}"#
+                Err(e) => frame.rejects.push(
+                    Rejected::new(
+                        format!(
+                            r#"{{"symbol":"{symbol}","ts":"{ts}","price":{price},"size":{size}}}"#
+                        )
+                        .into_bytes(),
+                        e.reason(),
+                        e.to_string(),
                     )
-                    .into_bytes(),
-                    reason: e.reason(),
-                    error: e.to_string(),
-                }),
+                    .of(symbol, ts),
+                ),
             }
         }
         Tick::number_identical(&mut frame.ticks, counter);

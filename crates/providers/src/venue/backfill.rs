@@ -221,15 +221,18 @@ impl<V: Venue> Healer<V> {
                         found.insert(r.id);
                         frame.ticks.push(t);
                     }
-                    Err((reason, error)) => frame.rejects.push(Rejected {
-                        raw: format!(
-                            r#"{{"provider":"{}","symbol":"{}","id":{},"price":{:?},"size":{:?},"time":"{}"}}"#,
-                            V::ID, gap.symbol, r.id, r.price, r.size, r.time
+                    Err((reason, error)) => frame.rejects.push(
+                        Rejected::new(
+                            format!(
+                                r#"{{"provider":"{}","symbol":"{}","id":{},"price":{:?},"size":{:?},"time":"{}"}}"#,
+                                V::ID, gap.symbol, r.id, r.price, r.size, r.time
+                            )
+                            .into_bytes(),
+                            reason,
+                            format!("history trade {} of {}: {error}", r.id, gap.symbol),
                         )
-                        .into_bytes(),
-                        reason,
-                        error: format!("history trade {} of {}: {error}", r.id, gap.symbol),
-                    }),
+                        .of(gap.symbol.clone(), r.time),
+                    ),
                 }
             }
             self.metrics.provider_backfilled(V::ID, frame.ticks.len());

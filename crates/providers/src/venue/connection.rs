@@ -302,11 +302,7 @@ impl<V: Venue> Connection<V> {
                     .emit(&self.metrics);
                     let frame = ProviderFrame {
                         provider: V::ID,
-                        rejects: vec![Rejected {
-                            raw: Vec::new(),
-                            reason: "frame_too_large",
-                            error,
-                        }],
+                        rejects: vec![Rejected::new(Vec::new(), "frame_too_large", error)],
                         ..ProviderFrame::default()
                     };
                     out.send(frame).await.map_err(|_| closed::<V>())?;
@@ -414,21 +410,28 @@ impl<V: Venue> Connection<V> {
                 .into_iter()
                 .partition(|t| self.symbols.contains(t.symbol()));
             ticks = kept;
-            rejects.extend(foreign.into_iter().map(|t| Rejected {
-                raw: streamforge_model::wire::encode(&t),
-                reason: "unsubscribed_symbol",
-                error: format!(
-                    "symbol: {} is not subscribed on this connection",
-                    t.symbol()
-                ),
+            rejects.extend(foreign.into_iter().map(|t| {
+                Rejected::new(
+                    streamforge_model::wire::encode(&t),
+                    "unsubscribed_symbol",
+                    format!(
+                        "symbol: {} is not subscribed on this connection",
+                        t.symbol()
+                    ),
+                )
             }));
         }
         let mut seen: Vec<&Symbol> = Vec::new();
         let mut gaps = Vec::new();
+        let mut duplicates = Vec::new();
         let at = received.as_micros() as f64 / 1e6;
         for t in &ticks {
             if let Some(id) = t.source_id().and_then(|s| s.parse::<u64>().ok()) {
-                if let Seen::Resumed { first, last } = ids.trade(t.symbol(), id, t.ts(), received) {
+                let known = ids.trade(t.symbol(), id, t.ts(), received);
+                if known == Seen::Repeat {
+                    duplicates.push((t.symbol().clone(), t.ts()));
+                }
+                if let Seen::Resumed { first, last } = known {
                     // The outage's missed ids are known now: it can heal.
                     if let Some(mut g) = outages.remove(t.symbol()) {
                         // It lasted until this trade came.
@@ -464,6 +467,7 @@ impl<V: Venue> Connection<V> {
             ticks,
             rejects,
             gaps,
+            duplicates,
         }
     }
 

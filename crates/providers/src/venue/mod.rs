@@ -284,11 +284,7 @@ impl Parsed {
     /// Input that is not a message of the protocol, with the reason code
     /// and the error naming what was wrong.
     pub fn malformed(raw: &[u8], reason: &'static str, error: String) -> Parsed {
-        Parsed::Malformed(Rejected {
-            raw: raw.to_vec(),
-            reason,
-            error,
-        })
+        Parsed::Malformed(Rejected::new(raw.to_vec(), reason, error))
     }
 }
 
@@ -399,7 +395,7 @@ impl<V: Venue> crate::FrameParse for ReplayParser<V> {
                 provider: V::ID,
                 ticks,
                 rejects,
-                gaps: Vec::new(),
+                ..Default::default()
             }),
             Parsed::Malformed(r) => Some(ProviderFrame {
                 provider: V::ID,

@@ -112,6 +112,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("partition functions", "0005_partition_functions"),
     migration!("gap healing", "0006_gap_healing"),
     migration!("trade ids", "0007_trade_ids"),
+    migration!("completeness ledger", "0008_completeness_ledger"),
 ];
 
 /// xxh3-64 of every shipped migration file, recorded when it shipped.
@@ -184,6 +185,11 @@ const SHIPPED: &[(&str, u64)] = &[
     ("postgres/0007_trade_ids.down.sql", 0x51d5f8282b9c3395),
     ("timescaledb/0007_trade_ids.up.sql", 0x5f24cf575eb6415b),
     ("timescaledb/0007_trade_ids.down.sql", 0x9f75b695cb48a924),
+    // Shipped 2026-12-06 (migration 8).
+    ("postgres/0008_completeness_ledger.up.sql", 0xf1d04e1058572978),
+    ("postgres/0008_completeness_ledger.down.sql", 0x8aba90a255311fc5),
+    ("timescaledb/0008_completeness_ledger.up.sql", 0xf1d04e1058572978),
+    ("timescaledb/0008_completeness_ledger.down.sql", 0x8aba90a255311fc5),
 ];
 
 impl Migration {
@@ -516,7 +522,7 @@ pub async fn grant_roles(
         );
         if rights == Rights::Writer {
             sql.push_str(&format!(
-                "GRANT INSERT, UPDATE ON ticks, symbols, gaps TO \"{name}\";"
+                "GRANT INSERT, UPDATE ON ticks, symbols, gaps, ledger TO \"{name}\";"
             ));
             if mode == Mode::Postgres {
                 sql.push_str(&format!(

@@ -24,7 +24,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::pin_mut;
 use parking_lot::Mutex;
 use streamforge_model::settings::{duration_text, longer_than_zero, Invalid};
-use streamforge_model::{rebucket, Candle, CandlePart, Gap, Interval, Symbol, Tick, Timestamp};
+use streamforge_model::{
+    rebucket, Candle, CandlePart, Gap, Interval, Symbol, Tally, Tick, Timestamp,
+};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::Row;
@@ -352,7 +354,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn write(&self, batch: &[Tick]) -> Result<WriteOutcome, StoreError> {
+    async fn write(&self, batch: &[Tick], tallies: &[Tally]) -> Result<WriteOutcome, StoreError> {
         if self.mode == Mode::Postgres {
             let mut days: Vec<i64> = batch.iter().map(|t| day_of(t.ts())).collect();
             days.sort_unstable();
@@ -453,6 +455,7 @@ impl PostgresStore {
                 .await?
                 .get(0),
         };
+        write_ledger(&tx, tallies).await?;
         tx.commit().await?;
         if self.mode == Mode::TimescaleDb && inserted > 0 {
             match self.refresh_late(&client, batch).await {
@@ -715,17 +718,99 @@ fn part_from_row(r: &Row) -> Result<(Timestamp, CandlePart), StoreError> {
     .part()
 }
 
+/// Adds ingest's ledger tallies in the transaction `tx`: each only when
+/// its sequence number is above its row's last (a tally delivered again
+/// adds nothing), those of one row in one batch summed.
+async fn write_ledger(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tallies: &[Tally],
+) -> Result<(), StoreError> {
+    if tallies.is_empty() {
+        return Ok(());
+    }
+    let n = tallies.len();
+    let (mut symbol, mut minute, mut provider, mut producer) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut received, mut rejected, mut duplicates, mut seq) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for t in tallies {
+        symbol.push(t.symbol.as_str());
+        minute.push(PgTime(t.minute));
+        provider.push(t.provider.as_str());
+        producer.push(t.producer.as_str());
+        received.push(t.received as i64);
+        rejected.push(t.rejected as i64);
+        duplicates.push(t.duplicates as i64);
+        seq.push(t.seq as i64);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO ledger AS l (symbol, minute, provider, producer, received, rejected, \
+                                      duplicates, last_seq) \
+             SELECT t.symbol, t.minute, t.provider, t.producer, sum(t.received), \
+                    sum(t.rejected), sum(t.duplicates), max(t.seq) \
+             FROM unnest($1::TEXT[], $2::TIMESTAMPTZ[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], \
+                         $6::BIGINT[], $7::BIGINT[], $8::BIGINT[]) \
+                  AS t (symbol, minute, provider, producer, received, rejected, duplicates, seq) \
+             WHERE t.seq > coalesce((SELECT o.last_seq FROM ledger o \
+                                     WHERE o.symbol = t.symbol AND o.minute = t.minute \
+                                       AND o.provider = t.provider \
+                                       AND o.producer = t.producer), -1) \
+             GROUP BY t.symbol, t.minute, t.provider, t.producer \
+             ORDER BY t.symbol, t.minute, t.provider, t.producer \
+             ON CONFLICT (symbol, minute, provider, producer) DO UPDATE SET \
+                 received = l.received + excluded.received, \
+                 rejected = l.rejected + excluded.rejected, \
+                 duplicates = l.duplicates + excluded.duplicates, \
+                 last_seq = greatest(l.last_seq, excluded.last_seq)",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &symbol,
+            &minute,
+            &provider,
+            &producer,
+            &received,
+            &rejected,
+            &duplicates,
+            &seq,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl TickStore for PostgresStore {
     fn kind(&self) -> &'static str {
         "postgres"
     }
 
-    async fn write_batch(&self, batch: TickBatch) -> Result<WriteOutcome, StoreError> {
-        if batch.is_empty() {
-            return Ok(WriteOutcome::default());
+    async fn write_counted(
+        &self,
+        batch: TickBatch,
+        tallies: &[Tally],
+    ) -> Result<WriteOutcome, StoreError> {
+        if !batch.is_empty() {
+            return self.write(&batch, tallies).await;
         }
-        self.write(&batch).await
+        if !tallies.is_empty() {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            write_ledger(&tx, tallies).await?;
+            tx.commit().await?;
+        }
+        Ok(WriteOutcome::default())
     }
 
     async fn ticks(&self, q: TickQuery) -> Result<Vec<Tick>, StoreError> {
@@ -933,7 +1018,8 @@ impl TickStore for PostgresStore {
                 &[&symbol.as_str(), &PgTime(from), &PgTime(to)],
             )
             .await?;
-        rows.iter()
+        let counts = rows
+            .iter()
             .map(|r| {
                 rows::minute_count(
                     r.try_get(0)?,
@@ -945,7 +1031,33 @@ impl TickStore for PostgresStore {
                     r.try_get(6)?,
                 )
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Ingest's counts of the minutes starting in the range.
+        let ledger = client
+            .query(
+                "SELECT provider, floor(extract(epoch FROM minute) / 60)::BIGINT, \
+                        sum(received)::BIGINT, sum(rejected)::BIGINT, sum(duplicates)::BIGINT \
+                 FROM ledger WHERE symbol = $1 AND minute >= $2 AND minute < $3 \
+                 GROUP BY provider, minute",
+                &[
+                    &symbol.as_str(),
+                    &PgTime(streamforge_model::ledger::minute_of(from)),
+                    &PgTime(to),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(rows::LedgerRow {
+                    provider: r.try_get(0)?,
+                    minute_index: r.try_get(1)?,
+                    received: r.try_get(2)?,
+                    rejected: r.try_get(3)?,
+                    duplicates: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        rows::with_ledger(counts, ledger)
     }
 
     async fn unhealed_gaps(&self, provider: &str, limit: usize) -> Result<Vec<Gap>, StoreError> {

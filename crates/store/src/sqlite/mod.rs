@@ -19,7 +19,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
-use streamforge_model::{rebucket, Candle, CandlePart, Gap, Interval, Symbol, Tick, Timestamp};
+use streamforge_model::ledger::minute_of;
+use streamforge_model::{
+    rebucket, Candle, CandlePart, Gap, Interval, Symbol, Tally, Tick, Timestamp,
+};
 
 use crate::rows::{
     self, GapRow, RollupRow, TickReader, TickRow, GAP_COLUMNS, HEALING_COLUMNS, ROLLUP_COLUMNS,
@@ -37,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0003_candles.sql"),
     include_str!("0004_gap_healing.sql"),
     include_str!("0005_trade_ids.sql"),
+    include_str!("0006_ledger.sql"),
 ];
 
 /// Reader connections: at most this many queries run at once (the rest
@@ -237,7 +241,11 @@ struct SymbolAcc {
     inserted: u64,
 }
 
-fn write_batch_blocking(writer: &mut Writer, batch: &[Tick]) -> Result<WriteOutcome, StoreError> {
+fn write_batch_blocking(
+    writer: &mut Writer,
+    batch: &[Tick],
+    tallies: &[Tally],
+) -> Result<WriteOutcome, StoreError> {
     let Writer { conn, ids } = writer;
     let tx = conn.transaction()?;
     let mut per_symbol: HashMap<&Symbol, SymbolAcc> = HashMap::new();
@@ -324,6 +332,32 @@ fn write_batch_blocking(writer: &mut Writer, batch: &[Tick]) -> Result<WriteOutc
                 acc.first_ts,
                 acc.last_ts,
                 acc.inserted as i64
+            ])?;
+        }
+    }
+    if !tallies.is_empty() {
+        // In tally order: each is added only when newer than the row's last.
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO ledger (symbol, minute, provider, producer, received, rejected, \
+                                 duplicates, last_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (symbol, minute, provider, producer) DO UPDATE SET \
+                 received = received + excluded.received, \
+                 rejected = rejected + excluded.rejected, \
+                 duplicates = duplicates + excluded.duplicates, \
+                 last_seq = excluded.last_seq \
+             WHERE excluded.last_seq > ledger.last_seq",
+        )?;
+        for t in tallies {
+            stmt.execute(params![
+                t.symbol.as_str(),
+                t.minute.as_micros(),
+                t.provider,
+                t.producer,
+                t.received as i64,
+                t.rejected as i64,
+                t.duplicates as i64,
+                t.seq as i64,
             ])?;
         }
     }
@@ -519,14 +553,21 @@ impl TickStore for SqliteStore {
         "sqlite"
     }
 
-    async fn write_batch(&self, batch: TickBatch) -> Result<WriteOutcome, StoreError> {
-        if batch.is_empty() {
+    async fn write_counted(
+        &self,
+        batch: TickBatch,
+        tallies: &[Tally],
+    ) -> Result<WriteOutcome, StoreError> {
+        if batch.is_empty() && tallies.is_empty() {
             return Ok(WriteOutcome::default());
         }
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || write_batch_blocking(&mut inner.writer.lock(), &batch))
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))?
+        let tallies = tallies.to_vec();
+        tokio::task::spawn_blocking(move || {
+            write_batch_blocking(&mut inner.writer.lock(), &batch, &tallies)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
     async fn ticks(&self, q: TickQuery) -> Result<Vec<Tick>, StoreError> {
@@ -741,7 +782,27 @@ impl TickStore for SqliteStore {
                     r.get(6)?,
                 )?);
             }
-            Ok(out)
+            drop(rows);
+            // Ingest's counts of the minutes starting in the range.
+            let mut stmt = c.prepare_cached(
+                "SELECT provider, minute / 60000000, sum(received), sum(rejected), \
+                        sum(duplicates) \
+                 FROM ledger WHERE symbol = ?1 AND minute >= ?2 AND minute < ?3 \
+                 GROUP BY provider, minute",
+            )?;
+            let first = minute_of(from).as_micros();
+            let mut rows = stmt.query(params![symbol, first, to.as_micros()])?;
+            let mut ledger = Vec::new();
+            while let Some(r) = rows.next()? {
+                ledger.push(rows::LedgerRow {
+                    provider: r.get(0)?,
+                    minute_index: r.get(1)?,
+                    received: r.get(2)?,
+                    rejected: r.get(3)?,
+                    duplicates: r.get(4)?,
+                });
+            }
+            rows::with_ledger(out, ledger)
         })
         .await
     }

@@ -10,6 +10,11 @@
 //! them, taking no new frames meanwhile (the providers' bounded channel
 //! fills and they wait), and afterwards records the time it could not
 //! publish as a gap of every symbol it has served.
+//!
+//! It also keeps ingest's side of the completeness ledger: per provider,
+//! symbol and minute, the trades received, rejected and duplicated since
+//! the last publish, sent as tallies in the same publish as the ticks they
+//! count (see [`streamforge_model::ledger`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,7 +24,11 @@ use serde::{Deserialize, Serialize};
 use streamforge_bus::message::headers;
 use streamforge_bus::{Bus, Headers, Message};
 use streamforge_model::settings::{at_least_one, duration_text, longer_than_zero, Invalid};
-use streamforge_model::{wire, Gap, GapReason, Symbol, TickRules, Timestamp, GAP_CONTENT_TYPE};
+use streamforge_model::ledger::minute_of;
+use streamforge_model::tick::{MAX_TICK_TIME, MIN_TICK_TIME};
+use streamforge_model::{
+    wire, Gap, GapReason, Symbol, Tally, TickRules, Timestamp, GAP_CONTENT_TYPE, TALLY_CONTENT_TYPE,
+};
 use streamforge_providers::{ProviderFrame, Rejected};
 use streamforge_telemetry::events::Stage;
 use streamforge_telemetry::{traces, Event, Health, Metrics};
@@ -128,16 +137,99 @@ pub struct Ingest {
 /// provider that first sent it.
 type Served = HashMap<Symbol, (Bytes, &'static str)>;
 
+/// Ingest's counts for the completeness ledger since the last publish,
+/// per provider, symbol and minute.
+struct Ledger {
+    /// This process's producer id (random per start) and its last tally's
+    /// sequence number.
+    producer: String,
+    seq: u64,
+    counts: HashMap<(&'static str, Symbol, Timestamp), Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    received: u64,
+    rejected: u64,
+    duplicates: u64,
+}
+
+impl Ledger {
+    fn new() -> Ledger {
+        Ledger {
+            producer: format!("{:016x}", rand::random::<u64>()),
+            seq: 0,
+            counts: HashMap::new(),
+        }
+    }
+
+    /// The counts of `symbol`'s minute of `ts` (of `now` when `ts` is not
+    /// a time a tick may have: a rejected trade's).
+    fn at(
+        &mut self,
+        provider: &'static str,
+        symbol: &Symbol,
+        ts: Timestamp,
+        now: Timestamp,
+    ) -> &mut Counts {
+        let ts = if (MIN_TICK_TIME..=MAX_TICK_TIME).contains(&ts) {
+            ts
+        } else {
+            now
+        };
+        self.counts
+            .entry((provider, symbol.clone(), minute_of(ts)))
+            .or_default()
+    }
+
+    /// The tallies since the last publish, appended to it, keyed like the
+    /// symbol's ticks (same partition, after them).
+    fn drain_into(&mut self, served: &Served, batch: &mut Vec<Message>) {
+        for ((provider, symbol, minute), c) in self.counts.drain() {
+            let Some((key, _)) = served.get(&symbol) else {
+                continue;
+            };
+            self.seq += 1;
+            let tally = Tally {
+                provider: provider.to_string(),
+                symbol,
+                minute,
+                producer: self.producer.clone(),
+                seq: self.seq,
+                received: c.received,
+                rejected: c.rejected,
+                duplicates: c.duplicates,
+            };
+            let mut h = Headers::with_capacity(3);
+            h.insert(
+                headers::CONTENT_TYPE,
+                Bytes::from_static(TALLY_CONTENT_TYPE.as_bytes()),
+            );
+            h.insert(
+                headers::SCHEMA_VERSION,
+                Bytes::from_static(wire::SCHEMA_VERSION.as_bytes()),
+            );
+            h.insert(headers::SRC_ID, Bytes::from_static(provider.as_bytes()));
+            batch.push(Message {
+                key: key.clone(),
+                payload: tally.encode().into(),
+                headers: h,
+            });
+        }
+    }
+}
+
 impl Ingest {
     pub async fn run(self, mut frames: mpsc::Receiver<ProviderFrame>) -> anyhow::Result<()> {
         let mut keys: Served = HashMap::new();
+        let mut ledger = Ledger::new();
         let mut batch: Vec<Message> = Vec::new();
         let mut dead: Vec<Message> = Vec::new();
         let mut spans: Vec<tracing::Span> = Vec::new();
         while let Some(first) = frames.recv().await {
             let mut frame = Some(first);
             while let Some(f) = frame.take() {
-                spans.push(self.add_frame(f, &mut keys, &mut batch, &mut dead));
+                spans.push(self.add_frame(f, &mut keys, &mut ledger, &mut batch, &mut dead));
                 if spans.len() < MAX_FRAMES_PER_PUBLISH {
                     frame = frames.try_recv().ok();
                 }
@@ -154,6 +246,7 @@ impl Ingest {
             for s in &spans[1..] {
                 publish.follows_from(s);
             }
+            ledger.drain_into(&keys, &mut batch);
             self.publish(&mut batch, &mut dead, &keys)
                 .instrument(publish)
                 .await?;
@@ -169,6 +262,7 @@ impl Ingest {
         &self,
         frame: ProviderFrame,
         keys: &mut Served,
+        ledger: &mut Ledger,
         batch: &mut Vec<Message>,
         dead: &mut Vec<Message>,
     ) -> tracing::Span {
@@ -201,16 +295,32 @@ impl Ingest {
         let h = message_headers(wire::CONTENT_TYPE, &src, &trace);
         batch.reserve(frame.ticks.len() + frame.gaps.len());
         let mut refused: Vec<(Vec<u8>, &Symbol)> = Vec::new();
+        let now = Timestamp::now();
         for tick in &frame.ticks {
             let mut payload = Vec::with_capacity(224);
             wire::encode_into(tick, &mut payload);
             match symbol_key(keys, tick.symbol(), provider, self.config.max_symbols) {
-                Some(key) => batch.push(Message {
-                    key,
-                    payload: payload.into(),
-                    headers: h.clone(),
-                }),
+                Some(key) => {
+                    ledger.at(provider, tick.symbol(), tick.ts(), now).received += 1;
+                    batch.push(Message {
+                        key,
+                        payload: payload.into(),
+                        headers: h.clone(),
+                    })
+                }
                 None => refused.push((payload, tick.symbol())),
+            }
+        }
+        for (symbol, ts) in &frame.duplicates {
+            if keys.contains_key(symbol) {
+                ledger.at(provider, symbol, *ts, now).duplicates += 1;
+            }
+        }
+        for (symbol, ts) in frame.rejects.iter().filter_map(|r| r.trade.as_ref()) {
+            if symbol_key(keys, symbol, provider, self.config.max_symbols).is_some() {
+                let c = ledger.at(provider, symbol, *ts, now);
+                c.received += 1;
+                c.rejected += 1;
             }
         }
         if !frame.gaps.is_empty() {
@@ -233,13 +343,15 @@ impl Ingest {
             tracing::warn!(provider, refused = refused.len(), symbol = %symbol, max_symbols = self.config.max_symbols,
                 "ticks of more symbols than ingest.max_symbols refused to the dead-letter topic");
         }
-        rejects.extend(refused.into_iter().map(|(raw, symbol)| Rejected {
-            raw,
-            reason: "too_many_symbols",
-            error: format!(
-                "symbol: {symbol} is beyond the {} distinct symbols ingest serves (ingest.max_symbols)",
-                self.config.max_symbols
-            ),
+        rejects.extend(refused.into_iter().map(|(raw, symbol)| {
+            Rejected::new(
+                raw,
+                "too_many_symbols",
+                format!(
+                    "symbol: {symbol} is beyond the {} distinct symbols ingest serves (ingest.max_symbols)",
+                    self.config.max_symbols
+                ),
+            )
         }));
         // One line per frame, not per tick: the first error stands for the rest.
         let mut tally = DeadLettered::new(Stage::Ingest);

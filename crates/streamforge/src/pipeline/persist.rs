@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use streamforge_bus::message::last_offsets;
 use streamforge_bus::{Bus, Committer, Consumer, Delivery, Headers, Message, Offset, Polled};
 use streamforge_model::settings::{duration_text, Invalid};
-use streamforge_model::{wire, Gap, Tick, TickRules, Timestamp, GAP_CONTENT_TYPE};
+use streamforge_model::{
+    wire, Gap, Tally, Tick, TickRules, Timestamp, GAP_CONTENT_TYPE, TALLY_CONTENT_TYPE,
+};
 use streamforge_store::{Cache, StoreError, TickBatch, TickStore};
 use streamforge_telemetry::traces::{self, SpanContext};
 use streamforge_telemetry::{Event, Health, Metrics};
@@ -118,6 +120,8 @@ struct Prepared {
     /// Feed gaps recorded by providers, stored with the ticks.
     gaps: Vec<Gap>,
     gap_sources: Vec<Delivery>,
+    /// Ingest's ledger counts, written in the same transaction as the ticks.
+    tallies: Vec<Tally>,
     dead: Vec<Message>,
     /// What to commit once the batch is durable.
     offsets: Vec<Offset>,
@@ -302,12 +306,13 @@ impl Persist {
             tick_sources,
             gaps,
             gap_sources,
+            tallies,
             mut dead,
             ..
         } = p;
         let rows = ticks.len();
         let refused = self
-            .write_isolating(&ticks)
+            .write_isolating(&ticks, tallies)
             .instrument(tracing::info_span!(
                 "store.write",
                 rows,
@@ -418,28 +423,40 @@ impl Persist {
         Ok(refused)
     }
 
-    /// Writes `ticks`; when the store refuses the batch for its data, splits
-    /// it in halves until the refused ticks are alone, stores the rest and
-    /// returns the refused ones (index in `ticks`, the store's error).
-    async fn write_isolating(&self, ticks: &TickBatch) -> anyhow::Result<Vec<(usize, StoreError)>> {
-        if ticks.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// Writes `ticks` with the ledger's `tallies` in one transaction; when
+    /// the store refuses the batch for its data, writes the tallies alone,
+    /// then splits the ticks in halves until the refused ones are alone,
+    /// stores the rest and returns the refused ones (index in `ticks`, the
+    /// store's error).
+    async fn write_isolating(
+        &self,
+        ticks: &TickBatch,
+        mut tallies: Vec<Tally>,
+    ) -> anyhow::Result<Vec<(usize, StoreError)>> {
         let mut refused = Vec::new();
         // Ranges still to write, last first.
-        let mut todo = vec![(0, ticks.len())];
+        let mut todo = if ticks.is_empty() {
+            Vec::new()
+        } else {
+            vec![(0, ticks.len())]
+        };
         while let Some((from, to)) = todo.pop() {
             let part: TickBatch = if (from, to) == (0, ticks.len()) {
                 ticks.clone()
             } else {
                 Arc::from(&ticks[from..to])
             };
-            match self.write(&part).await? {
-                Ok(()) => {}
-                Err(e) if to - from == 1 => refused.push((from, e)),
+            match self.write(&part, &tallies).await? {
+                Ok(()) => tallies.clear(),
+                Err(e) if to - from == 1 && tallies.is_empty() => refused.push((from, e)),
                 Err(e) => {
                     if (from, to) == (0, ticks.len()) {
                         tracing::warn!(rows = ticks.len(), error = %e, "the store refused a batch for its data; splitting it to find the rows it refuses");
+                    }
+                    if !tallies.is_empty() {
+                        self.write_tallies(std::mem::take(&mut tallies)).await?;
+                        todo.push((from, to));
+                        continue;
                     }
                     let mid = from + (to - from) / 2;
                     todo.push((mid, to));
@@ -447,15 +464,44 @@ impl Persist {
                 }
             }
         }
+        if !tallies.is_empty() {
+            self.write_tallies(tallies).await?;
+        }
         Ok(refused)
+    }
+
+    /// Writes ledger tallies without ticks (none came with them, or the
+    /// store refused their batch); tallies the store refuses are logged
+    /// and left out: the ledger then undercounts, the ticks are unharmed.
+    async fn write_tallies(&self, tallies: Vec<Tally>) -> anyhow::Result<()> {
+        let none: TickBatch = Arc::from(Vec::new());
+        let written = self
+            .write_retrying("ledger counts", || {
+                self.store.write_counted(none.clone(), &tallies)
+            })
+            .await?;
+        if let Err(e) = written {
+            tracing::warn!(
+                tallies = tallies.len(),
+                provider = %tallies[0].provider,
+                symbol = %tallies[0].symbol,
+                error = %e,
+                "the store refused ledger counts; the completeness ledger undercounts these minutes"
+            );
+        }
+        Ok(())
     }
 
     /// Writes with retries. `Ok(Ok)` once the batch is durable; `Ok(Err)`
     /// when the store refuses its data (see [`StoreError::is_data_error`]).
-    async fn write(&self, ticks: &TickBatch) -> anyhow::Result<Result<(), StoreError>> {
+    async fn write(
+        &self,
+        ticks: &TickBatch,
+        tallies: &[Tally],
+    ) -> anyhow::Result<Result<(), StoreError>> {
         let started = Instant::now();
         let outcome = self
-            .write_retrying("ticks", || self.store.write_batch(ticks.clone()))
+            .write_retrying("ticks", || self.store.write_counted(ticks.clone(), tallies))
             .await?;
         if let Ok(outcome) = outcome {
             let stored_at = Timestamp::now();
@@ -525,11 +571,25 @@ fn prepare(
     let mut tick_sources = Vec::with_capacity(batch.len());
     let mut gaps = Vec::new();
     let mut gap_sources = Vec::new();
+    let mut tallies = Vec::new();
     let mut dead = Vec::new();
     let mut tally = DeadLettered::new(Stage::Persist);
     let where_ = |d: &Delivery| format!("partition {} offset {}", d.partition, d.offset);
     for d in batch {
-        if d.message.headers.get_str(headers::CONTENT_TYPE) == Some(GAP_CONTENT_TYPE) {
+        let content_type = d.message.headers.get_str(headers::CONTENT_TYPE);
+        if content_type == Some(TALLY_CONTENT_TYPE) {
+            match Tally::decode(&d.message.payload) {
+                Ok(t) => tallies.push(t),
+                Err(e) => {
+                    tally.add("malformed_tally", || {
+                        (where_(d), format!("undecodable ledger tally: {e}"))
+                    });
+                    dead.push(dead_letter(d, "malformed_tally", &e));
+                }
+            }
+            continue;
+        }
+        if content_type == Some(GAP_CONTENT_TYPE) {
             match Gap::decode(&d.message.payload) {
                 Ok(g) => {
                     gaps.push(g);
@@ -567,6 +627,7 @@ fn prepare(
         tick_sources,
         gaps,
         gap_sources,
+        tallies,
         dead,
         offsets: last_offsets(batch),
         span,
