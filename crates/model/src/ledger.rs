@@ -149,7 +149,10 @@ mod tests {
     #[test]
     fn bad_tallies_say_what_is_wrong() {
         let cases: [(fn(&mut Tally), &str); 5] = [
-            (|t| t.minute = t.minute.saturating_add_micros(1), "not the start"),
+            (
+                |t| t.minute = t.minute.saturating_add_micros(1),
+                "not the start",
+            ),
             (|t| t.producer.clear(), "producer"),
             (|t| t.provider = "x".repeat(65), "provider"),
             (|t| t.received = 2, "exceed received"),

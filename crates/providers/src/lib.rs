@@ -132,6 +132,9 @@ pub struct ProviderSettings {
     /// time since, when no gap of the last run covers it (the process did
     /// not stop cleanly), is a `downtime` gap.
     pub last_trades: Vec<Tick>,
+    /// The store holds no trade yet: the synthetic market makes its
+    /// `history` first.
+    pub fill_history: bool,
 }
 
 /// Checks a list of provider ids: known, each once.
@@ -198,7 +201,10 @@ pub fn build_providers(
                 metrics,
                 health,
             )?,
-            _ => Box::new(SyntheticProvider::new(settings.synthetic.clone(), rules)?),
+            _ => Box::new(
+                SyntheticProvider::new(settings.synthetic.clone(), rules)?
+                    .filling_history(settings.fill_history),
+            ),
         });
     }
     Ok(out)

@@ -105,7 +105,15 @@ pub(crate) fn with_ledger(
             Some(i) => *i,
             None => {
                 index.insert((minute, l.provider.clone()), counts.len());
-                counts.push(minute_count(l.provider, l.minute_index, 0, 0, 0, None, None)?);
+                counts.push(minute_count(
+                    l.provider,
+                    l.minute_index,
+                    0,
+                    0,
+                    0,
+                    None,
+                    None,
+                )?);
                 counts.len() - 1
             }
         };

@@ -484,10 +484,7 @@ pub async fn ledger_tallies_are_applied_once(s: &dyn TickStore) {
         [(m(0), 2, 10, 2, 5), (m(1), 0, 5, 0, 0)]
     );
     // Minutes that start before `from` are not in the answer.
-    assert_eq!(
-        counts(s, &symbol, m(1), m(2)).await,
-        [(m(1), 0, 5, 0, 0)]
-    );
+    assert_eq!(counts(s, &symbol, m(1), m(2)).await, [(m(1), 0, 5, 0, 0)]);
 }
 
 #[tokio::test]

@@ -253,6 +253,10 @@ pub struct SimulateVenueArgs {
     /// Fault: every Nth batch of trades comes with a malformed message.
     #[arg(long, value_name = "N")]
     pub malformed_every: Option<u64>,
+    /// Fault: every Nth trade of a connection is sent with a price of zero
+    /// (refused by the pipeline; its history has it right).
+    #[arg(long, value_name = "N")]
+    pub corrupt_every: Option<u64>,
     /// Port on 127.0.0.1 of the REST trade history.
     #[arg(long, default_value = "9003")]
     pub rest_port: u16,
@@ -736,6 +740,7 @@ async fn simulate_venue(cli: &Cli, venue: &str, a: &SimulateVenueArgs) -> anyhow
         duplicate_every: a.duplicate_every,
         out_of_order_every: a.out_of_order_every,
         malformed_every: a.malformed_every,
+        corrupt_every: a.corrupt_every,
         rest_addr: std::net::SocketAddr::from(([127, 0, 0, 1], a.rest_port)),
         rest_429_every: a.rest_429_every,
         rest_status: a.rest_status,

@@ -257,6 +257,7 @@ impl Config {
             coinbase: self.coinbase.clone(),
             resume: Vec::new(),
             last_trades: Vec::new(),
+            fill_history: false,
         }
     }
 

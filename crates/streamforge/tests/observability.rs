@@ -209,12 +209,19 @@ async fn prometheus_scrapes_the_pipeline_and_promql_sees_what_went_through() {
             "streamforge_provider_ticks_total{provider=\"test\"}",
             TICKS as f64,
         ),
+        // The ticks topic also carries the ledger's tallies.
         (
-            "streamforge_bus_published_messages_total{topic=\"ticks\"}",
+            "streamforge_bus_published_messages_total{topic=\"ticks\"} \
+             - on() streamforge_ledger_tallies_published_total{provider=\"test\"}",
             TICKS as f64,
         ),
         (
-            "streamforge_bus_consumed_messages_total{topic=\"ticks\"}",
+            "streamforge_bus_consumed_messages_total{topic=\"ticks\"} \
+             - on() streamforge_ledger_tallies_published_total{provider=\"test\"}",
+            TICKS as f64,
+        ),
+        (
+            "streamforge_ledger_trades_total{provider=\"test\",count=\"received\"}",
             TICKS as f64,
         ),
         (

@@ -467,3 +467,60 @@ async fn candles_over_closed_minutes_equal_an_independent_fold_of_the_stored_tic
     token.cancel();
     running.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_fills_the_synthetic_history_and_a_restart_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 17);
+    c.synthetic.rate = 100.0;
+    c.synthetic.history = Duration::from_secs(1_800);
+    c.synthetic.history_rate = 10.0;
+    let started = Timestamp::now();
+    let (running, token, base) = start(&c).await;
+    let half_hour_ago = started.as_millis() - 1_800_000;
+    // Ledger: the history is backfill, and every minute adds up.
+    let backfilled = |base: String| async move {
+        let (status, page) = get_json(&format!(
+            "{base}/api/v1/completeness?symbol=AAPL&from={}",
+            half_hour_ago - 60_000
+        ))
+        .await;
+        (status == 200).then_some(page)
+    };
+    let page = wait_for("the history to be stored", Duration::from_secs(30), || {
+        let base = base.clone();
+        async move {
+            let page = backfilled(base).await?;
+            let t = &page["totals"];
+            (t["minutes"].as_u64().unwrap() >= 30
+                && t["received"]
+                    == t["stored_live"].as_u64().unwrap() + t["stored_backfill"].as_u64().unwrap())
+            .then_some(page)
+        }
+    })
+    .await;
+    let stored_backfill = page["totals"]["stored_backfill"].as_u64().unwrap();
+    // A third of 10 a second, over half an hour: about 6,000.
+    assert!((4_000..8_000).contains(&stored_backfill), "{page}");
+    // One-minute candles of the half hour, at once.
+    let (_, candles) = get_json(&format!(
+        "{base}/api/v1/candles/AAPL?interval=1m&from={half_hour_ago}&limit=100"
+    ))
+    .await;
+    assert!(
+        candles["candles"].as_array().unwrap().len() >= 29,
+        "{candles}"
+    );
+    stop_and_check_drained(running, token).await;
+
+    // The store holds trades now: no second history.
+    let (running, token, base) = start(&c).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = backfilled(base).await.expect("AAPL is stored");
+    assert_eq!(
+        again["totals"]["stored_backfill"].as_u64().unwrap(),
+        stored_backfill,
+        "{again}"
+    );
+    stop_and_check_drained(running, token).await;
+}

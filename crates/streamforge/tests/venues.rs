@@ -833,3 +833,179 @@ async fn outages_with_no_trade_between_them_are_one_gap_that_heals() {
     running.wait().await.unwrap();
     sim.stop();
 }
+
+/// Drives `sim` (already faulty) until `connections` were made, stops its
+/// feed, waits for every gap with known ids to heal, then checks the
+/// completeness ledger minute by minute: the trades stored are the trades
+/// the venue made (from the first sent to the last), no id is missing,
+/// and ingest's counts add up: received = rejected + duplicates + stored
+/// live + stored from the history.
+async fn every_fault_adds_up(sim: SimServer, provider: &str, connections: u64, mut c: Config) {
+    let dir = tempfile::tempdir().unwrap();
+    c.data_dir = dir.path().to_path_buf();
+    c.providers = vec![provider.into()];
+    let venue = if provider == "binance" {
+        &mut c.binance
+    } else {
+        &mut c.coinbase
+    };
+    venue.ws_url = Some(format!("ws://{}", sim.addr));
+    venue.rest_url = Some(format!("http://{}", sim.rest_addr));
+    venue.history_interval = Duration::from_millis(10);
+    let started = Timestamp::now();
+    let (running, token) = start(&c).await;
+    let base = format!("http://{}", running.http_addr);
+    wait_for("the drops", Duration::from_secs(40), || {
+        let log = sim.log.clone();
+        async move { (log.lock().connections >= connections).then_some(()) }
+    })
+    .await;
+    sim.stop_feed();
+    wait_for(
+        "every gap with known ids to heal",
+        Duration::from_secs(40),
+        || {
+            let base = base.clone();
+            async move {
+                let gaps = all_gaps(&base).await;
+                let with_ids: Vec<_> = gaps.iter().filter(|g| g["last_id"].is_u64()).collect();
+                (!with_ids.is_empty() && with_ids.iter().all(|g| g["status"] == "healed"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let expected = made_between_sent(&sim, provider);
+    let got = stored_as_sent(&running, &expected, provider).await;
+    assert_eq!(
+        got, expected,
+        "stored exactly what the venue made, once each"
+    );
+
+    // What the venue made per symbol and minute, of the ids from the first sent to the last.
+    let mut made_per_minute: BTreeMap<(Symbol, i64), u64> = BTreeMap::new();
+    let span: BTreeMap<Symbol, (u64, u64)> = {
+        let log = sim.log.lock();
+        assert!(
+            log.duplicates_sent > 0
+                && log.out_of_order_sent > 0
+                && log.malformed_sent > 0
+                && !log.skipped.is_empty()
+                && !log.corrupted.is_empty()
+                && log.rest_rate_limited > 0,
+            "every fault happened: {log:?}"
+        );
+        let mut span = BTreeMap::new();
+        for (_, t) in &log.sent {
+            let e = span.entry(t.symbol.clone()).or_insert((t.id, t.id));
+            e.0 = e.0.min(t.id);
+            e.1 = e.1.max(t.id);
+        }
+        span
+    };
+    for (symbol, trades) in sim.made() {
+        let Some((first, last)) = span.get(&symbol) else {
+            continue;
+        };
+        for t in trades.iter().filter(|t| (*first..=*last).contains(&t.id)) {
+            *made_per_minute
+                .entry((symbol.clone(), t.ts.as_micros().div_euclid(60_000_000)))
+                .or_default() += 1;
+        }
+    }
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+    let mut rejected = 0;
+    let mut duplicates = 0;
+    for symbol in span.keys() {
+        // Ingest's counts travel with the ticks; the last duplicates may
+        // come after the last new trade: wait until every minute adds up.
+        let ledger = wait_for(
+            "ingest's counts to add up in every minute",
+            Duration::from_secs(20),
+            || {
+                let url = format!(
+                    "{base}/api/v1/completeness?symbol={symbol}&from={}",
+                    started.as_millis() - 60_000
+                );
+                async move {
+                    let (status, ledger) = get_json(&url).await;
+                    assert_eq!(status, 200, "{ledger}");
+                    let balanced = ledger["minutes"].as_array().unwrap().iter().all(|m| {
+                        n(m, "received")
+                            == n(m, "rejected")
+                                + n(m, "duplicates")
+                                + n(m, "stored_live")
+                                + n(m, "stored_backfill")
+                    });
+                    balanced.then_some(ledger)
+                }
+            },
+        )
+        .await;
+        for m in ledger["minutes"].as_array().unwrap() {
+            assert_eq!(m["provider"], provider, "{m}");
+            assert_eq!(n(m, "ids_missing"), 0, "{m}");
+            let minute = Timestamp::parse(m["minute"].as_str().unwrap()).unwrap();
+            let key = (symbol.clone(), minute.as_micros().div_euclid(60_000_000));
+            assert_eq!(
+                n(m, "stored_live") + n(m, "stored_backfill"),
+                made_per_minute.get(&key).copied().unwrap_or(0),
+                "{symbol}: stored = made in the minute {m}"
+            );
+        }
+        let t = &ledger["totals"];
+        assert!(n(t, "stored_backfill") > 0, "{ledger}");
+        rejected += n(t, "rejected");
+        duplicates += n(t, "duplicates");
+    }
+    assert!(
+        rejected > 0 && duplicates > 0,
+        "the corrupted trades are counted rejected, the repeated ones duplicates"
+    );
+    // The ledger's counts are exported too.
+    let stats = running.metrics.snapshot();
+    let l = &stats.providers[provider].ledger;
+    assert_eq!(
+        (l.rejected, l.duplicates),
+        (rejected, duplicates),
+        "{stats:?}"
+    );
+    token.cancel();
+    running.wait().await.unwrap();
+    sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_binance_fault_adds_up_in_the_ledger() {
+    let sim = binance_sim(|c| {
+        c.skip_every = Some(23);
+        c.duplicate_every = Some(7);
+        c.out_of_order_every = Some(5);
+        c.corrupt_every = Some(31);
+        c.malformed_every = Some(13);
+        c.drop_every = Some(Duration::from_millis(2_500));
+        // Renewed on the shutdown notice before each drop.
+        c.close_after = Some(Duration::from_millis(1_200));
+        c.notice_lead = Duration::from_millis(500);
+        c.rest_429_every = Some(4);
+    })
+    .await;
+    let c = config(std::path::Path::new("."));
+    every_fault_adds_up(sim, "binance", 4, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_coinbase_fault_adds_up_in_the_ledger() {
+    let sim = coinbase_sim(|c| {
+        c.skip_every = Some(23);
+        c.duplicate_every = Some(7);
+        c.out_of_order_every = Some(5);
+        c.corrupt_every = Some(31);
+        c.malformed_every = Some(13);
+        c.drop_every = Some(Duration::from_millis(1_500));
+        c.rest_429_every = Some(4);
+    })
+    .await;
+    let c = config(std::path::Path::new("."));
+    every_fault_adds_up(sim, "coinbase", 3, c).await;
+}

@@ -76,6 +76,8 @@ pub struct MetricSet {
     provider_gaps: IntCounterVec,
     provider_gap_heals: IntCounterVec,
     provider_backfilled_ticks: IntCounterVec,
+    ledger_trades: IntCounterVec,
+    ledger_tallies: IntCounterVec,
     provider_gap_seconds: CounterVec,
     provider_symbol_last_trade: GaugeVec,
     bus_consumer_lag: IntGaugeVec,
@@ -410,6 +412,18 @@ impl Metrics {
                 "Trades taken from venues' trade histories to fill gaps, by provider.",
                 &["provider"],
             ),
+            ledger_trades: counter_vec(
+                &r,
+                "streamforge_ledger_trades_total",
+                "Trades in the completeness ledger's counts from ingest, as persist wrote them with the ticks, by provider and count (received: from the feed or the history, rejected: to the dead-letter topic, duplicates: sent by the provider before).",
+                &["provider", "count"],
+            ),
+            ledger_tallies: counter_vec(
+                &r,
+                "streamforge_ledger_tallies_published_total",
+                "Completeness-ledger tallies ingest published with the ticks (one per provider, symbol and minute of each publish), by provider.",
+                &["provider"],
+            ),
             bus_commit_errors: counter(
                 &r,
                 "streamforge_bus_commit_errors_total",
@@ -497,7 +511,7 @@ impl Metrics {
     /// Label vectors without children do not show in `gather`; describe them too.
     fn unobserved_families(&self) -> Vec<prometheus::proto::MetricFamily> {
         use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
-        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 25] = [
+        let vecs: [(&dyn Collector, prometheus::proto::MetricType); 27] = [
             (&self.api_refused, COUNTER),
             (&self.api_rate_limited, COUNTER),
             (&self.api_auth_failures, COUNTER),
@@ -522,6 +536,8 @@ impl Metrics {
             (&self.provider_gaps, COUNTER),
             (&self.provider_gap_heals, COUNTER),
             (&self.provider_backfilled_ticks, COUNTER),
+            (&self.ledger_trades, COUNTER),
+            (&self.ledger_tallies, COUNTER),
             (&self.provider_gap_seconds, COUNTER),
         ];
         let mut out = Vec::new();
@@ -565,6 +581,14 @@ impl Metrics {
         });
         add(&self.provider_backfilled_ticks, &|p, _, v| {
             p.backfilled += v as u64
+        });
+        add(&self.ledger_tallies, &|p, _, v| {
+            p.ledger.tallies += v as u64
+        });
+        add(&self.ledger_trades, &|p, l, v| match label(l, "count") {
+            "received" => p.ledger.received += v as u64,
+            "rejected" => p.ledger.rejected += v as u64,
+            _ => p.ledger.duplicates += v as u64,
         });
         add(&self.provider_frames, &|p, l, v| {
             *p.frames.entry(label(l, "kind").to_string()).or_default() += v as u64
@@ -840,6 +864,28 @@ impl Metrics {
         self.provider_backfilled_ticks
             .with_label_values(&[provider])
             .inc_by(n as u64);
+    }
+
+    /// Ingest published a ledger tally of `provider`.
+    pub fn ledger_tally_published(&self, provider: &str) {
+        self.ledger_tallies.with_label_values(&[provider]).inc();
+    }
+
+    /// Persist wrote ingest's ledger `tallies` with their ticks.
+    pub fn ledger_written(&self, tallies: &[streamforge_model::Tally]) {
+        for t in tallies {
+            for (count, n) in [
+                ("received", t.received),
+                ("rejected", t.rejected),
+                ("duplicates", t.duplicates),
+            ] {
+                if n > 0 {
+                    self.ledger_trades
+                        .with_label_values(&[t.provider.as_str(), count])
+                        .inc_by(n);
+                }
+            }
+        }
     }
 
     /// Persist stored `n` gap records.

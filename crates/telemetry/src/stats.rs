@@ -26,6 +26,22 @@ pub struct ProviderStats {
     pub heals: BTreeMap<String, u64>,
     /// Trades taken from the venue's history.
     pub backfilled: u64,
+    /// The completeness ledger's counts from ingest, as persist wrote them.
+    pub ledger: LedgerStats,
+}
+
+/// Trades the completeness ledger counted for one provider.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LedgerStats {
+    /// From the feed or the history, rejected ones and duplicates included.
+    pub received: u64,
+    /// Sent to the dead-letter topic.
+    pub rejected: u64,
+    /// Sent by the provider before (stored once).
+    pub duplicates: u64,
+    /// Tallies ingest published (messages on the ticks topic besides the
+    /// ticks and gaps).
+    pub tallies: u64,
 }
 
 /// A latency histogram: observations, their sum, and cumulative counts by

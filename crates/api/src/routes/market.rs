@@ -809,9 +809,10 @@ pub async fn completeness(
     )?;
     let (from, to) = params.range(&state.limits)?;
     // Whole minutes, at most 24 h: a longer range is answered for its last 24 h.
-    let to = match minute_of(to) {
-        m if m == to => to,
-        m => m.saturating_add_micros(60_000_000),
+    // (The last minute a time may have is kept as it is.)
+    let to = match minute_of(to).saturating_add_micros(60_000_000) {
+        next if minute_of(to) != to && next <= streamforge_model::tick::MAX_TICK_TIME => next,
+        _ => to,
     };
     let from = minute_of(from).max(to.saturating_sub_micros(MAX_COMPLETENESS_RANGE_MICROS));
     let counts = state.store.minute_counts(&symbol, from, to).await?;

@@ -11,6 +11,7 @@ use super::error::TradeError;
 use super::messages::{Envelope, Event, Trade};
 use super::Binance;
 use crate::venue::{decimal, Parsed, TickMaker, VenueParser};
+use crate::Rejected;
 
 /// Reads Binance's messages, reusing one allocation per symbol and tag.
 #[derive(Debug)]
@@ -68,8 +69,8 @@ impl VenueParser for Parser {
                     ticks: vec![tick],
                     rejects: Vec::new(),
                 },
-                Ok(Err(e)) => Parsed::malformed(raw, e.reason(), e.to_string()),
-                Err(e) => Parsed::malformed(raw, e.reason(), e.to_string()),
+                Ok(Err(e)) => self.rejected(raw, payload, e.reason(), e.to_string()),
+                Err(e) => self.rejected(raw, payload, e.reason(), e.to_string()),
             },
             "serverShutdown" => Parsed::Shutdown,
             // Events of streams this provider does not read.
@@ -79,6 +80,24 @@ impl VenueParser for Parser {
 }
 
 impl Parser {
+    /// A trade refused, with its symbol and time when they read (the
+    /// ledger counts it in that minute).
+    fn rejected(
+        &mut self,
+        raw: &[u8],
+        payload: &[u8],
+        reason: &'static str,
+        error: String,
+    ) -> Parsed {
+        let mut r = Rejected::new(raw.to_vec(), reason, error);
+        if let Ok(t) = serde_json::from_slice::<Trade<'_>>(payload) {
+            if let Ok(symbol) = self.ticks.symbol(&t.symbol) {
+                r = r.of(symbol, Timestamp::from_millis(t.time));
+            }
+        }
+        Parsed::Malformed(r)
+    }
+
     fn trade(
         &mut self,
         payload: &[u8],

@@ -11,6 +11,7 @@ use super::error::MessageError;
 use super::messages::{Error, Heartbeat, Match, Typed};
 use super::Coinbase;
 use crate::venue::{decimal, Parsed, TickMaker, VenueParser};
+use crate::Rejected;
 
 /// Reads Coinbase's messages, reusing one allocation per symbol and tag.
 #[derive(Debug)]
@@ -44,8 +45,8 @@ impl VenueParser for Parser {
                     ticks: vec![tick],
                     rejects: Vec::new(),
                 },
-                Ok(Err(e)) => Parsed::malformed(raw, e.reason(), e.to_string()),
-                Err(e) => Parsed::malformed(raw, e.reason(), e.to_string()),
+                Ok(Err(e)) => self.rejected(raw, e.reason(), e.to_string()),
+                Err(e) => self.rejected(raw, e.reason(), e.to_string()),
             },
             "heartbeat" => match serde_json::from_slice::<Heartbeat<'_>>(raw) {
                 Ok(h) => match self.ticks.symbol(&h.product_id) {
@@ -69,6 +70,20 @@ impl VenueParser for Parser {
 }
 
 impl Parser {
+    /// A match refused, with its symbol and time when they read (the
+    /// ledger counts it in that minute).
+    fn rejected(&mut self, raw: &[u8], reason: &'static str, error: String) -> Parsed {
+        let mut r = Rejected::new(raw.to_vec(), reason, error);
+        if let Ok(m) = serde_json::from_slice::<Match<'_>>(raw) {
+            if let (Ok(symbol), Ok(ts)) =
+                (self.ticks.symbol(&m.product_id), Timestamp::parse(&m.time))
+            {
+                r = r.of(symbol, ts);
+            }
+        }
+        Parsed::Malformed(r)
+    }
+
     fn trade(
         &mut self,
         raw: &[u8],

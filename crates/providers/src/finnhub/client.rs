@@ -365,11 +365,7 @@ impl Connection {
                     .emit(&self.metrics);
                     let frame = ProviderFrame {
                         provider: ID,
-                        rejects: vec![crate::Rejected::new(
-                            Vec::new(),
-                            "frame_too_large",
-                            error,
-                        )],
+                        rejects: vec![crate::Rejected::new(Vec::new(), "frame_too_large", error)],
                         ..ProviderFrame::default()
                     };
                     if out.send(frame).await.is_err() {

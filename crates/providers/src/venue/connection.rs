@@ -365,8 +365,15 @@ impl<V: Venue> Connection<V> {
                     message: &message,
                 }
                 .emit(&self.metrics),
-                Parsed::Malformed(r) => {
+                Parsed::Malformed(mut r) => {
                     self.metrics.provider_frame(V::ID, FrameKind::Malformed);
+                    // Only this connection's symbols are counted per symbol.
+                    if r.trade
+                        .as_ref()
+                        .is_some_and(|(s, _)| !self.symbols.contains(s))
+                    {
+                        r.trade = None;
+                    }
                     let frame = ProviderFrame {
                         provider: V::ID,
                         rejects: vec![r],

@@ -143,6 +143,9 @@ pub struct SimConfig {
     pub out_of_order_every: Option<u64>,
     /// Every Nth slice of a connection, a malformed message is sent.
     pub malformed_every: Option<u64>,
+    /// Every Nth trade of a connection is sent with a price of zero (a
+    /// trade the pipeline refuses; the history has it right).
+    pub corrupt_every: Option<u64>,
     /// Keep every trade sent in the log (tests).
     pub record: bool,
     /// Address of the REST trade history (port 0 picks a free one).
@@ -173,6 +176,7 @@ impl Default for SimConfig {
             duplicate_every: None,
             out_of_order_every: None,
             malformed_every: None,
+            corrupt_every: None,
             record: false,
             rest_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             rest_429_every: None,
@@ -195,6 +199,8 @@ pub struct SimLog {
     pub duplicates_sent: u64,
     pub out_of_order_sent: u64,
     pub malformed_sent: u64,
+    /// Trades sent with a zero price (`corrupt_every`).
+    pub corrupted: Vec<(Symbol, u64)>,
     pub shutdown_notices_sent: u64,
     /// Connections closed by the server on `close_after`.
     pub forced_closes: u64,
@@ -677,6 +683,14 @@ impl Conn {
         let mut log = self.log.lock();
         if every(self.config.skip_every) {
             log.skipped.push((t.symbol.clone(), t.id));
+            return;
+        }
+        if every(self.config.corrupt_every) {
+            log.corrupted.push((t.symbol.clone(), t.id));
+            out.push(P::trade(&SimTrade {
+                price: 0.0,
+                ..t.clone()
+            }));
             return;
         }
         if every(self.config.out_of_order_every) && held.is_none() {

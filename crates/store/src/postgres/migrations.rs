@@ -186,10 +186,22 @@ const SHIPPED: &[(&str, u64)] = &[
     ("timescaledb/0007_trade_ids.up.sql", 0x5f24cf575eb6415b),
     ("timescaledb/0007_trade_ids.down.sql", 0x9f75b695cb48a924),
     // Shipped 2026-12-06 (migration 8).
-    ("postgres/0008_completeness_ledger.up.sql", 0xf1d04e1058572978),
-    ("postgres/0008_completeness_ledger.down.sql", 0x8aba90a255311fc5),
-    ("timescaledb/0008_completeness_ledger.up.sql", 0xf1d04e1058572978),
-    ("timescaledb/0008_completeness_ledger.down.sql", 0x8aba90a255311fc5),
+    (
+        "postgres/0008_completeness_ledger.up.sql",
+        0xf1d04e1058572978,
+    ),
+    (
+        "postgres/0008_completeness_ledger.down.sql",
+        0x8aba90a255311fc5,
+    ),
+    (
+        "timescaledb/0008_completeness_ledger.up.sql",
+        0xf1d04e1058572978,
+    ),
+    (
+        "timescaledb/0008_completeness_ledger.down.sql",
+        0x8aba90a255311fc5,
+    ),
 ];
 
 impl Migration {

@@ -23,8 +23,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use streamforge_bus::message::headers;
 use streamforge_bus::{Bus, Headers, Message};
-use streamforge_model::settings::{at_least_one, duration_text, longer_than_zero, Invalid};
 use streamforge_model::ledger::minute_of;
+use streamforge_model::settings::{at_least_one, duration_text, longer_than_zero, Invalid};
 use streamforge_model::tick::{MAX_TICK_TIME, MIN_TICK_TIME};
 use streamforge_model::{
     wire, Gap, GapReason, Symbol, Tally, TickRules, Timestamp, GAP_CONTENT_TYPE, TALLY_CONTENT_TYPE,
@@ -184,12 +184,13 @@ impl Ledger {
 
     /// The tallies since the last publish, appended to it, keyed like the
     /// symbol's ticks (same partition, after them).
-    fn drain_into(&mut self, served: &Served, batch: &mut Vec<Message>) {
+    fn drain_into(&mut self, served: &Served, batch: &mut Vec<Message>, metrics: &Metrics) {
         for ((provider, symbol, minute), c) in self.counts.drain() {
             let Some((key, _)) = served.get(&symbol) else {
                 continue;
             };
             self.seq += 1;
+            metrics.ledger_tally_published(provider);
             let tally = Tally {
                 provider: provider.to_string(),
                 symbol,
@@ -246,7 +247,7 @@ impl Ingest {
             for s in &spans[1..] {
                 publish.follows_from(s);
             }
-            ledger.drain_into(&keys, &mut batch);
+            ledger.drain_into(&keys, &mut batch, &self.metrics);
             self.publish(&mut batch, &mut dead, &keys)
                 .instrument(publish)
                 .await?;
@@ -560,7 +561,18 @@ mod tests {
                 // A third symbol: over `max_symbols`, dead-lettered.
                 tick("IBM", t0 + 3, 0),
             ],
-            ..ProviderFrame::default()
+            // The last AAPL trade was sent before; one MSFT trade was refused.
+            duplicates: vec![(
+                Symbol::parse("AAPL").unwrap(),
+                Timestamp::from_millis(t0 + 2),
+            )],
+            rejects: vec![
+                Rejected::new(b"{}".to_vec(), "invalid_price", "price: 0".into()).of(
+                    Symbol::parse("MSFT").unwrap(),
+                    Timestamp::from_millis(t0 + 5),
+                ),
+            ],
+            gaps: Vec::new(),
         })
         .await
         .unwrap();
@@ -581,13 +593,43 @@ mod tests {
             Polled::Messages(m) => m,
             other => panic!("{other:?}"),
         };
+        // The ledger's tallies follow the ticks, one per symbol and minute.
+        let (got, tallies) = got.split_at(3);
+        let mut tallies: Vec<Tally> = tallies
+            .iter()
+            .map(|d| {
+                assert_eq!(
+                    d.message.headers.get_str(headers::CONTENT_TYPE),
+                    Some(TALLY_CONTENT_TYPE)
+                );
+                let t = Tally::decode(&d.message.payload).unwrap();
+                assert_eq!(d.message.key.as_ref(), t.symbol.as_str().as_bytes());
+                t
+            })
+            .collect();
+        tallies.sort_by_key(|t| t.symbol.clone());
+        let counts: Vec<(&str, i64, u64, u64, u64)> = tallies
+            .iter()
+            .map(|t| {
+                (
+                    t.symbol.as_str(),
+                    t.minute.as_millis(),
+                    t.received,
+                    t.rejected,
+                    t.duplicates,
+                )
+            })
+            .collect();
+        assert_eq!(counts, [("AAPL", t0, 2, 0, 1), ("MSFT", t0, 2, 1, 0)]);
+        assert!(tallies.iter().all(|t| t.producer == tallies[0].producer));
+        assert_ne!(tallies[0].seq, tallies[1].seq);
         let keys: Vec<&[u8]> = got.iter().map(|d| d.message.key.as_ref()).collect();
         assert_eq!(
             keys,
             [&b"AAPL"[..], b"MSFT", b"AAPL"],
             "keyed by symbol, IBM refused"
         );
-        for d in &got {
+        for d in got {
             assert_eq!(
                 d.message.headers.get_str(headers::CONTENT_TYPE),
                 Some(wire::CONTENT_TYPE)

@@ -398,9 +398,14 @@ impl<'a> Pipeline<'a> {
                 Some(p) => p,
                 None => {
                     let mut settings = config.provider_settings();
-                    if let Some((store, _)) = &b.stores {
+                    let read = match &b.stores {
+                        Some((store, _)) => Some(store.clone()),
+                        None => store_to_resume_from(config).await,
+                    };
+                    if let Some(store) = read {
                         settings.resume = unhealed_gaps(store.as_ref(), &settings.names).await;
                         settings.last_trades = last_trades(store.as_ref(), &settings.names).await;
+                        settings.fill_history = store.symbols().await.is_ok_and(|s| s.is_empty());
                     }
                     build_providers(&settings, b.rules, &b.metrics, &b.health)
                         .context("configuring providers")?
@@ -473,6 +478,54 @@ impl<'a> Pipeline<'a> {
             http,
             helpers,
         })
+    }
+}
+
+/// How long an `ingest` role waits for the store it resumes healing from.
+const RESUME_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The store an `ingest` role (which writes no store) reads the last run's
+/// unhealed gaps and last trades from: the configured PostgreSQL (a reader
+/// role is enough), when it answers within [`RESUME_STORE_TIMEOUT`]. An
+/// embedded store belongs to the process that persists; without a store
+/// ingest starts with nothing to resume, and says so.
+async fn store_to_resume_from(config: &Config) -> Option<Arc<dyn TickStore>> {
+    let venues = config
+        .provider_settings()
+        .names
+        .iter()
+        .any(|n| n == "binance" || n == "coinbase");
+    if !venues {
+        return None;
+    }
+    let url = config.store_url();
+    let shown = streamforge_store::redact_url(&url);
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        tracing::warn!(
+            store = %shown,
+            "this ingest role reads no store: gaps an earlier run left unhealed are not resumed \
+             here (set `store` to the PostgreSQL persist writes; a reader role is enough)"
+        );
+        return None;
+    }
+    let options = StoreOptions {
+        postgres: config.postgres.clone(),
+    };
+    match tokio::time::timeout(
+        RESUME_STORE_TIMEOUT,
+        streamforge_store::open_store_with(&url, &options),
+    )
+    .await
+    {
+        Ok(Ok(store)) => Some(store),
+        Ok(Err(e)) => {
+            tracing::warn!(store = %shown, error = %e, "could not read the store: gaps an earlier run left unhealed are not resumed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(store = %shown, timeout = ?RESUME_STORE_TIMEOUT, "the store did not answer: gaps an earlier run left unhealed are not resumed");
+            None
+        }
     }
 }
 

@@ -480,6 +480,9 @@ impl Persist {
                 self.store.write_counted(none.clone(), &tallies)
             })
             .await?;
+        if written.is_ok() {
+            self.metrics.ledger_written(&tallies);
+        }
         if let Err(e) = written {
             tracing::warn!(
                 tallies = tallies.len(),
@@ -504,6 +507,7 @@ impl Persist {
             .write_retrying("ticks", || self.store.write_counted(ticks.clone(), tallies))
             .await?;
         if let Ok(outcome) = outcome {
+            self.metrics.ledger_written(tallies);
             let stored_at = Timestamp::now();
             self.health.set("store", true, self.store.kind());
             self.metrics.batch_stored(
