@@ -146,9 +146,11 @@ mod tests {
         );
     }
 
+    type Spoil = fn(&mut Tally);
+
     #[test]
     fn bad_tallies_say_what_is_wrong() {
-        let cases: [(fn(&mut Tally), &str); 5] = [
+        let cases: [(Spoil, &str); 5] = [
             (
                 |t| t.minute = t.minute.saturating_add_micros(1),
                 "not the start",

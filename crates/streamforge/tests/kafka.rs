@@ -120,9 +120,11 @@ async fn broker_ids(c: &Config, at_least: u64) -> Vec<String> {
         match tokio::time::timeout(wait, consumer.recv(10_000)).await {
             Ok(Ok(Polled::Messages(m))) => {
                 for d in m {
-                    let gap = d.message.headers.get_str("content-type")
-                        == Some(streamforge_model::GAP_CONTENT_TYPE);
-                    if gap {
+                    // Gap records and ledger tallies travel beside the ticks.
+                    let kind = d.message.headers.get_str("content-type");
+                    if kind == Some(streamforge_model::GAP_CONTENT_TYPE)
+                        || kind == Some(streamforge_model::TALLY_CONTENT_TYPE)
+                    {
                         continue;
                     }
                     let t = streamforge_model::wire::decode(
@@ -887,10 +889,11 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_holds_ingest_and_is_re
     );
     let produced = provider_ticks(&metrics) as u64;
     let symbols = c.synthetic.symbols.len() as u64;
+    let tallies: u64 = stats.providers.values().map(|p| p.ledger.tallies).sum();
     assert_eq!(
         acknowledged(&metrics, &c.ingest.topic),
-        produced + symbols,
-        "every tick and one gap record per symbol acknowledged"
+        produced + symbols + tallies,
+        "every tick, one gap record per symbol and every ledger tally acknowledged"
     );
     assert_eq!(
         stats.providers["synthetic"]
