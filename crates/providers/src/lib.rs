@@ -126,7 +126,7 @@ pub struct ProviderSettings {
     pub binance: VenueConfig,
     pub coinbase: VenueConfig,
     /// Gaps of an earlier run still `open` or `healing` (from the store):
-    /// each venue goes on healing its own.
+    /// each venue (and Finnhub) goes on healing its own.
     pub resume: Vec<Gap>,
     /// The newest stored trade of each venue symbol (from the store): the
     /// time since, when no gap of the last run covers it (the process did
@@ -135,6 +135,10 @@ pub struct ProviderSettings {
     /// The store holds no trade yet: the synthetic market makes its
     /// `history` first.
     pub fill_history: bool,
+    /// Stored trades around the ends of Finnhub's resumed gaps and at its
+    /// symbols' newest stored millisecond: a window healed again leaves
+    /// them out (Finnhub numbers no trade).
+    pub stored_near_gaps: Vec<Tick>,
 }
 
 /// Checks a list of provider ids: known, each once.
@@ -181,12 +185,29 @@ pub fn build_providers(
     let mut out: Vec<Box<dyn Provider>> = Vec::new();
     for name in names {
         out.push(match name {
-            finnhub::ID => Box::new(FinnhubProvider::new(
-                settings.finnhub.clone().or_symbols(fallback),
-                rules,
-                metrics.clone(),
-                health.clone(),
-            )?),
+            finnhub::ID => Box::new(
+                FinnhubProvider::new(
+                    settings.finnhub.clone().or_symbols(fallback),
+                    rules,
+                    metrics.clone(),
+                    health.clone(),
+                )?
+                .resuming(
+                    settings
+                        .resume
+                        .iter()
+                        .filter(|g| g.provider == finnhub::ID)
+                        .cloned()
+                        .collect(),
+                    settings
+                        .last_trades
+                        .iter()
+                        .filter(|t| t.src_id() == finnhub::ID)
+                        .cloned()
+                        .collect(),
+                )
+                .knowing_stored(&settings.stored_near_gaps),
+            ),
             binance::ID => venue_provider::<binance::Binance>(
                 &settings.binance,
                 settings,

@@ -310,6 +310,10 @@ pub struct SimulateFinnhubArgs {
     /// Fault: every Nth frame carries its trades newest first.
     #[arg(long, value_name = "N")]
     pub out_of_order_every: Option<u64>,
+    /// Serve the trade history (`/api/v1/stock/tick`) as to a paid plan;
+    /// without it the history answers HTTP 403, as to a free key.
+    #[arg(long)]
+    pub paid: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -769,7 +773,7 @@ async fn simulate_venue(cli: &Cli, venue: &str, a: &SimulateVenueArgs) -> anyhow
 }
 
 async fn simulate_finnhub(cli: &Cli, a: &SimulateFinnhubArgs) -> anyhow::Result<ExitCode> {
-    use streamforge_providers::finnhub::{Simulator, SimulatorConfig};
+    use streamforge_providers::finnhub::{HistoryPlan, Simulator, SimulatorConfig};
 
     streamforge_telemetry::logging::init(
         LogFormat::Console,
@@ -789,14 +793,21 @@ async fn simulate_finnhub(cli: &Cli, a: &SimulateFinnhubArgs) -> anyhow::Result<
         malformed_every: a.malformed_every,
         duplicate_every: a.duplicate_every,
         out_of_order_every: a.out_of_order_every,
+        history: if a.paid {
+            HistoryPlan::Paid
+        } else {
+            HistoryPlan::Free
+        },
         ..SimulatorConfig::default()
     })
     .await
     .with_context(|| format!("listening on 127.0.0.1:{}", a.port))?;
     println!(
-        "Finnhub simulator at {} (token {:?}); run: streamforge run --finnhub-url {} --finnhub-token {}",
+        "Finnhub simulator at {} (token {:?}), trade history at {} ({}); run: streamforge run --finnhub-url {} --finnhub-token {}",
         sim.url(),
         a.token,
+        sim.rest_url(),
+        if a.paid { "paid plan" } else { "free plan: HTTP 403" },
         sim.url(),
         a.token
     );

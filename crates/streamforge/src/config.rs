@@ -258,6 +258,7 @@ impl Config {
             resume: Vec::new(),
             last_trades: Vec::new(),
             fill_history: false,
+            stored_near_gaps: Vec::new(),
         }
     }
 

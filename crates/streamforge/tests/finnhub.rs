@@ -3,13 +3,13 @@
 //! gap records, malformed frames, the symbol cap, 401, and a canary token
 //! that must never show anywhere.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use streamforge::config::Config;
 use streamforge::pipeline::{self, Role, Running};
 use streamforge_model::{Symbol, Timestamp};
-use streamforge_providers::finnhub::{Simulator, SimulatorConfig};
+use streamforge_providers::finnhub::{HistoryPlan, Simulator, SimulatorConfig};
 use streamforge_store::{Order, TickQuery};
 use streamforge_testkit::{get_json, metric, wait_for};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +64,14 @@ fn sent_trades(sim: &Simulator) -> BTreeSet<TradeKey> {
     sim.log
         .lock()
         .sent
+        .iter()
+        .map(|t| key(&t.symbol, t.ts_ms, t.price, t.volume))
+        .collect()
+}
+
+/// Every distinct trade the simulator's market made, sent or not.
+fn made_trades(sim: &Simulator) -> BTreeSet<TradeKey> {
+    sim.made()
         .iter()
         .map(|t| key(&t.symbol, t.ts_ms, t.price, t.volume))
         .collect()
@@ -577,4 +585,224 @@ async fn the_simulator_refuses_a_second_connection_on_one_token() {
     })
     .await;
     assert!(sim.log.lock().second_connections >= 1);
+}
+
+/// A paid plan's history heals every outage — drops, silence and the time
+/// the process was stopped — so the store holds every trade the market
+/// made, and the ledger adds up in every minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_and_downtime_heal_from_a_paid_history_and_the_ledger_adds_up() {
+    let sim = simulator(|c| {
+        c.drop_every = Some(Duration::from_millis(1200));
+        c.silent_after = Some(Duration::from_millis(700));
+        c.out_of_order_every = Some(3);
+        c.history = HistoryPlan::Paid;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), &sim);
+    c.finnhub.history_interval = Duration::from_millis(5);
+    let started = Timestamp::now();
+    let (running, token) = start(&c).await;
+    wait_for("three connections", Duration::from_secs(30), || {
+        let log = sim.log.clone();
+        async move { (log.lock().connections >= 3).then_some(()) }
+    })
+    .await;
+    // A clean stop: the time until the next start is a downtime gap, and
+    // the market goes on meanwhile.
+    token.cancel();
+    running.wait().await.unwrap();
+    let stopped = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (running, token) = start(&c).await;
+    let base = format!("http://{}", running.http_addr);
+    wait_for("three more connections", Duration::from_secs(30), || {
+        let log = sim.log.clone();
+        async move { (log.lock().connections >= 6).then_some(()) }
+    })
+    .await;
+    sim.stop_feed().await;
+    // The last outage may have had no trade after it (the feed stopped
+    // first): its window never closed. Every trade up to each symbol's
+    // last one sent must be stored.
+    let sent = sent_trades(&sim);
+    let last_sent: BTreeMap<String, i64> = sent.iter().fold(Default::default(), |mut m, k| {
+        let e = m.entry(k.0.clone()).or_insert(k.1);
+        *e = (*e).max(k.1);
+        m
+    });
+    let made: BTreeSet<TradeKey> = made_trades(&sim)
+        .into_iter()
+        .filter(|k| last_sent.get(&k.0).is_some_and(|last| k.1 <= *last))
+        .collect();
+    assert!(
+        made.len() > sent.len() + 50,
+        "the market made trades that were not sent: {} made, {} sent",
+        made.len(),
+        sent.len()
+    );
+    // Every trade made is stored (or the test says which are not).
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let got = loop {
+        let got = stored(&running).await;
+        if got.len() >= made.len() || std::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if got != made {
+        let missing: Vec<_> = made.difference(&got).take(10).collect();
+        let extra: Vec<_> = got.difference(&made).take(10).collect();
+        let (_, gaps) = get_json(&format!("{base}/api/v1/gaps?from=0&symbol=AAPL")).await;
+        panic!(
+            "{} made, {} stored; missing {} e.g. {missing:?}; not made {} e.g. {extra:?}; AAPL gaps {gaps}",
+            made.len(),
+            got.len(),
+            made.difference(&got).count(),
+            got.difference(&made).count()
+        );
+    }
+    assert_eq!(got, made, "stored every trade the market made, once each");
+
+    // Once each: the market makes identical trades (same millisecond,
+    // price and size) at times, so rows are counted per trade.
+    let store = running.store.clone().unwrap();
+    let mut rows: BTreeMap<TradeKey, usize> = BTreeMap::new();
+    for s in SYMBOLS {
+        let ticks = store
+            .ticks(TickQuery {
+                symbol: Symbol::parse(s).unwrap(),
+                from: Timestamp::from_micros(0),
+                to: Timestamp::now().saturating_add_micros(60_000_000),
+                limit: 1_000_000,
+                order: Order::Asc,
+            })
+            .await
+            .unwrap();
+        for t in ticks {
+            *rows
+                .entry(key(s, t.ts().as_millis(), t.price(), t.size()))
+                .or_default() += 1;
+        }
+    }
+    let mut made_n: BTreeMap<TradeKey, usize> = BTreeMap::new();
+    for t in sim.made() {
+        let k = key(&t.symbol, t.ts_ms, t.price, t.volume);
+        if made.contains(&k) {
+            *made_n.entry(k).or_default() += 1;
+        }
+    }
+    let differ: Vec<_> = made_n
+        .iter()
+        .filter(|(k, n)| rows.get(*k) != Some(*n))
+        .take(5)
+        .map(|(k, n)| (k, n, rows.get(k)))
+        .collect();
+    assert!(differ.is_empty(), "(trade, made, stored): {differ:?}");
+    assert_eq!(rows.values().sum::<usize>(), made_n.values().sum::<usize>());
+    let (_, all) = get_json(&format!("{base}/api/v1/gaps?from=0")).await;
+    let gaps = all["gaps"].as_array().unwrap();
+    assert!(gaps.iter().all(|g| g["status"] != "unrecoverable"), "{all}");
+    let healed: Vec<_> = gaps.iter().filter(|g| g["status"] == "healed").collect();
+    let backfilled: u64 = healed
+        .iter()
+        .map(|g| g["backfilled"].as_u64().unwrap())
+        .sum();
+    assert!(healed.len() >= 3 * SYMBOLS.len(), "{all}");
+    assert!(backfilled > 50, "{all}");
+    for s in SYMBOLS {
+        let downtime = gaps
+            .iter()
+            .find(|g| g["reason"] == "downtime" && g["symbol"] == *s)
+            .unwrap_or_else(|| panic!("a downtime gap of {s}: {all}"));
+        assert_eq!(downtime["status"], "healed", "{downtime}");
+        let from = Timestamp::parse(downtime["from"].as_str().unwrap()).unwrap();
+        assert!(from <= stopped, "{downtime}");
+    }
+    assert!(sim.log.lock().rest_requests > 0);
+
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+    for s in SYMBOLS {
+        let url = format!(
+            "{base}/api/v1/completeness?symbol={}&from={}",
+            s.replace(':', "%3A"),
+            started.as_millis() - 60_000
+        );
+        let unbalanced = |ledger: &serde_json::Value| -> Vec<serde_json::Value> {
+            ledger["minutes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| {
+                    n(m, "received")
+                        != n(m, "rejected")
+                            + n(m, "duplicates")
+                            + n(m, "stored_live")
+                            + n(m, "stored_backfill")
+                })
+                .cloned()
+                .collect()
+        };
+        // Persist applies the counts a moment after ingest sends them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let ledger = loop {
+            let (status, ledger) = get_json(&url).await;
+            assert_eq!(status, 200, "{ledger}");
+            let off = unbalanced(&ledger);
+            if off.is_empty() {
+                break ledger;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{s}: the counts of these minutes do not add up: {off:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let t = &ledger["totals"];
+        assert!(n(t, "stored_backfill") > 0, "{s}: {ledger}");
+        assert_eq!(
+            n(t, "stored_live") + n(t, "stored_backfill"),
+            made_n
+                .iter()
+                .filter(|(k, _)| k.0 == *s)
+                .map(|(_, n)| *n as u64)
+                .sum::<u64>(),
+            "{s}: {ledger}"
+        );
+    }
+    token.cancel();
+    running.wait().await.unwrap();
+}
+
+/// A free key's history answers 403: the gap is `unrecoverable` and says
+/// why, and the feed goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_keys_history_leaves_the_gap_unrecoverable_with_the_reason() {
+    let sim = simulator(|c| c.drop_every = Some(Duration::from_millis(800))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, token) = start(&config(dir.path(), &sim)).await;
+    let base = format!("http://{}", running.http_addr);
+    let gap = wait_for("an unrecoverable gap", Duration::from_secs(30), || {
+        let base = base.clone();
+        async move {
+            let (_, all) = get_json(&format!("{base}/api/v1/gaps?symbol=AAPL&from=0")).await;
+            all["gaps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["status"] == "unrecoverable")
+                .cloned()
+        }
+    })
+    .await;
+    let detail = gap["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("HTTP 403") && detail.contains("paid plan"),
+        "{gap}"
+    );
+    assert!(!detail.contains("right-token"), "{gap}");
+    token.cancel();
+    running.wait().await.unwrap();
+    sim.stop_and_wait().await;
 }

@@ -2,11 +2,12 @@
 //! subscribing its share of the symbols, reading frames through the
 //! [`FrameParser`], and reconnecting with backoff.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
-use streamforge_model::{Gap, GapReason, Symbol, TickRules, Timestamp};
+use streamforge_model::{Gap, GapReason, Healing, Symbol, Tick, TickId, TickRules, Timestamp};
 use streamforge_telemetry::events::FrameKind;
 use streamforge_telemetry::{Event, Health, Metrics};
 use tokio::sync::mpsc;
@@ -18,6 +19,7 @@ use super::events::{
     ConnectFailed, Connected, Disconnected, FrameTooLarge, GapRecorded, Reconnecting, ServerError,
     TokenRejected, WentSilent,
 };
+use super::history::{HealRequest, Healer};
 use super::messages;
 use super::{FinnhubConfig, FrameParser, Parsed, CONNECT_TIMEOUT, ID, MAX_MESSAGE_BYTES};
 use crate::venue::next_backoff;
@@ -33,7 +35,21 @@ pub struct FinnhubProvider {
     rules: TickRules,
     metrics: Metrics,
     health: Health,
+    /// Gaps of an earlier run still `open` or `healing`.
+    resume: Vec<Gap>,
+    /// The newest stored trade of each symbol.
+    last_trades: Vec<Tick>,
+    /// Ids of stored trades near the resumed gaps, per symbol.
+    stored: HashMap<Symbol, HashSet<TickId>>,
 }
+
+/// How far a resumed window is widened on each side: its own bounds are
+/// receive times, and trades near them may or may not have come live
+/// (those that did are left out by their stored ids).
+pub const RESUME_SLACK_MICROS: i64 = 2_000_000;
+
+/// Most windows waiting for the healer; more stay `open` until a restart.
+const HEAL_QUEUE: usize = 1_024;
 
 impl std::fmt::Debug for FinnhubProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,7 +94,106 @@ impl FinnhubProvider {
             rules,
             metrics,
             health,
+            resume: Vec::new(),
+            last_trades: Vec::new(),
+            stored: HashMap::new(),
         })
+    }
+
+    /// Goes on healing `gaps` of an earlier run (still `open` or
+    /// `healing`, from the store), and records the time since each
+    /// symbol's newest stored trade (`last_trades`) as a `downtime` gap,
+    /// healed once the symbol's first trade arrives.
+    pub fn resuming(mut self, gaps: Vec<Gap>, last_trades: Vec<Tick>) -> Self {
+        self.resume = gaps;
+        self.last_trades = last_trades;
+        self
+    }
+
+    /// Stored trades near the resumed gaps and at each symbol's newest
+    /// stored millisecond: left out when a window is healed again.
+    pub fn knowing_stored(mut self, ticks: &[Tick]) -> Self {
+        for t in ticks.iter().filter(|t| t.src_id() == ID) {
+            self.stored
+                .entry(t.symbol().clone())
+                .or_default()
+                .insert(t.tick_id());
+        }
+        self
+    }
+
+    /// What the last run left: per symbol, a `downtime` gap from its
+    /// newest stored trade to `now`, waiting (with the last run's gaps
+    /// after that trade) for the symbol's first trade to close one window
+    /// from that trade; and the windows of older unhealed gaps, to heal
+    /// at once.
+    fn resume_plan(&self, now: Timestamp) -> Resume {
+        let mut plan = Resume::default();
+        for symbol in &self.symbols {
+            let last = self
+                .last_trades
+                .iter()
+                .find(|t| t.src_id() == ID && t.symbol() == symbol);
+            let (before, after): (Vec<Gap>, Vec<Gap>) = self
+                .resume
+                .iter()
+                .filter(|g| g.provider == ID && g.symbol == *symbol)
+                .cloned()
+                .partition(|g| last.is_some_and(|t| g.to <= t.ts()));
+            let stored = self.stored.get(symbol).cloned().unwrap_or_default();
+            for g in before {
+                // Up to just before the last stored trade, where the
+                // downtime's window opens: the history holds it already, so
+                // the window is read whole at once.
+                let last_ts = last.map_or(g.to, |t| t.ts().saturating_sub_micros(1));
+                plan.heal_now.push(HealRequest {
+                    from: g.from.saturating_sub_micros(RESUME_SLACK_MICROS),
+                    to: g.to.saturating_add_micros(RESUME_SLACK_MICROS).min(last_ts),
+                    known: stored.clone(),
+                    gaps: vec![g],
+                });
+            }
+            // The window opens at the last stored trade, or earlier where a
+            // resumed gap began before it (its stored trades are known).
+            let Some(start) = last
+                .map(Tick::ts)
+                .into_iter()
+                .chain(
+                    after
+                        .iter()
+                        .map(|g| g.from.saturating_sub_micros(RESUME_SLACK_MICROS)),
+                )
+                .min()
+            else {
+                continue;
+            };
+            let from = after
+                .iter()
+                .map(|g| g.to)
+                .fold(start, Timestamp::max)
+                .min(now);
+            let downtime = Gap {
+                provider: ID.to_string(),
+                connection: 0,
+                symbol: symbol.clone(),
+                from,
+                to: now,
+                reason: GapReason::Downtime,
+                healing: Healing::default(),
+            };
+            plan.downtime.push(downtime.clone());
+            let mut gaps = after;
+            gaps.push(downtime);
+            plan.waiting.insert(
+                symbol.clone(),
+                Pending {
+                    gaps,
+                    from: start,
+                    known: stored.into_iter().chain(last.map(Tick::tick_id)).collect(),
+                },
+            );
+        }
+        plan
     }
 }
 
@@ -89,6 +204,17 @@ impl FinnhubProvider {
         self.tap = Some(tap);
         self
     }
+}
+
+/// What a start takes over from the last run.
+#[derive(Default)]
+struct Resume {
+    /// Per symbol, the window waiting for its first trade.
+    waiting: HashMap<Symbol, Pending>,
+    /// The new `downtime` gaps, to record.
+    downtime: Vec<Gap>,
+    /// Windows whose ends are known.
+    heal_now: Vec<HealRequest>,
 }
 
 #[async_trait]
@@ -108,7 +234,57 @@ impl Provider for FinnhubProvider {
     ) -> Result<(), ProviderError> {
         // One token per connection (checked in `new`: there are enough).
         let tokens = self.config.all_tokens();
-        let connections: Vec<Connection> = self
+        let (heal, to_heal) = mpsc::channel::<HealRequest>(HEAL_QUEUE);
+        let mut tasks = tokio::task::JoinSet::new();
+        if self.config.history {
+            let healer = Healer {
+                config: self.config.clone(),
+                base: self.config.rest_base(),
+                token: tokens[0].clone(),
+                rules: self.rules,
+                metrics: self.metrics.clone(),
+                client: crate::venue::backfill::history_client().map_err(config_error)?,
+            };
+            let (out, cancel) = (out.clone(), cancel.clone());
+            tasks.spawn(async move { healer.run(to_heal, out, cancel).await });
+        } else {
+            drop(to_heal);
+        }
+        // The last run's gaps: older ones heal now; the time since each
+        // symbol's newest stored trade waits for its first trade.
+        let now = Timestamp::now();
+        let Resume {
+            waiting: mut downtime,
+            downtime: mut recorded,
+            heal_now,
+        } = self.resume_plan(now);
+        if !self.resume.is_empty() {
+            tracing::info!(
+                provider = ID,
+                gaps = self.resume.len(),
+                "healing the gaps of the last run"
+            );
+        }
+        for request in heal_now {
+            if heal.try_send(request).is_err() {
+                tracing::warn!(
+                    provider = ID,
+                    "too many gaps to heal at once: the rest heal on a later start"
+                );
+                break;
+            }
+        }
+        if !recorded.is_empty() {
+            GapRecorded {
+                connection: 0,
+                reason: GapReason::Downtime,
+                from: recorded.iter().map(|g| g.from).min().unwrap_or(now),
+                to: now,
+                symbols: recorded.len(),
+            }
+            .emit(&self.metrics);
+        }
+        let mut connections: Vec<Connection> = self
             .symbols
             .chunks(self.config.max_symbols_per_connection)
             .zip(tokens)
@@ -122,8 +298,39 @@ impl Provider for FinnhubProvider {
                 rules: self.rules,
                 metrics: self.metrics.clone(),
                 health: self.health.clone(),
+                heal: heal.clone(),
+                waiting: HashMap::new(),
+                edges: HashMap::new(),
             })
             .collect();
+        drop(heal);
+        for c in &mut connections {
+            for s in &c.symbols {
+                if let Some(mut p) = downtime.remove(s) {
+                    for g in &mut p.gaps {
+                        if g.reason == GapReason::Downtime {
+                            g.connection = c.id;
+                        }
+                    }
+                    for g in &mut recorded {
+                        if g.symbol == *s && g.reason == GapReason::Downtime {
+                            g.connection = c.id;
+                        }
+                    }
+                    c.waiting.insert(s.clone(), p);
+                }
+            }
+        }
+        if !recorded.is_empty() {
+            let frame = ProviderFrame {
+                provider: ID,
+                gaps: recorded,
+                ..ProviderFrame::default()
+            };
+            out.send(frame)
+                .await
+                .map_err(|_| ProviderError::OutputClosed { provider: ID })?;
+        }
         tracing::info!(
             symbols = self.symbols.len(),
             connections = connections.len(),
@@ -136,7 +343,6 @@ impl Provider for FinnhubProvider {
                     .expect_fresh_advisory(&symbol_check(s), self.config.symbol_silence);
             }
         }
-        let mut tasks = tokio::task::JoinSet::new();
         for c in connections {
             let (out, cancel) = (out.clone(), cancel.clone());
             tasks.spawn(async move { c.run(out, cancel).await });
@@ -187,11 +393,26 @@ struct Connection {
     rules: TickRules,
     metrics: Metrics,
     health: Health,
+    /// Where closed windows go to heal.
+    heal: mpsc::Sender<HealRequest>,
+    /// Per symbol, gaps waiting for its first trade to close their window.
+    waiting: HashMap<Symbol, Pending>,
+    /// Per symbol, its newest live trade: time and the ids at that time.
+    edges: HashMap<Symbol, (Timestamp, HashSet<TickId>)>,
+}
+
+/// A symbol's gaps waiting for its next trade: the window starts at
+/// `from` (its last live trade before them), less the `known` trades.
+#[derive(Debug)]
+struct Pending {
+    gaps: Vec<Gap>,
+    from: Timestamp,
+    known: HashSet<TickId>,
 }
 
 impl Connection {
     async fn run(
-        self,
+        mut self,
         out: mpsc::Sender<ProviderFrame>,
         cancel: CancellationToken,
     ) -> Result<(), ProviderError> {
@@ -321,7 +542,7 @@ impl Connection {
 
     /// Reads until the connection ends, goes silent, or shutdown.
     async fn read(
-        &self,
+        &mut self,
         ws: &mut Socket,
         parser: &mut FrameParser,
         out: &mpsc::Sender<ProviderFrame>,
@@ -443,6 +664,7 @@ impl Connection {
                                 .provider_symbol_trade(ID, t.symbol().as_str(), at);
                         }
                     }
+                    self.note_trades(&ticks);
                     let frame = ProviderFrame {
                         provider: ID,
                         ticks,
@@ -478,7 +700,7 @@ impl Connection {
 
     /// At shutdown during an outage: the outage so far is a gap too.
     async fn close_gap(
-        &self,
+        &mut self,
         out: &mpsc::Sender<ProviderFrame>,
         down: Option<(Timestamp, GapReason)>,
     ) -> Result<(), ProviderError> {
@@ -490,7 +712,7 @@ impl Connection {
 
     /// One gap per symbol of this connection.
     async fn send_gaps(
-        &self,
+        &mut self,
         out: &mpsc::Sender<ProviderFrame>,
         from: Timestamp,
         to: Timestamp,
@@ -509,6 +731,18 @@ impl Connection {
                 healing: streamforge_model::Healing::default(),
             })
             .collect();
+        for g in &gaps {
+            let edge = self.edges.get(&g.symbol);
+            let pending = self
+                .waiting
+                .entry(g.symbol.clone())
+                .or_insert_with(|| Pending {
+                    gaps: Vec::new(),
+                    from: edge.map_or(g.from, |(ts, _)| (*ts).min(g.from)),
+                    known: edge.map(|(_, ids)| ids.clone()).unwrap_or_default(),
+                });
+            pending.gaps.push(g.clone());
+        }
         GapRecorded {
             connection: self.id,
             reason,
@@ -527,6 +761,62 @@ impl Connection {
             .map_err(|_| ProviderError::OutputClosed { provider: ID })
     }
 }
+
+impl Connection {
+    /// Follows each symbol's newest trade, and hands the windows of gaps
+    /// waiting for a symbol's first trade to the healer: up to the
+    /// earliest of its trades in this frame, less those received.
+    fn note_trades(&mut self, ticks: &[Tick]) {
+        let mut firsts: HashMap<&Symbol, (Timestamp, HashSet<TickId>)> = HashMap::new();
+        for t in ticks {
+            let (ts, id) = (t.ts(), t.tick_id());
+            let edge = self
+                .edges
+                .entry(t.symbol().clone())
+                .or_insert_with(|| (ts, HashSet::new()));
+            if ts > edge.0 {
+                *edge = (ts, HashSet::new());
+            }
+            if ts == edge.0 && edge.1.len() < MAX_EDGE_IDS {
+                edge.1.insert(id);
+            }
+            if self.waiting.contains_key(t.symbol()) {
+                let first = firsts
+                    .entry(t.symbol())
+                    .or_insert_with(|| (ts, HashSet::new()));
+                if ts < first.0 {
+                    *first = (ts, HashSet::new());
+                }
+                if ts == first.0 {
+                    first.1.insert(id);
+                }
+            }
+        }
+        for (symbol, (to, ids)) in firsts {
+            let Some(p) = self.waiting.remove(symbol) else {
+                continue;
+            };
+            let mut known = p.known;
+            known.extend(ids);
+            let request = HealRequest {
+                gaps: p.gaps,
+                from: p.from.min(to),
+                to,
+                known,
+            };
+            if self.config.history && self.heal.try_send(request).is_err() {
+                tracing::warn!(
+                    provider = ID,
+                    symbol = %symbol,
+                    "too many gaps waiting to heal: this one stays open until a restart"
+                );
+            }
+        }
+    }
+}
+
+/// Most ids of trades at one instant remembered per symbol.
+const MAX_EDGE_IDS: usize = 4_096;
 
 /// `url` ready for one more query parameter: a path of at least `/`
 /// (`wss://ws.finnhub.io` has none), then `?` or `&`.

@@ -30,6 +30,7 @@
 pub mod client;
 mod error;
 mod events;
+mod history;
 mod messages;
 pub mod parse;
 pub mod simulator;
@@ -40,8 +41,9 @@ use serde::{Deserialize, Serialize};
 use streamforge_model::settings::{duration_text, longer_than_zero, Invalid};
 
 pub use client::{symbol_check, FinnhubProvider};
+pub use history::DEFAULT_REST_URL;
 pub use parse::{FrameParser, Parsed, ID};
-pub use simulator::{Simulator, SimulatorConfig};
+pub use simulator::{HistoryPlan, Simulator, SimulatorConfig};
 
 use crate::Secret;
 
@@ -95,6 +97,25 @@ pub struct FinnhubConfig {
     /// (advisory: markets close).
     #[serde(with = "duration_text")]
     pub symbol_silence: Duration,
+    /// REST API base URL, `http://` or `https://`; unset: Finnhub's
+    /// (`https://finnhub.io/api/v1`) with the default `url`, else `url`'s
+    /// host with `/api/v1` (the simulator serves both on one port).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rest_url: Option<String>,
+    /// Heal gaps from the trade history (`/stock/tick`, a paid plan; a
+    /// free key's 403 marks the gap `unrecoverable`).
+    pub history: bool,
+    /// Least time between two history requests (Finnhub allows 60 calls a
+    /// minute on a free key, more on paid plans).
+    #[serde(with = "duration_text")]
+    pub history_interval: Duration,
+    /// How often a gap the history does not reach past yet is read again
+    /// (Finnhub publishes a day's trades after it ends; for up to 2 days).
+    #[serde(with = "duration_text")]
+    pub history_retry: Duration,
+    /// A gap whose trades fill more history pages (of 25,000) than this is
+    /// not healed (it is `unrecoverable`).
+    pub history_max_pages: u64,
 }
 
 impl Default for FinnhubConfig {
@@ -110,6 +131,11 @@ impl Default for FinnhubConfig {
             backoff_max: Duration::from_secs(60),
             unauthorized_retry: Duration::from_secs(300),
             symbol_silence: Duration::from_secs(300),
+            rest_url: None,
+            history: true,
+            history_interval: Duration::from_secs(1),
+            history_retry: Duration::from_secs(15 * 60),
+            history_max_pages: 40,
         }
     }
 }
@@ -144,6 +170,21 @@ impl FinnhubConfig {
             }
         }
         all
+    }
+
+    /// The REST API's base URL: `rest_url`, else Finnhub's with the
+    /// default `url`, else `url`'s scheme and host with `/api/v1`.
+    pub fn rest_base(&self) -> String {
+        if let Some(url) = &self.rest_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        if self.url.trim_end_matches('/') == DEFAULT_URL {
+            return DEFAULT_REST_URL.to_string();
+        }
+        let (scheme, rest) = self.url.split_once("://").unwrap_or(("ws", &self.url));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let scheme = if scheme == "wss" { "https" } else { "http" };
+        format!("{scheme}://{authority}/api/v1")
     }
 
     /// Connections `symbols` symbols need, and an error when there are
@@ -198,6 +239,26 @@ impl FinnhubConfig {
                 ),
             ));
         }
+        if let Some(rest) = &self.rest_url {
+            if !(rest.starts_with("http://") || rest.starts_with("https://")) {
+                return Err(Invalid::new(
+                    "rest_url",
+                    format!("expected http:// or https://, got {rest:?}"),
+                ));
+            }
+        }
+        let rest = self.rest_base();
+        if self.enabled() && rest.starts_with("http://") && !loopback_url(&rest) {
+            return Err(Invalid::new(
+                "rest_url",
+                format!(
+                    "{rest} is http:// to a host other than this one: the token would travel unencrypted; use https://"
+                ),
+            ));
+        }
+        if self.history_max_pages == 0 {
+            return Err(Invalid::new("history_max_pages", "must be at least 1"));
+        }
         if self.max_symbols_per_connection == 0 {
             return Err(Invalid::new(
                 "max_symbols_per_connection",
@@ -205,6 +266,7 @@ impl FinnhubConfig {
             ));
         }
         longer_than_zero(&[
+            ("history_retry", self.history_retry),
             ("silence", self.silence),
             ("backoff_min", self.backoff_min),
             ("backoff_max", self.backoff_max),
@@ -285,6 +347,34 @@ mod tests {
                 "{url}: {err}"
             );
         }
+        let rest = |url: &str, rest: Option<&str>| FinnhubConfig {
+            rest_url: rest.map(str::to_string),
+            ..with(url, "t")
+        };
+        assert_eq!(
+            rest("wss://ws.finnhub.io", None).rest_base(),
+            DEFAULT_REST_URL
+        );
+        assert_eq!(
+            rest("ws://127.0.0.1:9001/?x=1", None).rest_base(),
+            "http://127.0.0.1:9001/api/v1"
+        );
+        assert_eq!(
+            rest("wss://feed.example:8443", None).rest_base(),
+            "https://feed.example:8443/api/v1"
+        );
+        assert!(
+            rest("wss://ws.finnhub.io", Some("http://finnhub.io/api/v1"))
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("rest_url")
+        );
+        assert!(rest("wss://ws.finnhub.io", Some("ftp://x"))
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("rest_url"));
         // Without a token nothing is sent: any URL is fine.
         assert!(with("ws://ws.finnhub.io", "").validate().is_ok());
     }

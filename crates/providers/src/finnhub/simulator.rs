@@ -7,7 +7,16 @@
 //! on demand: dropped connections, silence with the TCP connection open, no
 //! pings, malformed frames, duplicated frames, trades out of order. It logs every trade it sent,
 //! so tests can compare with what was stored.
+//!
+//! Its market goes on when a client is not listening: a silent connection
+//! keeps making trades it does not send, and a symbol subscribed again
+//! gets the trades of the time since its last one first (not sent
+//! either). Every trade made is on its tape ([`Simulator::made`]), which
+//! the same port serves as Finnhub's REST trade history
+//! (`GET /api/v1/stock/tick`) to a paid plan ([`HistoryPlan::Paid`]); a
+//! free plan gets Finnhub's HTTP 403.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +66,25 @@ pub struct SimulatorConfig {
     /// Raw messages the first connection sends, one per slice, in place of
     /// its 4th, 5th, … trade frames: bad input with live traffic around it.
     pub inject: Vec<String>,
+    /// What the REST trade history answers.
+    pub history: HistoryPlan,
 }
+
+/// The plan the simulated key is on, as far as the trade history goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HistoryPlan {
+    /// `/stock/tick` answers HTTP 403, as for a free key.
+    #[default]
+    Free,
+    /// `/stock/tick` serves the tape.
+    Paid,
+}
+
+/// Most trades kept on the tape per symbol (the oldest go first).
+const TAPE_KEEP: usize = 500_000;
+
+/// Every trade the market made, per symbol as subscribed, in time order.
+type Tape = HashMap<String, VecDeque<SentTrade>>;
 
 impl Default for SimulatorConfig {
     fn default() -> Self {
@@ -79,6 +106,7 @@ impl Default for SimulatorConfig {
             out_of_order_every: None,
             record: false,
             inject: Vec::new(),
+            history: HistoryPlan::Free,
         }
     }
 }
@@ -112,6 +140,8 @@ pub struct SimulatorLog {
     pub duplicate_frames_sent: u64,
     /// Time of the last message sent on each connection that went silent.
     pub went_silent: Vec<(u64, Timestamp)>,
+    /// REST history requests answered (any status).
+    pub rest_requests: u64,
 }
 
 /// A running simulator.
@@ -119,9 +149,14 @@ pub struct SimulatorLog {
 pub struct Simulator {
     pub addr: SocketAddr,
     pub log: Arc<Mutex<SimulatorLog>>,
+    tape: Arc<Mutex<Tape>>,
     stop: CancellationToken,
+    /// Ends the WebSocket feed (the REST API stays).
+    feed: CancellationToken,
     /// The accept loop and every connection's task.
     tasks: tokio_util::task::TaskTracker,
+    /// The WebSocket connections' tasks.
+    feeds: tokio_util::task::TaskTracker,
 }
 
 impl Simulator {
@@ -132,9 +167,15 @@ impl Simulator {
         let log = Arc::new(Mutex::new(SimulatorLog::default()));
         let stop = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
+        let tape: Arc<Mutex<Tape>> = Arc::default();
+        let feed = stop.child_token();
+        let feeds = tokio_util::task::TaskTracker::new();
         let sim = Simulator {
+            feed: feed.clone(),
+            feeds: feeds.clone(),
             addr,
             log: log.clone(),
+            tape: tape.clone(),
             stop: stop.clone(),
             tasks: tasks.clone(),
         };
@@ -153,11 +194,19 @@ impl Simulator {
                         }
                     },
                 };
+                let (config, log, tape) = (config.clone(), log.clone(), tape.clone());
+                if is_rest(&stream).await {
+                    connections.spawn(async move { answer(stream, &config, &log, &tape).await });
+                    continue;
+                }
+                if feed.is_cancelled() {
+                    continue;
+                }
                 next_id += 1;
-                let (config, log, stop) = (config.clone(), log.clone(), stop.clone());
                 let id = next_id;
-                connections.spawn(async move {
-                    serve(stream, id, config, log, stop).await;
+                let feed = feed.clone();
+                feeds.spawn(async move {
+                    serve(stream, id, config, log, tape, feed).await;
                 });
             }
         });
@@ -169,6 +218,29 @@ impl Simulator {
         format!("ws://{}", self.addr)
     }
 
+    /// The base URL of its REST API (the same port).
+    pub fn rest_url(&self) -> String {
+        format!("http://{}/api/v1", self.addr)
+    }
+
+    /// Every trade the market made (sent or not), per symbol in time order.
+    pub fn made(&self) -> Vec<SentTrade> {
+        self.tape
+            .lock()
+            .values()
+            .flat_map(|t| t.iter().cloned())
+            .collect()
+    }
+
+    /// Ends the WebSocket feed (open connections close, new ones are
+    /// refused) and returns once every connection has ended: the tape is
+    /// final. The REST history still answers.
+    pub async fn stop_feed(&self) {
+        self.feed.cancel();
+        self.feeds.close();
+        self.feeds.wait().await;
+    }
+
     /// Stops accepting and closes every connection.
     pub fn stop(&self) {
         self.stop.cancel();
@@ -178,6 +250,8 @@ impl Simulator {
     /// the log then holds exactly what was sent, and nothing more comes.
     pub async fn stop_and_wait(&self) {
         self.stop.cancel();
+        self.feeds.close();
+        self.feeds.wait().await;
         self.tasks.close();
         self.tasks.wait().await;
     }
@@ -204,6 +278,7 @@ async fn serve(
     id: u64,
     config: Arc<SimulatorConfig>,
     log: Arc<Mutex<SimulatorLog>>,
+    tape: Arc<Mutex<Tape>>,
     stop: CancellationToken,
 ) {
     let accepted: Vec<String> = std::iter::once(config.token.clone())
@@ -260,6 +335,8 @@ async fn serve(
     let mut last_frame: Option<(String, Vec<SentTrade>)> = None;
     let mut last_sent = Timestamp::now();
     let mut silent = false;
+    // Trades sent on this connection start after its subscriptions.
+    let mut live_from = Timestamp::now();
     let far = started + Duration::from_secs(86_400 * 365);
     loop {
         if !silent && silent_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
@@ -289,6 +366,7 @@ async fn serve(
                                 }
                                 Ok(s) => {
                                     if !subscribed.contains(&s) {
+                                        live_from = catch_up(&s, &config, id, subscribed.len() + 1, &tape);
                                         subscribed.push(s);
                                         market = Some(Market::new(&subscribed, config.seed.map(|x| x ^ id), Arc::from("finnhub")));
                                     }
@@ -312,6 +390,10 @@ async fn serve(
             _ = ping.tick() => (!config.no_pings && !silent).then(|| r#"{"type":"ping"}"#.to_string()),
             _ = slice.tick() => {
                 if silent {
+                    // The market goes on; nothing is sent.
+                    if let Some(m) = market.as_mut() {
+                        make(m, &config, id, &mut live_from, &tape);
+                    }
                     None
                 } else if let Some(m) = market.as_mut() {
                     frames += 1;
@@ -320,7 +402,7 @@ async fn serve(
                         .flatten();
                     match injected {
                         Some(raw) => Some(raw.clone()),
-                        None => trade_frame(m, &config, id, frames, &mut last_frame, &log),
+                        None => trade_frame(m, &config, id, frames, &mut live_from, &mut last_frame, &log, &tape),
                     }
                 } else {
                     None
@@ -337,13 +419,16 @@ async fn serve(
 }
 
 /// The next trade frame (or a fault in its place); logs what it carries.
+#[allow(clippy::too_many_arguments)]
 fn trade_frame(
     market: &mut Market,
     config: &SimulatorConfig,
     connection: u64,
     n: u64,
+    since: &mut Timestamp,
     last: &mut Option<(String, Vec<SentTrade>)>,
     log: &Mutex<SimulatorLog>,
+    tape: &Mutex<Tape>,
 ) -> Option<String> {
     if config
         .malformed_every
@@ -365,41 +450,16 @@ fn trade_frame(
             return Some(text);
         }
     }
-    let micros = config.slice.as_micros() as i64;
-    let count = market.arrivals(config.rate, micros);
-    if count == 0 {
+    let mut trades = make(market, config, connection, since, tape);
+    if trades.is_empty() {
         return None;
     }
-    let now = Timestamp::now();
-    let mut inputs = Vec::with_capacity(count);
-    market.trades(
-        count,
-        now.saturating_sub_micros(micros),
-        now,
-        now,
-        &mut inputs,
-    );
     if config
         .out_of_order_every
         .is_some_and(|k| k > 0 && n.is_multiple_of(k))
     {
-        inputs.reverse();
+        trades.reverse();
     }
-    let trades: Vec<SentTrade> = inputs
-        .iter()
-        .map(|i| SentTrade {
-            connection,
-            symbol: i.symbol.to_string(),
-            price: i.price,
-            ts_ms: i.ts.as_millis(),
-            volume: i.size,
-            conditions: if i.ts.as_micros() % 3 == 0 {
-                vec!["1".into(), "12".into()]
-            } else {
-                Vec::new()
-            },
-        })
-        .collect();
     let data: Vec<serde_json::Value> = trades
         .iter()
         .map(|t| {
@@ -417,4 +477,219 @@ fn trade_frame(
     }
     *last = Some((text.clone(), trades));
     Some(text)
+}
+
+/// The trades of one slice (up to now, from `since` at the earliest),
+/// put on the tape.
+fn make(
+    market: &mut Market,
+    config: &SimulatorConfig,
+    connection: u64,
+    since: &mut Timestamp,
+    tape: &Mutex<Tape>,
+) -> Vec<SentTrade> {
+    let micros = config.slice.as_micros() as i64;
+    let count = market.arrivals(config.rate, micros);
+    if count == 0 {
+        return Vec::new();
+    }
+    let now = Timestamp::now();
+    // Slices follow each other: a frame's trades are never older than
+    // the ones before it.
+    let from = now.saturating_sub_micros(micros).max(*since);
+    *since = now;
+    let mut inputs = Vec::with_capacity(count);
+    market.trades(count, from, now, now, &mut inputs);
+    let trades = sent(connection, &inputs);
+    put_on_tape(tape, &trades);
+    trades
+}
+
+fn sent(connection: u64, inputs: &[streamforge_model::TickInput]) -> Vec<SentTrade> {
+    inputs
+        .iter()
+        .map(|i| SentTrade {
+            connection,
+            symbol: i.symbol.to_string(),
+            price: i.price,
+            ts_ms: i.ts.as_millis(),
+            volume: i.size,
+            conditions: if i.ts.as_micros() % 3 == 0 {
+                vec!["1".into(), "12".into()]
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
+}
+
+fn put_on_tape(tape: &Mutex<Tape>, trades: &[SentTrade]) {
+    let mut tape = tape.lock();
+    for t in trades {
+        let list = tape.entry(t.symbol.clone()).or_default();
+        // In time order: a trade older than the newest goes in its place.
+        let at = list.partition_point(|x| x.ts_ms <= t.ts_ms);
+        list.insert(at, t.clone());
+        if list.len() > TAPE_KEEP {
+            list.pop_front();
+        }
+    }
+}
+
+/// A symbol subscribed again: the trades the market made since its last
+/// one (at the connection's rate shared by its symbols), on the tape but
+/// not sent. Returns when trades sent from now on start.
+fn catch_up(
+    symbol: &Symbol,
+    config: &SimulatorConfig,
+    connection: u64,
+    symbols: usize,
+    tape: &Mutex<Tape>,
+) -> Timestamp {
+    let now = Timestamp::now();
+    let last = tape
+        .lock()
+        .get(symbol.as_str())
+        .and_then(|t| t.back().map(|x| x.ts_ms));
+    let Some(last_ms) = last else {
+        return now;
+    };
+    let from = Timestamp::from_micros((last_ms + 1) * 1_000);
+    let span = now.as_micros() - from.as_micros();
+    if span <= 0 {
+        return now;
+    }
+    let mut market = Market::new(
+        std::slice::from_ref(symbol),
+        config.seed.map(|x| x ^ connection ^ 0x5eed),
+        Arc::from("finnhub"),
+    );
+    let count = market.arrivals(config.rate / symbols.max(1) as f64, span);
+    let mut inputs = Vec::with_capacity(count);
+    market.trades(count, from, now, now, &mut inputs);
+    put_on_tape(tape, &sent(connection, &inputs));
+    now
+}
+
+/// Whether a new connection asks for the REST API (`GET /api/…`) rather
+/// than the WebSocket: its request line, peeked.
+async fn is_rest(stream: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n >= 9 {
+            return buf.starts_with(b"GET /api/");
+        }
+        if n == 0 {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Answers one REST request: the trade history (`/stock/tick`) to a
+/// known token on a paid plan, Finnhub's errors otherwise; then closes.
+async fn answer(
+    mut stream: tokio::net::TcpStream,
+    config: &SimulatorConfig,
+    log: &Mutex<SimulatorLog>,
+    tape: &Mutex<Tape>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        match read {
+            Ok(Ok(n)) if n > 0 && head.len() < 16 * 1024 => head.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+    log.lock().rest_requests += 1;
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("GET "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or("")
+        .to_string();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let param = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let header_token = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("x-finnhub-token")
+            .then(|| value.trim().to_string())
+    });
+    let token = param("token").or(header_token).unwrap_or_default();
+    let known = token == config.token || config.more_tokens.contains(&token);
+    let (status, body) = if !known {
+        (401, r#"{"error":"Invalid API key"}"#.to_string())
+    } else if path != "/api/v1/stock/tick" {
+        (404, r#"{"error":"Not found"}"#.to_string())
+    } else if config.history == HistoryPlan::Free {
+        (
+            403,
+            r#"{"error":"You don't have access to this resource."}"#.to_string(),
+        )
+    } else {
+        match (
+            param("symbol"),
+            param("date"),
+            param("limit").and_then(|v| v.parse::<usize>().ok()),
+            param("skip").map_or(Some(0), |v| v.parse::<usize>().ok()),
+        ) {
+            (Some(symbol), Some(date), Some(limit), Some(skip)) => (
+                200,
+                tick_page(tape, &symbol, &date, skip, limit.min(25_000)),
+            ),
+            _ => (
+                422,
+                r#"{"error":"Wrong parameters: symbol, date, limit and skip are needed."}"#
+                    .to_string(),
+            ),
+        }
+    };
+    crate::venue::simulator::respond(&mut stream, status, "", &body).await;
+}
+
+/// A `/stock/tick` page of `symbol`'s trades on `date` (UTC), in time order.
+fn tick_page(tape: &Mutex<Tape>, symbol: &str, date: &str, skip: usize, limit: usize) -> String {
+    let day: Vec<SentTrade> = {
+        let tape = tape.lock();
+        tape.get(symbol)
+            .map(|list| {
+                list.iter()
+                    .filter(|t| {
+                        Timestamp::from_micros(t.ts_ms * 1_000)
+                            .to_datetime()
+                            .is_some_and(|d| d.date_naive().to_string() == date)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let page: Vec<&SentTrade> = day.iter().skip(skip).take(limit).collect();
+    serde_json::json!({
+        "s": symbol,
+        "skip": skip,
+        "count": page.len(),
+        "total": day.len(),
+        "v": page.iter().map(|t| t.volume).collect::<Vec<_>>(),
+        "p": page.iter().map(|t| t.price).collect::<Vec<_>>(),
+        "t": page.iter().map(|t| t.ts_ms).collect::<Vec<_>>(),
+        "x": page.iter().map(|_| "SIM").collect::<Vec<_>>(),
+        "c": page.iter().map(|t| t.conditions.clone()).collect::<Vec<_>>(),
+    })
+    .to_string()
 }

@@ -37,10 +37,15 @@ const MAX_RATE_LIMITED: u32 = 30;
 /// Longest `Retry-After` obeyed.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Gaps waiting to heal; more are given up (`unrecoverable`) at once.
-pub(super) const QUEUE: usize = 1_024;
+pub(crate) const QUEUE: usize = 1_024;
+
+/// An HTTP client for a trade history: [`REQUEST_TIMEOUT`], [`MAX_BODY`].
+pub(crate) fn history_client() -> Result<HttpClient, String> {
+    HttpClient::new(REQUEST_TIMEOUT, MAX_BODY).map_err(|e| format!("history client: {e}"))
+}
 
 /// Why reading the history stopped.
-enum Stop {
+pub(crate) enum Stop {
     /// Shutdown: the gap stays `healing`.
     Cancelled,
     /// The gap cannot heal: why.
@@ -60,7 +65,7 @@ pub(super) struct Healer<V: Venue> {
 impl<V: Venue> Healer<V> {
     /// An HTTP client for the history.
     pub fn client() -> Result<HttpClient, String> {
-        HttpClient::new(REQUEST_TIMEOUT, MAX_BODY).map_err(|e| format!("history client: {e}"))
+        history_client()
     }
 
     /// Heals the gaps of `requests` until they end or shutdown.
@@ -169,7 +174,16 @@ impl<V: Venue> Healer<V> {
                 }
             }
             let url = V::history_url(&self.base, &native, first, last, cursor);
-            let body = match self.fetch(&url, last_request, cancel).await {
+            let page = PageRequest {
+                provider: V::ID,
+                client: &self.client,
+                url: &url,
+                headers: &[],
+                backoff_min: self.config.backoff_min,
+                backoff_max: self.config.backoff_max,
+                metrics: &self.metrics,
+            };
+            let body = match fetch_page(&page, last_request, cancel).await {
                 Ok(b) => b,
                 Err(Stop::Cancelled) => return Ok(()),
                 Err(Stop::Refused(why)) => {
@@ -265,89 +279,102 @@ impl<V: Venue> Healer<V> {
         self.finish(out, gap, GapStatus::Unrecoverable, got, detail)
             .await
     }
+}
 
-    /// One page: waits out rate limits, retries failures a few times.
-    async fn fetch(
-        &self,
-        url: &str,
-        last_request: &mut Option<Instant>,
-        cancel: &CancellationToken,
-    ) -> Result<Vec<u8>, Stop> {
-        let mut failures = 0u32;
-        let mut limited = 0u32;
-        let mut backoff = self.config.backoff_min;
-        loop {
-            *last_request = Some(Instant::now());
-            let sent = tokio::select! {
-                _ = cancel.cancelled() => return Err(Stop::Cancelled),
-                r = self.client.get(url) => r,
-            };
-            let pause = match sent {
-                Ok(a) if (200..300).contains(&a.status) => return Ok(a.body),
-                Ok(a) if matches!(a.status, 429 | 418) => {
-                    limited += 1;
-                    let wait = a
-                        .retry_after
-                        .unwrap_or(Duration::from_secs(1))
-                        .min(MAX_RETRY_AFTER);
-                    HistoryRateLimited {
-                        provider: V::ID,
-                        status: a.status,
-                        wait,
-                    }
-                    .emit(&self.metrics);
-                    if limited > MAX_RATE_LIMITED {
-                        return Err(Stop::Refused(format!(
-                            "{} kept answering HTTP {} (rate limit)",
-                            V::ID,
-                            a.status
-                        )));
-                    }
-                    wait
+/// Where and how one history page is asked for.
+pub(crate) struct PageRequest<'a> {
+    pub provider: &'static str,
+    pub client: &'a HttpClient,
+    pub url: &'a str,
+    /// More request headers (an API key).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Pauses between failed tries.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub metrics: &'a Metrics,
+}
+
+/// One page: waits out rate limits (429, 418: the `Retry-After` asked
+/// for), retries failures (network, 5xx) a few times with backoff; a
+/// refusal (another 4xx) ends it with the reason.
+pub(crate) async fn fetch_page(
+    page: &PageRequest<'_>,
+    last_request: &mut Option<Instant>,
+    cancel: &CancellationToken,
+) -> Result<Vec<u8>, Stop> {
+    let provider = page.provider;
+    let mut failures = 0u32;
+    let mut limited = 0u32;
+    let mut backoff = page.backoff_min;
+    loop {
+        *last_request = Some(Instant::now());
+        let sent = tokio::select! {
+            _ = cancel.cancelled() => return Err(Stop::Cancelled),
+            r = page.client.get_with(page.url, page.headers) => r,
+        };
+        let pause = match sent {
+            Ok(a) if (200..300).contains(&a.status) => return Ok(a.body),
+            Ok(a) if matches!(a.status, 429 | 418) => {
+                limited += 1;
+                let wait = a
+                    .retry_after
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(MAX_RETRY_AFTER);
+                HistoryRateLimited {
+                    provider,
+                    status: a.status,
+                    wait,
                 }
-                Ok(a) if (400..500).contains(&a.status) => {
-                    let hint = if matches!(a.status, 401 | 403) {
-                        " (the venue's trade history needs an API key here, or a paid plan)"
-                    } else {
-                        ""
-                    };
-                    let detail = format!(
-                        "{} refused the history request with HTTP {}{hint}: {}",
-                        V::ID,
-                        a.status,
-                        String::from_utf8_lossy(&a.body)
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
-                    );
-                    HistoryFailed {
-                        provider: V::ID,
-                        error: &detail,
-                    }
-                    .emit(&self.metrics);
-                    return Err(Stop::Refused(detail));
+                .emit(page.metrics);
+                if limited > MAX_RATE_LIMITED {
+                    return Err(Stop::Refused(format!(
+                        "{provider} kept answering HTTP {} (rate limit)",
+                        a.status
+                    )));
                 }
-                other => {
-                    failures += 1;
-                    let e = match other {
-                        Ok(a) => format!("{} history answered HTTP {}", V::ID, a.status),
-                        Err(e) => format!("{} history: {e}", V::ID),
-                    };
-                    HistoryFailed {
-                        provider: V::ID,
-                        error: &e,
-                    }
-                    .emit(&self.metrics);
-                    if failures >= TRIES {
-                        return Err(Stop::Refused(e));
-                    }
-                    super::next_backoff(&mut backoff, self.config.backoff_max)
-                }
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => return Err(Stop::Cancelled),
-                _ = tokio::time::sleep(pause) => {}
+                wait
             }
+            Ok(a) if (400..500).contains(&a.status) => {
+                let hint = if matches!(a.status, 401 | 403) {
+                    " (the trade history needs an API key here, or a paid plan)"
+                } else {
+                    ""
+                };
+                let detail = format!(
+                    "{provider} refused the history request with HTTP {}{hint}: {}",
+                    a.status,
+                    String::from_utf8_lossy(&a.body)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                );
+                HistoryFailed {
+                    provider,
+                    error: &detail,
+                }
+                .emit(page.metrics);
+                return Err(Stop::Refused(detail));
+            }
+            other => {
+                failures += 1;
+                let e = match other {
+                    Ok(a) => format!("{provider} history answered HTTP {}", a.status),
+                    Err(e) => format!("{provider} history: {e}"),
+                };
+                HistoryFailed {
+                    provider,
+                    error: &e,
+                }
+                .emit(page.metrics);
+                if failures >= TRIES {
+                    return Err(Stop::Refused(e));
+                }
+                super::next_backoff(&mut backoff, page.backoff_max)
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(Stop::Cancelled),
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }

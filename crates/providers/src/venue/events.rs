@@ -228,7 +228,7 @@ impl Event for SequenceGap<'_> {
 }
 
 /// The venue's history answered 429 or 418: the healer waits `wait`.
-pub(super) struct HistoryRateLimited {
+pub(crate) struct HistoryRateLimited {
     pub provider: &'static str,
     pub status: u16,
     pub wait: Duration,
@@ -248,7 +248,7 @@ impl Event for HistoryRateLimited {
 }
 
 /// A request to the venue's history failed (it may be tried again).
-pub(super) struct HistoryFailed<'a> {
+pub(crate) struct HistoryFailed<'a> {
     pub provider: &'static str,
     pub error: &'a str,
 }
@@ -266,7 +266,7 @@ impl Event for HistoryFailed<'_> {
 }
 
 /// Healing a gap ended: healed, or unrecoverable with the reason.
-pub(super) struct GapHealEnded<'a> {
+pub(crate) struct GapHealEnded<'a> {
     pub provider: &'static str,
     pub gap: &'a streamforge_model::Gap,
 }

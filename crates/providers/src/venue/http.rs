@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 /// An answer: status, `Retry-After` (seconds) and body.
 #[derive(Debug)]
-pub(super) struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub retry_after: Option<Duration>,
     pub body: Vec<u8>,
@@ -23,7 +23,7 @@ pub(super) struct Answer {
 
 /// A client for `http://` and `https://` URLs.
 #[derive(Clone)]
-pub(super) struct HttpClient {
+pub(crate) struct HttpClient {
     tls: tokio_rustls::TlsConnector,
     timeout: Duration,
     max_body: usize,
@@ -56,14 +56,21 @@ impl HttpClient {
     }
 
     /// `GET url`, within the client's deadline.
+    #[cfg(test)]
     pub async fn get(&self, url: &str) -> Result<Answer, String> {
-        match tokio::time::timeout(self.timeout, self.exchange(url)).await {
+        self.get_with(url, &[]).await
+    }
+
+    /// `GET url` with more request `headers` (a key kept out of the URL,
+    /// so out of every error message), within the client's deadline.
+    pub async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
+        match tokio::time::timeout(self.timeout, self.exchange(url, headers)).await {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         }
     }
 
-    async fn exchange(&self, url: &str) -> Result<Answer, String> {
+    async fn exchange(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
         let https = match uri.scheme_str() {
             Some("https") => true,
@@ -83,7 +90,11 @@ impl HttpClient {
             .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let authority = uri.authority().map_or(host.clone(), |a| a.to_string());
-        let request = Request::get(path)
+        let mut request = Request::get(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .header(hyper::header::HOST, authority)
             .header(
                 hyper::header::USER_AGENT,

@@ -30,11 +30,11 @@
 //! - `events` — what happens to a connection, logged and counted once;
 //! - [`simulator`] — what the venues' simulators share (market, ids, faults).
 
-mod backfill;
+pub(crate) mod backfill;
 mod connection;
 pub mod decimal;
-mod events;
-mod http;
+pub(crate) mod events;
+pub(crate) mod http;
 pub mod sequence;
 pub mod simulator;
 

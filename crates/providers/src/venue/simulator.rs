@@ -372,7 +372,7 @@ impl SimServer {
 
     /// Answers one HTTP request of the REST history, then closes.
     async fn answer<P: SimProtocol>(&self, mut stream: tokio::net::TcpStream, config: &SimConfig) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncReadExt;
         let mut head = Vec::new();
         let mut buf = [0u8; 1024];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -415,21 +415,7 @@ impl SimServer {
                 Err((status, body)) => (status, body, ""),
             }
         };
-        let reason = match status {
-            200 => "OK",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            404 => "Not Found",
-            429 => "Too Many Requests",
-            _ => "Error",
-        };
-        let response = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
-            body.len()
-        );
-        let _ = stream.write_all(response.as_bytes()).await;
-        let _ = stream.shutdown().await;
+        respond(&mut stream, status, extra, &body).await;
     }
 
     /// Stops making and streaming trades (open connections end, new ones
@@ -713,4 +699,31 @@ impl Conn {
             send(&late, &mut log);
         }
     }
+}
+
+/// Writes a simulated REST answer (JSON `body`, `extra` header lines each
+/// ending in CRLF) and closes the connection.
+pub(crate) async fn respond(
+    stream: &mut tokio::net::TcpStream,
+    status: u16,
+    extra: &str,
+    body: &str,
+) {
+    use tokio::io::AsyncWriteExt;
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        _ => "Error",
+    };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }

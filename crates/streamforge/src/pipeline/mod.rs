@@ -403,8 +403,15 @@ impl<'a> Pipeline<'a> {
                         None => store_to_resume_from(config).await,
                     };
                     if let Some(store) = read {
-                        settings.resume = unhealed_gaps(store.as_ref(), &settings.names).await;
-                        settings.last_trades = last_trades(store.as_ref(), &settings.names).await;
+                        let names = running_providers(&settings);
+                        settings.resume = unhealed_gaps(store.as_ref(), &names).await;
+                        settings.last_trades = last_trades(store.as_ref(), &settings).await;
+                        settings.stored_near_gaps = stored_near_gaps(
+                            store.as_ref(),
+                            &settings.resume,
+                            &settings.last_trades,
+                        )
+                        .await;
                         settings.fill_history = store.symbols().await.is_ok_and(|s| s.is_empty());
                     }
                     build_providers(&settings, b.rules, &b.metrics, &b.health)
@@ -490,11 +497,9 @@ const RESUME_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// embedded store belongs to the process that persists; without a store
 /// ingest starts with nothing to resume, and says so.
 async fn store_to_resume_from(config: &Config) -> Option<Arc<dyn TickStore>> {
-    let venues = config
-        .provider_settings()
-        .names
+    let venues = running_providers(&config.provider_settings())
         .iter()
-        .any(|n| n == "binance" || n == "coinbase");
+        .any(|n| n != "synthetic");
     if !venues {
         return None;
     }
@@ -529,6 +534,20 @@ async fn store_to_resume_from(config: &Config) -> Option<Arc<dyn TickStore>> {
     }
 }
 
+/// The providers that run: those named, else Finnhub when it has a token,
+/// else the synthetic market (as `build_providers` chooses).
+fn running_providers(settings: &streamforge_providers::ProviderSettings) -> Vec<String> {
+    if !settings.names.is_empty() {
+        return settings.names.clone();
+    }
+    let default = if settings.finnhub.enabled() {
+        streamforge_providers::finnhub::ID
+    } else {
+        "synthetic"
+    };
+    vec![default.to_string()]
+}
+
 /// Most gaps of an earlier run a venue goes on healing at start.
 const MAX_RESUMED_GAPS: usize = 10_000;
 
@@ -539,6 +558,7 @@ async fn unhealed_gaps(store: &dyn TickStore, providers: &[String]) -> Vec<strea
     for venue in [
         streamforge_providers::binance::ID,
         streamforge_providers::coinbase::ID,
+        streamforge_providers::finnhub::ID,
     ] {
         if !providers.iter().any(|p| p == venue) {
             continue;
@@ -562,39 +582,117 @@ async fn unhealed_gaps(store: &dyn TickStore, providers: &[String]) -> Vec<strea
     out
 }
 
-/// The newest stored trade of every symbol of the venues among
-/// `providers` (by their symbols' prefix). A store that cannot answer
-/// only loses the gap of a crash: it is logged.
-async fn last_trades(store: &dyn TickStore, providers: &[String]) -> Vec<streamforge_model::Tick> {
-    let prefixes: Vec<String> = [
+/// The newest stored trade of every symbol of the providers that heal
+/// (the venues, by their symbols' prefix; Finnhub, by its symbols and the
+/// trade's provider). A store that cannot answer only loses the gap of a
+/// crash: it is logged.
+async fn last_trades(
+    store: &dyn TickStore,
+    settings: &streamforge_providers::ProviderSettings,
+) -> Vec<streamforge_model::Tick> {
+    let providers = running_providers(settings);
+    let runs = |id: &str| providers.iter().any(|p| p == id);
+    let prefixes: Vec<&str> = [
         (streamforge_providers::binance::ID, "BINANCE:"),
         (streamforge_providers::coinbase::ID, "COINBASE:"),
     ]
     .iter()
-    .filter(|(id, _)| providers.iter().any(|p| p == id))
-    .map(|(_, prefix)| prefix.to_string())
+    .filter(|(id, _)| runs(id))
+    .map(|(_, prefix)| *prefix)
     .collect();
-    if prefixes.is_empty() {
+    let finnhub = runs(streamforge_providers::finnhub::ID);
+    if prefixes.is_empty() && !finnhub {
         return Vec::new();
     }
-    let symbols = match store.symbols().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "reading the stored symbols failed: a crash's downtime is not recorded");
-            return Vec::new();
+    let mut wanted: Vec<streamforge_model::Symbol> = Vec::new();
+    if finnhub {
+        let symbols = if settings.finnhub.symbols.is_empty() {
+            &settings.synthetic.symbols
+        } else {
+            &settings.finnhub.symbols
+        };
+        wanted.extend(
+            symbols
+                .iter()
+                .filter_map(|s| streamforge_model::Symbol::parse(s).ok()),
+        );
+    }
+    if !prefixes.is_empty() {
+        match store.symbols().await {
+            Ok(s) => wanted.extend(
+                s.into_iter()
+                    .map(|i| i.symbol)
+                    .filter(|s| prefixes.iter().any(|p| s.as_str().starts_with(p))),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the stored symbols failed: a crash's downtime is not recorded");
+            }
         }
-    };
+    }
+    wanted.sort();
+    wanted.dedup();
     let mut out = Vec::new();
-    for info in symbols.iter().filter(|i| {
-        prefixes
-            .iter()
-            .any(|p| i.symbol.as_str().starts_with(p.as_str()))
-    }) {
-        match store.latest(&info.symbol).await {
-            Ok(Some(t)) => out.push(t),
+    for symbol in &wanted {
+        match store.latest(symbol).await {
+            Ok(Some(t)) => {
+                let venue = prefixes.iter().any(|p| symbol.as_str().starts_with(p))
+                    && t.src_id() != streamforge_providers::finnhub::ID;
+                if venue || (finnhub && t.src_id() == streamforge_providers::finnhub::ID) {
+                    out.push(t);
+                }
+            }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(symbol = %info.symbol, error = %e, "reading the newest stored trade failed")
+                tracing::warn!(symbol = %symbol, error = %e, "reading the newest stored trade failed")
+            }
+        }
+    }
+    out
+}
+
+/// Most stored trades read around one resumed Finnhub gap.
+const MAX_NEAR_GAP: usize = 100_000;
+
+/// The stored Finnhub trades a window healed again must leave out: those
+/// within [`RESUME_SLACK_MICROS`] of each resumed gap, and those at each
+/// symbol's newest stored millisecond. A store that cannot answer is
+/// logged (those trades may then be sent again; the store keeps one row).
+async fn stored_near_gaps(
+    store: &dyn TickStore,
+    gaps: &[streamforge_model::Gap],
+    last_trades: &[streamforge_model::Tick],
+) -> Vec<streamforge_model::Tick> {
+    use streamforge_providers::finnhub::{client::RESUME_SLACK_MICROS, ID};
+    let ranges = gaps
+        .iter()
+        .filter(|g| g.provider == ID)
+        .map(|g| {
+            (
+                g.symbol.clone(),
+                g.from.saturating_sub_micros(RESUME_SLACK_MICROS),
+                g.to.saturating_add_micros(RESUME_SLACK_MICROS),
+            )
+        })
+        .chain(last_trades.iter().filter(|t| t.src_id() == ID).map(|t| {
+            (
+                t.symbol().clone(),
+                t.ts(),
+                t.ts().saturating_add_micros(1_000),
+            )
+        }));
+    let mut out = Vec::new();
+    for (symbol, from, to) in ranges {
+        let query = streamforge_store::TickQuery {
+            symbol,
+            from,
+            to,
+            limit: MAX_NEAR_GAP,
+            order: streamforge_store::Order::Asc,
+        };
+        match store.ticks(query).await {
+            Ok(ticks) => out.extend(ticks.into_iter().filter(|t| t.src_id() == ID)),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the trades around a gap of the last run failed")
             }
         }
     }
