@@ -19,6 +19,11 @@ pub mod duration_text {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// `d` as the settings write it (`6h`, `1m 30s`).
+    pub fn format(d: Duration) -> String {
+        humantime::format_duration(d).to_string()
+    }
+
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(*d))
     }

@@ -128,9 +128,11 @@ pub struct ProviderSettings {
     /// Gaps of an earlier run still `open` or `healing` (from the store):
     /// each venue (and Finnhub) goes on healing its own.
     pub resume: Vec<Gap>,
-    /// The newest stored trade of each venue symbol (from the store): the
-    /// time since, when no gap of the last run covers it (the process did
-    /// not stop cleanly), is a `downtime` gap.
+    /// The newest stored trade of each venue symbol, and of each symbol of
+    /// the synthetic market (from the store): for a venue, the time since,
+    /// when no gap of the last run covers it (the process did not stop
+    /// cleanly), is a `downtime` gap; the synthetic market makes its past
+    /// over the time since.
     pub last_trades: Vec<Tick>,
     /// The store holds no trade yet: the synthetic market makes its
     /// `history` first.
@@ -224,7 +226,8 @@ pub fn build_providers(
             )?,
             _ => Box::new(
                 SyntheticProvider::new(settings.synthetic.clone(), rules)?
-                    .filling_history(settings.fill_history),
+                    .filling_history(settings.fill_history)
+                    .resuming(&settings.resume, &settings.last_trades, metrics),
             ),
         });
     }

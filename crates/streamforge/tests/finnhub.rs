@@ -178,7 +178,8 @@ async fn ticks_are_stored_as_sent_across_dropped_connections_with_gaps_recorded(
         assert_eq!(g["reason"], "disconnected");
         assert_eq!(g["provider"], "finnhub");
         assert!(g["seconds"].as_f64().unwrap() >= 0.0);
-        assert!(g["from"].as_str().unwrap() <= g["to"].as_str().unwrap());
+        let at = |k: &str| Timestamp::parse(g[k].as_str().unwrap()).unwrap();
+        assert!(at("from") <= at("to"), "{g}");
     }
     let (_, all) = get_json(&format!("{base}/api/v1/gaps?from=0")).await;
     assert_eq!(

@@ -469,7 +469,7 @@ async fn candles_over_closed_minutes_equal_an_independent_fold_of_the_stored_tic
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_first_start_fills_the_synthetic_history_and_a_restart_does_not() {
+async fn a_first_start_fills_the_synthetic_history_and_a_restart_heals_its_downtime() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path(), 17);
     c.synthetic.rate = 100.0;
@@ -513,14 +513,39 @@ async fn a_first_start_fills_the_synthetic_history_and_a_restart_does_not() {
     );
     stop_and_check_drained(running, token).await;
 
-    // The store holds trades now: no second history.
+    // The store holds trades now: no second history, but the time the
+    // process was down is a gap of each symbol, made and healed.
+    let stopped = Timestamp::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let (running, token, base) = start(&c).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let again = backfilled(base).await.expect("AAPL is stored");
-    assert_eq!(
-        again["totals"]["stored_backfill"].as_u64().unwrap(),
-        stored_backfill,
-        "{again}"
-    );
+    let downtime = wait_for("AAPL's downtime healed", Duration::from_secs(30), || {
+        let base = base.clone();
+        async move {
+            let (_, page) = get_json(&format!("{base}/api/v1/gaps?symbol=AAPL&from=0")).await;
+            page["gaps"]
+                .as_array()?
+                .iter()
+                .find(|g| g["reason"] == "downtime" && g["status"] == "healed")
+                .cloned()
+        }
+    })
+    .await;
+    let at = |k: &str| Timestamp::parse(downtime[k].as_str().unwrap()).unwrap();
+    assert!(at("from") <= stopped && at("to") > stopped, "{downtime}");
+    let made = downtime["backfilled"].as_u64().unwrap_or(0);
+    // A third of 10 a second over about 3 s: a few, far from a history.
+    assert!(made < 100, "{downtime}");
+    // The ledger counts them as backfill, and adds up.
+    wait_for("the ledger to count them", Duration::from_secs(10), || {
+        let base = base.clone();
+        async move {
+            let page = backfilled(base).await?;
+            let n = |k: &str| page["totals"][k].as_u64().unwrap_or(0);
+            (n("stored_backfill") == stored_backfill + made
+                && n("received") == n("stored_live") + n("stored_backfill"))
+            .then_some(())
+        }
+    })
+    .await;
     stop_and_check_drained(running, token).await;
 }

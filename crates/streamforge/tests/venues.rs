@@ -246,7 +246,8 @@ async fn skipped_trade_ids_are_sequence_gaps_and_drops_are_outages() {
     .await;
     for g in &sequence {
         assert_eq!(g["provider"], "binance");
-        assert!(g["from"].as_str().unwrap() <= g["to"].as_str().unwrap());
+        let at = |k: &str| Timestamp::parse(g[k].as_str().unwrap()).unwrap();
+        assert!(at("from") <= at("to"), "{g}");
     }
     let outages = gaps(&base, "disconnected").await;
     assert!(

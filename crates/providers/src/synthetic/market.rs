@@ -190,6 +190,27 @@ impl Market {
         }
     }
 
+    /// Goes on from `price` at `at` for `symbol` (a price stored by an
+    /// earlier run); other symbols, and a symbol not in the market, are
+    /// left as they are.
+    pub fn continue_from(&mut self, symbol: &Symbol, price: f64, at: Timestamp) {
+        if !(price.is_finite() && price > 0.0) {
+            return;
+        }
+        if let Some(inst) = self.instruments.iter_mut().find(|i| i.symbol == *symbol) {
+            inst.price = price;
+            inst.last = Some(at);
+        }
+    }
+
+    /// The unrounded price of `symbol` now, and the time of its last trade.
+    pub fn state_of(&self, symbol: &Symbol) -> Option<(f64, Option<Timestamp>)> {
+        self.instruments
+            .iter()
+            .find(|i| i.symbol == *symbol)
+            .map(|i| (i.price, i.last))
+    }
+
     /// Current unrounded price of each symbol (for tests).
     pub fn prices(&self) -> Vec<(Symbol, f64)> {
         self.instruments

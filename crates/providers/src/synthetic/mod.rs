@@ -10,6 +10,11 @@
 //! the market's past: `history` of trades up to now at `history_rate`,
 //! sent as `origin = backfill` ticks, so charts have candles at once; the
 //! live market then goes on from the prices the history ended at.
+//!
+//! On a later start it heals the time the process was down: per symbol,
+//! a `downtime` gap from its newest stored trade to now, filled with the
+//! market's past at `history_rate` (at most `history` of it) going on from
+//! that trade's price, then marked healed.
 
 mod market;
 
@@ -19,7 +24,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use streamforge_model::settings::{duration_text, Invalid};
-use streamforge_model::{OccurrenceCounter, Symbol, Tick, TickRules, Timestamp};
+use streamforge_model::{
+    Gap, GapReason, GapStatus, OccurrenceCounter, Symbol, Tick, TickRules, Timestamp,
+};
+use streamforge_telemetry::{Event, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +35,8 @@ pub use market::{Market, DEFAULT_SYMBOLS};
 
 use crate::{Provider, ProviderError, ProviderFrame, Rejected};
 
-const ID: &str = "synthetic";
+/// The provider id, each tick's `src_id`.
+pub const ID: &str = "synthetic";
 /// Trades per frame when generating as fast as possible.
 const MAX_RATE_FRAME: usize = 2_048;
 
@@ -61,6 +70,7 @@ pub struct SyntheticConfig {
     pub slice: Duration,
     /// How much of the market's past `run` makes on a first start (an
     /// empty store), so the dashboard has candles at once; `0s` = none.
+    /// A later start makes at most this much of the time it was down.
     #[serde(with = "duration_text")]
     pub history: Duration,
     /// Trades per second across all symbols in that history (at most 1000).
@@ -131,6 +141,11 @@ pub struct SyntheticProvider {
     rules: TickRules,
     /// Make `config.history` of the past before the live market.
     fill_history: bool,
+    /// What the last run left: its unhealed gaps and each symbol's newest
+    /// stored trade (a later start).
+    resume: Vec<Gap>,
+    last_trades: Vec<Tick>,
+    metrics: Option<Metrics>,
 }
 
 impl SyntheticProvider {
@@ -150,7 +165,24 @@ impl SyntheticProvider {
             config,
             rules,
             fill_history: false,
+            resume: Vec::new(),
+            last_trades: Vec::new(),
+            metrics: None,
         })
+    }
+
+    /// Heals the time since the last run: `gaps` it left unhealed, and
+    /// per symbol the time since its newest stored trade (`last_trades`;
+    /// those of other providers are ignored).
+    pub fn resuming(mut self, gaps: &[Gap], last_trades: &[Tick], metrics: &Metrics) -> Self {
+        self.resume = gaps.iter().filter(|g| g.provider == ID).cloned().collect();
+        self.last_trades = last_trades
+            .iter()
+            .filter(|t| t.src_id() == ID)
+            .cloned()
+            .collect();
+        self.metrics = Some(metrics.clone());
+        self
     }
 
     /// Makes `history` of the market's past first (the store is empty).
@@ -168,31 +200,18 @@ impl SyntheticProvider {
         counter: &mut OccurrenceCounter,
     ) -> Result<bool, ProviderError> {
         let now = Timestamp::now();
-        let step = HISTORY_FRAME.as_micros() as i64;
-        let mut from = now.saturating_sub_micros(self.config.history.as_micros() as i64);
-        let mut inputs = Vec::new();
-        let mut sent = 0usize;
-        while from < now {
-            if cancel.is_cancelled() {
-                return Ok(false);
-            }
-            let to = from.saturating_add_micros(step).min(now);
-            let count = self
-                .market
-                .arrivals(self.config.history_rate, to.as_micros() - from.as_micros());
-            if count > 0 {
-                self.market.trades(count, from, to, now, &mut inputs);
-                for i in &mut inputs {
-                    i.origin = streamforge_model::tick::Origin::Backfill;
-                }
-                let frame = self.frame(&mut inputs, now, counter);
-                sent += frame.ticks.len();
-                if out.send(frame).await.is_err() {
-                    return Err(ProviderError::OutputClosed { provider: ID });
-                }
-            }
-            from = to;
-        }
+        let from = now.saturating_sub_micros(self.config.history.as_micros() as i64);
+        let past = Past {
+            rules: self.rules,
+            rate: self.config.history_rate,
+            made_at: now,
+        };
+        let Some(sent) = past
+            .make(&mut self.market, from, now, counter, out, cancel)
+            .await?
+        else {
+            return Ok(false);
+        };
         tracing::info!(
             trades = sent,
             history = ?self.config.history,
@@ -201,38 +220,150 @@ impl SyntheticProvider {
         Ok(true)
     }
 
-    /// Validates generated trades into a frame.
-    fn frame(
-        &self,
-        inputs: &mut Vec<streamforge_model::TickInput>,
-        now: Timestamp,
-        counter: &mut OccurrenceCounter,
-    ) -> ProviderFrame {
-        let mut frame = ProviderFrame {
-            provider: ID,
-            ticks: Vec::with_capacity(inputs.len()),
-            ..ProviderFrame::default()
-        };
-        for input in inputs.drain(..) {
-            let (symbol, ts, price, size) =
-                (input.symbol.clone(), input.ts, input.price, input.size);
-            match self.rules.check(input, now) {
-                Ok(t) => frame.ticks.push(t),
-                Err(e) => frame.rejects.push(
-                    Rejected::new(
-                        format!(
-                            r#"{{"symbol":"{symbol}","ts":"{ts}","price":{price},"size":{size}}}"#
-                        )
-                        .into_bytes(),
-                        e.reason(),
-                        e.to_string(),
-                    )
-                    .of(symbol, ts),
-                ),
+    /// The gap records that close what the last run left, and the windows
+    /// to make now: per symbol, from its newest stored trade to `now`.
+    fn downtime_plan(&self, now: Timestamp) -> DowntimePlan {
+        let mut plan = DowntimePlan::default();
+        let last_of = |s: &Symbol| self.last_trades.iter().find(|t| t.symbol() == s);
+        for g in &self.resume {
+            let mut g = g.clone();
+            match last_of(&g.symbol) {
+                // Stopped while making it: the rest is this start's window.
+                Some(t) if t.ts() < g.to => {
+                    g.healing.status = GapStatus::Healed;
+                    g.healing.detail = format!(
+                        "made up to {}; the rest with the downtime gap from there",
+                        t.ts()
+                    );
+                }
+                _ => {
+                    g.healing.status = GapStatus::Unrecoverable;
+                    g.healing.detail = "the process stopped while the market made this stretch \
+                                        of its past; the market does not make it twice"
+                        .into();
+                }
+            }
+            plan.closed.push(g);
+        }
+        let keep = self.config.history.as_micros() as i64;
+        for t in &self.last_trades {
+            if t.ts() >= now {
+                continue;
+            }
+            let gap = |from: Timestamp, to: Timestamp| Gap {
+                provider: ID.to_string(),
+                connection: 0,
+                symbol: t.symbol().clone(),
+                from,
+                to,
+                reason: GapReason::Downtime,
+                healing: streamforge_model::Healing::default(),
+            };
+            let start = now.saturating_sub_micros(keep).max(t.ts());
+            if start > t.ts() {
+                let mut old = gap(t.ts(), start);
+                old.healing.status = GapStatus::Unrecoverable;
+                old.healing.detail = format!(
+                    "longer ago than synthetic.history ({}): the market makes no more of its past",
+                    duration_text::format(self.config.history)
+                );
+                plan.closed.push(old);
+            }
+            if start < now {
+                let mut g = gap(start, now);
+                g.healing.status = GapStatus::Healing;
+                plan.windows.push((g, t.price()));
             }
         }
-        Tick::number_identical(&mut frame.ticks, counter);
-        frame
+        plan
+    }
+
+    /// Records the time the process was down and makes the market's past
+    /// over it, symbol by symbol, going on from each one's stored price;
+    /// the live market then goes on from where those ended. `false` when
+    /// shutdown came first.
+    async fn heal_downtime(
+        &mut self,
+        out: &mpsc::Sender<ProviderFrame>,
+        cancel: &CancellationToken,
+        counter: &mut OccurrenceCounter,
+    ) -> Result<bool, ProviderError> {
+        let now = Timestamp::now();
+        let plan = self.downtime_plan(now);
+        if plan.closed.is_empty() && plan.windows.is_empty() {
+            return Ok(true);
+        }
+        let mut records = plan.closed;
+        records.extend(plan.windows.iter().map(|(g, _)| g.clone()));
+        if let Some(metrics) = &self.metrics {
+            for g in records.iter().filter(|g| g.reason == GapReason::Downtime) {
+                if self
+                    .resume
+                    .iter()
+                    .all(|r| r.from != g.from || r.symbol != g.symbol)
+                {
+                    crate::venue::events::GapRecorded {
+                        provider: ID,
+                        connection: 0,
+                        reason: GapReason::Downtime,
+                        from: g.from,
+                        to: g.to,
+                        symbols: 1,
+                    }
+                    .emit(metrics);
+                }
+            }
+            for g in records
+                .iter()
+                .filter(|g| g.healing.status != GapStatus::Healing)
+            {
+                crate::venue::events::GapHealEnded {
+                    provider: ID,
+                    gap: g,
+                }
+                .emit(metrics);
+            }
+        }
+        send(out, gaps_frame(records)).await?;
+        let symbols = self.config.symbols.len().max(1) as f64;
+        let rate = self.config.history_rate / symbols;
+        let past = Past {
+            rules: self.rules,
+            rate,
+            made_at: now,
+        };
+        for (mut gap, price) in plan.windows {
+            // A market of this symbol alone, going on from its stored trade.
+            let mut market = Market::new(
+                std::slice::from_ref(&gap.symbol),
+                self.config.seed.map(|s| s ^ gap.from.as_micros() as u64),
+                Arc::from(ID),
+            );
+            market.continue_from(&gap.symbol, price, gap.from);
+            // Just after the stored trade, up to the start.
+            let from = gap.from.saturating_add_micros(1);
+            let Some(made) = past
+                .make(&mut market, from, gap.to, counter, out, cancel)
+                .await?
+            else {
+                return Ok(false);
+            };
+            if let Some((price, Some(at))) = market.state_of(&gap.symbol) {
+                self.market.continue_from(&gap.symbol, price, at);
+            }
+            gap.healing.status = GapStatus::Healed;
+            gap.healing.backfilled = made as u64;
+            if let Some(metrics) = &self.metrics {
+                metrics.provider_backfilled(ID, made);
+                crate::venue::events::GapHealEnded {
+                    provider: ID,
+                    gap: &gap,
+                }
+                .emit(metrics);
+            }
+            send(out, gaps_frame(vec![gap])).await?;
+        }
+        Ok(true)
     }
 }
 
@@ -256,7 +387,11 @@ impl Provider for SyntheticProvider {
         let mut ticker = tokio::time::interval(self.config.slice);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut counter = OccurrenceCounter::default();
-        if self.fill_history && !self.send_history(&out, &cancel, &mut counter).await? {
+        if self.fill_history {
+            if !self.send_history(&out, &cancel, &mut counter).await? {
+                return Ok(());
+            }
+        } else if !self.heal_downtime(&out, &cancel, &mut counter).await? {
             return Ok(());
         }
         let mut inputs = Vec::new();
@@ -286,7 +421,7 @@ impl Provider for SyntheticProvider {
             // Event times in [from, now]: never ahead of the clock.
             self.market
                 .trades(count, from, now.saturating_add_micros(1), now, &mut inputs);
-            let frame = self.frame(&mut inputs, now, &mut counter);
+            let frame = frame(&self.rules, &mut inputs, now, &mut counter);
             // The frame was generated: hand it over even during shutdown;
             // ingest keeps reading until every provider has returned.
             if out.send(frame).await.is_err() {
@@ -299,6 +434,107 @@ impl Provider for SyntheticProvider {
         tracing::info!("synthetic market stopped");
         Ok(())
     }
+}
+
+/// Validates generated trades into a frame.
+fn frame(
+    rules: &TickRules,
+    inputs: &mut Vec<streamforge_model::TickInput>,
+    now: Timestamp,
+    counter: &mut OccurrenceCounter,
+) -> ProviderFrame {
+    let mut frame = ProviderFrame {
+        provider: ID,
+        ticks: Vec::with_capacity(inputs.len()),
+        ..ProviderFrame::default()
+    };
+    for input in inputs.drain(..) {
+        let (symbol, ts, price, size) = (input.symbol.clone(), input.ts, input.price, input.size);
+        match rules.check(input, now) {
+            Ok(t) => frame.ticks.push(t),
+            Err(e) => frame.rejects.push(
+                Rejected::new(
+                    format!(r#"{{"symbol":"{symbol}","ts":"{ts}","price":{price},"size":{size}}}"#)
+                        .into_bytes(),
+                    e.reason(),
+                    e.to_string(),
+                )
+                .of(symbol, ts),
+            ),
+        }
+    }
+    Tick::number_identical(&mut frame.ticks, counter);
+    frame
+}
+
+/// Makes the market's past at `rate`, a frame per simulated minute, as
+/// backfill ticks received at `made_at`.
+struct Past {
+    rules: TickRules,
+    rate: f64,
+    made_at: Timestamp,
+}
+
+impl Past {
+    /// Sends `market`'s trades over `[from, to)`: how many, or `None` when
+    /// shutdown came first.
+    async fn make(
+        &self,
+        market: &mut Market,
+        mut from: Timestamp,
+        to: Timestamp,
+        counter: &mut OccurrenceCounter,
+        out: &mpsc::Sender<ProviderFrame>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<usize>, ProviderError> {
+        let step = HISTORY_FRAME.as_micros() as i64;
+        let mut inputs = Vec::new();
+        let mut sent = 0;
+        while from < to {
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+            let end = from.saturating_add_micros(step).min(to);
+            let count = market.arrivals(self.rate, end.as_micros() - from.as_micros());
+            if count > 0 {
+                market.trades(count, from, end, self.made_at, &mut inputs);
+                for i in &mut inputs {
+                    i.origin = streamforge_model::tick::Origin::Backfill;
+                }
+                let frame = frame(&self.rules, &mut inputs, self.made_at, counter);
+                sent += frame.ticks.len();
+                send(out, frame).await?;
+            }
+            from = end;
+        }
+        Ok(Some(sent))
+    }
+}
+
+/// What a later start closes and makes (`SyntheticProvider::heal_downtime`).
+#[derive(Default)]
+struct DowntimePlan {
+    /// Gap records that end as they are (healed or unrecoverable).
+    closed: Vec<Gap>,
+    /// Downtime gaps to make, each with its symbol's stored price.
+    windows: Vec<(Gap, f64)>,
+}
+
+fn gaps_frame(gaps: Vec<Gap>) -> ProviderFrame {
+    ProviderFrame {
+        provider: ID,
+        gaps,
+        ..ProviderFrame::default()
+    }
+}
+
+async fn send(
+    out: &mpsc::Sender<ProviderFrame>,
+    frame: ProviderFrame,
+) -> Result<(), ProviderError> {
+    out.send(frame)
+        .await
+        .map_err(|_| ProviderError::OutputClosed { provider: ID })
 }
 
 #[cfg(test)]
@@ -452,5 +688,131 @@ mod tests {
             ..Default::default()
         })
         .contains("history_rate"));
+    }
+
+    /// A stored trade of the synthetic market, as the store gives it back.
+    fn stored(symbol: &str, ts: Timestamp, price: f64) -> Tick {
+        let input = streamforge_model::TickInput {
+            symbol: Symbol::parse(symbol).unwrap(),
+            ts,
+            price,
+            size: 100.0,
+            exchange: Arc::from(""),
+            src_id: Arc::from(ID),
+            conditions: Vec::new(),
+            occurrence: 0,
+            tick_id: None,
+            ingested_at: ts,
+            source_id: None,
+            origin: streamforge_model::tick::Origin::Live,
+        };
+        TickRules::default().check(input, ts).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_later_start_makes_the_time_it_was_down_from_the_stored_prices() {
+        let config = SyntheticConfig {
+            symbols: vec!["AAPL".into(), "MSFT".into()],
+            rate: 500.0,
+            seed: Some(3),
+            history: Duration::from_secs(3_600),
+            history_rate: 2.0,
+            ..Default::default()
+        };
+        let now = Timestamp::now();
+        let ago = |secs: i64| now.saturating_sub_micros(secs * 1_000_000);
+        // AAPL stopped 10 minutes ago, in the middle of a downtime gap the
+        // run before did not finish making; MSFT 2 hours ago, longer than
+        // the history the market makes.
+        let last = [
+            stored("AAPL", ago(600), 150.0),
+            stored("MSFT", ago(7_200), 300.0),
+        ];
+        let unfinished = Gap {
+            provider: ID.into(),
+            connection: 0,
+            symbol: Symbol::parse("AAPL").unwrap(),
+            from: ago(1_200),
+            to: ago(300),
+            reason: GapReason::Downtime,
+            healing: streamforge_model::Healing {
+                status: GapStatus::Healing,
+                ..Default::default()
+            },
+        };
+        let metrics = Metrics::new();
+        let p = SyntheticProvider::new(config, TickRules::default())
+            .unwrap()
+            .filling_history(false)
+            .resuming(std::slice::from_ref(&unfinished), &last, &metrics);
+        let (tx, mut rx) = mpsc::channel(1_024);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(Box::new(p).run(tx, cancel.clone()));
+        let (mut ticks, mut gaps) = (Vec::new(), Vec::new());
+        while !ticks.iter().any(|t: &Tick| t.origin().is_live()) {
+            let f = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            ticks.extend(f.ticks);
+            gaps.extend(f.gaps);
+        }
+        cancel.cancel();
+        while rx.recv().await.is_some() {}
+        task.await.unwrap().unwrap();
+
+        let last_record = |symbol: &str, from: Timestamp| {
+            gaps.iter()
+                .rev()
+                .find(|g| g.symbol.as_str() == symbol && g.from == from)
+                .unwrap_or_else(|| panic!("a gap of {symbol} from {from}: {gaps:?}"))
+                .clone()
+        };
+        let old = last_record("AAPL", unfinished.from);
+        assert_eq!(old.healing.status, GapStatus::Healed, "{old:?}");
+        assert!(old.healing.detail.contains("downtime gap"), "{old:?}");
+        let too_old = last_record("MSFT", ago(7_200));
+        assert_eq!(too_old.healing.status, GapStatus::Unrecoverable);
+        assert!(
+            too_old.healing.detail.contains("synthetic.history (1h)"),
+            "{too_old:?}"
+        );
+        for (symbol, from, price) in [("AAPL", ago(600), 150.0), ("MSFT", too_old.to, 300.0)] {
+            let gap = last_record(symbol, from);
+            assert_eq!(gap.reason, GapReason::Downtime);
+            assert_eq!(gap.healing.status, GapStatus::Healed, "{gap:?}");
+            let made: Vec<&Tick> = ticks
+                .iter()
+                .filter(|t| t.symbol().as_str() == symbol && !t.origin().is_live())
+                .collect();
+            assert_eq!(made.len() as u64, gap.healing.backfilled);
+            // One a second for each of the two symbols, over the window.
+            let expected = gap.seconds();
+            assert!(
+                (made.len() as f64 - expected).abs() < expected * 0.15,
+                "{symbol}: {} made over {expected} s",
+                made.len()
+            );
+            assert!(made.iter().all(|t| t.ts() > gap.from && t.ts() <= gap.to));
+            assert!(made.windows(2).all(|w| w[0].ts() <= w[1].ts()));
+            // Going on from the stored price, and live from where it ended.
+            let first = made[0].price();
+            assert!(
+                (first / price - 1.0).abs() < 0.05,
+                "{symbol}: {first} after {price}"
+            );
+            if let Some(live) = ticks
+                .iter()
+                .find(|t| t.symbol().as_str() == symbol && t.origin().is_live())
+            {
+                let end = made.last().unwrap().price();
+                assert!(
+                    (live.price() / end - 1.0).abs() < 0.01,
+                    "{end} then {}",
+                    live.price()
+                );
+            }
+        }
+        assert!(metrics.snapshot().providers[ID].backfilled > 0);
     }
 }

@@ -167,7 +167,7 @@ impl Event for ServerError<'_> {
 
 /// The feed was down from `from` to `to`: one gap per symbol of the
 /// connection goes downstream.
-pub(super) struct GapRecorded {
+pub(crate) struct GapRecorded {
     pub provider: &'static str,
     pub connection: u32,
     pub reason: GapReason,

@@ -559,6 +559,7 @@ async fn unhealed_gaps(store: &dyn TickStore, providers: &[String]) -> Vec<strea
         streamforge_providers::binance::ID,
         streamforge_providers::coinbase::ID,
         streamforge_providers::finnhub::ID,
+        streamforge_providers::synthetic::ID,
     ] {
         if !providers.iter().any(|p| p == venue) {
             continue;
@@ -583,8 +584,8 @@ async fn unhealed_gaps(store: &dyn TickStore, providers: &[String]) -> Vec<strea
 }
 
 /// The newest stored trade of every symbol of the providers that heal
-/// (the venues, by their symbols' prefix; Finnhub, by its symbols and the
-/// trade's provider). A store that cannot answer only loses the gap of a
+/// (the venues, by their symbols' prefix; Finnhub and the synthetic
+/// market, by their symbols), when that provider stored it. A store that cannot answer only loses the gap of a
 /// crash: it is logged.
 async fn last_trades(
     store: &dyn TickStore,
@@ -592,19 +593,28 @@ async fn last_trades(
 ) -> Vec<streamforge_model::Tick> {
     let providers = running_providers(settings);
     let runs = |id: &str| providers.iter().any(|p| p == id);
-    let prefixes: Vec<&str> = [
+    let prefixes: Vec<(&str, &str)> = [
         (streamforge_providers::binance::ID, "BINANCE:"),
         (streamforge_providers::coinbase::ID, "COINBASE:"),
     ]
-    .iter()
+    .into_iter()
     .filter(|(id, _)| runs(id))
-    .map(|(_, prefix)| *prefix)
     .collect();
     let finnhub = runs(streamforge_providers::finnhub::ID);
-    if prefixes.is_empty() && !finnhub {
+    let synthetic = runs(streamforge_providers::synthetic::ID);
+    if prefixes.is_empty() && !finnhub && !synthetic {
         return Vec::new();
     }
     let mut wanted: Vec<streamforge_model::Symbol> = Vec::new();
+    if synthetic {
+        wanted.extend(
+            settings
+                .synthetic
+                .symbols
+                .iter()
+                .filter_map(|s| streamforge_model::Symbol::parse(s).ok()),
+        );
+    }
     if finnhub {
         let symbols = if settings.finnhub.symbols.is_empty() {
             &settings.synthetic.symbols
@@ -622,7 +632,7 @@ async fn last_trades(
             Ok(s) => wanted.extend(
                 s.into_iter()
                     .map(|i| i.symbol)
-                    .filter(|s| prefixes.iter().any(|p| s.as_str().starts_with(p))),
+                    .filter(|s| prefixes.iter().any(|(_, p)| s.as_str().starts_with(p))),
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "reading the stored symbols failed: a crash's downtime is not recorded");
@@ -635,9 +645,14 @@ async fn last_trades(
     for symbol in &wanted {
         match store.latest(symbol).await {
             Ok(Some(t)) => {
-                let venue = prefixes.iter().any(|p| symbol.as_str().starts_with(p))
-                    && t.src_id() != streamforge_providers::finnhub::ID;
-                if venue || (finnhub && t.src_id() == streamforge_providers::finnhub::ID) {
+                let own = |id: &str| t.src_id() == id;
+                let venue = prefixes
+                    .iter()
+                    .any(|(id, p)| symbol.as_str().starts_with(p) && own(id));
+                if venue
+                    || (finnhub && own(streamforge_providers::finnhub::ID))
+                    || (synthetic && own(streamforge_providers::synthetic::ID))
+                {
                     out.push(t);
                 }
             }
