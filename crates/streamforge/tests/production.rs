@@ -204,6 +204,18 @@ async fn postgres_stopped_under_load_pauses_persist_and_loses_nothing() {
             "{path}: {body}"
         );
     }
+    // Persist sees the outage: a write fails (at the latest when the
+    // store's call timeout ends a write the stopped server left hanging).
+    let metrics = running.metrics.clone();
+    wait_for(
+        "a store write to fail while PostgreSQL is stopped",
+        Duration::from_secs(30),
+        || {
+            let failed = metrics.snapshot().store.write_errors;
+            async move { (failed > 0).then_some(()) }
+        },
+    )
+    .await;
     pg.resume().unwrap();
     // And answer again once it is back.
     wait_for(
@@ -224,7 +236,7 @@ async fn postgres_stopped_under_load_pauses_persist_and_loses_nothing() {
     let text = running.metrics.render();
     assert!(
         metric(&text, "streamforge_store_write_errors_total") > 0.0,
-        "the outage was seen"
+        "the outage was counted in the exposition"
     );
     stop_and_check(running, token).await;
 }

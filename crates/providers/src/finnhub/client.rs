@@ -265,7 +265,7 @@ impl Provider for FinnhubProvider {
                 "healing the gaps of the last run"
             );
         }
-        for request in heal_now {
+        for request in heal_now.into_iter().filter(|_| self.config.history) {
             if heal.try_send(request).is_err() {
                 tracing::warn!(
                     provider = ID,
