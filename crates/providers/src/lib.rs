@@ -324,3 +324,14 @@ pub fn frame_parser(provider: &str) -> Option<Box<dyn FrameParse>> {
 pub fn feed_check(provider: &str) -> String {
     format!("feed:{provider}")
 }
+
+/// Hands `frame` of `provider` to ingest; an error when ingest is gone.
+pub(crate) async fn send_frame(
+    out: &mpsc::Sender<ProviderFrame>,
+    provider: &'static str,
+    frame: ProviderFrame,
+) -> Result<(), ProviderError> {
+    out.send(frame)
+        .await
+        .map_err(|_| ProviderError::OutputClosed { provider })
+}

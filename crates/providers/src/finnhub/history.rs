@@ -181,9 +181,7 @@ impl Healer {
         out: &mpsc::Sender<ProviderFrame>,
         frame: ProviderFrame,
     ) -> Result<(), ProviderError> {
-        out.send(frame)
-            .await
-            .map_err(|_| ProviderError::OutputClosed { provider: ID })
+        crate::send_frame(out, ID, frame).await
     }
 
     async fn send_gaps(

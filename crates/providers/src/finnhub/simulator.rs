@@ -599,16 +599,9 @@ async fn answer(
     log: &Mutex<SimulatorLog>,
     tape: &Mutex<Tape>,
 ) {
-    use tokio::io::AsyncReadExt;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
-        match read {
-            Ok(Ok(n)) if n > 0 && head.len() < 16 * 1024 => head.extend_from_slice(&buf[..n]),
-            _ => return,
-        }
-    }
+    let Some(head) = crate::venue::simulator::read_head(&mut stream).await else {
+        return;
+    };
     log.lock().rest_requests += 1;
     let head = String::from_utf8_lossy(&head).into_owned();
     let target = head

@@ -324,7 +324,7 @@ impl SyntheticProvider {
                 .emit(metrics);
             }
         }
-        send(out, gaps_frame(records)).await?;
+        crate::send_frame(out, ID, gaps_frame(records)).await?;
         let symbols = self.config.symbols.len().max(1) as f64;
         let rate = self.config.history_rate / symbols;
         let past = Past {
@@ -361,7 +361,7 @@ impl SyntheticProvider {
                 }
                 .emit(metrics);
             }
-            send(out, gaps_frame(vec![gap])).await?;
+            crate::send_frame(out, ID, gaps_frame(vec![gap])).await?;
         }
         Ok(true)
     }
@@ -503,7 +503,7 @@ impl Past {
                 }
                 let frame = frame(&self.rules, &mut inputs, self.made_at, counter);
                 sent += frame.ticks.len();
-                send(out, frame).await?;
+                crate::send_frame(out, ID, frame).await?;
             }
             from = end;
         }
@@ -526,15 +526,6 @@ fn gaps_frame(gaps: Vec<Gap>) -> ProviderFrame {
         gaps,
         ..ProviderFrame::default()
     }
-}
-
-async fn send(
-    out: &mpsc::Sender<ProviderFrame>,
-    frame: ProviderFrame,
-) -> Result<(), ProviderError> {
-    out.send(frame)
-        .await
-        .map_err(|_| ProviderError::OutputClosed { provider: ID })
 }
 
 #[cfg(test)]

@@ -94,9 +94,7 @@ impl<V: Venue> Healer<V> {
         out: &mpsc::Sender<ProviderFrame>,
         frame: ProviderFrame,
     ) -> Result<(), ProviderError> {
-        out.send(frame)
-            .await
-            .map_err(|_| ProviderError::OutputClosed { provider: V::ID })
+        crate::send_frame(out, V::ID, frame).await
     }
 
     async fn send_gap(out: &mpsc::Sender<ProviderFrame>, gap: &Gap) -> Result<(), ProviderError> {

@@ -372,16 +372,9 @@ impl SimServer {
 
     /// Answers one HTTP request of the REST history, then closes.
     async fn answer<P: SimProtocol>(&self, mut stream: tokio::net::TcpStream, config: &SimConfig) {
-        use tokio::io::AsyncReadExt;
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
-            match read {
-                Ok(Ok(n)) if n > 0 && head.len() < 16 * 1024 => head.extend_from_slice(&buf[..n]),
-                _ => return,
-            }
-        }
+        let Some(head) = read_head(&mut stream).await else {
+            return;
+        };
         let head = String::from_utf8_lossy(&head);
         let target = head
             .lines()
@@ -699,6 +692,22 @@ impl Conn {
             send(&late, &mut log);
         }
     }
+}
+
+/// The head of one HTTP request (up to the blank line), or `None` when
+/// the client sends none within 5 s or more than 16 KiB of it.
+pub(crate) async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        match read {
+            Ok(Ok(n)) if n > 0 && head.len() < 16 * 1024 => head.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+    Some(head)
 }
 
 /// Writes a simulated REST answer (JSON `body`, `extra` header lines each
