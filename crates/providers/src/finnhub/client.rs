@@ -770,10 +770,14 @@ impl Connection {
         let mut firsts: HashMap<&Symbol, (Timestamp, HashSet<TickId>)> = HashMap::new();
         for t in ticks {
             let (ts, id) = (t.ts(), t.tick_id());
-            let edge = self
-                .edges
-                .entry(t.symbol().clone())
-                .or_insert_with(|| (ts, HashSet::new()));
+            // Looked up before inserting: no symbol clone per trade.
+            let edge = match self.edges.get_mut(t.symbol()) {
+                Some(edge) => edge,
+                None => self
+                    .edges
+                    .entry(t.symbol().clone())
+                    .or_insert_with(|| (ts, HashSet::new())),
+            };
             if ts > edge.0 {
                 *edge = (ts, HashSet::new());
             }
